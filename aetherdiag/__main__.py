@@ -1,0 +1,3 @@
+from aetherdiag.cli import main
+
+main()

@@ -1,0 +1,239 @@
+"""Thin asyncio TCP front end over the sans-IO broker, and the ``Emulator`` handle.
+
+How this works: one ``asyncio.Protocol`` per TCP connection feeds received bytes to its own
+``codec.Decoder`` and the packets to the shared ``Broker``; whatever the broker answers is
+encoded and written, batched per connection. A periodic task calls ``Broker.tick``. Nothing
+here knows MQTT rules. ``Emulator`` runs the server on a private event loop in a background
+thread so synchronous code (tests, the ``workers`` harness) can use it with ``with``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from . import codec
+from .broker import Broker, Out
+from .session import Limits, Stats
+
+log = logging.getLogger("aetherdiag.emulator")
+_HIGH_WATER = 4 << 20  # bytes buffered per connection before the broker holds messages back
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: EmulatorServer) -> None:
+        self.server = server
+        self.id = next(server.ids)
+        self.transport: asyncio.Transport | None = None
+        self.decoder = codec.Decoder(max_packet_size=server.broker.limits.max_packet_size)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=_HIGH_WATER)
+        self.server.conns[self.id] = self
+        self.server.broker.open(self.id, time.monotonic())
+
+    def data_received(self, data: bytes) -> None:
+        broker = self.server.broker
+        now = time.monotonic()
+        out: list[Out] = []
+        try:
+            packets = self.decoder.feed(data)
+        except codec.MalformedPacket as exc:
+            self.server.emit(broker.reject(self.id, exc, now))
+            return
+        except Exception as exc:  # never let one client take the server down
+            log.exception("connection %d: unexpected decoding failure", self.id)
+            self.server.emit(broker.reject(self.id, codec.MalformedPacket(str(exc)), now))
+            return
+        handle = broker.handle
+        for packet in packets:
+            try:
+                out += handle(self.id, packet, now)
+            except Exception:
+                log.exception("connection %d: broker failed on %r", self.id, packet)
+                out += broker.reject(
+                    self.id,
+                    codec.MalformedPacket("internal error", codec.RC_IMPLEMENTATION_SPECIFIC),
+                    now,
+                )
+                break
+        self.server.emit(out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.conns.pop(self.id, None)
+        try:
+            self.server.emit(self.server.broker.lost(self.id, time.monotonic()))
+        except Exception:
+            log.exception("connection %d: broker failed while closing", self.id)
+
+    def pause_writing(self) -> None:
+        self.server.emit(self.server.broker.set_paused(self.id, True))
+
+    def resume_writing(self) -> None:
+        self.server.emit(self.server.broker.set_paused(self.id, False))
+
+
+class EmulatorServer:
+    """The asyncio server; create and use it on one event loop."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.ids = itertools.count(1)
+        self.conns: dict[int, _Connection] = {}
+        self._server: asyncio.Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), host, port)
+        self._ticker = asyncio.create_task(self._tick())
+        sock = self._server.sockets[0]
+        addr = sock.getsockname()
+        return str(addr[0]), int(addr[1])
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                self.emit(self.broker.tick(time.monotonic()))
+            except Exception:
+                log.exception("broker tick failed")
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self.emit(self.broker.shutdown())
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for conn in list(self.conns.values()):
+            if conn.transport is not None:
+                conn.transport.abort()
+
+    def emit(self, out: list[Out]) -> None:
+        """Encode and write the broker's output, one write per connection."""
+        if not out:
+            return
+        pending: dict[int, list[bytes]] = {}
+        closing: list[int] = []
+        broker = self.broker
+        for conn_id, packet in out:
+            if packet is None:
+                closing.append(conn_id)
+                continue
+            chunks = pending.get(conn_id)
+            if chunks is None:
+                chunks = pending[conn_id] = []
+            chunks.append(codec.encode(packet, broker.version(conn_id)))
+        for conn_id, chunks in pending.items():
+            conn = self.conns.get(conn_id)
+            if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.write(b"".join(chunks))
+        for conn_id in closing:
+            conn = self.conns.get(conn_id)
+            if conn is not None and conn.transport is not None:
+                conn.transport.close()
+
+
+class Emulator:
+    """An MQTT broker emulator on a background thread.
+
+    >>> with Emulator(strategy="round_robin", faults=["share-fanout"]) as broker:
+    ...     broker.port  # connect any MQTT client to 127.0.0.1:broker.port
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        strategy: str = "round_robin",
+        group_strategies: Mapping[str, str] | None = None,
+        faults: Iterable[str] = (),
+        seed: int | None = None,
+        limits: Limits | None = None,
+        users: Mapping[str, str] | None = None,
+    ) -> None:
+        self.broker = Broker(
+            strategy=strategy, group_strategies=group_strategies, faults=faults, seed=seed,
+            limits=limits, users=users,
+        )
+        self._host = host
+        self._port = port
+        self.host = host
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: EmulatorServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self) -> Emulator:
+        ready = threading.Event()
+        error: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            self._server = EmulatorServer(self.broker)
+            try:
+                self.host, self.port = loop.run_until_complete(
+                    self._server.start(self._host, self._port)
+                )
+            except BaseException as exc:
+                error.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self._server.stop())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="aetherdiag-emulator", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if error:
+            raise error[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the emulator's loop and return its result (thread-safe)."""
+        if self._loop is None:
+            return fn(*args)
+
+        async def run() -> Any:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=5)
+
+    def stats(self) -> Stats:
+        """A consistent snapshot of the emulator's counters."""
+        return self.call(self.broker.stats.snapshot)  # type: ignore[no-any-return]
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

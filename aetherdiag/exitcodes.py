@@ -1,0 +1,22 @@
+"""The one place exit codes are defined (documented in README)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    DUPLICATES = 1
+    USAGE = 2
+    UNREACHABLE = 3
+    MISSING = 4
+    IMBALANCE = 5
+
+
+class Abort(Exception):
+    """Stop the command with a one-line message on stderr and ``code``."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.USAGE) -> None:
+        super().__init__(message)
+        self.code = code
