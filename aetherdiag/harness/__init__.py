@@ -1,0 +1,1 @@
+"""Worker fleet and publisher that run a plan against any broker and record deliveries."""

@@ -1,0 +1,105 @@
+"""The typed values that flow from a plan through a run into the analysis.
+
+How this works: frozen dataclasses only. A command (``workers``, ``replay``) builds a
+``RunPlan``; the harness runs it against a broker and returns a ``RunResult`` holding every
+``Delivery`` it recorded; ``analysis.analyse`` turns that into a ``Report``. Nothing here does
+I/O, so analysis and rendering are tested without brokers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrokerTarget:
+    """Where the workers connect: parsed from ``--broker URL`` (or the embedded emulator)."""
+
+    scheme: str = "mqtt"  # mqtt | mqtts | ws | wss
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    path: str = "/mqtt"  # websocket path
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+    protocol: str = "5"  # "3.1.1" or "5"
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme in ("mqtts", "wss")
+
+    @property
+    def websocket(self) -> bool:
+        return self.scheme in ("ws", "wss")
+
+    def display(self) -> str:
+        """The URL without the password, for reports and errors."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmulatorSettings:
+    """How to start the embedded emulator when no ``--broker`` is given."""
+
+    strategy: str = "round_robin"
+    faults: tuple[str, ...] = ()
+    group_strategies: tuple[tuple[str, str], ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSpec:
+    """One worker client. ``name`` is what reports show (``worker-1``)."""
+
+    name: str
+    subscriptions: tuple[str, ...]  # full filters, e.g. "$share/g/a/+/b" or "a/+/b"
+    qos: int = 1
+    protocol: str = "5"  # "3.1.1" or "5"
+    clean_start: bool = True
+    session_expiry: int = 0  # v5 only; seconds a persistent session outlives its connection
+    work_ms: float = 0.0  # processing time per task before it is acknowledged
+    work_jitter_ms: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    """One task to publish. The payload carries ``task_id`` so deliveries can be matched."""
+
+    task_id: str
+    topic: str
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """One message a worker received."""
+
+    worker: str
+    task_id: str | None  # None when the payload was not one of ours
+    topic: str
+    qos: int
+    dup: bool
+    retain: bool
+    at: float  # seconds since the run started
+    latency_ms: float | None = None  # publish-to-receive, when the payload carries the send time
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """Everything the harness observed."""
+
+    target: str  # display form of the broker URL ("emulator" details included)
+    workers: tuple[str, ...]  # worker names in order
+    published: tuple[str, ...]  # task ids in publish order (each counted once)
+    publish_failures: tuple[str, ...] = ()  # task ids whose publish was refused or not acked
+    deliveries: tuple[Delivery, ...] = ()
+    duration_s: float = 0.0
+    settled: bool = True  # False when --timeout cut the wait short
+    subscribe_results: tuple[tuple[str, str, int], ...] = ()  # (worker, filter, reason code)
+    notes: tuple[str, ...] = ()  # things the harness noticed (refused subscriptions, ...)
+    emulator_stats: dict[str, object] | None = field(default=None)
