@@ -87,6 +87,7 @@ class Delivery:
     retain: bool
     at: float  # seconds since the run started
     latency_ms: float | None = None  # publish-to-receive, when the payload carries the send time
+    completed: bool = True  # False when the worker lost its connection before finishing/acking it
 
 
 @dataclass(frozen=True, kw_only=True)
