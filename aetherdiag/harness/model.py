@@ -63,6 +63,7 @@ class WorkerSpec:
     session_expiry: int = 0  # v5 only; seconds a persistent session outlives its connection
     work_ms: float = 0.0  # processing time per task before it is acknowledged
     work_jitter_ms: float = 0.0
+    pool: str = ""  # workers of one pool are meant to share the tasks ("" = the single pool)
 
 
 @dataclass(frozen=True, kw_only=True)
