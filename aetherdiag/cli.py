@@ -15,6 +15,7 @@ import typer
 
 from . import __version__
 from .commands import emulator as emulator_cmd
+from .commands import workers as workers_cmd
 from .exitcodes import Abort, ExitCode
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.command("workers", epilog=workers_cmd.EPILOG)(workers_cmd.command)
 app.add_typer(emulator_cmd.app, name="emulator")
 
 _state = {"debug": False}

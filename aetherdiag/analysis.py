@@ -1,0 +1,416 @@
+"""Pure analysis: what the workers received -> a Report with checks, causes and a verdict.
+
+How this works: ``analyse(result, workers, expect)`` groups deliveries by pool (workers meant to
+share the tasks; one pool unless a scenario declares several). For every published task and
+pool it counts which workers got it and how often: a task that reached two workers of a pool
+is a cross-worker duplicate, a second copy on the same worker is a repeat (DUP-flagged
+redelivery or a fresh copy), a task no worker of a pool got is missing. Balance compares the
+unique tasks per worker. The checks map to exit codes; the lowest failing code wins.
+Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from .exitcodes import ExitCode
+from .harness.model import RunResult, WorkerSpec
+
+DEFAULT_POOL = "workers"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expectations:
+    """Verdict knobs (``--max-imbalance``, ``--allow-redelivery``)."""
+
+    max_imbalance: float = 1.5
+    allow_redelivery: bool = False
+    min_share_to_judge: float = 3.0  # balance is judged when each worker's even share >= this
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerRow:
+    name: str
+    pool: str
+    received: int  # every copy, repeats included
+    unique: int
+    repeats: int  # copies beyond the first of a task on this worker
+    dup_repeats: int  # ... of which had the DUP flag (redeliveries)
+    share: float  # unique / unique tasks delivered to the pool
+    tasks: tuple[str, ...]  # unique task ids in the order first received
+    subscriptions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Balance:
+    judged: bool
+    max_over_min: float | None  # None when a worker got nothing (infinitely unbalanced)
+    max_over_mean: float | None
+    chi_square: float | None = None
+    p_value: float | None = None  # of an even split; None when the run is too small
+    idle_workers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    name: str
+    passed: bool | None  # None: not judged
+    detail: str
+    code: ExitCode
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    title: str
+    target: str
+    published: int
+    delivered: int
+    unique_delivered: int
+    missing: tuple[str, ...]
+    cross_worker: tuple[tuple[str, tuple[str, ...]], ...]  # (task, workers that got it)
+    allowed_redeliveries: int
+    repeats: int
+    repeats_dup: int
+    repeats_fresh: int
+    foreign: int  # deliveries whose payload was not one of our tasks
+    balance: Balance
+    workers: tuple[WorkerRow, ...]
+    checks: tuple[Check, ...]
+    causes: tuple[str, ...]
+    verdict: str
+    exit_code: ExitCode
+    duration_s: float
+    settled: bool
+    publish_failures: tuple[str, ...] = ()
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    timeline: tuple[str, ...] = ()
+    emulator_stats: dict[str, object] | None = None
+
+
+_VERDICTS = {
+    ExitCode.OK: "healthy",
+    ExitCode.DUPLICATES: "duplicates",
+    ExitCode.MISSING: "missing",
+    ExitCode.IMBALANCE: "imbalanced",
+}
+
+
+def analyse(
+    result: RunResult,
+    workers: Sequence[WorkerSpec],
+    expect: Expectations | None = None,
+    *,
+    title: str = "aetherdiag workers",
+    timeline: Sequence[str] = (),
+) -> Report:
+    """Classify every delivery in ``result`` and decide the verdict."""
+    expect = expect or Expectations()
+    specs = {w.name: w for w in workers}
+    pool_of = {name: (specs[name].pool if name in specs else "") or DEFAULT_POOL
+               for name in result.workers}
+    pools: dict[str, list[str]] = defaultdict(list)
+    for name in result.workers:
+        pools[pool_of[name]].append(name)
+
+    published = list(dict.fromkeys(result.published))
+    published_set = set(published)
+    # copies[(worker, task)] -> list of (dup, completed)
+    copies: dict[tuple[str, str], list[tuple[bool, bool]]] = defaultdict(list)
+    order: dict[str, list[str]] = defaultdict(list)
+    foreign = 0
+    for d in result.deliveries:
+        if d.task_id is None or d.task_id not in published_set or d.worker not in pool_of:
+            foreign += 1
+            continue
+        key = (d.worker, d.task_id)
+        if key not in copies:
+            order[d.worker].append(d.task_id)
+        copies[key].append((d.dup, d.completed))
+
+    receivers: dict[tuple[str, str], list[str]] = defaultdict(list)  # (pool, task) -> workers
+    for (worker, task) in copies:
+        receivers[(pool_of[worker], task)].append(worker)
+
+    missing: list[str] = []
+    cross: list[tuple[str, tuple[str, ...]]] = []
+    allowed = 0
+    for task in published:
+        for pool in pools:
+            got = receivers.get((pool, task), [])
+            if not got:
+                if task not in missing:
+                    missing.append(task)
+            elif len(got) > 1:
+                finished = [w for w in got if any(c for _, c in copies[(w, task)])]
+                if expect.allow_redelivery and len(finished) <= 1:
+                    allowed += len(got) - 1
+                else:
+                    cross.append((task, tuple(sorted(got, key=result.workers.index))))
+
+    rows: list[WorkerRow] = []
+    repeats_dup = repeats_fresh = 0
+    pool_unique = {p: sum(1 for (pp, _t) in receivers if pp == p) for p in pools}
+    for name in result.workers:
+        tasks = order.get(name, [])
+        received = sum(len(copies[(name, t)]) for t in tasks)
+        dup = fresh = 0
+        for t in tasks:
+            extra = copies[(name, t)][1:]
+            n_dup = sum(1 for is_dup, _ in extra if is_dup)
+            dup += n_dup
+            fresh += len(extra) - n_dup
+        if expect.allow_redelivery:
+            dup = 0  # DUP redeliveries after a member loss are what was asked to be allowed
+        repeats_dup += dup
+        repeats_fresh += fresh
+        total = pool_unique.get(pool_of[name], 0)
+        rows.append(WorkerRow(
+            name=name, pool=pool_of[name], received=received, unique=len(tasks),
+            repeats=received - len(tasks), dup_repeats=dup,
+            share=(len(tasks) / total) if total else 0.0, tasks=tuple(tasks),
+            subscriptions=specs[name].subscriptions if name in specs else (),
+        ))
+
+    balance = _balance(rows, pools, len(published), expect)
+    checks = _checks(published, missing, cross, repeats_dup, repeats_fresh, balance, expect,
+                     allowed)
+    failing = [c.code for c in checks if c.passed is False]
+    code = min(failing) if failing else ExitCode.OK
+    latencies = sorted(d.latency_ms for d in result.deliveries if d.latency_ms is not None)
+    report = Report(
+        title=title, target=result.target, published=len(published),
+        delivered=sum(r.received for r in rows), unique_delivered=len(published) - len(missing),
+        missing=tuple(missing), cross_worker=tuple(cross), allowed_redeliveries=allowed,
+        repeats=repeats_dup + repeats_fresh, repeats_dup=repeats_dup,
+        repeats_fresh=repeats_fresh, foreign=foreign, balance=balance, workers=tuple(rows),
+        checks=checks, causes=(), verdict=_VERDICTS[code], exit_code=code,
+        duration_s=result.duration_s, settled=result.settled,
+        publish_failures=result.publish_failures, latency_ms=_percentiles(latencies),
+        notes=result.notes, timeline=tuple(timeline), emulator_stats=result.emulator_stats,
+    )
+    return _with_causes(report, result, workers)
+
+
+def _balance(
+    rows: list[WorkerRow], pools: dict[str, list[str]], published: int, expect: Expectations
+) -> Balance:
+    worst_ratio: float | None = 1.0
+    worst_mean: float | None = 1.0
+    idle: list[str] = []
+    chi_total = 0.0
+    dof = 0
+    enough_for_chi = True
+    any_delivered = False
+    for members in pools.values():
+        counts = [r.unique for r in rows if r.name in members]
+        if not counts or len(counts) < 2 or sum(counts) == 0:
+            continue
+        any_delivered = True
+        hi, lo = max(counts), min(counts)
+        mean = sum(counts) / len(counts)
+        idle += [r.name for r in rows if r.name in members and r.unique == 0]
+        ratio = None if lo == 0 else hi / lo
+        if worst_ratio is not None:
+            worst_ratio = None if ratio is None else max(worst_ratio, ratio)
+        if worst_mean is not None:
+            worst_mean = max(worst_mean, hi / mean)
+        if mean < 5:
+            enough_for_chi = False
+        chi_total += sum((n - mean) ** 2 / mean for n in counts)
+        dof += len(counts) - 1
+    n_workers = max((len(m) for m in pools.values()), default=1)
+    judged = any_delivered and published / max(n_workers, 1) >= expect.min_share_to_judge
+    chi = p = None
+    if any_delivered and dof and enough_for_chi:
+        chi = chi_total
+        p = chi_square_sf(chi_total, dof)
+    return Balance(
+        judged=judged and any(len(m) > 1 for m in pools.values()),
+        max_over_min=worst_ratio, max_over_mean=worst_mean if any_delivered else None,
+        chi_square=chi, p_value=p, idle_workers=tuple(idle),
+    )
+
+
+def _checks(
+    published: list[str], missing: list[str], cross: list[tuple[str, tuple[str, ...]]],
+    repeats_dup: int, repeats_fresh: int, balance: Balance, expect: Expectations,
+    allowed: int,
+) -> tuple[Check, ...]:
+    n = len(published)
+    cross_detail = (
+        f"{len(cross)} of {n} tasks reached more than one worker"
+        if cross else "every task reached at most one worker of its pool"
+    )
+    if allowed:
+        cross_detail += f" ({allowed} re-dispatch(es) after a member loss allowed)"
+    repeat_detail = (
+        f"{repeats_dup + repeats_fresh} extra copies on the same worker "
+        f"({repeats_dup} DUP redeliveries, {repeats_fresh} fresh copies)"
+        if repeats_dup + repeats_fresh else "no worker got a task twice"
+    )
+    if balance.max_over_min is None:
+        ratio_text = "max/min infinite (" + ", ".join(balance.idle_workers) + " got nothing)"
+    else:
+        ratio_text = f"max/min {balance.max_over_min:.2f}"
+    if not balance.judged:
+        balance_check = Check(
+            name="balance", passed=None, code=ExitCode.IMBALANCE,
+            detail=f"not judged: too few tasks per worker ({ratio_text})",
+        )
+    else:
+        ok = balance.max_over_min is not None and balance.max_over_min <= expect.max_imbalance
+        balance_check = Check(
+            name="balance", passed=ok, code=ExitCode.IMBALANCE,
+            detail=f"{ratio_text}, allowed {expect.max_imbalance:g}",
+        )
+    return (
+        Check(name="no cross-worker duplicates", passed=not cross, code=ExitCode.DUPLICATES,
+              detail=cross_detail),
+        Check(name="no same-worker repeats", passed=not (repeats_dup + repeats_fresh),
+              code=ExitCode.DUPLICATES, detail=repeat_detail),
+        Check(name="no missing tasks", passed=not missing, code=ExitCode.MISSING,
+              detail=f"{len(missing)} of {n} tasks reached no worker" if missing
+              else f"all {n} tasks delivered"),
+        balance_check,
+    )
+
+
+def _with_causes(report: Report, result: RunResult, workers: Sequence[WorkerSpec]) -> Report:
+    return replace(report, causes=tuple(likely_causes(report, result, workers)))
+
+
+def likely_causes(
+    report: Report, result: RunResult, workers: Sequence[WorkerSpec]
+) -> list[str]:
+    """Plain-words explanations derived from the delivery pattern."""
+    causes: list[str] = []
+    n = report.published
+    rows = report.workers
+    if n == 0:
+        return ["no task was published"]
+    subs = [s for w in workers for s in w.subscriptions]
+    shared = [s for s in subs if s.startswith("$share/") or s.startswith("$queue/")]
+    groups = {s.split("/")[1] for s in shared if s.startswith("$share/")}
+    refused = [(w, f, rc) for (w, f, rc) in result.subscribe_results if rc >= 0x80]
+    everyone = len(rows) > 1 and all(r.unique == n for r in rows)
+
+    if everyone:
+        if not shared:
+            causes.append("every worker got every task: the workers subscribed without $share "
+                          "(plain subscriptions), so each one is its own consumer")
+        elif len(groups) > 1 and len(groups) >= len(rows):
+            causes.append("every worker got every task: each worker is in a different share "
+                          f"group ({', '.join(sorted(groups))}); members must use the same "
+                          "group name")
+        else:
+            causes.append("every worker got every task although they share one group: the "
+                          "broker treats $share/... like a plain subscription (no real "
+                          "shared-subscription support, or a fan-out bug)")
+    elif report.cross_worker:
+        causes.append(f"{len(report.cross_worker)} task(s) reached several workers: overlapping "
+                      "pools or groups, partial fan-out, or a QoS 1 re-dispatch after a member "
+                      "dropped (use --allow-redelivery if that is acceptable)")
+
+    if report.unique_delivered == 0 or len(report.missing) == n:
+        if result.publish_failures:
+            causes.append(f"nothing arrived and the broker refused {len(result.publish_failures)}"
+                          " publish(es): a publisher must publish to the plain topic, never to "
+                          "the $share/... filter")
+        elif refused:
+            codes = ", ".join(sorted({f"0x{rc:02X}" for _, _, rc in refused}))
+            if any(rc == 0x9E for *_, rc in refused):
+                codes += "; 0x9E = shared subscriptions not supported"
+            causes.append(f"nothing arrived: the broker refused the subscriptions ({codes})")
+        elif shared:
+            causes.append("nothing arrived although every subscription was accepted: the broker "
+                          "takes $share/... as a literal topic filter (no shared-subscription "
+                          "support), or the filter does not match the task topics")
+        else:
+            causes.append("nothing arrived: the subscription filter does not match the task "
+                          "topics")
+    elif report.missing:
+        qos0 = all(w.qos == 0 for w in workers)
+        cause = (f"{len(report.missing)} task(s) never arrived: messages were lost — a member "
+                 "dropped with QoS 1 in flight and the broker discarded instead of re-dispatching"
+                 ", a broker queue limit (Mosquitto's max_queued_messages), or the run timed out")
+        if qos0:
+            cause += "; at QoS 0 the broker may drop for slow consumers"
+        causes.append(cause)
+        if result.publish_failures:
+            causes.append(f"the broker refused {len(result.publish_failures)} publish(es)")
+    if report.repeats_dup:
+        causes.append(f"{report.repeats_dup} DUP-flagged redelivery(ies): acknowledgements are "
+                      "not reaching the broker in time (or the worker reconnected), so it sent "
+                      "them again — workers must be idempotent or ack faster")
+    if report.repeats_fresh:
+        causes.append(f"{report.repeats_fresh} fresh copy(ies) on one worker: that client holds "
+                      "overlapping subscriptions (plain + shared, or two groups) and receives a "
+                      "copy per subscription")
+    active = [r for r in rows if r.unique]
+    if len(rows) > 1 and len(active) == 1 and report.unique_delivered > 1 and not everyone:
+        causes.append(f"one worker ({active[0].name}) got everything: a sticky or hash-based "
+                      "dispatch strategy (hash by publisher client id with one publisher), or a "
+                      "round robin whose turn is kept per publisher")
+    elif report.balance.judged and any(c.name == "balance" and c.passed is False
+                                       for c in report.checks):
+        slow = [w.name for w in workers if w.work_ms > 0]
+        text = "the split is uneven: a random or load-based strategy, or slow members"
+        if slow:
+            text += f" ({', '.join(slow)} process slowly)"
+        causes.append(text)
+    if not result.settled:
+        causes.append("the run hit --timeout before deliveries settled; figures may be partial")
+    return causes
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+
+    def pick(q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+
+    return {"p50": pick(0.5), "p95": pick(0.95), "max": round(values[-1], 3)}
+
+
+def chi_square_sf(x: float, dof: int) -> float:
+    """P(X >= x) for a chi-square distribution with ``dof`` degrees of freedom."""
+    if x <= 0:
+        return 1.0
+    return 1.0 - _regularized_gamma_p(dof / 2.0, x / 2.0)
+
+
+def _regularized_gamma_p(a: float, x: float) -> float:
+    if x < a + 1:  # series expansion
+        term = total = 1.0 / a
+        ap = a
+        for _ in range(500):
+            ap += 1
+            term *= x / ap
+            total += term
+            if abs(term) < abs(total) * 1e-12:
+                break
+        return total * math.exp(-x + a * math.log(x) - math.lgamma(a))
+    # continued fraction (Lentz) for Q, then P = 1 - Q
+    b = x + 1 - a
+    cc = 1.0 / 1e-300
+    d = 1.0 / b
+    h = d
+    for i in range(1, 500):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = 1e-300 if abs(d) < 1e-300 else d
+        cc = b + an / cc
+        cc = 1e-300 if abs(cc) < 1e-300 else cc
+        d = 1.0 / d
+        delta = d * cc
+        h *= delta
+        if abs(delta - 1) < 1e-12:
+            break
+    q = math.exp(-x + a * math.log(x) - math.lgamma(a)) * h
+    return 1.0 - q

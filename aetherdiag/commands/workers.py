@@ -1,0 +1,168 @@
+"""``aetherdiag workers``: N real workers, a publisher, the delivery report and its exit code."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import typer
+
+from .. import render
+from ..analysis import Expectations, analyse
+from ..emulator import FAULTS, STRATEGIES
+from ..emulator.sharing import UnknownName, check_fault, check_strategy
+from ..exitcodes import Abort, ExitCode
+from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
+from ..layout import Layout, LayoutError, aethermagic, generic
+from .common import emit_report, parse_target
+from .emulator import parse_group_strategies
+
+EPILOG = """Examples:
+
+  aetherdiag workers --count 3 --tasks 9
+
+  aetherdiag workers --count 3 --tasks 9 --fault share-fanout   # the seed bug: exit 1
+
+  aetherdiag workers --plain --broker mqtt://localhost:1883      # reproduce on a real broker
+
+  aetherdiag workers --topic 'jobs/{task_id}' --group pool --qos 2 --format json
+
+Exit codes: 0 healthy, 1 duplicates, 2 usage, 3 broker unreachable, 4 missing, 5 imbalance.
+"""
+
+_STRATEGY_HELP = "Emulator dispatch strategy: " + ", ".join(STRATEGIES) + "."
+_FAULT_HELP = "Emulator fault mode (repeatable): " + ", ".join(FAULTS) + "."
+
+
+def command(
+    count: int = typer.Option(3, "--count", "-n", min=1, max=100_000,
+                              help="Number of worker clients (worker-1 ... worker-N)."),
+    tasks: int = typer.Option(9, "--tasks", "-t", min=0, max=10_000_000,
+                              help="Number of tasks to publish."),
+    broker: str | None = typer.Option(
+        None, "--broker", "-b", metavar="URL",
+        help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. "
+        "Default: the embedded emulator on a free loopback port."),
+    mqtt: str = typer.Option("5", "--mqtt", help="Protocol version for every client: 3.1.1 or 5."),
+    ca_file: Path | None = typer.Option(None, "--ca-file", help="CA bundle for mqtts/wss."),
+    cert_file: Path | None = typer.Option(None, "--cert-file", help="Client certificate."),
+    key_file: Path | None = typer.Option(None, "--key-file", help="Client private key."),
+    insecure: bool = typer.Option(False, "--insecure", help="Skip TLS certificate checks."),
+    password_env: str = typer.Option(
+        "AETHERDIAG_PASSWORD", "--password-env", metavar="VAR",
+        help="Environment variable holding the password when the URL has none."),
+    strategy: str = typer.Option(
+        "round_robin", "--strategy", "-s",
+        help=_STRATEGY_HELP),
+    group_strategy: list[str] = typer.Option(
+        [], "--group-strategy", help="Emulator per-group strategy GROUP=STRATEGY (repeatable)."),
+    fault: list[str] = typer.Option(
+        [], "--fault", "-f", help=_FAULT_HELP),
+    union: str = typer.Option("production", help="AetherMagic union."),
+    job: str = typer.Option("engine", help="AetherMagic job."),
+    task: str = typer.Option("process-data", help="AetherMagic task."),
+    context: str = typer.Option("batch1", help="AetherMagic context."),
+    action: str = typer.Option("perform", help="AetherMagic action."),
+    workgroup: str = typer.Option("workers", help="AetherMagic workgroup (part of the group)."),
+    topic: str | None = typer.Option(
+        None, "--topic", metavar="TEMPLATE",
+        help="Generic layout: task topic template with {task_id} or {n}, e.g. 'jobs/{task_id}'."),
+    topic_filter: str | None = typer.Option(
+        None, "--filter", help="Generic layout: worker filter (default: the template with + ).",
+    ),
+    group: str = typer.Option("workers", "--group", help="Generic layout: share group name."),
+    plain: bool = typer.Option(False, "--plain",
+                               help="Subscribe without $share (reproduces the bug anywhere)."),
+    qos: int = typer.Option(1, "--qos", "-q", min=0, max=2, help="QoS of tasks and workers."),
+    rate: float | None = typer.Option(None, "--rate", min=0.001,
+                                      help="Tasks per second (default: as fast as possible)."),
+    work_ms: float = typer.Option(0.0, "--work-ms", min=0,
+                                  help="Processing time per task before the worker acks."),
+    work_jitter_ms: float = typer.Option(0.0, "--work-jitter-ms", min=0,
+                                         help="Random extra processing time, 0..J ms."),
+    max_imbalance: float = typer.Option(1.5, "--max-imbalance", min=1.0,
+                                        help="Largest max/min split allowed."),
+    allow_redelivery: bool = typer.Option(
+        False, "--allow-redelivery",
+        help="Accept QoS 1 redelivery after a member loss (not counted as duplicates)."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.1,
+                                  help="Upper bound in seconds on waiting for deliveries."),
+    settle_ms: float = typer.Option(300.0, "--settle-ms", min=0,
+                                    help="Quiet period that ends the run once all is acked."),
+    connect_timeout: float = typer.Option(5.0, "--connect-timeout", min=0.1,
+                                          help="Seconds to wait for the broker."),
+    fmt: render.Format = typer.Option(render.Format.table, "--format",
+                                      help="table, json or junit."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="Write the report to FILE instead of stdout."),
+    quiet: bool = typer.Option(False, "--quiet",
+                               help="No progress bar; with --format table, no report either."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for random choices (jitter, "
+                                    "emulator random/sticky strategies)."),
+    debug: bool = typer.Option(False, "--debug", help="Debug logging and tracebacks."),
+) -> None:
+    """Spawn COUNT workers on a shared subscription, publish TASKS tasks, show who got what."""
+    if debug:
+        logging.getLogger().setLevel(logging.DEBUG)
+    if mqtt not in ("3.1.1", "5"):
+        raise Abort(f"--mqtt {mqtt!r}: choose 3.1.1 or 5")
+    try:
+        for name in fault:
+            check_fault(name)
+        check_strategy(strategy)
+        groups = parse_group_strategies(group_strategy)
+        for name in groups.values():
+            check_strategy(name)
+    except UnknownName as exc:
+        raise Abort(str(exc)) from None
+    if broker is not None and (fault or strategy != "round_robin" or groups):
+        raise Abort("--fault, --strategy and --group-strategy configure the embedded emulator; "
+                    "they cannot be used with --broker")
+    target: BrokerTarget | None = None
+    if broker is not None:
+        target = parse_target(broker, mqtt, ca_file, cert_file, key_file, insecure, password_env)
+    elif ca_file or cert_file or key_file or insecure:
+        raise Abort("--ca-file, --cert-file, --key-file and --insecure need --broker mqtts://...")
+    try:
+        layout: Layout = (
+            generic(topic, topic_filter, group) if topic is not None
+            else aethermagic(union=union, job=job, task=task, context=context, action=action,
+                             workgroup=workgroup)
+        )
+    except LayoutError as exc:
+        raise Abort(str(exc)) from None
+    if topic is None and topic_filter is not None:
+        raise Abort("--filter needs --topic (the generic layout)")
+
+    subscription = layout.subscription(plain=plain)
+    specs = tuple(
+        WorkerSpec(name=f"worker-{i}", subscriptions=(subscription,), qos=qos, protocol=mqtt,
+                   work_ms=work_ms, work_jitter_ms=work_jitter_ms)
+        for i in range(1, count + 1)
+    )
+    task_specs = tuple(
+        TaskSpec(task_id=f"task-{n}", topic=layout.topic(f"task-{n}", n), qos=qos)
+        for n in range(1, tasks + 1)
+    )
+    from ..workload import WorkersPlan, run_workers
+
+    plan = WorkersPlan(
+        target=target,
+        emulator=EmulatorSettings(strategy=strategy, faults=tuple(fault),
+                                  group_strategies=tuple(groups.items()), seed=seed),
+        workers=specs, tasks=task_specs, rate=rate, timeout_s=timeout,
+        quiet_s=settle_ms / 1000.0, connect_timeout_s=connect_timeout, protocol=mqtt,
+        seed=seed if seed is not None else random.randrange(1 << 30),
+    )
+    with render.progress(tasks, "publishing", enabled=not quiet) as update:
+        result = run_workers(plan, on_progress=update)
+    report = analyse(
+        result, specs,
+        Expectations(max_imbalance=max_imbalance, allow_redelivery=allow_redelivery),
+    )
+    emit_report(report, fmt, output, quiet)
+    raise typer.Exit(int(report.exit_code))
+
+
+__all__ = ["EPILOG", "ExitCode", "command"]

@@ -1,0 +1,265 @@
+"""Every way a Report leaves the program: rich table, JSON, JUnit XML; plus the progress bar.
+
+How this works: commands hand a frozen ``Report`` to ``render(report, fmt)`` and never import
+rich themselves. The JSON layout is the documented, stable schema (``SCHEMA``); JUnit has one
+test case per check so CI systems show the verdict natively.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from enum import StrEnum
+from typing import Any, TextIO
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from .analysis import Report
+
+SCHEMA = "aetherdiag.report/1"
+TASK_LIST_LIMIT = 12
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    junit = "junit"
+
+
+def shorten_tasks(tasks: tuple[str, ...] | list[str], limit: int = TASK_LIST_LIMIT) -> str:
+    """``task-1, task-4, task-7`` or the first ``limit`` ids and ``… +N more``."""
+    if len(tasks) <= limit:
+        return ", ".join(tasks) if tasks else "-"
+    return ", ".join(tasks[:limit]) + f", … +{len(tasks) - limit} more"
+
+
+def _ratio(value: float | None) -> str:
+    return "∞" if value is None else f"{value:.2f}"
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    """The stable JSON document (schema ``aetherdiag.report/1``)."""
+    b = report.balance
+    return {
+        "schema": SCHEMA,
+        "title": report.title,
+        "target": report.target,
+        "published": report.published,
+        "delivered": report.delivered,
+        "unique_delivered": report.unique_delivered,
+        "missing": list(report.missing),
+        "duplicates": {
+            "cross_worker": len(report.cross_worker),
+            "cross_worker_tasks": [
+                {"task": t, "workers": list(ws)} for t, ws in report.cross_worker
+            ],
+            "repeats": report.repeats,
+            "repeats_dup": report.repeats_dup,
+            "repeats_fresh": report.repeats_fresh,
+            "allowed_redeliveries": report.allowed_redeliveries,
+        },
+        "balance": {
+            "judged": b.judged,
+            "max_over_min": b.max_over_min,
+            "max_over_mean": b.max_over_mean,
+            "chi_square": b.chi_square,
+            "p_value": b.p_value,
+            "idle_workers": list(b.idle_workers),
+        },
+        "workers": [
+            {
+                "name": w.name,
+                "pool": w.pool,
+                "received": w.received,
+                "unique": w.unique,
+                "repeats": w.repeats,
+                "dup_repeats": w.dup_repeats,
+                "share": round(w.share, 4),
+                "tasks": list(w.tasks),
+                "subscriptions": list(w.subscriptions),
+            }
+            for w in report.workers
+        ],
+        "checks": [
+            {"name": c.name, "passed": c.passed, "detail": c.detail, "exit_code": int(c.code)}
+            for c in report.checks
+        ],
+        "causes": list(report.causes),
+        "verdict": report.verdict,
+        "exit_code": int(report.exit_code),
+        "duration_s": round(report.duration_s, 3),
+        "settled": report.settled,
+        "latency_ms": report.latency_ms,
+        "publish_failures": list(report.publish_failures),
+        "foreign_messages": report.foreign,
+        "notes": list(report.notes),
+        "timeline": list(report.timeline),
+        "emulator": report.emulator_stats,
+    }
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(to_dict(report), indent=2) + "\n"
+
+
+def to_junit(report: Report) -> str:
+    failures = sum(1 for c in report.checks if c.passed is False)
+    skipped = sum(1 for c in report.checks if c.passed is None)
+    suite = ET.Element("testsuite", {
+        "name": report.title, "tests": str(len(report.checks)), "failures": str(failures),
+        "errors": "0", "skipped": str(skipped), "time": f"{report.duration_s:.3f}",
+    })
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("target", report.target), ("verdict", report.verdict),
+                       ("exit_code", str(int(report.exit_code))),
+                       ("published", str(report.published)),
+                       ("delivered", str(report.delivered))):
+        ET.SubElement(props, "property", {"name": key, "value": value})
+    for check in report.checks:
+        case = ET.SubElement(suite, "testcase", {
+            "classname": "aetherdiag." + report.title.replace(" ", "."), "name": check.name,
+            "time": "0",
+        })
+        if check.passed is False:
+            failure = ET.SubElement(case, "failure", {
+                "message": check.detail, "type": f"exit-{int(check.code)}",
+            })
+            failure.text = "\n".join([check.detail, *report.causes])
+        elif check.passed is None:
+            ET.SubElement(case, "skipped", {"message": check.detail})
+    out = ET.SubElement(suite, "system-out")
+    out.text = "\n".join(
+        f"{w.name}: {w.unique} unique / {w.received} received: {shorten_tasks(w.tasks, 50)}"
+        for w in report.workers
+    )
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+
+
+def table(report: Report) -> Group:
+    """The rich renderable for ``--format table``."""
+    pools = {w.pool for w in report.workers}
+    workers = Table(title=f"{report.title}: {report.target}", title_justify="left",
+                    expand=False, show_lines=False)
+    workers.add_column("worker", style="bold")
+    if len(pools) > 1:
+        workers.add_column("pool")
+    workers.add_column("received", justify="right")
+    workers.add_column("unique", justify="right")
+    workers.add_column("repeats", justify="right")
+    workers.add_column("share", justify="right")
+    workers.add_column("tasks", overflow="fold")
+    all_tasks = report.published
+    for w in report.workers:
+        repeat_style = "red" if w.repeats else ""
+        everything = w.unique == all_tasks and len(report.workers) > 1 and all_tasks > 0
+        cells: list[Text | str] = [w.name]
+        if len(pools) > 1:
+            cells.append(w.pool)
+        cells += [
+            str(w.received),
+            Text(str(w.unique), style="red" if everything else ""),
+            Text(str(w.repeats), style=repeat_style),
+            f"{w.share:.0%}",
+            Text(shorten_tasks(w.tasks), style="red" if everything else ""),
+        ]
+        workers.add_row(*cells)
+
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    b = report.balance
+    summary.add_row("published", str(report.published))
+    summary.add_row("delivered", f"{report.delivered} ({report.unique_delivered} distinct tasks)")
+    summary.add_row("cross-worker duplicates", _count(len(report.cross_worker)))
+    summary.add_row("same-worker repeats", _count(
+        report.repeats, f" ({report.repeats_dup} DUP redeliveries, "
+        f"{report.repeats_fresh} fresh copies)"))
+    summary.add_row("missing", _count(len(report.missing), (
+        ": " + shorten_tasks(report.missing, 8)) if report.missing else ""))
+    balance = f"max/min {_ratio(b.max_over_min)}, max/mean {_ratio(b.max_over_mean)}"
+    if b.p_value is not None:
+        balance += f", chi-square p={b.p_value:.3g} vs an even split"
+    if not b.judged:
+        balance += " (not judged: too few tasks)"
+    summary.add_row("balance", balance)
+    if report.latency_ms:
+        lat = report.latency_ms
+        summary.add_row("latency", f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, "
+                                   f"max {lat['max']:.1f} ms")
+    summary.add_row("duration", f"{report.duration_s:.2f} s"
+                    + ("" if report.settled else " (timed out before settling)"))
+
+    checks = Table.grid(padding=(0, 1))
+    for c in report.checks:
+        mark = Text("✔", style="green") if c.passed else (
+            Text("-", style="dim") if c.passed is None else Text("✘", style="bold red"))
+        checks.add_row(mark, Text(c.name, style="bold"), c.detail)
+
+    parts: list[Any] = [workers, summary, checks]
+    if report.timeline:
+        tl = Table(title="timeline", title_justify="left", show_header=False)
+        tl.add_column()
+        for line in report.timeline:
+            tl.add_row(line)
+        parts.append(tl)
+    if report.notes:
+        parts.append(Text("notes: " + "; ".join(report.notes), style="yellow"))
+    if report.causes:
+        parts.append(Panel("\n".join(f"• {c}" for c in report.causes), title="likely causes",
+                           title_align="left", border_style="yellow"))
+    style = "bold green" if report.exit_code == 0 else "bold red"
+    parts.append(Text(f"verdict: {report.verdict} (exit {int(report.exit_code)})", style=style))
+    return Group(*parts)
+
+
+def _count(n: int, extra: str = "") -> Text:
+    return Text(f"{n}{extra if n else ''}", style="bold red" if n else "green")
+
+
+def render(report: Report, fmt: Format, output: TextIO | None = None) -> None:
+    """Write ``report`` in ``fmt`` to ``output`` (stdout by default)."""
+    stream = output or sys.stdout
+    if fmt is Format.json:
+        stream.write(to_json(report))
+    elif fmt is Format.junit:
+        stream.write(to_junit(report))
+    else:
+        is_file = output is not None
+        console = Console(file=stream, width=120 if is_file else None,
+                          force_terminal=False if is_file else None, soft_wrap=False)
+        console.print(table(report))
+
+
+def error(message: str) -> None:
+    """One line on stderr."""
+    print(f"aetherdiag: error: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr, drawn only when ``enabled`` and stderr is a terminal.
+
+    Yields ``update(published, delivered)``.
+    """
+    console = Console(file=sys.stderr)
+    if not enabled or not console.is_terminal:
+        yield lambda published, delivered: None
+        return
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[delivered]} delivered"), TimeElapsedColumn(),
+                   console=console, transient=True)
+    with bar:
+        task = bar.add_task(label, total=total, delivered=0)
+
+        def update(published: int, delivered: int) -> None:
+            bar.update(task, completed=published, delivered=delivered)
+
+        yield update

@@ -1,0 +1,150 @@
+"""analysis.analyse on hand-made delivery records: classification, balance, verdict, causes."""
+
+from __future__ import annotations
+
+from aetherdiag.analysis import Expectations, analyse, chi_square_sf
+from aetherdiag.exitcodes import ExitCode
+from aetherdiag.harness.model import Delivery, RunResult, WorkerSpec
+
+SHARED = "$share/g/jobs/+"
+
+
+def specs(n: int, sub: str = SHARED, **kw: object) -> list[WorkerSpec]:
+    return [WorkerSpec(name=f"worker-{i}", subscriptions=(sub,), **kw)  # type: ignore[arg-type]
+            for i in range(1, n + 1)]
+
+
+def run(assign: dict[str, list[str]], tasks: int, *, dup: set[tuple[str, str]] = frozenset(),
+        failures: tuple[str, ...] = (), incomplete: set[tuple[str, str]] = frozenset(),
+        subacks: tuple[tuple[str, str, int], ...] = ()) -> RunResult:
+    deliveries = []
+    for worker, ids in assign.items():
+        for t in ids:
+            deliveries.append(Delivery(
+                worker=worker, task_id=t, topic=f"jobs/{t}", qos=1,
+                dup=(worker, t) in dup and any(
+                    d.worker == worker and d.task_id == t for d in deliveries),
+                retain=False, at=0.0, completed=(worker, t) not in incomplete))
+    return RunResult(target="emulator", workers=tuple(assign), deliveries=tuple(deliveries),
+                     published=tuple(f"task-{n}" for n in range(1, tasks + 1)),
+                     publish_failures=failures, subscribe_results=subacks)
+
+
+def rr(workers: int, tasks: int) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {f"worker-{i}": [] for i in range(1, workers + 1)}
+    for n in range(1, tasks + 1):
+        out[f"worker-{(n - 1) % workers + 1}"].append(f"task-{n}")
+    return out
+
+
+def test_round_robin_is_healthy() -> None:
+    report = analyse(run(rr(3, 9), 9), specs(3))
+    assert report.exit_code == ExitCode.OK and report.verdict == "healthy"
+    assert [w.tasks for w in report.workers][0] == ("task-1", "task-4", "task-7")
+    assert report.balance.max_over_min == 1.0
+    assert not report.missing and not report.cross_worker and report.repeats == 0
+    assert report.causes == ()
+
+
+def test_fanout_counts_duplicates_and_explains() -> None:
+    every = [f"task-{n}" for n in range(1, 10)]
+    report = analyse(run({f"worker-{i}": every for i in (1, 2, 3)}, 9), specs(3))
+    assert report.exit_code == ExitCode.DUPLICATES
+    assert len(report.cross_worker) == 9
+    assert report.delivered == 27
+    assert any("treats $share" in c for c in report.causes)
+
+
+def test_plain_subscriptions_named_as_the_cause() -> None:
+    every = [f"task-{n}" for n in range(1, 10)]
+    report = analyse(run({f"worker-{i}": every for i in (1, 2)}, 9), specs(2, sub="jobs/+"))
+    assert report.exit_code == ExitCode.DUPLICATES
+    assert any("without $share" in c for c in report.causes)
+
+
+def test_nothing_arrived_is_missing_with_refusal_cause() -> None:
+    result = run({"worker-1": [], "worker-2": []}, 5,
+                 subacks=(("worker-1", SHARED, 0x9E), ("worker-2", SHARED, 0x9E)))
+    report = analyse(result, specs(2))
+    assert report.exit_code == ExitCode.MISSING
+    assert len(report.missing) == 5
+    assert any("0x9E" in c for c in report.causes)
+
+
+def test_literal_share_cause_when_subscriptions_were_accepted() -> None:
+    report = analyse(run({"worker-1": [], "worker-2": []}, 4), specs(2))
+    assert report.exit_code == ExitCode.MISSING
+    assert any("literal" in c for c in report.causes)
+
+
+def test_duplicates_win_over_missing_and_imbalance() -> None:
+    assign = {"worker-1": ["task-1", "task-2", "task-2"], "worker-2": []}
+    report = analyse(run(assign, 9, dup={("worker-1", "task-2")}), specs(2))
+    failing = {c.name for c in report.checks if c.passed is False}
+    assert failing == {"no same-worker repeats", "no missing tasks", "balance"}
+    assert report.exit_code == ExitCode.DUPLICATES
+    assert report.repeats_dup == 1 and report.repeats_fresh == 0
+
+
+def test_fresh_repeat_blames_overlapping_subscriptions() -> None:
+    assign = rr(2, 6)
+    assign["worker-1"].append("task-1")
+    report = analyse(run(assign, 6), specs(2))
+    assert report.repeats_fresh == 1
+    assert any("overlapping subscriptions" in c for c in report.causes)
+
+
+def test_imbalance_exit_code_and_threshold() -> None:
+    assign = {"worker-1": [f"task-{n}" for n in range(1, 8)],
+              "worker-2": [f"task-{n}" for n in range(8, 10)]}
+    assert analyse(run(assign, 9), specs(2)).exit_code == ExitCode.IMBALANCE
+    loose = analyse(run(assign, 9), specs(2), Expectations(max_imbalance=4.0))
+    assert loose.exit_code == ExitCode.OK
+
+
+def test_small_runs_are_not_judged_for_balance() -> None:
+    report = analyse(run({"worker-1": ["task-1", "task-2"], "worker-2": []}, 2), specs(2))
+    balance = next(c for c in report.checks if c.name == "balance")
+    assert balance.passed is None
+    assert report.exit_code == ExitCode.OK
+
+
+def test_one_worker_got_everything_cause() -> None:
+    report = analyse(run({"worker-1": [f"task-{n}" for n in range(1, 10)], "worker-2": [],
+                          "worker-3": []}, 9), specs(3))
+    assert report.exit_code == ExitCode.IMBALANCE
+    assert report.balance.max_over_min is None
+    assert report.balance.idle_workers == ("worker-2", "worker-3")
+    assert any("got everything" in c for c in report.causes)
+
+
+def test_allow_redelivery_accepts_a_redispatch_from_a_dropped_member() -> None:
+    assign = {"worker-1": ["task-1", "task-3"], "worker-2": ["task-2", "task-3"]}
+    result = run(assign, 3, incomplete={("worker-1", "task-3")})
+    assert analyse(result, specs(2)).exit_code == ExitCode.DUPLICATES
+    allowed = analyse(result, specs(2), Expectations(allow_redelivery=True))
+    assert allowed.exit_code == ExitCode.OK
+    assert allowed.allowed_redeliveries == 1
+
+
+def test_two_pools_each_expect_one_copy() -> None:
+    workers = [WorkerSpec(name="a-1", subscriptions=("$share/a/jobs/+",), pool="a"),
+               WorkerSpec(name="a-2", subscriptions=("$share/a/jobs/+",), pool="a"),
+               WorkerSpec(name="b-1", subscriptions=("$share/b/jobs/+",), pool="b")]
+    assign = {"a-1": ["task-1", "task-3"], "a-2": ["task-2"],
+              "b-1": ["task-1", "task-2", "task-3"]}
+    report = analyse(run(assign, 3), workers)
+    assert not report.cross_worker and not report.missing
+    assert report.exit_code == ExitCode.OK
+
+
+def test_chi_square_survival_function() -> None:
+    assert abs(chi_square_sf(3.841, 1) - 0.05) < 1e-3
+    assert abs(chi_square_sf(5.991, 2) - 0.05) < 1e-3
+    assert abs(chi_square_sf(30.0, 20) - 0.0699) < 1e-3
+    assert chi_square_sf(0.0, 3) == 1.0
+
+
+def test_chi_square_reported_for_large_runs() -> None:
+    report = analyse(run(rr(3, 300), 300), specs(3))
+    assert report.balance.p_value is not None and report.balance.p_value > 0.99
