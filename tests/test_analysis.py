@@ -40,7 +40,7 @@ def rr(workers: int, tasks: int) -> dict[str, list[str]]:
 def test_round_robin_is_healthy() -> None:
     report = analyse(run(rr(3, 9), 9), specs(3))
     assert report.exit_code == ExitCode.OK and report.verdict == "healthy"
-    assert [w.tasks for w in report.workers][0] == ("task-1", "task-4", "task-7")
+    assert report.workers[0].tasks == ("task-1", "task-4", "task-7")
     assert report.balance.max_over_min == 1.0
     assert not report.missing and not report.cross_worker and report.repeats == 0
     assert report.causes == ()
