@@ -127,11 +127,16 @@ _EMPTY: Properties = {}
 
 
 class MalformedPacket(Exception):
-    """The bytes are not a valid MQTT packet. ``reason_code`` is the v5 code to answer with."""
+    """The bytes are not a valid MQTT packet. ``reason_code`` is the v5 code to answer with.
+
+    ``packets`` holds the valid packets ``Decoder.feed`` decoded from the same data before
+    the bad one; the server handles them first, then answers the error.
+    """
 
     def __init__(self, message: str, reason_code: int = RC_MALFORMED) -> None:
         super().__init__(message)
         self.reason_code = reason_code
+        self.packets: list[Packet] = []
 
 
 def _props() -> Properties:
@@ -407,30 +412,36 @@ class Decoder:
         out: list[Packet] = []
         pos = 0
         n = len(buf)
-        while n - pos >= 2:
-            # Fixed header: type/flags byte, then the remaining length (1-4 bytes).
-            length = 0
-            i = pos + 1
-            for shift in (0, 7, 14, 21):
-                if i >= n:
-                    length = -1
+        try:
+            while n - pos >= 2:
+                # Fixed header: type/flags byte, then the remaining length (1-4 bytes).
+                length = 0
+                i = pos + 1
+                for shift in (0, 7, 14, 21):
+                    if i >= n:
+                        length = -1
+                        break
+                    b = buf[i]
+                    i += 1
+                    length |= (b & 0x7F) << shift
+                    if not b & 0x80:
+                        break
+                else:
+                    raise MalformedPacket("remaining length longer than 4 bytes")
+                if length < 0:
                     break
-                b = buf[i]
-                i += 1
-                length |= (b & 0x7F) << shift
-                if not b & 0x80:
+                if i - pos + length > self.max_packet_size:
+                    raise MalformedPacket(
+                        "packet larger than the maximum size", RC_PACKET_TOO_LARGE
+                    )
+                end = i + length
+                if end > n:
                     break
-            else:
-                raise MalformedPacket("remaining length longer than 4 bytes")
-            if length < 0:
-                break
-            if i - pos + length > self.max_packet_size:
-                raise MalformedPacket("packet larger than the maximum size", RC_PACKET_TOO_LARGE)
-            end = i + length
-            if end > n:
-                break
-            out.append(self._decode(buf[pos], bytes(buf[i:end])))
-            pos = end
+                out.append(self._decode(buf[pos], bytes(buf[i:end])))
+                pos = end
+        except MalformedPacket as exc:
+            exc.packets = out
+            raise
         if pos:
             del buf[:pos]
         return out
@@ -469,6 +480,8 @@ class Decoder:
             packet = self._subscribe(r, v5)
         elif ptype == UNSUBSCRIBE:
             pid = r.u16()
+            if pid == 0:
+                raise MalformedPacket("packet identifier 0")
             props = r.properties() if v5 else {}
             filters: list[str] = []
             while r.remaining():

@@ -44,11 +44,12 @@ class _Connection(asyncio.Protocol):
         broker = self.server.broker
         now = time.monotonic()
         out: list[Out] = []
+        error: codec.MalformedPacket | None = None
         try:
             packets = self.decoder.feed(data)
         except codec.MalformedPacket as exc:
-            self.server.emit(broker.reject(self.id, exc, now))
-            return
+            # Answer the good packets that came before the bad one, then the error.
+            packets, error = exc.packets, exc
         except Exception as exc:  # never let one client take the server down
             log.exception("connection %d: unexpected decoding failure", self.id)
             self.server.emit(broker.reject(self.id, codec.MalformedPacket(str(exc)), now))
@@ -65,6 +66,8 @@ class _Connection(asyncio.Protocol):
                     now,
                 )
                 break
+        if error is not None:
+            out += broker.reject(self.id, error, now)
         self.server.emit(out)
 
     def connection_lost(self, exc: Exception | None) -> None:
