@@ -164,6 +164,14 @@ class Broker:
     def tick(self, now: float) -> list[Out]:
         """Enforce keep-alive, expire sessions, publish delayed wills."""
         for conn in list(self._conns.values()):
+            if (
+                conn.version is None
+                and not conn.closing
+                and now - conn.last_seen > self.limits.connect_timeout
+            ):  # 3.1.4: no CONNECT within a reasonable time: close the network connection
+                log.info("connection %d: no CONNECT within %ss", conn.id,
+                         self.limits.connect_timeout)
+                self._close(conn)
             if conn.keepalive and not conn.closing and now - conn.last_seen > 1.5 * conn.keepalive:
                 log.info("connection %d: keep-alive timeout", conn.id)
                 if conn.version == c.MQTT_5:
@@ -222,6 +230,8 @@ class Broker:
 
     def _dispatch(self, conn: _Conn, p: c.Packet, now: float) -> None:
         if isinstance(p, c.Connect):
+            if conn.version is not None:
+                raise _ProtocolViolation(c.RC_PROTOCOL_ERROR, "second CONNECT on one connection")
             self._on_connect(conn, p)
             return
         session = conn.session
@@ -289,6 +299,13 @@ class Broker:
                 self._send(conn, c.ConnAck(reason_code=c.RC_TOPIC_NAME_INVALID))
             self._close(conn)
             return
+        if v5 and (
+            p.properties.get(c.PROP_RECEIVE_MAXIMUM) == 0
+            or p.properties.get(c.PROP_MAXIMUM_PACKET_SIZE) == 0
+        ):  # 3.1.2.11: a Protocol Error; refuse before any session is touched
+            self._send(conn, c.ConnAck(reason_code=c.RC_PROTOCOL_ERROR))
+            self._close(conn)
+            return
         client_id = p.client_id
         assigned = None
         if not client_id:
@@ -329,8 +346,6 @@ class Broker:
         session.will_at = None
         session.paused = False
         receive_max = int(p.properties.get(c.PROP_RECEIVE_MAXIMUM, 65535))
-        if v5 and receive_max == 0:
-            raise _ProtocolViolation(c.RC_PROTOCOL_ERROR, "Receive Maximum of 0")
         session.window = max(1, min(receive_max, self.limits.max_inflight))
         conn.session = session
         conn.keepalive = p.keepalive
@@ -695,6 +710,9 @@ class Broker:
     def _end_session(self, session: Session) -> None:
         if session.will is not None and session.conn is None and session.will_at is not None:
             self._publish_will(session)
+        # 4.8.2: a member's session ending (expiry, or a clean-start takeover) SHOULD hand its
+        # unacknowledged shared QoS 1 messages to another member rather than lose them.
+        self._release_shared(session, ending=True)
         for sub in list(session.subscriptions.values()):
             self._index_remove(sub)
         session.subscriptions.clear()

@@ -26,6 +26,7 @@ class Limits:
     max_queued: int = 200_000  # messages waiting for the window or a reconnect, per session
     max_packet_size: int = 1 << 20
     max_inbound_qos2: int = 65535
+    connect_timeout: float = 10.0  # seconds a new connection may take to send CONNECT
 
 
 @dataclass(frozen=True, slots=True)
