@@ -1,6 +1,6 @@
 """Thin asyncio TCP front end over the sans-IO broker, and the ``Emulator`` handle.
 
-How this works: one ``asyncio.Protocol`` per TCP connection feeds received bytes to its own
+How this works: one ``asyncio.BufferedProtocol`` per TCP connection feeds received bytes to its own
 ``codec.Decoder`` and the packets to the shared ``Broker``; whatever the broker answers is
 encoded and written, batched per connection. A periodic task calls ``Broker.tick``. Nothing
 here knows MQTT rules. ``Emulator`` runs the server on a private event loop in a background
@@ -24,14 +24,25 @@ from .session import Limits, Stats
 
 log = logging.getLogger("aetherdiag.emulator")
 _HIGH_WATER = 4 << 20  # bytes buffered per connection before the broker holds messages back
+_READ_SIZE = 64 << 10  # bytes read per recv_into
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(asyncio.BufferedProtocol):
+    # A BufferedProtocol reads into one preallocated buffer: a plain Protocol makes asyncio
+    # allocate (mmap) and free a 256 KiB bytes object for every recv, which costs more than
+    # decoding the small packets MQTT workers exchange.
     def __init__(self, server: EmulatorServer) -> None:
         self.server = server
         self.id = next(server.ids)
         self.transport: asyncio.Transport | None = None
         self.decoder = codec.Decoder(max_packet_size=server.broker.limits.max_packet_size)
+        self._rbuf = memoryview(bytearray(_READ_SIZE))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._rbuf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._rbuf[:nbytes].tobytes())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
