@@ -133,6 +133,7 @@ class Broker:
             log.info("connection %d: bad CONNECT: %s", conn_id, error)
             if isinstance(error, c.UnsupportedVersion):
                 if error.level == c.MQTT_5:
+                    conn.version = c.MQTT_5  # so the CONNACK is encoded with its properties
                     self._send(conn, c.ConnAck(reason_code=c.RC_UNSUPPORTED_PROTOCOL_VERSION))
                 else:
                     self._send(conn, c.ConnAck(reason_code=c.RC311_BAD_PROTOCOL))

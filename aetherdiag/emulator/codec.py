@@ -412,6 +412,9 @@ class Decoder:
         out: list[Packet] = []
         pos = 0
         n = len(buf)
+        if self.version is None and n and buf[0] >> 4 != CONNECT:
+            # Refuse at the first byte, without waiting for the rest of a bogus packet.
+            raise MalformedPacket("first packet is not CONNECT", RC_PROTOCOL_ERROR)
         try:
             while n - pos >= 2:
                 # Fixed header: type/flags byte, then the remaining length (1-4 bytes).

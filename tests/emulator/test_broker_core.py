@@ -266,6 +266,14 @@ def test_reject_before_connect_unsupported_version() -> None:
     assert out == [(conn_id, ConnAck(reason_code=c.RC311_BAD_PROTOCOL)), (conn_id, CLOSED)]
 
 
+def test_reject_before_connect_unsupported_name_at_level_5() -> None:
+    net = Net()
+    conn_id = net.open()
+    out = net.broker.reject(conn_id, UnsupportedVersion("MQTX", V5), net.now)
+    assert out == [(conn_id, ConnAck(reason_code=0x84)), (conn_id, CLOSED)]
+    assert net.broker.version(conn_id) == V5  # the server encodes that CONNACK as v5
+
+
 def test_reject_before_connect_malformed_just_closes() -> None:
     net = Net()
     conn_id = net.open()

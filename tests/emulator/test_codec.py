@@ -508,6 +508,15 @@ def test_unsupported_protocol(wire: str, level: int) -> None:
     assert decoder.version is None
 
 
+@pytest.mark.parametrize("first", [b"G", b"\x00", b"\xc0", b"\x30"])
+def test_non_connect_first_byte_refused_at_once(first: bytes) -> None:
+    # No need to wait for the rest of a packet that cannot be a CONNECT (an HTTP request,
+    # say): the first byte settles it.
+    with pytest.raises(MalformedPacket) as info:
+        Decoder().feed(first)
+    assert info.value.reason_code == c.RC_PROTOCOL_ERROR
+
+
 def test_packets_before_a_malformed_one_are_not_lost() -> None:
     # CONNECT and a PINGREQ followed by garbage in one chunk: the server must still see the
     # good packets (to answer CONNACK / PINGRESP) before it handles the error.
