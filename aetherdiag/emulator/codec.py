@@ -591,6 +591,8 @@ class Decoder:
         if pid == 0:
             raise MalformedPacket("packet identifier 0")
         props = r.properties() if v5 else {}
+        if len(props.get(PROP_SUBSCRIPTION_ID, ())) > 1:
+            raise MalformedPacket("Subscription Identifier given twice", RC_PROTOCOL_ERROR)
         subs: list[SubscriptionRequest] = []
         while r.remaining():
             topic_filter = r.string()

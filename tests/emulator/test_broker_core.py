@@ -863,6 +863,15 @@ def test_topic_alias_is_refused() -> None:
     assert isinstance(out[0][1], Disconnect) and out[0][1].reason_code == 0x94
 
 
+def test_subscription_identifier_zero_is_a_protocol_error() -> None:
+    net = Net()
+    conn_id = net.client("a")
+    out = net.send(conn_id, Subscribe(packet_id=1, subscriptions=(
+        SubscriptionRequest(topic_filter="t"),), properties={c.PROP_SUBSCRIPTION_ID: (0,)}))
+    first = out[0][1]
+    assert isinstance(first, Disconnect) and first.reason_code == c.RC_PROTOCOL_ERROR
+
+
 def test_forwarded_properties_and_subscription_ids() -> None:
     net = Net()
     sub = net.client("s")

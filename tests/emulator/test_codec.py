@@ -431,6 +431,7 @@ MALFORMED: list[tuple[str, int | None, str, int]] = [
     ("property-duplicated", V5, "30 08 00 01 74 04 01 01 01 01", 0x82),
     ("connect-property-duplicated", None,
      f"10 18 {MQTT} 05 02 00 3c 0a 11 00 00 00 01 11 00 00 00 02 00 01 63", 0x82),
+    ("subscribe-subscription-id-twice", V5, "82 0b 00 01 04 0b 01 0b 02 00 01 74 00", 0x82),
     ("property-unknown", V5, "30 06 00 01 74 02 05 00", 0x81),
     ("property-unknown-high-id", V5, "30 06 00 01 74 02 7f 00", 0x81),
     # Packet identifiers (2.2.1): non-zero where present.
