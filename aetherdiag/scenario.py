@@ -1,0 +1,367 @@
+"""Scenario YAML -> a validated ``Scenario`` plan, with errors that name ``file:line:column``.
+
+How this works: ``scenario_yaml.compose`` gives the node tree with a position on every node and
+``NodeReader`` reads typed values from it, failing at the node that is wrong (one
+``ScenarioError`` line). This module adds the meaning, in dependency order: defaults
+(protocol, qos, timeout), target, topic layout, workers (replicas expanded, subscriptions
+resolved to full filters), steps (worker names and each worker's connected/subscribed state
+checked step by step, task ids unique), then expectations. The whole file is validated before
+anything connects anywhere. The plan types live in ``scenario_model.py``; the format is
+documented in ``docs/scenario-format.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .emulator.sharing import FAULTS, STRATEGIES
+from .emulator.topics import InvalidFilter, parse_filter
+from .harness.model import EmulatorSettings, WorkerSpec
+from .layout import Layout, LayoutError, aethermagic, generic
+from .scenario_model import (
+    Count,
+    Expect,
+    Publish,
+    Scenario,
+    ScenarioError,
+    WorkerExpect,
+)
+from .scenario_steps import StepReader
+from .scenario_yaml import Fields, NodeReader, compose, suggest
+
+__all__ = ["Scenario", "ScenarioError", "load_scenario", "parse_scenario"]
+
+TOP_KEYS = ("name", "description", "target", "layout", "protocol", "qos", "timeout",
+            "workers", "steps", "expect")
+WORKER_KEYS = ("name", "replicas", "subscriptions", "group", "pool", "qos", "protocol",
+               "session", "session_expiry", "work_ms", "work_jitter_ms")
+EXPECT_KEYS = ("exit_code", "duplicates", "repeats", "missing", "redispatched",
+               "max_imbalance", "allow_redelivery", "workers")
+PROTOCOLS = {"5": "5", "5.0": "5", "3.1.1": "3.1.1", "311": "3.1.1"}
+DEFAULT_PERSISTENT_EXPIRY = 3600  # seconds, for `session: persistent` under MQTT 5
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_T = TypeVar("_T")
+
+
+def load_scenario(path: str | os.PathLike[str]) -> Scenario:
+    """Read and validate the scenario file at ``path``."""
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8") as stream:
+            text = stream.read()
+    except OSError as exc:
+        raise ScenarioError(name, 1, 1, f"cannot read the file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(name, 1, 1, "the file is not UTF-8 text") from None
+    return parse_scenario(text, name)
+
+
+def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
+    """Validate scenario YAML ``text``; errors name ``filename``."""
+    return ScenarioReader(filename).scenario(compose(text, filename))
+
+
+class ScenarioReader(NodeReader):
+    """Everything but the steps; keeps what later sections refer to (workers, layout)."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename)
+        self.protocol = "5"
+        self.qos = 1
+        self.timeout = 30.0
+        self.layout: Layout = aethermagic()
+        self.workers: dict[str, WorkerSpec] = {}
+        self.groups: dict[str, str] = {}  # worker -> the share name `shared` means for it
+        self.defined_at: dict[str, int] = {}  # worker -> line
+        self.replica_groups: dict[str, tuple[str, ...]] = {}
+
+    def scenario(self, root: Node) -> Scenario:
+        top = self.mapping(root, "the scenario", TOP_KEYS, required=("name", "workers", "steps"))
+        name = self.string(top["name"][1], "name")
+        description = ""
+        if "description" in top:
+            description = self.string(top["description"][1], "description", empty=True).strip()
+        if "protocol" in top:
+            self.protocol = self.protocol_of(top["protocol"][1])
+        if "qos" in top:
+            self.qos = self.qos_of(top["qos"][1])
+        if "timeout" in top:
+            self.timeout = self.number(top["timeout"][1], "timeout", 0, above=True)
+        broker_url, emulator = None, EmulatorSettings()
+        if "target" in top:
+            broker_url, emulator = self.target(top["target"][1])
+        if "layout" in top:
+            self.layout = self.layout_of(top["layout"][1])
+        self.workers_of(top["workers"][1])
+        steps = StepReader(self).steps(top["steps"][1])
+        published = {t.task_id for s in steps if isinstance(s, Publish) for t in s.tasks}
+        expect = self.expect(top["expect"][1], published) if "expect" in top else Expect()
+        return Scenario(
+            name=name, description=description, path=self.filename, broker_url=broker_url,
+            emulator=emulator, layout=self.layout, protocol=self.protocol,
+            timeout_s=self.timeout, workers=tuple(self.workers.values()), steps=steps,
+            expect=expect,
+        )
+
+    # -- small typed values ---------------------------------------------------------------------
+
+    def qos_of(self, node: Node) -> int:
+        return self.integer(node, "qos", 0, 2)
+
+    def protocol_of(self, node: Node) -> str:
+        raw = self.value(node)
+        text = raw if isinstance(raw, str) else repr(raw)
+        if isinstance(raw, bool) or text not in PROTOCOLS:
+            self.fail(node, f"protocol: expected \"3.1.1\" or \"5\", got {self.describe(node)}")
+        return PROTOCOLS[text]
+
+    def share_name(self, node: Node, what: str) -> str:
+        name = self.string(node, what)
+        if any(ch in name for ch in "/+#"):
+            self.fail(node, f"{what} {name!r}: a share name has no '/', '+' or '#'")
+        return name
+
+    def worker_ref(self, node: Node, what: str) -> str:
+        name = self.string(node, what)
+        if name in self.workers:
+            return name
+        if name in self.replica_groups:
+            members = self.replica_groups[name]
+            self.fail(node, f"{what}: {name!r} is a replica group; name one worker "
+                      f"({members[0]} .. {members[-1]})")
+        self.fail(node, f"{what}: unknown worker {name!r}{suggest(name, list(self.workers))}")
+
+    # -- target and layout ----------------------------------------------------------------------
+
+    def target(self, node: Node) -> tuple[str | None, EmulatorSettings]:
+        fields = self.mapping(node, "target", ("emulator", "broker"))
+        if len(fields) != 1:
+            self.fail(node, "target: give exactly one of 'emulator' or 'broker'")
+        if "broker" in fields:
+            url_node = fields["broker"][1]
+            url = self.string(url_node, "broker")
+            self.check_url(url_node, url)
+            return url, EmulatorSettings()
+        body = fields["emulator"][1]
+        if self.is_null(body):
+            return None, EmulatorSettings()
+        em = self.mapping(body, "emulator", ("strategy", "faults", "group_strategies", "seed"))
+        strategy = "round_robin"
+        if "strategy" in em:
+            strategy = self.choice(em["strategy"][1], "strategy", list(STRATEGIES))
+        faults: list[str] = []
+        for item in self.sequence(em["faults"][1], "faults") if "faults" in em else []:
+            fault = self.choice(item, "fault", list(FAULTS))
+            if fault in faults:
+                self.fail(item, f"fault {fault!r} is listed twice")
+            faults.append(fault)
+        groups: tuple[tuple[str, str], ...] = ()
+        if "group_strategies" in em:
+            pairs = self.pairs(em["group_strategies"][1], "group_strategies")
+            groups = tuple((group, self.choice(value, "strategy", list(STRATEGIES)))
+                           for group, _, value in pairs)
+        seed = None
+        if "seed" in em and not self.is_null(em["seed"][1]):
+            seed = self.integer(em["seed"][1], "seed", 0)
+        return None, EmulatorSettings(strategy=strategy, faults=tuple(faults),
+                                      group_strategies=groups, seed=seed)
+
+    def check_url(self, node: Node, url: str) -> None:
+        try:
+            from .harness.target import InvalidTarget, parse_broker_url
+        except ImportError:  # pragma: no cover - a basic check until the harness ships it
+            if not re.fullmatch(r"(mqtts?|wss?)://[^/:@]+(:\d{1,5})?(/.*)?", url):
+                self.fail(node, f"broker: {url!r} is not mqtt[s]://host[:port] or ws[s]://...")
+            return
+        try:
+            parse_broker_url(url, protocol=self.protocol, password_env=None)
+        except InvalidTarget as exc:
+            self.fail(node, f"broker: {exc}")
+
+    def layout_of(self, node: Node) -> Layout:
+        kinds = self.mapping(node, "layout", ("aethermagic", "generic"))
+        if len(kinds) != 1:
+            self.fail(node, "layout: give exactly one of 'aethermagic' or 'generic'")
+        kind, (_, body) = next(iter(kinds.items()))
+        if kind == "aethermagic" and self.is_null(body):
+            return aethermagic()
+        if kind == "aethermagic":
+            fields = self.mapping(body, kind, ("union", "job", "task", "context", "action",
+                                               "workgroup"))
+        else:
+            fields = self.mapping(body, kind, ("topic", "filter", "group"), required=("topic",))
+        args = {key: self.string(value, key) for key, (_, value) in fields.items()}
+        try:
+            if kind == "aethermagic":
+                return aethermagic(**args)
+            return generic(args["topic"], args.get("filter"), args.get("group", "workers"))
+        except LayoutError as exc:  # messages start with the option name: "--union 'a/b': ..."
+            message = re.sub(r"(^|\s)--([a-z])", r"\1\2", str(exc))
+            label = message.split(" ", 1)[0]
+            self.fail(fields[label][1] if label in fields else body, message)
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def workers_of(self, node: Node) -> None:
+        items = self.sequence(node, "workers")
+        if not items:
+            self.fail(node, "workers: expected at least one worker")
+        for item in items:
+            if isinstance(item, ScalarNode):  # "- worker-1" is short for "- name: worker-1"
+                self.add_worker(item, self.worker_spec(self.name_of(item), {}))
+                continue
+            fields = self.mapping(item, "a worker", WORKER_KEYS, required=("name",))
+            name_node = fields["name"][1]
+            spec = self.worker_spec(self.name_of(name_node), fields)
+            if "replicas" not in fields:
+                self.add_worker(name_node, spec)
+                continue
+            count = self.integer(fields["replicas"][1], "replicas", 1, 100_000)
+            names = tuple(f"{spec.name}-{i}" for i in range(1, count + 1))
+            self.replica_groups[spec.name] = names
+            for replica in names:
+                self.groups[replica] = self.groups[spec.name]
+                self.add_worker(name_node, replace(spec, name=replica))
+
+    def name_of(self, node: Node) -> str:
+        name = self.string(node, "worker name")
+        if not _NAME_RE.fullmatch(name):
+            self.fail(node, f"worker name {name!r}: use letters, digits, '-', '_' and '.'")
+        return name
+
+    def add_worker(self, at: Node, spec: WorkerSpec) -> None:
+        if spec.name in self.workers:
+            self.fail(at, f"duplicate worker name {spec.name!r} (already defined at line "
+                      f"{self.defined_at[spec.name]})")
+        self.workers[spec.name] = spec
+        self.defined_at[spec.name] = at.start_mark.line + 1
+
+    def worker_spec(self, name: str, fields: Fields) -> WorkerSpec:
+        def opt(key: str, read: Callable[[Node], _T], default: _T) -> _T:
+            return read(fields[key][1]) if key in fields else default
+
+        protocol = opt("protocol", self.protocol_of, self.protocol)
+        group = opt("group", lambda n: self.share_name(n, "group"), self.layout.group)
+        self.groups[name] = group
+        persistent = opt("session", lambda n: self.choice(n, "session", ("clean", "persistent")),
+                         "clean") == "persistent"
+        expiry = DEFAULT_PERSISTENT_EXPIRY if persistent and protocol == "5" else 0
+        if "session_expiry" in fields:
+            node = fields["session_expiry"][1]
+            if protocol != "5":
+                self.fail(node, "session_expiry is an MQTT 5 setting (a persistent 3.1.1 "
+                          "session never expires)")
+            expiry = self.integer(node, "session_expiry", 0, 0xFFFFFFFF)
+            if persistent and expiry == 0:
+                self.fail(node, "a persistent session needs session_expiry > 0 under MQTT 5 "
+                          "(0 ends the session when the connection ends)")
+        subs = [self.layout.subscription(group=group)]
+        if "subscriptions" in fields:
+            subs = []
+            for item in self.sequence(fields["subscriptions"][1], "subscriptions"):
+                topic_filter = self.subscription(item, group)
+                if topic_filter in subs:
+                    self.fail(item, f"subscription {topic_filter!r} is listed twice")
+                subs.append(topic_filter)
+        return WorkerSpec(
+            name=name, subscriptions=tuple(subs), protocol=protocol,
+            qos=opt("qos", self.qos_of, self.qos), clean_start=not persistent,
+            session_expiry=expiry,
+            work_ms=opt("work_ms", lambda n: self.number(n, "work_ms", 0), 0.0),
+            work_jitter_ms=opt("work_jitter_ms", lambda n: self.number(n, "work_jitter_ms", 0),
+                               0.0),
+            pool=opt("pool", lambda n: self.string(n, "pool"), ""),
+        )
+
+    def subscription(self, node: Node, group: str) -> str:
+        """``shared`` | ``plain`` | ``{shared: GROUP}`` | an explicit filter -> a full filter."""
+        if isinstance(node, MappingNode):
+            fields = self.mapping(node, "a subscription", ("shared",), required=("shared",))
+            return self.layout.subscription(group=self.share_name(fields["shared"][1], "shared"))
+        text = self.string(node, "subscription")
+        if text == "shared":
+            return self.layout.subscription(group=group)
+        if text == "plain":
+            return self.layout.subscription(plain=True)
+        close = difflib.get_close_matches(text, ["shared", "plain"], n=1, cutoff=0.6)
+        if close and "/" not in text:
+            self.fail(node, f"subscription {text!r}: did you mean {close[0]!r}? (an explicit "
+                      "one-level filter would be taken literally)")
+        try:
+            parse_filter(text)
+        except InvalidFilter as exc:
+            self.fail(node, f"invalid topic filter: {exc}")
+        return text
+
+    # -- expectations ---------------------------------------------------------------------------
+
+    def expect(self, node: Node, published: set[str]) -> Expect:
+        fields = self.mapping(node, "expect", EXPECT_KEYS)
+        args: dict[str, Any] = {}
+        if "exit_code" in fields:
+            code_node = fields["exit_code"][1]
+            args["exit_code"] = self.integer(code_node, "exit_code", 0, 5)
+            if args["exit_code"] == 2:
+                self.fail(code_node, "exit_code: 2 is the usage-error code; a scenario that "
+                          "runs cannot end with it")
+        for key in ("duplicates", "repeats", "redispatched"):
+            if key in fields:
+                args[key] = self.count(fields[key][1], key)
+        if "missing" in fields:
+            missing = fields["missing"][1]
+            if isinstance(missing, SequenceNode):  # the ids themselves
+                ids = self.missing_ids(missing, published)
+                args["missing_tasks"], args["missing"] = ids, Count(min=len(ids), max=len(ids))
+            else:
+                args["missing"] = self.count(missing, "missing")
+        if "max_imbalance" in fields:
+            args["max_imbalance"] = self.number(fields["max_imbalance"][1], "max_imbalance", 1.0)
+        if "allow_redelivery" in fields:
+            args["allow_redelivery"] = self.boolean(fields["allow_redelivery"][1],
+                                                    "allow_redelivery")
+        if "workers" in fields:
+            per: list[WorkerExpect] = []
+            for _, key_node, value_node in self.pairs(fields["workers"][1], "expect workers"):
+                name = self.worker_ref(key_node, "expect workers")
+                figures = self.mapping(value_node, name, ("tasks", "received", "repeats"))
+                counts = {k: self.count(v, k) for k, (_, v) in figures.items()}
+                per.append(WorkerExpect(name=name, tasks=counts.get("tasks"),
+                                        received=counts.get("received"),
+                                        repeats=counts.get("repeats")))
+            args["workers"] = tuple(per)
+        return Expect(**args)
+
+    def missing_ids(self, node: SequenceNode, published: set[str]) -> tuple[str, ...]:
+        ids: list[str] = []
+        for item in node.value:
+            task = self.string(item, "missing: task id")
+            if task not in published:
+                self.fail(item, f"missing: task {task!r} is never published"
+                          f"{suggest(task, sorted(published))}")
+            ids.append(task)
+        return tuple(ids)
+
+    def count(self, node: Node, what: str) -> Count:
+        """``N`` (exactly) or ``{min: N, max: M}`` (either bound may be left out)."""
+        if isinstance(node, MappingNode):
+            fields = self.mapping(node, what, ("min", "max"))
+            if not fields:
+                self.fail(node, f"{what}: give min, max or both")
+            lo = self.integer(fields["min"][1], "min", 0) if "min" in fields else 0
+            hi = self.integer(fields["max"][1], "max", 0) if "max" in fields else None
+            if hi is not None and hi < lo:
+                self.fail(node, f"{what}: min {lo} is above max {hi}")
+            return Count(min=lo, max=hi)
+        value = self.value(node)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(node, f"{what}: expected a count or {{min: N, max: M}}, "
+                      f"got {self.describe(node)}")
+        exact = self.integer(node, what, 0)
+        return Count(min=exact, max=exact)

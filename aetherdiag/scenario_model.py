@@ -1,0 +1,232 @@
+"""The scenario plan: what ``scenario.py`` turns a YAML file into, and what a runner executes.
+
+How this works: frozen, keyword-only dataclasses and nothing else (no YAML, no I/O). A
+``Scenario`` holds everything already resolved: worker subscriptions are full filter strings,
+publish steps hold their ``TaskSpec`` objects with final topics, replica groups are expanded.
+A runner walks ``Scenario.steps`` in order and dispatches on the step's class; every step
+knows its position in the file so messages can say "step 3 (line 27)". ``Expect`` holds the
+figures the report must show; ``Count`` is an exact number or a ``min``..``max`` range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .harness.model import EmulatorSettings, TaskSpec, WorkerSpec
+from .layout import Layout
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run; ``str()`` is ``file:line:column: message``."""
+
+    def __init__(self, file: str, line: int, column: int, message: str) -> None:
+        super().__init__(f"{file}:{line}:{column}: {message}")
+        self.file = file
+        self.line = line  # 1-based
+        self.column = column  # 1-based
+        self.message = message
+
+
+@dataclass(frozen=True, kw_only=True)
+class Count:
+    """An expected figure: exact when ``min == max``, open-ended when ``max`` is None."""
+
+    min: int = 0
+    max: int | None = None
+
+    def matches(self, value: int) -> bool:
+        return value >= self.min and (self.max is None or value <= self.max)
+
+    def __str__(self) -> str:
+        if self.max is None:
+            return f">= {self.min}"
+        if self.min == self.max:
+            return str(self.min)
+        if self.min == 0:
+            return f"<= {self.max}"
+        return f"{self.min}..{self.max}"
+
+
+# -- steps --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """One entry of ``steps:``; ``index`` and ``line`` are 1-based."""
+
+    kind: ClassVar[str] = "step"
+    index: int
+    line: int
+    column: int = 1
+
+    @property
+    def label(self) -> str:
+        """``step 3 (line 27)``: how reports and errors name this step."""
+        return f"step {self.index} (line {self.line})"
+
+    def describe(self) -> str:
+        """A short human description, e.g. ``drop worker-2``."""
+        return self.kind
+
+
+@dataclass(frozen=True, kw_only=True)
+class Publish(Step):
+    kind: ClassVar[str] = "publish"
+    tasks: tuple[TaskSpec, ...]
+    rate: float | None = None  # tasks per second; None = as fast as possible
+
+    def describe(self) -> str:
+        ids = [t.task_id for t in self.tasks]
+        shown = ", ".join(ids) if len(ids) <= 3 else f"{ids[0]} .. {ids[-1]}"
+        extra = " retained" if any(t.retain for t in self.tasks) else ""
+        return f"publish {len(ids)}{extra} task(s) ({shown})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Wait(Step):
+    kind: ClassVar[str] = "wait"
+    seconds: float
+
+    def describe(self) -> str:
+        return f"wait {self.seconds:g}s"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerStep(Step):
+    """A step that acts on one worker."""
+
+    worker: str
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.worker}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Disconnect(WorkerStep):
+    """Clean DISCONNECT: the worker says goodbye (session kept if it is persistent)."""
+
+    kind: ClassVar[str] = "disconnect"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drop(WorkerStep):
+    """TCP cut without DISCONNECT, mid-flight: unfinished tasks stay unacknowledged."""
+
+    kind: ClassVar[str] = "drop"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reconnect(WorkerStep):
+    """Same client id and session settings; a clean-session worker re-subscribes."""
+
+    kind: ClassVar[str] = "reconnect"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subscribe(WorkerStep):
+    kind: ClassVar[str] = "subscribe"
+    topic_filter: str
+    qos: int
+
+    def describe(self) -> str:
+        return f"subscribe {self.worker} to {self.topic_filter} (QoS {self.qos})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unsubscribe(WorkerStep):
+    kind: ClassVar[str] = "unsubscribe"
+    topic_filter: str
+
+    def describe(self) -> str:
+        return f"unsubscribe {self.worker} from {self.topic_filter}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Slow(WorkerStep):
+    """Change a worker's processing time per task from now on."""
+
+    kind: ClassVar[str] = "slow"
+    work_ms: float
+
+    def describe(self) -> str:
+        return f"slow {self.worker} to {self.work_ms:g} ms per task"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settle(Step):
+    """Wait until every publish is acknowledged and deliveries go quiet (bounded)."""
+
+    kind: ClassVar[str] = "settle"
+    timeout_s: float
+    quiet_s: float
+
+    def describe(self) -> str:
+        return f"settle (at most {self.timeout_s:g}s)"
+
+
+# -- expectations and the plan -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerExpect:
+    """Per-worker figures: ``tasks`` = unique tasks, ``received`` = every copy."""
+
+    name: str
+    tasks: Count | None = None
+    received: Count | None = None
+    repeats: Count | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expect:
+    """What the report must show. None means "not checked".
+
+    ``duplicates``: tasks that reached more than one worker of a pool (not allowed ones);
+    ``repeats``: extra copies on the same worker; ``missing``: tasks no worker got
+    (``missing_tasks`` names them when the file lists ids); ``redispatched``: re-dispatches
+    after a member loss that ``allow_redelivery`` accepted. ``max_imbalance`` and
+    ``allow_redelivery`` are verdict knobs, passed to the analysis.
+    """
+
+    exit_code: int | None = None
+    duplicates: Count | None = None
+    repeats: Count | None = None
+    missing: Count | None = None
+    missing_tasks: tuple[str, ...] | None = None
+    redispatched: Count | None = None
+    max_imbalance: float = 1.5
+    allow_redelivery: bool = False
+    workers: tuple[WorkerExpect, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    """A validated scenario: run ``steps`` in order against the target, then check ``expect``.
+
+    ``broker_url`` is None for the embedded emulator (configured by ``emulator``); otherwise
+    it is the URL as written (already validated) and ``emulator`` holds only defaults.
+    """
+
+    name: str
+    description: str
+    path: str
+    broker_url: str | None
+    emulator: EmulatorSettings
+    layout: Layout
+    protocol: str  # "3.1.1" or "5": the publisher's, and the workers' default
+    timeout_s: float  # bound on each settle, including the final one
+    workers: tuple[WorkerSpec, ...]
+    steps: tuple[Step, ...]
+    expect: Expect
+
+    @property
+    def tasks(self) -> tuple[TaskSpec, ...]:
+        """Every task of every publish step, in publish order."""
+        return tuple(t for s in self.steps if isinstance(s, Publish) for t in s.tasks)
+
+    def worker(self, name: str) -> WorkerSpec:
+        for w in self.workers:
+            if w.name == name:
+                return w
+        raise KeyError(name)

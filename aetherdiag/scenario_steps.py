@@ -1,0 +1,220 @@
+"""``steps:`` of a scenario -> ``Step`` values, checked in order against the workers' state.
+
+How this works: ``StepReader`` walks the list once. Each item is a one-key mapping
+(``- drop: worker-2``) or a bare word (``- settle``). It tracks which workers are connected
+and which filters each holds, so that "drop a worker that already left", "unsubscribe from a
+filter it never held" and "publish a task id twice" fail at the step that is wrong, before
+anything runs. ``count:`` numbering continues from the previous ``count:`` step by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypedDict
+
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from .emulator.topics import valid_topic_name
+from .harness.model import TaskSpec
+from .scenario_model import (
+    Disconnect,
+    Drop,
+    Publish,
+    Reconnect,
+    Settle,
+    Slow,
+    Step,
+    Subscribe,
+    Unsubscribe,
+    Wait,
+)
+from .scenario_yaml import Fields, placeholder_problem, suggest
+
+if TYPE_CHECKING:
+    from .scenario import ScenarioReader
+
+STEP_KINDS = ("publish", "wait", "disconnect", "drop", "reconnect", "subscribe", "unsubscribe",
+              "slow", "settle")
+PUBLISH_KEYS = ("tasks", "count", "id_pattern", "start", "qos", "retain", "rate", "topic",
+                "to_share_topic")
+DEFAULT_QUIET_S = 0.3
+MAX_COUNT = 1_000_000  # tasks per publish step (the plan holds every TaskSpec)
+
+
+class _At(TypedDict):
+    """Where a step is; unpacked into every Step constructor."""
+
+    index: int
+    line: int
+    column: int
+
+
+class StepReader:
+    """``steps:`` in order, tracking which workers are connected and what they hold."""
+
+    def __init__(self, p: ScenarioReader) -> None:
+        self.p = p
+        self.connected = dict.fromkeys(p.workers, True)
+        self.left_at: dict[str, str] = {}  # worker -> the step that last changed its connection
+        self.holds = {name: list(w.subscriptions) for name, w in p.workers.items()}
+        self.published: dict[str, str] = {}  # task id -> the step that published it
+        self.next_n = 1  # where the next `count:` numbering starts by default
+
+    def steps(self, node: Node) -> tuple[Step, ...]:
+        out = [self.step(item, i) for i, item in enumerate(self.p.sequence(node, "steps"), 1)]
+        if not any(isinstance(s, Publish) for s in out):
+            self.p.fail(node, "steps: no publish step, so there is nothing to deliver")
+        return tuple(out)
+
+    def step(self, item: Node, index: int) -> Step:
+        p = self.p
+        kind, body = self.kind_of(item)
+        at = _At(index=index, line=item.start_mark.line + 1, column=item.start_mark.column + 1)
+        if kind == "settle":
+            return self.settle(body, at)
+        if body is None or p.is_null(body):
+            p.fail(item, f"{kind}: needs a value (see the scenario format)")
+        if kind == "publish":
+            return self.publish(body, at)
+        if kind == "wait":
+            return Wait(seconds=p.number(body, "wait", 0, above=True), **at)
+        if kind in ("disconnect", "drop", "reconnect"):
+            return self.connection(kind, body, at)
+        keys = {"subscribe": ("worker", "filter", "qos"), "unsubscribe": ("worker", "filter"),
+                "slow": ("worker", "work_ms")}[kind]
+        fields = p.mapping(body, kind, keys, required=keys[:2])
+        worker = p.worker_ref(fields["worker"][1], "worker")
+        if kind == "slow":
+            return Slow(worker=worker, work_ms=p.number(fields["work_ms"][1], "work_ms", 0), **at)
+        if not self.connected[worker]:
+            p.fail(fields["worker"][1], f"{kind}: {worker} is not connected (since "
+                   f"{self.left_at[worker]})")
+        filter_node = fields["filter"][1]
+        topic_filter = p.subscription(filter_node, p.groups[worker])
+        held = self.holds[worker]
+        if kind == "unsubscribe":
+            if topic_filter not in held:
+                p.fail(filter_node, f"unsubscribe: {worker} does not hold {topic_filter!r} at "
+                       f"this step (it holds: {', '.join(held) or 'nothing'})")
+            held.remove(topic_filter)
+            return Unsubscribe(worker=worker, topic_filter=topic_filter, **at)
+        if topic_filter in held:
+            p.fail(filter_node, f"subscribe: {worker} already holds {topic_filter!r}")
+        held.append(topic_filter)
+        qos = p.qos_of(fields["qos"][1]) if "qos" in fields else p.workers[worker].qos
+        return Subscribe(worker=worker, topic_filter=topic_filter, qos=qos, **at)
+
+    def kind_of(self, item: Node) -> tuple[str, Node | None]:
+        """``- settle`` -> ("settle", None); ``- wait: 1`` -> ("wait", <node 1>)."""
+        p = self.p
+        if isinstance(item, ScalarNode) and isinstance(p.value(item), str):
+            kind, body, where = p.value(item), None, item
+        elif isinstance(item, MappingNode) and len(item.value) == 1:
+            where, body = item.value[0]
+            kind = p.string(where, "step")
+        elif isinstance(item, MappingNode) and item.value:
+            keys = ", ".join(str(p.value(k)) for k, _ in item.value)
+            p.fail(item, f"a step has one key, found several ({keys}); indent the options "
+                   f"under '{p.value(item.value[0][0])}:'")
+        else:
+            p.fail(item, f"a step: expected e.g. 'publish: {{count: 9}}' or 'settle', got "
+                   f"{p.describe(item)}")
+        if kind not in STEP_KINDS:
+            p.fail(where, f"unknown step {kind!r}{suggest(kind, STEP_KINDS)}")
+        return kind, body
+
+    def connection(self, kind: str, body: Node, at: _At) -> Step:
+        worker = self.p.worker_ref(body, kind)
+        online = kind == "reconnect"
+        if self.connected[worker] == online:
+            state = ("is already connected" if online
+                     else f"is not connected (since {self.left_at[worker]})")
+            self.p.fail(body, f"{kind}: {worker} {state}")
+        self.connected[worker] = online
+        self.left_at[worker] = f"step {at['index']} (line {at['line']})"
+        cls = {"disconnect": Disconnect, "drop": Drop, "reconnect": Reconnect}[kind]
+        return cls(worker=worker, **at)
+
+    def settle(self, body: Node | None, at: _At) -> Settle:
+        p = self.p
+        timeout, quiet = p.timeout, DEFAULT_QUIET_S
+        if body is not None and not p.is_null(body):
+            fields = p.mapping(body, "settle", ("timeout", "quiet"))
+            if "timeout" in fields:
+                timeout = p.number(fields["timeout"][1], "timeout", 0, above=True)
+            if "quiet" in fields:
+                quiet = p.number(fields["quiet"][1], "quiet", 0)
+        return Settle(timeout_s=timeout, quiet_s=quiet, **at)
+
+    def publish(self, body: Node, at: _At) -> Publish:
+        p = self.p
+        fields = p.mapping(body, "publish", PUBLISH_KEYS)
+        if ("tasks" in fields) == ("count" in fields):
+            p.fail(body, "publish: give either 'tasks' (a list of ids) or 'count'")
+        qos = p.qos_of(fields["qos"][1]) if "qos" in fields else p.qos
+        retain = p.boolean(fields["retain"][1], "retain") if "retain" in fields else False
+        rate = None
+        if "rate" in fields and not p.is_null(fields["rate"][1]):
+            rate = p.number(fields["rate"][1], "rate", 0, above=True)
+        topic_of = self.topic_template(fields)
+        label = f"step {at['index']} (line {at['line']})"
+        tasks = []
+        for task_id, n, blame in self.task_ids(body, fields):
+            if not task_id or any(ch in task_id for ch in "/+#\x00"):
+                p.fail(blame, f"task id {task_id!r}: must be non-empty without / + #")
+            if task_id in self.published:
+                p.fail(blame, f"task id {task_id!r} is already published by "
+                       f"{self.published[task_id]}")
+            self.published[task_id] = label
+            topic = topic_of(task_id, n)
+            if not valid_topic_name(topic):
+                p.fail(blame, f"task {task_id!r}: {topic!r} is not a valid topic name")
+            tasks.append(TaskSpec(task_id=task_id, topic=topic, qos=qos, retain=retain))
+        return Publish(tasks=tuple(tasks), rate=rate, **at)
+
+    def task_ids(self, body: Node, fields: Fields) -> list[tuple[str, int, Node]]:
+        """``(task id, n, node to blame)`` for ``tasks: [...]`` or ``count`` + ``id_pattern``."""
+        p = self.p
+        if "tasks" in fields:
+            for key in ("id_pattern", "start"):
+                if key in fields:
+                    p.fail(fields[key][0], f"{key} goes with count, not with tasks")
+            items = p.sequence(fields["tasks"][1], "tasks")
+            if not items:
+                p.fail(fields["tasks"][1], "tasks: expected at least one task id")
+            return [(p.string(item, "task id"), n, item) for n, item in enumerate(items, 1)]
+        count = p.integer(fields["count"][1], "count", 1, MAX_COUNT)
+        start = p.integer(fields["start"][1], "start", 0) if "start" in fields else self.next_n
+        pattern, blame = "task-{n}", body
+        if "id_pattern" in fields:
+            blame = fields["id_pattern"][1]
+            pattern = p.string(blame, "id_pattern")
+        if "{n" not in pattern:
+            p.fail(blame, f"id_pattern {pattern!r}: needs an {{n}} placeholder, e.g. 'task-{{n}}'")
+        try:
+            ids = [(pattern.format(n=n), n, blame) for n in range(start, start + count)]
+        except (KeyError, IndexError, ValueError) as exc:
+            p.fail(blame, f"id_pattern {pattern!r}: {placeholder_problem(exc)} (only {{n}} "
+                   "is known)")
+        self.next_n = start + count
+        return ids
+
+    def topic_template(self, fields: Fields) -> Callable[[str, int], str]:
+        p, layout = self.p, self.p.layout
+        to_share = "to_share_topic" in fields and p.boolean(fields["to_share_topic"][1],
+                                                             "to_share_topic")
+        if "topic" not in fields:
+            if to_share:
+                return lambda tid, n: f"$share/{layout.group}/{layout.topic(tid, n)}"
+            return layout.topic
+        if "to_share_topic" in fields:
+            p.fail(fields["to_share_topic"][0], "give either topic or to_share_topic")
+        node = fields["topic"][1]
+        text = p.string(node, "topic")
+        try:
+            text.format(task_id="x", n=0)
+        except (KeyError, IndexError, ValueError) as exc:
+            p.fail(node, f"topic {text!r}: {placeholder_problem(exc)} (use {{task_id}} or {{n}})")
+        if not valid_topic_name(text.format(task_id="x", n=0)):
+            p.fail(node, f"topic {text!r}: not a valid topic name (no '+' or '#' in a topic)")
+        return lambda tid, n: text.format(task_id=tid, n=n)
