@@ -544,8 +544,11 @@ def _packets(draw: st.DrawFn) -> tuple[c.Packet, int]:
             retain_as_published=st.booleans() if v5 else st.just(False),
             retain_handling=st.integers(0, 2) if v5 else st.just(0)),
             min_size=1, max_size=3))
+        sub_props = draw(props)
+        if c.PROP_SUBSCRIPTION_ID in sub_props:  # at most one in a SUBSCRIBE (3.8.2.1.2)
+            sub_props[c.PROP_SUBSCRIPTION_ID] = (draw(_varint),)
         packet = Subscribe(packet_id=draw(_pid), subscriptions=tuple(reqs),
-                           properties=draw(props))
+                           properties=sub_props)
     elif kind == "suback":
         packet = SubAck(packet_id=draw(_pid), reason_codes=tuple(draw(st.lists(
             st.integers(0, 255), min_size=1, max_size=4))), properties=draw(props))
