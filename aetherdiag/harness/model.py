@@ -92,6 +92,23 @@ class Delivery:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FleetEvent:
+    """Something that happened to one client during a run (for replay timelines).
+
+    ``kind``: connected, disconnected (clean DISCONNECT), dropped (TCP cut), lost (the broker
+    closed the connection), reconnected, subscribed, unsubscribed, work_ms, publish_started,
+    publish_finished. ``task_ids`` lists the tasks the worker had received but not yet
+    acknowledged at that moment (what a drop leaves in flight).
+    """
+
+    at: float  # seconds since the run started
+    worker: str  # worker name, or "publisher"
+    kind: str
+    detail: str = ""
+    task_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunResult:
     """Everything the harness observed."""
 
@@ -105,3 +122,4 @@ class RunResult:
     subscribe_results: tuple[tuple[str, str, int], ...] = ()  # (worker, filter, reason code)
     notes: tuple[str, ...] = ()  # things the harness noticed (refused subscriptions, ...)
     emulator_stats: dict[str, object] | None = field(default=None)
+    events: tuple[FleetEvent, ...] = ()  # connects, drops, reconnects... in time order

@@ -1,0 +1,131 @@
+"""Building paho-mqtt clients for a ``BrokerTarget``, and one-line connection errors.
+
+How this works: ``ClientFactory`` holds what every client of one run shares (target, one TLS
+context, protocol constants) and makes a configured ``paho.mqtt.client.Client`` per worker or
+publisher: transport (TCP or websockets + path), TLS, user name and password, manual
+acknowledgements, no automatic reconnects. ``describe_connect_error`` turns whatever a failed
+``connect()`` raised (refused, DNS, timeout, TLS, websocket handshake) into the short reason
+``BrokerUnreachable`` carries.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .model import BrokerTarget
+
+KEEPALIVE = 60
+
+
+class BrokerUnreachable(Exception):
+    """The broker could not be reached or refused us; ``str()`` is one line for the user."""
+
+
+def protocol_of(version: str) -> MQTTProtocolVersion:
+    """paho's protocol constant for ``"3.1.1"`` or ``"5"``."""
+    if version == "3.1.1":
+        return MQTTProtocolVersion.MQTTv311
+    if version == "5":
+        return MQTTProtocolVersion.MQTTv5
+    raise ValueError(f"unknown MQTT protocol version {version!r} (use 3.1.1 or 5)")
+
+
+def tls_context(target: BrokerTarget) -> ssl.SSLContext | None:
+    """One TLS context for every client of a run (``None`` for mqtt:// and ws://)."""
+    if not target.tls:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=target.ca_file)
+        if target.cert_file:
+            ctx.load_cert_chain(target.cert_file, target.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerUnreachable(
+            f"cannot use the TLS files for {target.display()}: {_reason_text(exc)}"
+        ) from None
+    if target.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class ClientFactory:
+    """Makes configured (not yet connected) paho clients for one target."""
+
+    def __init__(self, target: BrokerTarget) -> None:
+        self.target = target
+        self._tls = tls_context(target)
+
+    def make(self, client_id: str, protocol: str, *, clean_start: bool = True) -> mqtt.Client:
+        """A client with transport, TLS and credentials set; nothing is connected yet."""
+        proto = protocol_of(protocol)
+        target = self.target
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=None if proto == mqtt.MQTTv5 else clean_start,
+            protocol=proto,
+            transport="websockets" if target.websocket else "tcp",
+            reconnect_on_failure=False,
+            manual_ack=True,
+        )
+        client.suppress_exceptions = False
+        client.max_inflight_messages = 0  # no paho-side queue: the fleet keeps its own window
+        client.max_queued_messages = 0
+        if target.websocket:
+            client.ws_set_options(path=target.path)
+        if self._tls is not None:
+            client.tls_set_context(self._tls)
+            if target.insecure:
+                client.tls_insecure_set(True)
+        if target.username is not None:
+            client.username_pw_set(target.username, target.password)
+        return client
+
+
+def connect_properties(session_expiry: int) -> Properties | None:
+    """v5 CONNECT properties (Session Expiry Interval), or ``None`` when there are none."""
+    if session_expiry <= 0:
+        return None
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = session_expiry
+    return props
+
+
+def _reason_text(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return str(text).rstrip(".").lower() if text else type(exc).__name__
+
+
+def describe_connect_error(exc: BaseException, target: BrokerTarget, timeout: float) -> str:
+    """A short reason for a failed ``connect()`` (without the "cannot connect to" prefix)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or _reason_text(exc)
+        return f"TLS certificate verification failed ({detail}; --ca-file or --insecure?)"
+    if isinstance(exc, ssl.CertificateError):
+        return f"TLS certificate does not match the host ({exc})"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or _reason_text(exc)
+        hint = " (is the port a TLS listener?)" if "WRONG_VERSION" in str(reason) else ""
+        return f"TLS handshake failed: {str(reason).lower().replace('_', ' ')}{hint}"
+    if isinstance(exc, mqtt.WebsocketConnectionError):
+        return f"websocket handshake failed on path {target.path!r} ({exc})"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host {target.host!r} ({_reason_text(exc)})"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"timed out after {timeout:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by the broker"
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return _reason_text(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+        return "too many open files (raise the limit with `ulimit -n`)"
+    return _reason_text(exc)

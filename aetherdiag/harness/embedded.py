@@ -1,0 +1,256 @@
+"""Start the embedded broker emulator for one run: in a thread, or in its own process.
+
+How this works: small runs start ``Emulator`` on a background thread of this process (a few
+milliseconds, nothing to spawn), which keeps ``aetherdiag workers --count 3 --tasks 9`` well
+inside its cold-start budget. Large runs start ``python -m aetherdiag emulator serve --port 0``
+as a child process, so the broker and the fleet each get a core instead of sharing one GIL:
+measured on two cores, 1,000 workers x 100,000 QoS 1 tasks take about 40 s in one process and
+about half that with the emulator in its own (see benchmarks/README.md). The child's first
+stdout line names its port; the wait for it is bounded, the child is terminated with SIGTERM
+(then killed) on ``stop()``, and its exit summary on stderr becomes ``stats()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from typing import IO, Literal, Protocol
+
+from .clients import BrokerUnreachable
+from .model import BrokerTarget, EmulatorSettings
+
+Mode = Literal["auto", "thread", "process"]
+
+# "auto" picks a process at or above either threshold (see the module docstring)
+PROCESS_MIN_CLIENTS = 500
+PROCESS_MIN_MESSAGES = 20_000
+START_TIMEOUT = 15.0
+
+_LISTENING = re.compile(r"listening on mqtt://(?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+)")
+_STOPPED = re.compile(
+    r"stopped: (?P<messages_in>\d+) messages in, (?P<deliveries>\d+) deliveries, "
+    r"(?P<dropped>\d+) dropped"
+)
+
+
+class EmulatorStartError(BrokerUnreachable):
+    """The embedded emulator could not be started; the message says why (one line)."""
+
+
+class EmbeddedBroker(Protocol):
+    """What ``start_emulator`` returns next to the target."""
+
+    mode: str  # "thread" or "process"
+
+    def stop(self) -> None:
+        """Stop the emulator (bounded; safe to call twice)."""
+
+    def stats(self) -> dict[str, object] | None:
+        """The emulator's counters, or None when unavailable."""
+
+
+def ensure_fd_limit(needed: int) -> None:
+    """Raise this process's open-file soft limit towards ``needed`` (children inherit it)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    want = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def choose_mode(expected_clients: int, expected_messages: int) -> Literal["thread", "process"]:
+    """Thread for small runs, a separate process for large ones."""
+    if expected_clients >= PROCESS_MIN_CLIENTS or expected_messages >= PROCESS_MIN_MESSAGES:
+        return "process"
+    return "thread"
+
+
+def start_emulator(
+    settings: EmulatorSettings,
+    *,
+    protocol: str = "5",
+    expected_clients: int = 0,
+    expected_messages: int = 0,
+    mode: Mode = "auto",
+) -> tuple[BrokerTarget, EmbeddedBroker]:
+    """Start the emulator for a run; returns the target to connect to and its handle.
+
+    ``expected_clients`` (workers + publisher) and ``expected_messages`` (tasks, or
+    deliveries when known) choose between a thread and a process when ``mode`` is "auto".
+    Raises ``EmulatorStartError`` when it cannot start (bad strategy or fault names are
+    rejected the same way).
+    """
+    ensure_fd_limit(2 * expected_clients + 256)
+    if mode == "auto":
+        mode = choose_mode(expected_clients, expected_messages)
+    handle: ThreadEmulator | ProcessEmulator
+    handle = ThreadEmulator(settings) if mode == "thread" else ProcessEmulator(settings)
+    host, port = handle.start()
+    return BrokerTarget(scheme="mqtt", host=host, port=port, protocol=protocol), handle
+
+
+def describe(settings: EmulatorSettings) -> str:
+    """``emulator (strategy round_robin, faults share-fanout)`` for reports."""
+    faults = ",".join(settings.faults) or "none"
+    return f"emulator (strategy {settings.strategy}, faults {faults})"
+
+
+class ThreadEmulator:
+    """The emulator on a background thread of this process."""
+
+    mode = "thread"
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        self.settings = settings
+        self._emulator: object | None = None
+        self._final: dict[str, object] | None = None
+
+    def start(self) -> tuple[str, int]:
+        from ..emulator import Emulator
+        from ..emulator.sharing import UnknownName
+
+        s = self.settings
+        try:
+            em = Emulator(strategy=s.strategy, group_strategies=dict(s.group_strategies),
+                          faults=s.faults, seed=s.seed)
+            em.start()
+        except UnknownName as exc:
+            raise EmulatorStartError(str(exc)) from None
+        except OSError as exc:
+            raise EmulatorStartError(f"cannot start the emulator: {exc.strerror or exc}") from None
+        self._emulator = em
+        return em.host, em.port
+
+    def stats(self) -> dict[str, object] | None:
+        from ..emulator import Emulator
+
+        em = self._emulator
+        if isinstance(em, Emulator):
+            try:
+                return {"mode": self.mode, **em.stats().as_dict()}
+            except Exception:  # the loop is gone: fall back to the last snapshot
+                return self._final
+        return self._final
+
+    def stop(self) -> None:
+        from ..emulator import Emulator
+
+        em = self._emulator
+        if isinstance(em, Emulator):
+            self._final = self.stats()
+            em.stop()
+        self._emulator = None
+
+
+class ProcessEmulator:
+    """``python -m aetherdiag emulator serve --port 0`` as a child process."""
+
+    mode = "process"
+
+    def __init__(self, settings: EmulatorSettings, start_timeout: float = START_TIMEOUT) -> None:
+        self.settings = settings
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen[str] | None = None
+        self._stderr: deque[str] = deque(maxlen=200)
+        self._drains: list[threading.Thread] = []
+        self._stats: dict[str, object] | None = None
+
+    def command(self) -> list[str]:
+        s = self.settings
+        cmd = [sys.executable, "-m", "aetherdiag", "emulator", "serve",
+               "--host", "127.0.0.1", "--port", "0", "--strategy", s.strategy]
+        for fault in s.faults:
+            cmd += ["--fault", fault]
+        for group, strategy in s.group_strategies:
+            cmd += ["--group-strategy", f"{group}={strategy}"]
+        if s.seed is not None:
+            cmd += ["--seed", str(s.seed)]
+        return cmd
+
+    def start(self) -> tuple[str, int]:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, env=env,
+            )
+        except OSError as exc:
+            raise EmulatorStartError(
+                f"cannot start the emulator process: {exc.strerror or exc}"
+            ) from None
+        self.proc = proc
+        assert proc.stdout is not None and proc.stderr is not None
+        self._drain(proc.stderr, self._stderr)
+        line = self._first_line(proc, proc.stdout)
+        match = _LISTENING.search(line or "")
+        if match is None:
+            self.stop()
+            detail = " ".join(x.strip() for x in list(self._stderr)[-3:] if x.strip())
+            what = f"said {line.strip()!r}" if line else "printed no address"
+            raise EmulatorStartError(
+                f"the emulator process {what}" + (f": {detail}" if detail else "")
+            )
+        self._drain(proc.stdout, None)
+        return match.group("host").strip("[]"), int(match.group("port"))
+
+    def _first_line(self, proc: subprocess.Popen[str], stream: IO[str]) -> str | None:
+        """The child's first stdout line, or None if it exits or the wait runs out."""
+        deadline = time.monotonic() + self.start_timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(stream, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if sel.select(min(0.1, max(0.0, deadline - time.monotonic()))):
+                    line = stream.readline()
+                    return line or None
+                if proc.poll() is not None:
+                    return None
+        return None
+
+    def _drain(self, stream: IO[str], sink: deque[str] | None) -> None:
+        def run() -> None:
+            with contextlib.suppress(OSError, ValueError):
+                for line in stream:
+                    if sink is not None:
+                        sink.append(line)
+
+        t = threading.Thread(target=run, name="aetherdiag-emulator-output", daemon=True)
+        t.start()
+        self._drains.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        for t in self._drains:
+            t.join(1.0)
+        for line in self._stderr:
+            m = _STOPPED.search(line)
+            if m:
+                self._stats = {"mode": self.mode, **{k: int(v) for k, v in m.groupdict().items()}}
+
+    def stats(self) -> dict[str, object] | None:
+        """The child's exit summary; the child is stopped first if still running."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        return self._stats

@@ -1,0 +1,536 @@
+"""The worker fleet: N worker clients and one publisher on one event loop thread.
+
+How this works: every paho client lives on a single ``Loop`` thread (a ``selectors`` loop; see
+loop.py), so a thousand workers cost a thousand sockets, not a thousand threads. The caller's
+thread never touches a client: it hands work to the loop (``Loop.run``) and then waits,
+polling counters with short sleeps and always against a deadline. Blocking paho ``connect()``
+calls run on a few daemon connector threads so slow or unreachable brokers cannot stall the
+loop, and a hung DNS lookup cannot keep the process alive.
+
+A run: ``start(workers)`` connects the publisher first (the reachability probe: any failure
+becomes ``BrokerUnreachable`` with one line), then every worker, and waits for each CONNACK
+and SUBACK. ``publish(tasks)`` feeds the publisher; ``settle()`` waits for acknowledgements
+and a quiet period; ``result()`` snapshots everything into a ``RunResult``. Churn steps for
+replay (``disconnect``, ``drop``, ``reconnect``, ``subscribe``, ``unsubscribe``,
+``set_work_ms``) act on one worker and wait (bounded) for the broker's answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from types import TracebackType
+from typing import TypeVar
+
+from .clients import BrokerUnreachable, ClientFactory
+from .loop import Loop, LoopError
+from .member import LIVE, Member
+from .model import BrokerTarget, RunResult, TaskSpec, WorkerSpec
+from .publisher import DEFAULT_WINDOW, Publisher
+from .recorder import Recorder
+from .worker import Worker
+
+__all__ = ["BrokerUnreachable", "Fleet", "FleetError", "ProgressCallback"]
+
+T = TypeVar("T")
+ProgressCallback = Callable[[int, int], None]  # (published, delivered)
+PROGRESS_INTERVAL = 0.1  # seconds between on_progress calls
+PUBLISHER_NAME = "publisher"
+
+
+class FleetError(RuntimeError):
+    """A fleet operation could not be carried out (unknown worker, loop failure...)."""
+
+
+class _Connector:
+    """A few daemon threads that run blocking paho ``connect()`` calls."""
+
+    def __init__(self, max_threads: int = 16) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._max = max_threads
+
+    def submit(self, jobs: Sequence[Callable[[], None]]) -> None:
+        want = min(self._max, len(jobs))
+        while len(self._threads) < want:
+            t = threading.Thread(target=self._work, name="aetherdiag-connect", daemon=True)
+            t.start()
+            self._threads.append(t)
+        for job in jobs:
+            self._jobs.put(job)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            with contextlib.suppress(Exception):  # Member.connect records its own failures
+                job()
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        self._threads.clear()
+
+
+class Fleet:
+    """Workers plus a publisher against one broker, all driven from one loop thread.
+
+    >>> with Fleet(target) as fleet:
+    ...     fleet.start([WorkerSpec(name="worker-1", subscriptions=("$share/g/t/+",))])
+    ...     fleet.publish([TaskSpec(task_id="task-1", topic="t/1")])
+    ...     fleet.settle(expected=1, quiet_s=0.3, timeout_s=10)
+    ...     result = fleet.result()
+
+    Client ids are ``aetherdiag-<run_id>-<worker name>`` (and ``...-publisher``), so two runs
+    on one broker never collide. ``seed`` makes the work-time jitter reproducible. ``label``
+    replaces ``target.display()`` in the result (e.g. to describe the embedded emulator).
+    Up to ``ordered_max`` workers started together subscribe one after the other, in order,
+    so a broker that rotates a share group in subscription order gives worker-1 the first
+    task on every run; larger fleets subscribe all at once.
+    """
+
+    def __init__(
+        self,
+        target: BrokerTarget,
+        *,
+        run_id: str | None = None,
+        connect_timeout: float = 5.0,
+        seed: int | None = None,
+        label: str | None = None,
+        window: int = DEFAULT_WINDOW,
+        connect_threads: int = 16,
+        ordered_max: int = 100,
+    ) -> None:
+        self.target = target
+        self.run_id = run_id or uuid.uuid4().hex[:8]
+        self.connect_timeout = connect_timeout
+        self.seed = seed if seed is not None else random.randrange(1 << 30)
+        self.label = label or target.display()
+        self.window = window
+        self.ordered_max = ordered_max
+        self.rec = Recorder()
+        self._factory: ClientFactory | None = None
+        self._loop = Loop()
+        self._connector = _Connector(connect_threads)
+        self._workers: dict[str, Worker] = {}
+        self._publisher: Publisher | None = None
+        self._started = False
+        self._closed = False
+        self._settled = True
+        self._ended_at: float | None = None
+
+    # ----------------------------------------------------------------- context manager
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- counters
+    @property
+    def workers(self) -> tuple[str, ...]:
+        """Worker names in the order they were started."""
+        return tuple(self._workers)
+
+    @property
+    def published(self) -> int:
+        """Tasks handed to the broker so far."""
+        return self._publisher.sent if self._publisher else 0
+
+    @property
+    def delivered(self) -> int:
+        """Deliveries recorded so far (all workers)."""
+        return self.rec.delivered
+
+    def client_id(self, name: str) -> str:
+        """The MQTT client id used for worker ``name`` (or ``"publisher"``)."""
+        return f"aetherdiag-{self.run_id}-{name}"
+
+    # ----------------------------------------------------------------- helpers
+    def _check_loop(self) -> None:
+        if self._loop.error is not None:
+            err = self._loop.error
+            raise FleetError(f"the fleet's event loop failed: {type(err).__name__}: {err}")
+
+    def _run(self, fn: Callable[[], T]) -> T:
+        self._check_loop()
+        try:
+            return self._loop.run(fn, timeout=max(10.0, self.connect_timeout))
+        except LoopError as exc:
+            raise FleetError(str(exc)) from None
+
+    def _wait(
+        self, done: Callable[[], bool], timeout: float, *,
+        progress: Callable[[], int] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> bool:
+        """Poll ``done()`` until true or ``timeout`` passes without progress.
+
+        Without ``progress`` the timeout is absolute; with it, the deadline moves whenever
+        ``progress()`` grows (used for connecting large fleets).
+        """
+        start = time.monotonic()
+        deadline = start + timeout
+        last = progress() if progress else 0
+        next_report = start
+        nap = 0.0005
+        while True:
+            self._check_loop()
+            now = time.monotonic()
+            if on_progress is not None and now >= next_report:
+                on_progress(self.published, self.delivered)
+                next_report = now + PROGRESS_INTERVAL
+            if done():
+                if on_progress is not None:
+                    on_progress(self.published, self.delivered)
+                return True
+            if progress is not None:
+                current = progress()
+                if current != last:
+                    last = current
+                    deadline = now + timeout
+            if now >= deadline:
+                return False
+            time.sleep(min(nap, deadline - now))
+            nap = min(nap * 2, 0.02)
+
+    def _worker(self, name: str) -> Worker:
+        try:
+            return self._workers[name]
+        except KeyError:
+            known = ", ".join(self._workers) or "none"
+            raise FleetError(f"unknown worker {name!r} (workers: {known})") from None
+
+    def _unreachable(self, member: Member, during: str = "") -> BrokerUnreachable:
+        who = "" if member.name == PUBLISHER_NAME else f" ({member.name}{during})"
+        reason = member.error or f"no CONNACK within {self.connect_timeout:g} s"
+        return BrokerUnreachable(f"cannot connect to {self.target.display()}: {reason}{who}")
+
+    def _connect(self, members: Sequence[Member], *, ordered: bool = False) -> None:
+        """Connect ``members`` (in parallel) and wait for CONNACK and SUBACK, bounded.
+
+        With ``ordered``, workers subscribe one after the other in the order given (each
+        SUBSCRIBE waits for the previous SUBACK) instead of as soon as they are connected.
+        """
+        for m in members:
+            m.state = "connecting"
+            m.error = None
+            if isinstance(m, Worker):
+                m.hold_subscribe = ordered
+        target, timeout = self.target, self.connect_timeout
+        self._connector.submit([partial(m.connect, target, timeout) for m in members])
+
+        def answered() -> int:
+            return sum(1 for m in members if m.state != "connecting")
+
+        def ready() -> int:
+            return sum(1 for m in members if m.state != "connected" or m.ready())
+
+        self._wait(
+            lambda: answered() == len(members) or any(m.state == "failed" for m in members),
+            timeout, progress=answered,
+        )
+        failed = [m for m in members if m.state in ("failed", "connecting")]
+        if failed:
+            first = next((m for m in failed if m.state == "failed"), failed[0])
+            ok = sum(1 for m in members if m.state == "connected")
+            raise self._unreachable(first, f", {ok} of {len(members)} connected" if ok else "")
+        workers = [m for m in members if isinstance(m, Worker)]
+        if ordered and workers:
+            self._run(lambda: self._subscribe_in_order(workers, 0))
+        self._wait(lambda: ready() == len(members), timeout, progress=ready)
+        for m in members:
+            if m.state == "connected" and not m.ready():
+                self.rec.note(f"{m.name}: no SUBACK within {timeout:g} s")
+
+    def _subscribe_in_order(self, workers: list[Worker], i: int) -> None:
+        """Loop thread: subscribe ``workers[i]``, then the next one once it is answered."""
+        if i < len(workers):
+            workers[i].subscribe_all(then=lambda: self._subscribe_in_order(workers, i + 1))
+
+    # ----------------------------------------------------------------- run
+    def start(self, workers: Sequence[WorkerSpec]) -> None:
+        """Connect the publisher and ``workers``, subscribe them, wait for every answer.
+
+        May be called again to add more workers. Raises ``BrokerUnreachable`` (one line) when
+        the broker cannot be reached, refuses a connection, or does not answer within
+        ``connect_timeout`` (measured from the last connection that made progress).
+        """
+        if self._closed:
+            raise FleetError("the fleet is closed")
+        names = [w.name for w in workers]
+        dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+        if dupes:
+            raise ValueError(f"worker names must be unique: {', '.join(dupes)}")
+        clash = [n for n in names if n in self._workers or n == PUBLISHER_NAME]
+        if clash:
+            raise ValueError(f"worker name already in use: {clash[0]}")
+        try:
+            if self._factory is None:
+                self._factory = ClientFactory(self.target)
+            factory = self._factory
+            if not self._started:
+                self._started = True
+                self.rec.t0 = time.monotonic()
+                self._loop.start()
+                cid = self.client_id(PUBLISHER_NAME)
+                self._publisher = Publisher(
+                    cid, self.target.protocol, factory.make(cid, self.target.protocol),
+                    self._loop, self.rec, run_id=self.run_id, window=self.window,
+                )
+                self._connect([self._publisher])
+            new = []
+            for spec in workers:
+                cid = self.client_id(spec.name)
+                client = factory.make(cid, spec.protocol, clean_start=spec.clean_start)
+                worker = Worker(spec, cid, client, self._loop, self.rec, run_id=self.run_id,
+                                seed=self.seed)
+                self._workers[spec.name] = worker
+                new.append(worker)
+            if new:
+                self._connect(new, ordered=len(new) <= self.ordered_max)
+        except BaseException:
+            self.close()
+            raise
+
+    def publish(
+        self,
+        tasks: Iterable[TaskSpec],
+        rate: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        *,
+        wait: bool = True,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Publish ``tasks`` in order (``rate`` tasks/s, or as fast as the window allows).
+
+        With ``wait`` (the default) returns once every task was handed to the broker, or when
+        ``timeout_s`` (default: 60 s plus the paced duration) runs out; tasks not sent by then
+        are recorded as publish failures. Acknowledgements are awaited by ``settle()``.
+        Returns how many of ``tasks`` were sent. ``on_progress(published, delivered)`` is
+        called on this thread about ten times a second.
+        """
+        pub = self._publisher
+        if pub is None or self._closed:
+            raise FleetError("start() the fleet before publishing")
+        batch = list(tasks)
+
+        def enqueue() -> int:
+            before = pub.sent
+            pub.enqueue(batch, rate)
+            return before
+
+        before = self._run(enqueue)
+        if not wait:
+            return 0
+        if timeout_s is None:
+            timeout_s = 60.0 + (len(batch) / rate if rate else len(batch) / 1000.0)
+        if not self._wait(lambda: not pub.queue, timeout_s, on_progress=on_progress):
+            self._run(lambda: pub.cancel(f"not sent within {timeout_s:g} s"))
+        return pub.sent - before
+
+    def settle(
+        self,
+        *,
+        expected: int | None = None,
+        quiet_s: float = 0.3,
+        timeout_s: float = 30.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> bool:
+        """Wait until deliveries have settled; False when ``timeout_s`` cut the wait short.
+
+        Settled means: every publish is acknowledged (or failed), no worker is still working
+        on a task, at least ``expected`` deliveries arrived (when given), and nothing was
+        delivered or acknowledged for ``quiet_s`` seconds.
+        """
+        pub = self._publisher
+        rec = self.rec
+
+        def quiet() -> bool:
+            if pub is not None and not pub.idle:
+                return False
+            if rec.pending_acks > 0:
+                return False
+            if expected is not None and rec.delivered < expected:
+                return False
+            return time.monotonic() - rec.last_activity >= quiet_s
+
+        ok = self._wait(quiet, timeout_s, on_progress=on_progress)
+        self._settled = ok
+        self._ended_at = time.monotonic()
+        return ok
+
+    def wait(self, seconds: float) -> None:
+        """Let the fleet run for ``seconds`` (a replay ``wait`` step)."""
+        self._wait(lambda: False, seconds)
+
+    # ----------------------------------------------------------------- churn steps
+    def disconnect(self, name: str) -> None:
+        """Clean DISCONNECT of worker ``name``; a persistent session stays on the broker."""
+        w = self._worker(name)
+
+        def send() -> None:
+            self.rec.event(name, "disconnected", "", w.in_flight())
+            w.disconnect()
+
+        self._run(send)
+        if not self._wait(lambda: w.state not in LIVE, self.connect_timeout):
+            self.rec.note(f"{name}: DISCONNECT did not complete within "
+                          f"{self.connect_timeout:g} s; connection cut instead")
+            self._run(w.drop)
+
+    def drop(self, name: str) -> tuple[str, ...]:
+        """Cut worker ``name``'s TCP connection without DISCONNECT, even mid-flight.
+
+        Returns the task ids it had received but not yet acknowledged (now in the broker's
+        hands again).
+        """
+        w = self._worker(name)
+
+        def cut() -> tuple[str, ...]:
+            inflight = w.in_flight()
+            if w.state in ("connected", "connecting"):
+                self.rec.event(name, "dropped", f"{len(inflight)} unacknowledged", inflight)
+                w.drop()
+            return inflight
+
+        inflight = self._run(cut)
+        self._wait(lambda: w.state not in LIVE, self.connect_timeout)
+        return inflight
+
+    def reconnect(self, name: str) -> bool:
+        """Reconnect worker ``name`` with the same client id and session settings.
+
+        Waits for CONNACK; resubscribes its current filters only when the broker has no
+        session for it. Returns whether the session was present. Raises ``BrokerUnreachable``
+        when the connection fails.
+        """
+        w = self._worker(name)
+        if w.state in LIVE:
+            self.rec.note(f"{name}: reconnect asked while still connected; ignored")
+            return w.session_present
+        self._connect([w])
+        return w.session_present
+
+    def subscribe(self, name: str, topic_filter: str, qos: int | None = None) -> int | None:
+        """Add a subscription to worker ``name``; returns the SUBACK reason code.
+
+        ``None`` when the worker is not connected (the filter is then used at its next
+        reconnect) or the broker did not answer in time.
+        """
+        w = self._worker(name)
+        level = w.spec.qos if qos is None else qos
+
+        def send() -> int | None:
+            w.filters[topic_filter] = level
+            self.rec.event(name, "subscribed", f"{topic_filter} (QoS {level})")
+            return w.subscribe(((topic_filter, level),)) if w.state == "connected" else None
+
+        mid = self._run(send)
+        if mid is None:
+            return None
+        if not self._wait(lambda: mid in w.answers, self.connect_timeout):
+            self.rec.note(f"{name}: no SUBACK for {topic_filter!r} within "
+                          f"{self.connect_timeout:g} s")
+            return None
+        codes = w.answers.get(mid, ())
+        if codes and codes[0] >= 0x80:
+            self._run(lambda: w.filters.pop(topic_filter, None))
+        return codes[0] if codes else None
+
+    def unsubscribe(self, name: str, topic_filter: str) -> bool:
+        """Remove a subscription from worker ``name``; True when the broker confirmed it."""
+        w = self._worker(name)
+
+        def send() -> int | None:
+            w.filters.pop(topic_filter, None)
+            self.rec.event(name, "unsubscribed", topic_filter)
+            return w.unsubscribe(topic_filter) if w.state == "connected" else None
+
+        mid = self._run(send)
+        if mid is None:
+            return False
+        return self._wait(lambda: mid in w.answers, self.connect_timeout)
+
+    def set_work_ms(self, name: str, work_ms: float, jitter_ms: float | None = None) -> None:
+        """Change worker ``name``'s processing time per task (slow it down or speed it up)."""
+        w = self._worker(name)
+
+        def change() -> None:
+            w.work_ms = max(0.0, work_ms)
+            if jitter_ms is not None:
+                w.jitter_ms = max(0.0, jitter_ms)
+            self.rec.event(name, "work_ms", f"{w.work_ms:g} ms (+0..{w.jitter_ms:g})")
+
+        self._run(change)
+
+    # ----------------------------------------------------------------- results
+    def result(self) -> RunResult:
+        """A snapshot of everything observed so far.
+
+        Publishes still unacknowledged at this point count as publish failures.
+        """
+        pub = self._publisher
+
+        def collect() -> tuple[list[str], list[tuple[str, str]]]:
+            if pub is None:
+                return [], []
+            failures = list(pub.failures)
+            failures += [(t, "not acknowledged in time") for t in pub.unacknowledged()]
+            return list(pub.sent_ids), failures
+
+        if self._loop.alive:
+            sent, failures = self._run(collect)
+        else:
+            sent, failures = collect()
+        reasons = Counter(reason for _, reason in failures)
+        for reason, count in sorted(reasons.items()):
+            self.rec.note(f"publisher: {count} task(s) {reason}")
+        end = self._ended_at if self._ended_at is not None else time.monotonic()
+        return RunResult(
+            target=self.label,
+            workers=self.workers,
+            published=tuple(dict.fromkeys(sent)),
+            publish_failures=tuple(dict.fromkeys(t for t, _ in failures)),
+            deliveries=self.rec.deliveries(),
+            duration_s=max(0.0, end - self.rec.t0),
+            settled=self._settled,
+            subscribe_results=self.rec.subscribe_results(),
+            notes=self.rec.notes(),
+            events=self.rec.events(),
+        )
+
+    def close(self, timeout: float = 3.0) -> None:
+        """DISCONNECT every client (expiring v5 persistent sessions), bounded; stop the loop."""
+        if self._closed:
+            return
+        self._closed = True
+        members: list[Member] = list(self._workers.values())
+        if self._publisher is not None:
+            members.insert(0, self._publisher)
+        def say_goodbye() -> None:
+            for m in members:
+                m.disconnect(end_session=True)
+
+        def cut_the_rest() -> None:
+            for m in members:
+                if m.state in LIVE:
+                    m.drop()
+
+        if self._loop.alive and self._loop.error is None:
+            with contextlib.suppress(LoopError):
+                self._loop.run(say_goodbye, timeout=timeout)
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and any(m.state in LIVE for m in members):
+                    time.sleep(0.005)
+                self._loop.run(cut_the_rest, timeout=timeout)
+        self._loop.stop(timeout)
+        self._connector.close()

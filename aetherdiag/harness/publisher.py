@@ -1,0 +1,151 @@
+"""The publisher client: sends tasks in a bounded window, paced when a rate is given.
+
+How this works: tasks wait in a deque; ``pump()`` (loop thread) hands them to paho while fewer
+than ``window`` are unacknowledged (QoS 0 counts until written), so neither paho nor the socket
+buffers grow without bound and paho's own in-flight queue (linear per ack) is never used. With
+a rate, sends are spaced ``1/rate`` apart by a timer on the loop's heap. PUBACK/PUBCOMP reason
+codes >= 0x80 and publishes lost with the connection are recorded as failures. The payload is
+a small JSON object: ``{"task_id": ..., "run_id": ..., "sent_at": <unix time>}``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from .loop import Loop
+from .member import Member, reason_text
+from .model import TaskSpec
+from .recorder import Recorder
+
+DEFAULT_WINDOW = 1000
+
+
+def task_payload(task_id: str, run_id: str, sent_at: float) -> bytes:
+    """The JSON a task is published with (workers read ``task_id`` and ``sent_at`` back)."""
+    return json.dumps(
+        {"task_id": task_id, "run_id": run_id, "sent_at": round(sent_at, 6)},
+        separators=(",", ":"),
+    ).encode()
+
+
+class Publisher(Member):
+    """Publishes ``TaskSpec``s; the loop thread calls everything except the counters."""
+
+    def __init__(
+        self, client_id: str, protocol: str, client: mqtt.Client, loop: Loop, rec: Recorder,
+        *, run_id: str, window: int = DEFAULT_WINDOW,
+    ) -> None:
+        super().__init__("publisher", client_id, protocol, client, loop, rec)
+        self.run_id = run_id
+        self.window = window
+        self.queue: deque[TaskSpec] = deque()
+        self.outstanding: dict[int, str] = {}  # mid -> task id, sent and not yet acknowledged
+        self.rate: float | None = None
+        self.next_at = 0.0
+        self.timer_pending = False
+        self.sent_ids: list[str] = []
+        self.failures: list[tuple[str, str]] = []  # (task id, reason)
+        self.sent = 0
+        self.acked = 0
+        self.announce_finish = False
+        client.on_publish = self._on_publish
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing awaiting an acknowledgement."""
+        return not self.queue and not self.outstanding
+
+    def on_connected(self) -> None:
+        receive_max = getattr(self.broker_props, "ReceiveMaximum", None)
+        if isinstance(receive_max, int) and receive_max > 0:
+            self.window = min(self.window, receive_max)
+        self.pump()
+
+    def enqueue(self, tasks: Iterable[TaskSpec], rate: float | None) -> None:
+        """Queue ``tasks`` and start sending (loop thread)."""
+        tasks = list(tasks)
+        self.queue.extend(tasks)
+        self.rate = rate if rate and rate > 0 else None
+        self.next_at = time.monotonic()
+        self.announce_finish = True
+        rate_text = f" at {rate:g}/s" if self.rate else ""
+        self.rec.event(self.name, "publish_started", f"{len(tasks)} tasks{rate_text}")
+        if self.state == "connected":
+            self.pump()
+        elif self.state not in ("connecting", "new"):
+            self.cancel("not sent: the publisher is not connected")
+
+    def cancel(self, reason: str) -> None:
+        """Give up on every queued task, recording ``reason`` (loop thread)."""
+        for task in self.queue:
+            self.failures.append((task.task_id, reason))
+        self.queue.clear()
+        self._finished()
+
+    def _finished(self) -> None:
+        if self.announce_finish and not self.queue:
+            self.announce_finish = False
+            self.rec.event(self.name, "publish_finished", f"{self.sent} sent")
+
+    def _tick(self) -> None:
+        self.timer_pending = False
+        self.pump()
+
+    def pump(self) -> None:
+        """Send queued tasks while the window (and the rate) allows (loop thread)."""
+        if self.state != "connected":
+            return
+        queue, outstanding, client = self.queue, self.outstanding, self.client
+        interval = 1.0 / self.rate if self.rate else 0.0
+        now = time.monotonic()
+        while queue and len(outstanding) < self.window:
+            if interval:
+                if self.next_at > now:
+                    if not self.timer_pending:
+                        self.timer_pending = True
+                        self.loop.call_at(self.next_at, self._tick)
+                    return
+                self.next_at = max(self.next_at, now - interval) + interval
+            task = queue.popleft()
+            payload = task_payload(task.task_id, self.run_id, time.time())
+            try:
+                info = client.publish(task.topic, payload, task.qos, task.retain)
+            except ValueError as exc:
+                self.failures.append((task.task_id, f"not sent: {exc}"))
+                continue
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self.failures.append((task.task_id, f"not sent: {mqtt.error_string(info.rc)}"))
+                continue
+            self.sent += 1
+            self.sent_ids.append(task.task_id)
+            outstanding[info.mid] = task.task_id
+        self._finished()
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any
+    ) -> None:
+        task_id = self.outstanding.pop(mid, None)
+        if task_id is None:
+            return
+        self.acked += 1
+        self.rec.last_activity = time.monotonic()
+        if rc is not None and rc.is_failure:
+            self.failures.append((task_id, f"refused by the broker ({reason_text(rc)})"))
+        if self.queue:
+            self.pump()
+
+    def on_disconnected(self) -> None:
+        for task_id in self.outstanding.values():
+            self.failures.append((task_id, "not acknowledged: the publisher's connection ended"))
+        self.outstanding.clear()
+        self.cancel("not sent: the publisher's connection ended")
+
+    def unacknowledged(self) -> list[str]:
+        """Task ids still awaiting an acknowledgement."""
+        return list(self.outstanding.values())
