@@ -509,7 +509,11 @@ class Fleet:
         )
 
     def close(self, timeout: float = 3.0) -> None:
-        """DISCONNECT every client (expiring v5 persistent sessions), bounded; stop the loop."""
+        """DISCONNECT every client, bounded, and stop the loop.
+
+        Leaves the broker clean: v5 persistent sessions are expired in the DISCONNECT, and
+        retained tasks are overwritten with empty retained messages first.
+        """
         if self._closed:
             return
         self._closed = True
@@ -517,6 +521,8 @@ class Fleet:
         if self._publisher is not None:
             members.insert(0, self._publisher)
         def say_goodbye() -> None:
+            if self._publisher is not None:
+                self._publisher.clear_retained()
             for m in members:
                 m.disconnect(end_session=True)
 

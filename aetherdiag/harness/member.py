@@ -165,7 +165,7 @@ class Member:
             self.state = "closed"
 
     def drop(self) -> None:
-        """Cut the TCP connection without DISCONNECT (loop thread); paho notices on read."""
+        """Cut the TCP connection without DISCONNECT (loop thread), even mid-flight."""
         sock = self.client.socket()
         if sock is None or self.state not in ("connected", "connecting", "closing"):
             return
@@ -175,8 +175,13 @@ class Member:
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         with contextlib.suppress(OSError, AttributeError):
             raw.shutdown(socket.SHUT_RDWR)
-        # read what is left (ignored by the worker) until paho sees the end of the stream
-        for _ in range(100_000):
+        # Discard what had already arrived: after a cut the application never sees it (and
+        # paho must not half-process a QoS 2 PUBREL it could then never complete).
+        with contextlib.suppress(OSError, AttributeError):
+            for _ in range(10_000):
+                if not raw.recv(1 << 16):
+                    break
+        for _ in range(100):  # paho now reads the end of the stream and closes
             if self.client.socket() is None:
                 break
             self.client.loop_read()

@@ -10,6 +10,7 @@ a small JSON object: ``{"task_id": ..., "run_id": ..., "sent_at": <unix time>}``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import deque
@@ -50,6 +51,7 @@ class Publisher(Member):
         self.next_at = 0.0
         self.timer_pending = False
         self.sent_ids: list[str] = []
+        self.retained_topics: set[str] = set()  # cleared again when the fleet closes
         self.failures: list[tuple[str, str]] = []  # (task id, reason)
         self.sent = 0
         self.acked = 0
@@ -124,6 +126,8 @@ class Publisher(Member):
                 continue
             self.sent += 1
             self.sent_ids.append(task.task_id)
+            if task.retain:
+                self.retained_topics.add(task.topic)
             outstanding[info.mid] = task.task_id
         self._finished()
 
@@ -145,6 +149,16 @@ class Publisher(Member):
             self.failures.append((task_id, "not acknowledged: the publisher's connection ended"))
         self.outstanding.clear()
         self.cancel("not sent: the publisher's connection ended")
+
+    def clear_retained(self) -> None:
+        """Publish empty retained messages over every retained task (loop thread), so a real
+        broker does not keep serving them to later runs."""
+        if self.state != "connected":
+            return
+        for topic in sorted(self.retained_topics):
+            with contextlib.suppress(ValueError):
+                self.client.publish(topic, b"", 0, True)
+        self.retained_topics.clear()
 
     def unacknowledged(self) -> list[str]:
         """Task ids still awaiting an acknowledgement."""

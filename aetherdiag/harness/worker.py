@@ -46,7 +46,11 @@ class Worker(Member):
         self.jitter_ms = spec.work_jitter_ms
         self.rng = random.Random(f"{seed}:{spec.name}")
         self.busy_until = 0.0
-        self.unacked: dict[int, str | None] = {}  # mid -> task id, this connection only
+        self.unacked: dict[int, tuple[str | None, int]] = {}  # mid -> (task id, QoS)
+        # QoS 2 messages the application already had when the connection ended: the broker
+        # only resends PUBREL for them, which paho (manual acks) leaves unanswered, so the
+        # PUBCOMP is sent right after reconnecting to the same session.
+        self.owed_pubcomp: list[int] = []
         self.requests: dict[int, tuple[str, tuple[str, ...]]] = {}  # mid -> (kind, filters)
         self.answers: dict[int, tuple[int, ...]] = {}  # mid -> reason codes, once answered
         # Subscribing on CONNACK can be held back so the fleet subscribes workers one after
@@ -63,7 +67,7 @@ class Worker(Member):
         return self.state == "connected" and not self.requests and not self.needs_subscribe
 
     def in_flight(self) -> tuple[str, ...]:
-        return tuple(t if t is not None else "?" for t in self.unacked.values())
+        return tuple(t if t is not None else "?" for t, _ in self.unacked.values())
 
     # --- subscriptions (loop thread) ----------------------------------------------------------
     def on_connected(self) -> None:
@@ -72,6 +76,10 @@ class Worker(Member):
             self.rec.event(self.name, "reconnected", detail)
         else:
             self.rec.event(self.name, "connected")
+        owed, self.owed_pubcomp = self.owed_pubcomp, []
+        if self.session_present:
+            for mid in owed:
+                self.client.ack(mid, 2)
         self.needs_subscribe = not self.session_present and bool(self.filters)
         if not self.hold_subscribe:
             self.subscribe_all()
@@ -165,7 +173,7 @@ class Worker(Member):
         if work <= 0:
             client.ack(msg.mid, msg.qos)
             return
-        self.unacked[msg.mid] = task_id
+        self.unacked[msg.mid] = (task_id, msg.qos)
         rec.pending_acks += 1
         gen, mid, qos = self.gen, msg.mid, msg.qos
         self.loop.call_at(self.busy_until, lambda: self._ack(gen, mid, qos))
@@ -182,6 +190,7 @@ class Worker(Member):
 
     def on_disconnected(self) -> None:
         self.rec.pending_acks -= len(self.unacked)
+        self.owed_pubcomp = [mid for mid, (_, qos) in self.unacked.items() if qos == 2]
         self.unacked.clear()
         self.busy_until = 0.0
         for mid, (kind, filters) in list(self.requests.items()):

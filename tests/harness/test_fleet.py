@@ -325,6 +325,44 @@ def test_persistent_session_survives_a_drop_and_redelivers_with_dup(
         "dropped")
 
 
+def test_qos2_on_a_dropped_persistent_member_completes_on_the_same_member(
+    target: BrokerTarget, topic: str, broker: Any
+) -> None:
+    """The application saw both tasks (PUBREL arrived) but had not sent PUBCOMP yet."""
+    specs = [WorkerSpec(name=f"worker-{i}", subscriptions=(f"$share/g/{topic}/+/do",), qos=2,
+                        clean_start=False, session_expiry=60, work_ms=10_000 if i == 1 else 0)
+             for i in (1, 2)]
+    with Fleet(target) as fleet:
+        fleet.start(specs)
+        fleet.publish(tasks(4, topic, qos=2))
+        wait_for(lambda: fleet.delivered >= 4)
+        assert fleet.drop("worker-1") == ("task-1", "task-3")
+        fleet.set_work_ms("worker-1", 0)
+        assert fleet.reconnect("worker-1") is True
+        fleet.publish(tasks(2, topic, qos=2, start=5))
+        assert fleet.settle(expected=6, quiet_s=QUIET, timeout_s=5)
+        result = fleet.result()
+        if broker.is_emulator:  # every QoS 2 flow completed (PUBCOMP sent after reconnect)
+            em, cid = broker.emulator, fleet.client_id("worker-1")
+            assert em.call(lambda: len(em.broker.sessions[cid].outflight)) == 0
+    got = by_worker(result)
+    assert sorted(map(str, got["worker-1"] + got["worker-2"])) == ids(1, 2, 3, 4, 5, 6)
+    assert got["worker-1"][:2] == ids(1, 3)  # not moved to worker-2, not delivered twice
+    assert len(got["worker-1"]) == 3  # and the session's flow completed: it gets new work
+
+
+def test_retained_tasks_are_cleared_when_the_fleet_closes(target: BrokerTarget, topic: str
+                                                         ) -> None:
+    with Fleet(target) as fleet:
+        fleet.start(workers(1, f"{topic}/+/do"))
+        fleet.publish([TaskSpec(task_id="kept", topic=f"{topic}/kept/do", retain=True)])
+        assert fleet.settle(expected=1, quiet_s=QUIET, timeout_s=5)
+    with Fleet(target) as later:
+        later.start(workers(1, f"{topic}/+/do"))
+        later.wait(QUIET)
+        assert later.result().deliveries == ()
+
+
 def test_clean_disconnect_and_reconnect_resubscribes(target: BrokerTarget, topic: str) -> None:
     with Fleet(target) as fleet:
         fleet.start(workers(2, f"$share/g/{topic}/+/do"))

@@ -1,0 +1,89 @@
+"""Starting the embedded emulator for a run: on a thread, or as a child process."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from aetherdiag.harness.embedded import (
+    EmulatorStartError,
+    ProcessEmulator,
+    choose_mode,
+    describe,
+    start_emulator,
+)
+from aetherdiag.harness.fleet import BrokerUnreachable, Fleet
+from aetherdiag.harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
+
+
+def run(target: BrokerTarget, n_workers: int = 2, n_tasks: int = 4) -> dict[str, list[str]]:
+    specs = [WorkerSpec(name=f"worker-{i}", subscriptions=("$share/g/e/+",))
+             for i in range(1, n_workers + 1)]
+    with Fleet(target) as fleet:
+        fleet.start(specs)
+        fleet.publish([TaskSpec(task_id=f"task-{i}", topic=f"e/{i}")
+                       for i in range(1, n_tasks + 1)])
+        assert fleet.settle(quiet_s=0.2, timeout_s=10)
+        result = fleet.result()
+    return {w: [str(d.task_id) for d in result.deliveries if d.worker == w] for w in result.workers}
+
+
+def test_small_runs_use_a_thread_and_large_ones_a_process() -> None:
+    assert choose_mode(4, 9) == "thread"
+    assert choose_mode(1001, 100_000) == "process"
+    assert choose_mode(4, 1_000_000) == "process"
+    assert choose_mode(2000, 10) == "process"
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_emulator_modes_serve_a_run_and_report_stats(mode: str) -> None:
+    target, handle = start_emulator(EmulatorSettings(), protocol="3.1.1", mode=mode)  # type: ignore[arg-type]
+    try:
+        assert handle.mode == mode
+        assert (target.scheme, target.host, target.protocol) == ("mqtt", "127.0.0.1", "3.1.1")
+        assert run(target) == {"worker-1": ["task-1", "task-3"], "worker-2": ["task-2", "task-4"]}
+        stats = handle.stats()
+        assert stats is not None
+        assert stats["mode"] == mode
+        assert stats["messages_in"] == 4 and stats["deliveries"] == 4
+    finally:
+        handle.stop()
+        handle.stop()  # twice is fine
+    if isinstance(handle, ProcessEmulator):
+        assert handle.proc is not None and handle.proc.poll() is not None
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_settings_reach_the_emulator(mode: str) -> None:
+    settings = EmulatorSettings(strategy="random", faults=("share-fanout",), seed=3)
+    target, handle = start_emulator(settings, mode=mode)  # type: ignore[arg-type]
+    try:
+        got = run(target)
+    finally:
+        handle.stop()
+    assert got == {w: ["task-1", "task-2", "task-3", "task-4"] for w in ("worker-1", "worker-2")}
+    assert describe(settings) == "emulator (strategy random, faults share-fanout)"
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_bad_settings_fail_with_one_line(mode: str) -> None:
+    with pytest.raises(EmulatorStartError) as err:
+        start_emulator(EmulatorSettings(faults=("no-such-fault",)), mode=mode)  # type: ignore[arg-type]
+    assert "no-such-fault" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert isinstance(err.value, BrokerUnreachable)  # the CLI maps it to exit code 3
+
+
+def test_a_child_that_never_says_its_port_is_killed_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handle = ProcessEmulator(EmulatorSettings(), start_timeout=0.5)
+    monkeypatch.setattr(handle, "command",
+                        lambda: [sys.executable, "-c", "import time; time.sleep(60)"])
+    t0 = time.monotonic()
+    with pytest.raises(EmulatorStartError, match="printed no address"):
+        handle.start()
+    assert time.monotonic() - t0 < 7
+    assert handle.proc is not None and handle.proc.poll() is not None
