@@ -14,6 +14,7 @@ passed in by the caller, so tests drive it without clocks or sockets.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,10 +102,12 @@ class Broker:
         self._out: list[Out] = []
         self._auto_id = 0
         self._warned: set[str] = set()
+        self._now = 0.0  # time of the input being handled (for message expiry)
 
     # -- transport entry points ----------------------------------------------------------------
 
     def open(self, conn_id: int, now: float) -> None:
+        self._now = now
         self._conns[conn_id] = _Conn(id=conn_id, last_seen=now)
         self.stats.connections += 1
 
@@ -116,6 +119,7 @@ class Broker:
         conn = self._conns.get(conn_id)
         if conn is None or conn.closing:
             return []
+        self._now = now
         conn.last_seen = now
         try:
             self._dispatch(conn, packet, now)
@@ -144,6 +148,7 @@ class Broker:
 
     def lost(self, conn_id: int, now: float) -> list[Out]:
         """The connection is gone (closed by either side)."""
+        self._now = now
         conn = self._conns.pop(conn_id, None)
         if conn is None:
             return []
@@ -164,6 +169,7 @@ class Broker:
 
     def tick(self, now: float) -> list[Out]:
         """Enforce keep-alive, expire sessions, publish delayed wills."""
+        self._now = now
         for conn in list(self._conns.values()):
             if (
                 conn.version is None
@@ -330,8 +336,15 @@ class Broker:
                 self._close(old)
             self.stats.connected -= 1
             session.conn = None
+            ends = p.clean_start or session.expiry == 0  # a clean session ends with its link
             if session.will is not None:
-                self._publish_will(session)
+                if ends or not session.will.properties.get(c.PROP_WILL_DELAY, 0):
+                    self._publish_will(session)
+                else:  # resumed within the Will Delay Interval: no will (3.1.3.2.2)
+                    session.will = None
+            if ends:
+                self._end_session(session)
+                session = None
         if session is not None and p.clean_start:
             self._end_session(session)
             session = None
@@ -394,7 +407,7 @@ class Broker:
             props = {k: v for k, v in p.properties.items() if k in _FORWARDED}
             msg = Message(
                 topic=p.topic, payload=p.payload, qos=p.qos, retain=p.retain,
-                publisher=session.client_id, properties=props,
+                publisher=session.client_id, properties=props, expires_at=self._expiry(props),
             )
             self.stats.messages_in += 1
             if p.retain:
@@ -413,6 +426,10 @@ class Broker:
                     )
                 session.inbound_qos2.add(p.packet_id or 0)
             self._send(conn, c.PubRec(packet_id=p.packet_id or 0, reason_code=rc))
+
+    def _expiry(self, props: Mapping[int, Any]) -> float | None:
+        interval = props.get(c.PROP_MESSAGE_EXPIRY)
+        return None if interval is None else self._now + int(interval)
 
     def _retain(self, msg: Message) -> None:
         if msg.payload:
@@ -519,6 +536,10 @@ class Broker:
         if conn.max_packet and _approx_size(om) > conn.max_packet:
             self._drop("client_max_packet_size", session.client_id)
             return
+        expires_at = om.message.expires_at
+        if expires_at is not None and expires_at <= self._now:
+            self._drop("message_expired", session.client_id)  # 3.3.2.3.3: never started
+            return
         if om.qos:
             om.packet_id = session.allocate_pid()
             session.outflight[om.packet_id] = om
@@ -533,6 +554,9 @@ class Broker:
     def _publish_packet(self, session: Session, om: OutMsg, dup: bool) -> c.Publish:
         msg = om.message
         props = msg.properties
+        if msg.expires_at is not None:  # 3.3.2.3.3: the lifetime left, not the original
+            left = max(1, math.ceil(msg.expires_at - self._now))
+            props = {**props, c.PROP_MESSAGE_EXPIRY: left}
         if om.sub_ids and session.version == c.MQTT_5:
             props = {**props, c.PROP_SUBSCRIPTION_ID: om.sub_ids}
         return c.Publish(
@@ -596,8 +620,11 @@ class Broker:
                 continue  # MQTT 5.0 4.8.2: retained messages are not sent to shared subs
             if req.retain_handling == 2 or (req.retain_handling == 1 and existed):
                 continue
-            for topic, msg in self.retained.items():
-                if matches(pf.topic_filter, topic):
+            for topic, msg in list(self.retained.items()):
+                if msg.expires_at is not None and msg.expires_at <= self._now:
+                    del self.retained[topic]  # expired: no longer retained (3.3.2.3.3)
+                    self.stats.retained = len(self.retained)
+                elif matches(pf.topic_filter, topic):
                     retained.append((sub, msg))
         self._send(conn, c.SubAck(packet_id=p.packet_id, reason_codes=tuple(codes)))
         for sub, msg in retained:
@@ -686,22 +713,24 @@ class Broker:
         movable = [om for om in session.outflight.values() if om.share and om.qos < 2]
         movable += [om for om in session.queue if om.share and om.qos < 2]
         for om in movable:
+            target = None
+            if not lose:
+                assert om.share is not None
+                entry = self._filters.get(om.share[1])
+                group = entry.groups.get(om.share[0]) if entry else None
+                if group is not None:
+                    target = self._pick(group, om.message, exclude=session.client_id)
+            if not ending and (target is None or self.sessions[target].conn is None):
+                # Nobody else is connected: keep it where it is, so that an in-flight message
+                # is re-sent with DUP and its original packet id on resume (4.4).
+                continue
             if om.packet_id and session.outflight.get(om.packet_id) is om:
                 del session.outflight[om.packet_id]
             else:
                 session.queue.remove(om)
-            if lose:
-                self._drop("lost_on_disconnect", session.client_id)
-                continue
-            assert om.share is not None
-            entry = self._filters.get(om.share[1])
-            group = entry.groups.get(om.share[0]) if entry else None
-            target = self._pick(group, om.message, exclude=session.client_id) if group else None
-            if target is None or (not ending and self.sessions[target].conn is None):
-                if ending:
-                    self._drop("no_member_for_redispatch", session.client_id)
-                else:
-                    session.queue.append(om)  # keep it; nobody else is connected
+            if target is None:
+                self._drop("lost_on_disconnect" if lose else "no_member_for_redispatch",
+                           session.client_id)
                 continue
             om.packet_id = 0
             om.released = False
@@ -733,7 +762,8 @@ class Broker:
             return
         props = {k: v for k, v in will.properties.items() if k in _FORWARDED}
         msg = Message(topic=will.topic, payload=will.payload, qos=will.qos, retain=will.retain,
-                      publisher=session.client_id, properties=props)
+                      publisher=session.client_id, properties=props,
+                      expires_at=self._expiry(props))
         self.stats.messages_in += 1
         if will.retain:
             self._retain(msg)

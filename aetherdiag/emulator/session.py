@@ -39,6 +39,7 @@ class Message:
     retain: bool
     publisher: str
     properties: dict[int, Any]
+    expires_at: float | None = None  # broker clock time its Message Expiry Interval ends
 
 
 @dataclass(slots=True)
