@@ -1,0 +1,148 @@
+"""``aetherdiag probe``: what does this broker really do with shared subscriptions?
+
+Parses options, starts the embedded emulator when no ``--broker`` is given, runs
+``probe.run_probe`` and hands the report to ``render_probe``. Exit code: 0 when shared
+subscriptions deliver each message to exactly one member, 1 when they do not, 2 usage,
+3 unreachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+
+from .. import render_probe
+from ..emulator import FAULTS, STRATEGIES, Emulator
+from ..emulator.sharing import UnknownName, check_fault, check_strategy
+from ..exitcodes import Abort, ExitCode
+from ..harness.model import BrokerTarget
+from ..probe import ProbeOptions, ProbeReport, ProbeUnreachable, run_probe
+from ..render import Format
+from .common import parse_target
+
+EPILOG = """Examples:
+
+  aetherdiag probe                                   # the embedded emulator (a demo)
+
+  aetherdiag probe --fault share-fanout              # what the seed bug looks like: exit 1
+
+  aetherdiag probe --broker mqtt://localhost:1883 --format json -o probe.json
+
+Exit codes: 0 each message reaches exactly one member, 1 it does not, 2 usage,
+3 broker unreachable.
+"""
+
+_STRATEGY_HELP = "Embedded emulator dispatch strategy: " + ", ".join(STRATEGIES) + "."
+_FAULT_HELP = "Embedded emulator fault mode (repeatable): " + ", ".join(FAULTS) + "."
+
+
+def command(
+    broker: str | None = typer.Option(
+        None, "--broker", "-b", metavar="URL",
+        help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. "
+        "Default: the embedded emulator on a free loopback port."),
+    strategy: str = typer.Option(
+        "round_robin", "--strategy", "-s",
+        help=_STRATEGY_HELP),
+    fault: list[str] = typer.Option(
+        [], "--fault", "-f",
+        help=_FAULT_HELP),
+    seed: int | None = typer.Option(None, "--seed",
+                                    help="Seed for the emulator's random/sticky strategies."),
+    ca_file: Path | None = typer.Option(None, "--ca-file", help="CA bundle for mqtts/wss."),
+    cert_file: Path | None = typer.Option(None, "--cert-file", help="Client certificate."),
+    key_file: Path | None = typer.Option(None, "--key-file", help="Client private key."),
+    insecure: bool = typer.Option(False, "--insecure", help="Skip TLS certificate checks."),
+    password_env: str = typer.Option(
+        "AETHERDIAG_PASSWORD", "--password-env", metavar="VAR",
+        help="Environment variable holding the password when the URL has none."),
+    messages: int = typer.Option(96, "--messages", min=30, max=2000,
+                                 help="Messages in the strategy fingerprint run."),
+    timeout: float = typer.Option(30.0, "--timeout", min=5.0, max=600.0,
+                                  help="Upper bound in seconds on the whole probe."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, json or junit."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="Write the report to FILE instead of stdout."),
+    quiet: bool = typer.Option(False, "--quiet",
+                               help="No spinner; with --format table, no report either."),
+    debug: bool = typer.Option(False, "--debug", help="Debug logging."),
+) -> None:
+    """Probe a broker's shared subscriptions: protocol support, $share behaviour, dispatch
+    strategy, retained / No Local / in-flight rules. Safe on a shared broker (unique topics,
+    cleans up)."""
+    if debug:
+        logging.getLogger().setLevel(logging.DEBUG)
+    try:
+        report = _probe(broker, strategy, fault, seed, ca_file, cert_file, key_file,
+                        insecure, password_env, messages, timeout, quiet, debug)
+        _emit(report, fmt, output, quiet)
+    except Abort as exc:
+        render_probe.error(str(exc))
+        raise typer.Exit(int(exc.code)) from None
+    raise typer.Exit(int(report.exit_code))
+
+
+def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None,
+           ca_file: Path | None, cert_file: Path | None, key_file: Path | None,
+           insecure: bool, password_env: str, messages: int, timeout: float, quiet: bool,
+           debug: bool) -> ProbeReport:
+    try:
+        check_strategy(strategy)
+        for name in fault:
+            check_fault(name)
+    except UnknownName as exc:
+        raise Abort(str(exc)) from None
+    if broker is not None and (fault or strategy != "round_robin" or seed is not None):
+        raise Abort("--strategy, --fault and --seed configure the embedded emulator; they "
+                    "cannot be used with --broker")
+    if broker is None and (ca_file or cert_file or key_file or insecure):
+        raise Abort("--ca-file, --cert-file, --key-file and --insecure need --broker "
+                    "mqtts://...")
+    options = ProbeOptions(timeout=timeout, messages=messages)
+    with render_probe.status(enabled=not quiet) as update:
+        try:
+            if broker is not None:
+                target = parse_target(broker, "5", ca_file, cert_file, key_file, insecure,
+                                      password_env)
+                return run_probe(target, options, on_step=update)
+            with _embedded(strategy, fault, seed, debug) as (target, label):
+                return run_probe(target, options, label=label, on_step=update)
+        except ProbeUnreachable as exc:
+            raise Abort(str(exc), ExitCode.UNREACHABLE) from None
+
+
+@contextlib.contextmanager
+def _embedded(strategy: str, faults: list[str], seed: int | None, debug: bool
+              ) -> Iterator[tuple[BrokerTarget, str]]:
+    """The emulator on a free loopback port; its drop warnings stay quiet unless --debug."""
+    emulator_log = logging.getLogger("aetherdiag.emulator")
+    level = emulator_log.level
+    if not debug:
+        emulator_log.setLevel(logging.ERROR)
+    try:
+        with Emulator(strategy=strategy, faults=faults, seed=seed) as em:
+            detail = f"strategy={strategy}" + (f", faults={','.join(faults)}" if faults else "")
+            yield BrokerTarget(host=em.host, port=em.port), f"embedded emulator {em.url} " \
+                f"({detail})"
+    finally:
+        emulator_log.setLevel(level)
+
+
+def _emit(report: ProbeReport, fmt: Format, output: Path | None, quiet: bool) -> None:
+    if output is not None:
+        try:
+            with output.open("w", encoding="utf-8") as stream:
+                render_probe.render(report, fmt, stream)
+        except OSError as exc:
+            raise Abort(f"--output {output}: {exc.strerror or exc}", ExitCode.USAGE) from None
+        return
+    if quiet and fmt is Format.table:
+        return
+    render_probe.render(report, fmt)
+
+
+__all__ = ["EPILOG", "command"]

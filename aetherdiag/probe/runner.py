@@ -1,0 +1,198 @@
+"""Run every probe step against one broker and assemble the ``ProbeReport``.
+
+How this works: ``run_probe`` owns the ``Context`` (run id, time budget, clients). Order:
+1. CONNECT with 3.1.1 and 5.0 (nothing reachable -> ``ProbeUnreachable``); the CONNECT time
+   sets how long "nothing more arrives" is waited for;
+2. the main dispatch run on the preferred version (5.0 when accepted) and a short run on the
+   other version -> ``$share`` behaviour per protocol, duplicates, strategy fingerprint (with
+   its pull / sticky follow-ups);
+3. the independent rule checks (retained, No Local, $share topic, malformed names, in-flight
+   QoS 1/2, $queue) at the same time on separate threads: they mostly wait for silence.
+Every step catches its own failure and becomes a "skip" row; a step that ran out of budget
+says so instead of reporting what the cut-short wait seemed to show. All clients are closed
+at the end whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+from ..harness.model import BrokerTarget
+from . import checks, dispatch, inflight
+from .client import V5, V311
+from .context import Budget, Context, ShareRun, StepFailed
+from .fingerprint import Guess, fingerprint
+from .model import BALANCED, FANOUT, Check, ProbeReport, ProtocolInfo, Status
+
+log = logging.getLogger("aetherdiag.probe")
+
+DEFAULT_MESSAGES = 96
+
+
+class ProbeUnreachable(Exception):
+    """Neither protocol version could connect; the message is one line for the user."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeOptions:
+    timeout: float = 30.0  # the whole probe, seconds
+    messages: int = DEFAULT_MESSAGES  # messages in the main dispatch run
+    run_id: str | None = None
+    parallel: bool = True
+
+
+def run_probe(
+    target: BrokerTarget,
+    options: ProbeOptions | None = None,
+    *,
+    label: str | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> ProbeReport:
+    """Probe ``target`` (see the module comment). ``label`` replaces the URL in the report."""
+    opts = options or ProbeOptions()
+    step = on_step or (lambda _text: None)
+    budget = Budget(opts.timeout)
+    ctx = Context(target=target, budget=budget)
+    if opts.run_id:
+        ctx.run_id = opts.run_id
+    try:
+        return _run(ctx, opts, label or target.display(), step)
+    finally:
+        ctx.close_everything()
+
+
+def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], None]
+         ) -> ProbeReport:
+    step("connecting (MQTT 3.1.1 and 5.0)")
+    v5, reach5 = checks.probe_protocol(ctx, V5)
+    v311, reach311 = checks.probe_protocol(ctx, V311)
+    if not reach5 and not reach311:
+        raise ProbeUnreachable(f"cannot connect to {ctx.target.display()}: {v5.detail}")
+    if not v5.accepted and not v311.accepted:
+        raise ProbeUnreachable(
+            f"{ctx.target.display()} accepted no MQTT session (5.0: {v5.detail}; "
+            f"3.1.1: {v311.detail})")
+    accepted = [p for p in (v5, v311) if p.accepted]
+    slowest = max(p.connect_ms for p in accepted)
+    ctx.quiet = min(2.0, max(0.3, 0.3 + slowest * 0.008))
+    ctx.step = min(5.0, max(2.0, 2.0 + slowest * 0.02))
+    ctx.version = V5 if v5.accepted else V311
+    other = V311 if ctx.version == V5 else V5
+    other_ok = v311.accepted if other == V311 else v5.accepted
+
+    rows: dict[str, Check] = {
+        "connect_v311": checks.connect_check(v311),
+        "connect_v5": checks.connect_check(v5),
+        "shared_sub_available": checks.shared_available_check(v5 if v5.accepted else None),
+    }
+    runs: dict[str, ShareRun | None] = {V311: None, V5: None}
+    why: dict[str, str] = {V311: "MQTT 3.1.1 not accepted", V5: "MQTT 5.0 not accepted"}
+
+    step(f"dispatch run: 3 members, {opts.messages} messages, MQTT {ctx.version}")
+    try:
+        runs[ctx.version] = dispatch.main_run(ctx, ctx.version, opts.messages)
+    except StepFailed as exc:
+        why[ctx.version] = f"step failed: {exc}"
+    if other_ok:
+        step(f"short run on MQTT {other}")
+        try:
+            runs[other] = dispatch.small_run(ctx, other)
+        except StepFailed as exc:
+            why[other] = f"step failed: {exc}"
+    balanced = {v: r is not None and r.outcome.behaviour == BALANCED for v, r in runs.items()}
+    rows["share_v311"] = dispatch.share_check(V311, runs[V311], balanced[V5], why[V311])
+    rows["share_v5"] = dispatch.share_check(V5, runs[V5], balanced[V311], why[V5])
+    rows["duplicates"] = dispatch.duplicates_check([r for r in runs.values() if r])
+
+    guess: Guess | None = None
+    main = runs[ctx.version]
+    if main is not None and main.outcome.behaviour == BALANCED:
+        step("fingerprinting the dispatch strategy")
+        try:
+            guess = dispatch.guess_strategy(ctx, main)
+        except StepFailed as exc:
+            log.info("strategy follow-up failed: %s", exc)
+            guess = fingerprint(main.schedule, main.recipients(), main.members)
+        rows["strategy"] = dispatch.strategy_check(guess)
+    else:
+        rows["strategy"] = dispatch.strategy_check(
+            None, "the main run did not deliver each message to one member")
+
+    step("rule checks (retained, No Local, $share topics, in-flight QoS 1/2, $queue)")
+    main_behaviour = main.outcome.behaviour if main is not None else None
+    needs_share = (None if main_behaviour in (BALANCED, FANOUT) else
+                   f"not applicable: $share subscriptions are {main_behaviour or 'untested'} "
+                   f"with MQTT {ctx.version} here")
+    tasks: dict[str, tuple[str, Callable[[], Check]]] = {
+        "retained": ("Retained message on a new shared subscription",
+                     lambda: checks.retained_check(ctx)),
+        "no_local": ("No Local on a shared subscription",
+                     lambda: checks.no_local_check(ctx, v5.accepted)),
+        "publish_to_share": ("Publishing to a $share/... topic",
+                             lambda: checks.publish_to_share_check(ctx)),
+        "malformed_share": ("Malformed share names", lambda: checks.malformed_check(ctx)),
+        "qos1_drop_clean": ("QoS 1 in flight when a clean-session member drops",
+                            lambda: inflight.qos1_drop_check(ctx, persistent=False)),
+        "qos1_drop_persistent": ("QoS 1 in flight when a persistent-session member drops",
+                                 lambda: inflight.qos1_drop_check(ctx, persistent=True)),
+        "qos2_drop": ("QoS 2 in flight when a member drops",
+                      lambda: inflight.qos2_drop_check(ctx)),
+        "queue_prefix": ("$queue/ prefix (EMQX style)", lambda: checks.queue_check(ctx)),
+    }
+    if needs_share is not None:
+        for cid in ("retained", "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop"):
+            title = tasks.pop(cid)[0]
+            rows[cid] = _skipped(cid, title, needs_share)
+    if opts.parallel:
+        with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="probe") as pool:
+            futures = {cid: pool.submit(_guarded, ctx, cid, title, fn)
+                       for cid, (title, fn) in tasks.items()}
+            for cid, future in futures.items():
+                rows[cid] = future.result()
+    else:
+        for cid, (title, fn) in tasks.items():
+            rows[cid] = _guarded(ctx, cid, title, fn)
+
+    order = ["connect_v311", "connect_v5", "shared_sub_available", "share_v311", "share_v5",
+             "duplicates", "strategy", "retained", "no_local", "publish_to_share",
+             "malformed_share", "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop",
+             "queue_prefix"]
+    share = {v: (r.outcome.behaviour if r is not None else None) for v, r in runs.items()}
+    notes = []
+    if ctx.budget.left() <= 0:
+        notes.append("the --timeout budget ran out; some checks were skipped")
+    shown = tuple(replace(rows[c], evidence=ctx.shorten(rows[c].evidence)) for c in order)
+    return ProbeReport(
+        target=label, run_id=ctx.run_id, topic_prefix=ctx.base, protocols=(v311, v5),
+        share_behaviour=share, strategy=guess, checks=shown,
+        duration_s=ctx.budget.elapsed(), notes=tuple(notes))
+
+
+def _guarded(ctx: Context, cid: str, title: str, fn: Callable[[], Check]) -> Check:
+    """Run one check; failures and budget exhaustion become a "skip" row."""
+    if ctx.budget.left() < 1.0:
+        return _skipped(cid, title, "out of time (--timeout)")
+    started = time.monotonic()
+    try:
+        check = fn()
+    except StepFailed as exc:
+        return _skipped(cid, title, f"step failed: {exc}")
+    except Exception as exc:  # a broken check must not take the report down
+        log.debug("check %s failed", cid, exc_info=True)
+        return _skipped(cid, title, f"error: {type(exc).__name__}: {exc}")
+    if ctx.budget.left() <= 0 and check.status is not Status.SKIP:
+        return _skipped(cid, title, f"out of time (--timeout) after "
+                                    f"{time.monotonic() - started:.1f} s")
+    return check
+
+
+def _skipped(cid: str, title: str, why: str) -> Check:
+    return Check(id=cid, title=title, status=Status.SKIP, result="not tested", evidence=why,
+                 spec="-", meaning="-")
+
+
+__all__ = ["ProbeOptions", "ProbeUnreachable", "ProtocolInfo", "run_probe"]

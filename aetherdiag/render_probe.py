@@ -1,0 +1,182 @@
+"""Every way a probe report leaves the program: rich table, JSON, JUnit XML; plus its spinner.
+
+How this works: ``aetherdiag probe`` hands a frozen ``ProbeReport`` to ``render(report, fmt)``
+(the command never imports rich). The JSON layout is the documented, stable schema
+``aetherdiag.probe/1`` (see docs/probe.md); JUnit has one test case per check, "fail" rows as
+failures and "skip" rows as skipped, "warn" rows pass with the warning in system-out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from .probe.fingerprint import percent
+from .probe.model import ProbeReport, Status
+from .render import Format
+
+SCHEMA = "aetherdiag.probe/1"
+
+_MARK: dict[Status, tuple[str, str]] = {
+    Status.PASS: ("✔", "green"),
+    Status.WARN: ("!", "bold yellow"),
+    Status.FAIL: ("✘", "bold red"),
+    Status.INFO: ("·", "cyan"),
+    Status.SKIP: ("-", "dim"),
+}
+
+
+def to_dict(report: ProbeReport) -> dict[str, Any]:
+    """The stable JSON document (schema ``aetherdiag.probe/1``)."""
+    protocols: dict[str, Any] = {}
+    for p in report.protocols:
+        entry: dict[str, Any] = {
+            "accepted": p.accepted, "connack": p.connack, "detail": p.detail,
+            "connect_ms": round(p.connect_ms, 1),
+        }
+        if p.version == "5":
+            entry["shared_subscription_available"] = p.shared_available
+            entry["connack_properties"] = dict(p.properties)
+        protocols[p.version] = entry
+    g = report.strategy
+    strategy: dict[str, Any]
+    if g is None:
+        reason = next((c.evidence for c in report.checks if c.id == "strategy"), "")
+        strategy = {"name": None, "scope": None, "confidence": 0.0,
+                    "evidence": f"not tested: {reason}", "counts": [], "messages": 0,
+                    "scores": {}}
+    else:
+        strategy = {"name": g.name, "scope": g.scope, "confidence": g.confidence,
+                    "evidence": g.evidence, "counts": list(g.counts), "messages": g.messages,
+                    "scores": dict(g.scores)}
+    return {
+        "schema": SCHEMA,
+        "target": report.target,
+        "run_id": report.run_id,
+        "topic_prefix": report.topic_prefix,
+        "protocols": protocols,
+        "share_behaviour": dict(report.share_behaviour),
+        "strategy": strategy,
+        "exactly_once": report.exactly_once,
+        "checks": [
+            {"id": c.id, "title": c.title, "status": str(c.status), "result": c.result,
+             "evidence": c.evidence, "spec": c.spec, "meaning": c.meaning, "data": dict(c.data)}
+            for c in report.checks
+        ],
+        "verdict": report.verdict,
+        "exit_code": int(report.exit_code),
+        "duration_s": round(report.duration_s, 3),
+        "notes": list(report.notes),
+    }
+
+
+def to_json(report: ProbeReport) -> str:
+    return json.dumps(to_dict(report), indent=2, default=str) + "\n"
+
+
+def to_junit(report: ProbeReport) -> str:
+    checks = report.checks
+    suite = ET.Element("testsuite", {
+        "name": "aetherdiag probe", "tests": str(len(checks)),
+        "failures": str(sum(1 for c in checks if c.status is Status.FAIL)), "errors": "0",
+        "skipped": str(sum(1 for c in checks if c.status is Status.SKIP)),
+        "time": f"{report.duration_s:.3f}",
+    })
+    props = ET.SubElement(suite, "properties")
+    values = [("target", report.target), ("verdict", report.verdict),
+              ("exit_code", str(int(report.exit_code)))]
+    values += [(f"share_behaviour.{v}", b or "-") for v, b in report.share_behaviour.items()]
+    if report.strategy is not None:
+        values.append(("strategy", f"{report.strategy.label} "
+                                   f"({percent(report.strategy.confidence)})"))
+    for key, value in values:
+        ET.SubElement(props, "property", {"name": key, "value": value})
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", {
+            "classname": "aetherdiag.probe", "name": f"{c.id}: {c.title}", "time": "0"})
+        if c.status is Status.FAIL:
+            failure = ET.SubElement(case, "failure", {"message": c.result, "type": "fail"})
+            failure.text = "\n".join([c.evidence, f"spec: {c.spec}", f"meaning: {c.meaning}"])
+        elif c.status is Status.SKIP:
+            ET.SubElement(case, "skipped", {"message": c.evidence})
+        else:
+            out = ET.SubElement(case, "system-out")
+            prefix = "WARNING: " if c.status is Status.WARN else ""
+            out.text = f"{prefix}{c.result}: {c.evidence}"
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+
+
+def table(report: ProbeReport) -> Group:
+    """The rich renderable for ``--format table``."""
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("target", report.target)
+    summary.add_row("protocols", ", ".join(
+        f"MQTT {p.version}: {'accepted' if p.accepted else 'refused'}"
+        for p in report.protocols))
+    summary.add_row("$share", ", ".join(
+        f"MQTT {v}: {b or 'not tested'}" for v, b in report.share_behaviour.items()))
+    g = report.strategy
+    if g is not None:
+        summary.add_row("strategy", f"{g.label} (confidence {percent(g.confidence)}; "
+                        f"per member: {', '.join(str(c) for c in g.counts)})")
+    summary.add_row("run", f"{report.run_id}, {report.duration_s:.1f} s")
+
+    rows = Table(title="checks", title_justify="left", show_lines=True, expand=False)
+    rows.add_column("check", style="bold", ratio=2, overflow="fold")
+    rows.add_column("result", ratio=4, overflow="fold")
+    rows.add_column("what the spec says", ratio=3, overflow="fold")
+    rows.add_column("what it means for a worker pool", ratio=3, overflow="fold")
+    for c in report.checks:
+        mark, style = _MARK[c.status]
+        result = Text()
+        result.append(f"{mark} {c.result}", style=style)
+        result.append(f"\n{c.evidence}", style="dim")
+        rows.add_row(c.title, result, Text(c.spec, style="dim"), c.meaning)
+
+    parts: list[Any] = [summary, rows]
+    if report.notes:
+        parts.append(Text("notes: " + "; ".join(report.notes), style="yellow"))
+    style = "bold green" if report.exit_code == 0 else "bold red"
+    parts.append(Text(f"verdict: {report.verdict} (exit {int(report.exit_code)})", style=style))
+    return Group(*parts)
+
+
+def render(report: ProbeReport, fmt: Format, output: TextIO | None = None) -> None:
+    """Write ``report`` in ``fmt`` to ``output`` (stdout by default)."""
+    stream = output or sys.stdout
+    if fmt is Format.json:
+        stream.write(to_json(report))
+    elif fmt is Format.junit:
+        stream.write(to_junit(report))
+    else:
+        is_file = output is not None
+        console = Console(file=stream, width=160 if is_file else None,
+                          force_terminal=False if is_file else None, soft_wrap=False)
+        console.print(table(report))
+
+
+@contextlib.contextmanager
+def status(enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr naming the current probe step (only on a terminal)."""
+    console = Console(file=sys.stderr)
+    if not enabled or not console.is_terminal:
+        yield lambda _text: None
+        return
+    with console.status("probing") as spinner:
+        yield lambda text: spinner.update(f"probing: {text}")
+
+
+def error(message: str) -> None:
+    """One line on stderr."""
+    print(f"aetherdiag: error: {message}", file=sys.stderr)
