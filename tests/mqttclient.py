@@ -92,6 +92,7 @@ class PahoClient:
         will: tuple[str, bytes, int, bool] | None = None,
         manual_ack: bool = False,
         receive_maximum: int | None = None,
+        connect_properties: dict[str, Any] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -113,6 +114,7 @@ class PahoClient:
             topic, payload, qos, retain = will
             self._paho.will_set(topic, payload, qos, retain)
         self._receive_maximum = receive_maximum
+        self._connect_properties = dict(connect_properties or {})
         self._cond = threading.Condition()
         self._messages: list[Received] = []
         self._connack: ConnResult | None = None
@@ -172,6 +174,8 @@ class PahoClient:
                 props.SessionExpiryInterval = self.session_expiry
             if self._receive_maximum is not None:
                 props.ReceiveMaximum = self._receive_maximum
+            for name, value in self._connect_properties.items():
+                setattr(props, name, value)
             self._paho.connect(
                 self.host, self.port, keepalive=self.keepalive, clean_start=self.clean,
                 properties=props,

@@ -118,6 +118,21 @@ def test_subscribing_twice_is_one_membership(connect, version, topic):
     assert len(a.messages) == 2
 
 
+def test_share_filter_wildcards_and_empty_levels(connect, version, uid):
+    """``$share/g/{uid}/#`` is a valid shared filter; a leading-wildcard share filter does not
+    match ``$`` topics; ``$share/g//x`` covers the topic ``/x`` (empty first level)."""
+    c = connect("wild")
+    codes = c.subscribe((f"$share/g/{uid}/#", 1), (f"$share/g/+/{uid}", 1),
+                        (f"$share/g//{uid}e", 1))
+    assert codes == [1, 1, 1]
+    pub = connect("pub")
+    for t in (f"{uid}/a/b", f"$ad/{uid}", f"/{uid}e", f"a/{uid}", f"e/{uid}e"):
+        pub.publish(t, t, qos=1)
+    c.wait_for(3)
+    got = sorted(m.topic for m in c.settle(0.2))
+    assert got == sorted([f"{uid}/a/b", f"/{uid}e", f"a/{uid}"])
+
+
 def test_retained_not_sent_on_shared_subscribe(connect, version, topic, mosquitto_differs):
     mosquitto_differs("2.0.11 sends retained messages to a new shared subscription; MQTT 5.0 "
                       "4.8.2 says it must not (the emulator's share-retained fault does this)")
@@ -147,6 +162,7 @@ def test_v5_no_local_on_shared_subscription_is_a_protocol_error(
     answer = r.read()
     assert answer is not None and answer.type == DISCONNECT, answer
     assert disconnect_code(answer) == 0x82
+    assert b"\x1f" in answer.body[2:4], "a Reason String says what was wrong"
     assert r.wait_closed() == []
 
 

@@ -1,0 +1,85 @@
+"""Conformance: ``aetherdiag emulator serve`` as a separate process, used by paho-mqtt clients.
+
+The command prints the address it listens on (``--port 0`` picks a free one), serves until
+SIGINT (Ctrl-C) and then exits cleanly.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from mqttclient import V5, V311, PahoClient, by_payload
+
+START_TIMEOUT = 15.0  # a cold Python start with typer and rich on a busy machine
+
+
+@pytest.fixture
+def serve() -> Iterator[subprocess.Popen[str]]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aetherdiag", "emulator", "serve", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start  # type: ignore[misc]
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=5)
+
+
+def _address(proc: subprocess.Popen[str]) -> tuple[str, int]:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
+    assert ready, "the emulator printed no address in time"
+    line = proc.stdout.readline()
+    match = re.search(r"mqtt://([\d.]+):(\d+)", line)
+    assert match, f"no address in {line!r}"
+    return match.group(1), int(match.group(2))
+
+
+def test_serve_prints_its_address_serves_and_stops_on_ctrl_c(serve, clients):
+    proc = serve("--port", "0", "--fault", "share-fanout", "--strategy", "sticky")
+    host, port = _address(proc)
+    assert host == "127.0.0.1" and port > 0
+    members = []
+    for v in (V311, V5):
+        c = PahoClient(host, port, version=v, client_id=f"w{v}")
+        clients.append(c)
+        c.connect()
+        c.subscribe("$share/g/t", qos=1)
+        members.append(c)
+    pub = PahoClient(host, port, version=V5, client_id="pub")
+    clients.append(pub)
+    pub.connect()
+    for i in range(3):
+        pub.publish("t", str(i), qos=1)
+    for c in members:  # --fault share-fanout reached the broker: everyone gets everything
+        c.wait_for(3)
+        assert by_payload(c.settle(0.1)) == {"0": 1, "1": 1, "2": 1}
+
+    proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 10
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    assert members[1].wait_disconnected() == 0x8B  # v5: Server shutting down
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_serve_refuses_an_unknown_fault(serve):
+    proc = serve("--port", "0", "--fault", "share-everything")
+    assert proc.wait(timeout=START_TIMEOUT) == 2
+    err = proc.stderr.read() if proc.stderr else ""
+    assert "share-everything" in err and "Traceback" not in err
