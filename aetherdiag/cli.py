@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``aetherdiag`` script."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False makes click *return* a command's typer.Exit code
+        code = app(args=argv, standalone_mode=False)
     except Abort as exc:
         print(f"aetherdiag: error: {exc}", file=sys.stderr)
         sys.exit(int(exc.code))
@@ -80,4 +81,4 @@ def main(argv: list[str] | None = None) -> None:
         print(f"aetherdiag: error: {type(exc).__name__}: {exc} (run with --debug for details)",
               file=sys.stderr)
         sys.exit(int(ExitCode.UNREACHABLE))
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -103,3 +103,15 @@ def test_help_lists_the_probe() -> None:
     result = runner.invoke(app, ["probe", "--help"])
     assert result.exit_code == 0
     assert "--broker" in result.stdout and "share-fanout" in result.stdout
+
+
+def test_console_script_passes_the_exit_code_on() -> None:
+    """``aetherdiag`` (cli.main) must exit with the command's code, not 0."""
+    from aetherdiag.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["probe", "--fault", "share-unsupported", "--quiet"])
+    assert exc.value.code == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["probe", "--strategy", "nope"])
+    assert exc.value.code == 2
