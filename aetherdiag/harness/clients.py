@@ -5,14 +5,19 @@ context, protocol constants) and makes a configured ``paho.mqtt.client.Client`` 
 publisher: transport (TCP or websockets + path), TLS, user name and password, manual
 acknowledgements, no automatic reconnects. ``describe_connect_error`` turns whatever a failed
 ``connect()`` raised (refused, DNS, timeout, TLS, websocket handshake) into the short reason
-``BrokerUnreachable`` carries.
+``BrokerUnreachable`` carries. ``Connector`` runs the blocking ``connect()`` calls on a few
+daemon threads (a hung DNS lookup must not keep the process alive).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import queue
 import socket
 import ssl
+import threading
+from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -129,3 +134,31 @@ def describe_connect_error(exc: BaseException, target: BrokerTarget, timeout: fl
     if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
         return "too many open files (raise the limit with `ulimit -n`)"
     return _reason_text(exc)
+
+
+class Connector:
+    """A few daemon threads that run blocking paho ``connect()`` calls."""
+
+    def __init__(self, max_threads: int = 16) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._max = max_threads
+
+    def submit(self, jobs: Sequence[Callable[[], None]]) -> None:
+        want = min(self._max, len(jobs))
+        while len(self._threads) < want:
+            t = threading.Thread(target=self._work, name="aetherdiag-connect", daemon=True)
+            t.start()
+            self._threads.append(t)
+        for job in jobs:
+            self._jobs.put(job)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            with contextlib.suppress(Exception):  # Member.connect records its own failures
+                job()
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        self._threads.clear()

@@ -4,10 +4,11 @@ How this works: small runs start ``Emulator`` on a background thread of this pro
 milliseconds, nothing to spawn), which keeps ``aetherdiag workers --count 3 --tasks 9`` well
 inside its cold-start budget. Large runs start ``python -m aetherdiag emulator serve --port 0``
 as a child process, so the broker and the fleet each get a core instead of sharing one GIL:
-measured on two cores, 1,000 workers x 100,000 QoS 1 tasks take about 40 s in one process and
-about half that with the emulator in its own (see benchmarks/README.md). The child's first
-stdout line names its port; the wait for it is bounded, the child is terminated with SIGTERM
-(then killed) on ``stop()``, and its exit summary on stderr becomes ``stats()``.
+measured on two cores, 1,000 workers x 100,000 QoS 1 tasks took 29 s with the emulator on a
+thread and 21 s with it in its own process (see benchmarks/README.md); spawning the child
+costs about 0.5 s, which small runs cannot afford. The child's first stdout line names its
+port; the wait for it is bounded, the child is terminated with SIGTERM (then killed) on
+``stop()``, and its exit summary on stderr becomes ``stats()``.
 """
 
 from __future__ import annotations

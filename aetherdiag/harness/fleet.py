@@ -18,9 +18,7 @@ replay (``disconnect``, ``drop``, ``reconnect``, ``subscribe``, ``unsubscribe``,
 from __future__ import annotations
 
 import contextlib
-import queue
 import random
-import threading
 import time
 import uuid
 from collections import Counter
@@ -29,7 +27,8 @@ from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
-from .clients import BrokerUnreachable, ClientFactory
+from .churn import ChurnSteps
+from .clients import BrokerUnreachable, ClientFactory, Connector
 from .loop import Loop, LoopError
 from .member import LIVE, Member
 from .model import BrokerTarget, RunResult, TaskSpec, WorkerSpec
@@ -49,35 +48,7 @@ class FleetError(RuntimeError):
     """A fleet operation could not be carried out (unknown worker, loop failure...)."""
 
 
-class _Connector:
-    """A few daemon threads that run blocking paho ``connect()`` calls."""
-
-    def __init__(self, max_threads: int = 16) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._max = max_threads
-
-    def submit(self, jobs: Sequence[Callable[[], None]]) -> None:
-        want = min(self._max, len(jobs))
-        while len(self._threads) < want:
-            t = threading.Thread(target=self._work, name="aetherdiag-connect", daemon=True)
-            t.start()
-            self._threads.append(t)
-        for job in jobs:
-            self._jobs.put(job)
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            with contextlib.suppress(Exception):  # Member.connect records its own failures
-                job()
-
-    def close(self) -> None:
-        for _ in self._threads:
-            self._jobs.put(None)
-        self._threads.clear()
-
-
-class Fleet:
+class Fleet(ChurnSteps):
     """Workers plus a publisher against one broker, all driven from one loop thread.
 
     >>> with Fleet(target) as fleet:
@@ -116,7 +87,7 @@ class Fleet:
         self.rec = Recorder()
         self._factory: ClientFactory | None = None
         self._loop = Loop()
-        self._connector = _Connector(connect_threads)
+        self._connector = Connector(connect_threads)
         self._workers: dict[str, Worker] = {}
         self._publisher: Publisher | None = None
         self._started = False
@@ -371,106 +342,6 @@ class Fleet:
     def wait(self, seconds: float) -> None:
         """Let the fleet run for ``seconds`` (a replay ``wait`` step)."""
         self._wait(lambda: False, seconds)
-
-    # ----------------------------------------------------------------- churn steps
-    def disconnect(self, name: str) -> None:
-        """Clean DISCONNECT of worker ``name``; a persistent session stays on the broker."""
-        w = self._worker(name)
-
-        def send() -> None:
-            self.rec.event(name, "disconnected", "", w.in_flight())
-            w.disconnect()
-
-        self._run(send)
-        if not self._wait(lambda: w.state not in LIVE, self.connect_timeout):
-            self.rec.note(f"{name}: DISCONNECT did not complete within "
-                          f"{self.connect_timeout:g} s; connection cut instead")
-            self._run(w.drop)
-
-    def drop(self, name: str) -> tuple[str, ...]:
-        """Cut worker ``name``'s TCP connection without DISCONNECT, even mid-flight.
-
-        Returns the task ids it had received but not yet acknowledged (now in the broker's
-        hands again).
-        """
-        w = self._worker(name)
-
-        def cut() -> tuple[str, ...]:
-            inflight = w.in_flight()
-            if w.state in ("connected", "connecting"):
-                self.rec.event(name, "dropped", f"{len(inflight)} unacknowledged", inflight)
-                w.drop()
-            return inflight
-
-        inflight = self._run(cut)
-        self._wait(lambda: w.state not in LIVE, self.connect_timeout)
-        return inflight
-
-    def reconnect(self, name: str) -> bool:
-        """Reconnect worker ``name`` with the same client id and session settings.
-
-        Waits for CONNACK; resubscribes its current filters only when the broker has no
-        session for it. Returns whether the session was present. Raises ``BrokerUnreachable``
-        when the connection fails.
-        """
-        w = self._worker(name)
-        if w.state in LIVE:
-            self.rec.note(f"{name}: reconnect asked while still connected; ignored")
-            return w.session_present
-        self._connect([w])
-        return w.session_present
-
-    def subscribe(self, name: str, topic_filter: str, qos: int | None = None) -> int | None:
-        """Add a subscription to worker ``name``; returns the SUBACK reason code.
-
-        ``None`` when the worker is not connected (the filter is then used at its next
-        reconnect) or the broker did not answer in time.
-        """
-        w = self._worker(name)
-        level = w.spec.qos if qos is None else qos
-
-        def send() -> int | None:
-            w.filters[topic_filter] = level
-            self.rec.event(name, "subscribed", f"{topic_filter} (QoS {level})")
-            return w.subscribe(((topic_filter, level),)) if w.state == "connected" else None
-
-        mid = self._run(send)
-        if mid is None:
-            return None
-        if not self._wait(lambda: mid in w.answers, self.connect_timeout):
-            self.rec.note(f"{name}: no SUBACK for {topic_filter!r} within "
-                          f"{self.connect_timeout:g} s")
-            return None
-        codes = w.answers.get(mid, ())
-        if codes and codes[0] >= 0x80:
-            self._run(lambda: w.filters.pop(topic_filter, None))
-        return codes[0] if codes else None
-
-    def unsubscribe(self, name: str, topic_filter: str) -> bool:
-        """Remove a subscription from worker ``name``; True when the broker confirmed it."""
-        w = self._worker(name)
-
-        def send() -> int | None:
-            w.filters.pop(topic_filter, None)
-            self.rec.event(name, "unsubscribed", topic_filter)
-            return w.unsubscribe(topic_filter) if w.state == "connected" else None
-
-        mid = self._run(send)
-        if mid is None:
-            return False
-        return self._wait(lambda: mid in w.answers, self.connect_timeout)
-
-    def set_work_ms(self, name: str, work_ms: float, jitter_ms: float | None = None) -> None:
-        """Change worker ``name``'s processing time per task (slow it down or speed it up)."""
-        w = self._worker(name)
-
-        def change() -> None:
-            w.work_ms = max(0.0, work_ms)
-            if jitter_ms is not None:
-                w.jitter_ms = max(0.0, jitter_ms)
-            self.rec.event(name, "work_ms", f"{w.work_ms:g} ms (+0..{w.jitter_ms:g})")
-
-        self._run(change)
 
     # ----------------------------------------------------------------- results
     def result(self) -> RunResult:
