@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from .exitcodes import ExitCode
@@ -69,13 +69,14 @@ class Report:
     published: int
     delivered: int
     unique_delivered: int
-    missing: tuple[str, ...]
+    missing: tuple[str, ...]  # no worker of a pool finished it (never received, or lost)
     cross_worker: tuple[tuple[str, tuple[str, ...]], ...]  # (task, workers that got it)
     allowed_redeliveries: int
     repeats: int
     repeats_dup: int
     repeats_fresh: int
     foreign: int  # deliveries whose payload was not one of our tasks
+    lost_in_flight: tuple[str, ...] = ()  # missing tasks a dropped member had received
     balance: Balance
     workers: tuple[WorkerRow, ...]
     checks: tuple[Check, ...]
@@ -89,6 +90,7 @@ class Report:
     notes: tuple[str, ...] = ()
     timeline: tuple[str, ...] = ()
     emulator_stats: dict[str, object] | None = None
+    context: tuple[tuple[str, str], ...] = ()  # how the run was set up, shown under the title
 
 
 _VERDICTS = {
@@ -106,6 +108,7 @@ def analyse(
     *,
     title: str = "aetherdiag workers",
     timeline: Sequence[str] = (),
+    context: Mapping[str, str] | None = None,
 ) -> Report:
     """Classify every delivery in ``result`` and decide the verdict."""
     expect = expect or Expectations()
@@ -138,14 +141,18 @@ def analyse(
     missing: list[str] = []
     cross: list[tuple[str, tuple[str, ...]]] = []
     allowed = 0
+    lost: list[str] = []
     for task in published:
         for pool in pools:
             got = receivers.get((pool, task), [])
-            if not got:
+            finished = [w for w in got if any(c for _, c in copies[(w, task)])]
+            if not finished:
+                # Nobody got it, or only members that dropped before finishing it.
                 if task not in missing:
                     missing.append(task)
+                    if got:
+                        lost.append(task)
             elif len(got) > 1:
-                finished = [w for w in got if any(c for _, c in copies[(w, task)])]
                 if expect.allow_redelivery and len(finished) <= 1:
                     allowed += len(got) - 1
                 else:
@@ -191,6 +198,7 @@ def analyse(
         duration_s=result.duration_s, settled=result.settled,
         publish_failures=result.publish_failures, latency_ms=_percentiles(latencies),
         notes=result.notes, timeline=tuple(timeline), emulator_stats=result.emulator_stats,
+        lost_in_flight=tuple(lost), context=tuple(context.items()) if context else (),
     )
     return _with_causes(report, result, workers)
 
@@ -332,6 +340,11 @@ def likely_causes(
         else:
             causes.append("nothing arrived: the subscription filter does not match the task "
                           "topics")
+    elif report.missing and report.lost_in_flight:
+        causes.append(f"{len(report.lost_in_flight)} task(s) were in flight on a member whose "
+                      "connection dropped and the broker did not hand them to another member "
+                      "(Mosquitto-like discard); persistent sessions or a re-dispatching broker "
+                      "avoid the loss")
     elif report.missing:
         qos0 = all(w.qos == 0 for w in workers)
         cause = (f"{len(report.missing)} task(s) never arrived: messages were lost — a member "

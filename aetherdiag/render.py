@@ -51,10 +51,12 @@ def to_dict(report: Report) -> dict[str, Any]:
         "schema": SCHEMA,
         "title": report.title,
         "target": report.target,
+        "run": dict(report.context),
         "published": report.published,
         "delivered": report.delivered,
         "unique_delivered": report.unique_delivered,
         "missing": list(report.missing),
+        "lost_in_flight": list(report.lost_in_flight),
         "duplicates": {
             "cross_worker": len(report.cross_worker),
             "cross_worker_tasks": [
@@ -146,8 +148,7 @@ def to_junit(report: Report) -> str:
 def table(report: Report) -> Group:
     """The rich renderable for ``--format table``."""
     pools = {w.pool for w in report.workers}
-    workers = Table(title=f"{report.title}: {report.target}", title_justify="left",
-                    expand=False, show_lines=False)
+    workers = Table(expand=False, show_lines=False)
     workers.add_column("worker", style="bold")
     if len(pools) > 1:
         workers.add_column("pool")
@@ -203,7 +204,10 @@ def table(report: Report) -> Group:
             Text("-", style="dim") if c.passed is None else Text("✘", style="bold red"))
         checks.add_row(mark, Text(c.name, style="bold"), c.detail)
 
-    parts: list[Any] = [workers, summary, checks]
+    parts: list[Any] = [Text(f"{report.title}: {report.target}", style="bold")]
+    if report.context:
+        parts.append(Text("  ".join(f"{k} {v}" for k, v in report.context), style="dim"))
+    parts += [workers, summary, checks]
     if report.timeline:
         tl = Table(title="timeline", title_justify="left", show_header=False)
         tl.add_column()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .exitcodes import Abort, ExitCode
-from .harness.embedded import start_emulator
+from .harness.embedded import describe, start_emulator
 from .harness.fleet import BrokerUnreachable, Fleet
 from .harness.model import BrokerTarget, EmulatorSettings, RunResult, TaskSpec, WorkerSpec
 
@@ -37,17 +37,21 @@ def run_workers(
     """Execute ``plan`` and return everything observed."""
     handle = None
     target = plan.target
+    label = None
     if target is None:
+        label = describe(plan.emulator)
         target, handle = start_emulator(
             plan.emulator, protocol=plan.protocol,
             expected_clients=len(plan.workers) + 1, expected_messages=len(plan.tasks),
         )
     try:
-        with Fleet(target, connect_timeout=plan.connect_timeout_s, seed=plan.seed) as fleet:
+        with Fleet(target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
+                   label=label) as fleet:
             fleet.start(plan.workers)
-            fleet.publish(plan.tasks, rate=plan.rate, on_progress=on_progress)
+            fleet.publish(plan.tasks, rate=plan.rate, on_progress=on_progress,
+                          timeout_s=plan.timeout_s + _paced(plan))
             fleet.settle(expected=len(plan.tasks), quiet_s=plan.quiet_s,
-                         timeout_s=plan.timeout_s)
+                         timeout_s=plan.timeout_s, on_progress=on_progress)
             result = fleet.result()
         if handle is not None:
             stats = handle.stats()
@@ -59,3 +63,8 @@ def run_workers(
     finally:
         if handle is not None:
             handle.stop()
+
+
+def _paced(plan: WorkersPlan) -> float:
+    """Seconds a --rate run needs just to publish, which --timeout should not eat into."""
+    return len(plan.tasks) / plan.rate if plan.rate else 0.0

@@ -160,6 +160,11 @@ def command(
     report = analyse(
         result, specs,
         Expectations(max_imbalance=max_imbalance, allow_redelivery=allow_redelivery),
+        context={
+            "workers": str(count), "subscription": subscription,
+            "tasks": f"{tasks} to {layout.topic('task-N', 0) if tasks else '-'}",
+            "qos": str(qos), "mqtt": mqtt,
+        },
     )
     emit_report(report, fmt, output, quiet)
     raise typer.Exit(int(report.exit_code))
