@@ -12,6 +12,7 @@ from mqttclient import (
     PUBREL,
     SUBACK,
     V5,
+    V311,
     connack_code,
     disconnect_code,
     suback_codes,
@@ -116,6 +117,22 @@ def test_overlapping_subscriptions(connect, broker, version, topic):
         assert qos == [0, 1, 2]
     else:
         assert qos == [2]
+
+
+def test_overlapping_subscriptions_deliver_the_highest_qos(connect, version, topic,
+                                                           mosquitto_differs):
+    """3.3.5 (3.1.1) / 3.3.4 (5.0): overlapping subscriptions are delivered respecting the
+    highest QoS among them, whichever filter was subscribed first."""
+    if version == V311:
+        mosquitto_differs("2.0.11 sends a 3.1.1 client one copy at the QoS of one matching "
+                          "subscription (here 0 from '.../a', though '.../#' grants 1), not "
+                          "the highest (MQTT 3.1.1 3.3.5)")
+    c = connect("ov")
+    c.subscribe((f"{topic}/#", 1))
+    c.subscribe((f"{topic}/a", 0))
+    connect("pub").publish(f"{topic}/a", b"x", qos=1)
+    c.wait_for(1)
+    assert max(m.qos for m in c.settle(0.2)) == 1
 
 
 def test_unsubscribe_stops_delivery(connect, version, topic):
