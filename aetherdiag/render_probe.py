@@ -122,17 +122,17 @@ def table(report: ProbeReport) -> Group:
     summary.add_column()
     summary.add_row("target", report.target)
     summary.add_row("protocols", ", ".join(
-        f"MQTT {p.version}: {'accepted' if p.accepted else 'refused'}"
+        f"MQTT {_v(p.version)}: {'accepted' if p.accepted else 'refused'}"
         for p in report.protocols))
     summary.add_row("$share", ", ".join(
-        f"MQTT {v}: {b or 'not tested'}" for v, b in report.share_behaviour.items()))
+        f"MQTT {_v(v)}: {b or 'not tested'}" for v, b in report.share_behaviour.items()))
     g = report.strategy
     if g is not None:
         summary.add_row("strategy", f"{g.label} (confidence {percent(g.confidence)}; "
                         f"per member: {', '.join(str(c) for c in g.counts)})")
     summary.add_row("run", f"{report.run_id}, {report.duration_s:.1f} s")
 
-    rows = Table(title="checks", title_justify="left", show_lines=True, expand=False)
+    rows = Table(title="checks", title_justify="left", show_lines=True, expand=True)
     rows.add_column("check", style="bold", ratio=2, overflow="fold")
     rows.add_column("result", ratio=4, overflow="fold")
     rows.add_column("what the spec says", ratio=3, overflow="fold")
@@ -150,6 +150,10 @@ def table(report: ProbeReport) -> Group:
     style = "bold green" if report.exit_code == 0 else "bold red"
     parts.append(Text(f"verdict: {report.verdict} (exit {int(report.exit_code)})", style=style))
     return Group(*parts)
+
+
+def _v(version: str) -> str:
+    return "5.0" if version == "5" else version
 
 
 def render(report: ProbeReport, fmt: Format, output: TextIO | None = None) -> None:

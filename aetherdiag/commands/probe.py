@@ -60,6 +60,10 @@ def command(
     password_env: str = typer.Option(
         "AETHERDIAG_PASSWORD", "--password-env", metavar="VAR",
         help="Environment variable holding the password when the URL has none."),
+    mqtt: str | None = typer.Option(
+        None, "--mqtt", metavar="VERSION",
+        help="Protocol for the strategy fingerprint and rule checks: 3.1.1 or 5 "
+        "(default: 5 when the broker accepts it). Both versions are always tried for $share."),
     messages: int = typer.Option(96, "--messages", min=30, max=2000,
                                  help="Messages in the strategy fingerprint run."),
     timeout: float = typer.Option(30.0, "--timeout", min=5.0, max=600.0,
@@ -78,7 +82,7 @@ def command(
         logging.getLogger().setLevel(logging.DEBUG)
     try:
         report = _probe(broker, strategy, fault, seed, ca_file, cert_file, key_file,
-                        insecure, password_env, messages, timeout, quiet, debug)
+                        insecure, password_env, mqtt, messages, timeout, quiet, debug)
         _emit(report, fmt, output, quiet)
     except Abort as exc:
         render_probe.error(str(exc))
@@ -88,8 +92,8 @@ def command(
 
 def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None,
            ca_file: Path | None, cert_file: Path | None, key_file: Path | None,
-           insecure: bool, password_env: str, messages: int, timeout: float, quiet: bool,
-           debug: bool) -> ProbeReport:
+           insecure: bool, password_env: str, mqtt: str | None, messages: int,
+           timeout: float, quiet: bool, debug: bool) -> ProbeReport:
     try:
         check_strategy(strategy)
         for name in fault:
@@ -102,7 +106,12 @@ def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None
     if broker is None and (ca_file or cert_file or key_file or insecure):
         raise Abort("--ca-file, --cert-file, --key-file and --insecure need --broker "
                     "mqtts://...")
-    options = ProbeOptions(timeout=timeout, messages=messages)
+    protocol = None
+    if mqtt is not None:
+        protocol = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5", "5.0": "5"}.get(mqtt)
+        if protocol is None:
+            raise Abort(f"--mqtt {mqtt!r}: choose 3.1.1 or 5")
+    options = ProbeOptions(timeout=timeout, messages=messages, protocol=protocol)
     with render_probe.status(enabled=not quiet) as update:
         try:
             if broker is not None:

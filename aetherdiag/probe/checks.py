@@ -233,6 +233,8 @@ def publish_to_share_check(ctx: Context) -> Check:
                      spec=spec, meaning="a publisher that gets the topic wrong is told so "
                      "(v5 only: a 3.1.1 publisher cannot see reason codes)", data=data)
     ack = "no PUBACK" if code is None else f"PUBACK {rc_text(code)}"
+    if code is not None and ctx.version != V5:
+        ack = "PUBACK (3.1.1 has no reason codes)"
     if to_member:
         return Check(id="publish_to_share", title=title, status=Status.WARN,
                      result="delivered literally",

@@ -1,13 +1,14 @@
 """Run every probe step against one broker and assemble the ``ProbeReport``.
 
 How this works: ``run_probe`` owns the ``Context`` (run id, time budget, clients). Order:
-1. CONNECT with 3.1.1 and 5.0 (nothing reachable -> ``ProbeUnreachable``); the CONNECT time
-   sets how long "nothing more arrives" is waited for;
-2. the main dispatch run on the preferred version (5.0 when accepted) and a short run on the
-   other version -> ``$share`` behaviour per protocol, duplicates, strategy fingerprint (with
-   its pull / sticky follow-ups);
-3. the independent rule checks (retained, No Local, $share topic, malformed names, in-flight
-   QoS 1/2, $queue) at the same time on separate threads: they mostly wait for silence.
+1. CONNECT with 5.0 and 3.1.1 (nothing reachable -> ``ProbeUnreachable``); the CONNECT time
+   sets the round-trip estimate and how long "nothing more arrives" is waited for;
+2. at the same time: the main dispatch run on the preferred version (5.0 when accepted) and a
+   short run on the other -> ``$share`` behaviour per protocol and duplicates;
+3. at the same time, each on its own thread (they mostly wait, for answers or for silence):
+   the strategy fingerprint with its pull / sticky follow-up run, and the rule checks
+   (retained, No Local, $share topic, malformed names, in-flight QoS 1/2, $queue).
+Runs never share topics, groups or clients, so running them together changes no result.
 Every step catches its own failure and becomes a "skip" row; a step that ran out of budget
 says so instead of reporting what the cut-short wait seemed to show. All clients are closed
 at the end whatever happened.
@@ -15,11 +16,13 @@ at the end whatever happened.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from ..harness.model import BrokerTarget
 from . import checks, dispatch, inflight
@@ -43,6 +46,7 @@ class ProbeOptions:
     messages: int = DEFAULT_MESSAGES  # messages in the main dispatch run
     run_id: str | None = None
     parallel: bool = True
+    protocol: str | None = None  # version for the main run and rule checks (default: 5)
 
 
 def run_probe(
@@ -54,8 +58,13 @@ def run_probe(
 ) -> ProbeReport:
     """Probe ``target`` (see the module comment). ``label`` replaces the URL in the report."""
     opts = options or ProbeOptions()
-    step = on_step or (lambda _text: None)
     budget = Budget(opts.timeout)
+
+    def step(text: str) -> None:
+        log.info("%.2f s: %s", budget.elapsed(), text)
+        if on_step is not None:
+            on_step(text)
+
     ctx = Context(target=target, budget=budget)
     if opts.run_id:
         ctx.run_id = opts.run_id
@@ -78,9 +87,12 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
             f"3.1.1: {v311.detail})")
     accepted = [p for p in (v5, v311) if p.accepted]
     slowest = max(p.connect_ms for p in accepted)
+    ctx.rtt = slowest / 2000.0  # CONNECT costs about two round trips (TCP, then MQTT)
     ctx.quiet = min(2.0, max(0.3, 0.3 + slowest * 0.008))
     ctx.step = min(5.0, max(2.0, 2.0 + slowest * 0.02))
-    ctx.version = V5 if v5.accepted else V311
+    preferred = V311 if opts.protocol == V311 else V5
+    ctx.version = preferred if (v5 if preferred == V5 else v311).accepted else (
+        V311 if preferred == V5 else V5)
     other = V311 if ctx.version == V5 else V5
     other_ok = v311.accepted if other == V311 else v5.accepted
 
@@ -92,42 +104,32 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
     runs: dict[str, ShareRun | None] = {V311: None, V5: None}
     why: dict[str, str] = {V311: "MQTT 3.1.1 not accepted", V5: "MQTT 5.0 not accepted"}
 
-    step(f"dispatch run: 3 members, {opts.messages} messages, MQTT {ctx.version}")
-    try:
-        runs[ctx.version] = dispatch.main_run(ctx, ctx.version, opts.messages)
-    except StepFailed as exc:
-        why[ctx.version] = f"step failed: {exc}"
+    step(f"dispatch runs: 3 members, {opts.messages} messages on MQTT {ctx.version}"
+         + (f", 9 on MQTT {other}" if other_ok else ""))
+    share_jobs: dict[str, Callable[[], ShareRun]] = {
+        ctx.version: lambda: dispatch.main_run(ctx, ctx.version, opts.messages)}
     if other_ok:
-        step(f"short run on MQTT {other}")
-        try:
-            runs[other] = dispatch.small_run(ctx, other)
-        except StepFailed as exc:
-            why[other] = f"step failed: {exc}"
+        share_jobs[other] = lambda: dispatch.small_run(ctx, other)
+    for version, outcome in _together(share_jobs, opts.parallel).items():
+        if isinstance(outcome, BaseException):
+            why[version] = f"step failed: {outcome}"
+        else:
+            runs[version] = outcome
     balanced = {v: r is not None and r.outcome.behaviour == BALANCED for v, r in runs.items()}
     rows["share_v311"] = dispatch.share_check(V311, runs[V311], balanced[V5], why[V311])
     rows["share_v5"] = dispatch.share_check(V5, runs[V5], balanced[V311], why[V5])
     rows["duplicates"] = dispatch.duplicates_check([r for r in runs.values() if r])
 
-    guess: Guess | None = None
     main = runs[ctx.version]
-    if main is not None and main.outcome.behaviour == BALANCED:
-        step("fingerprinting the dispatch strategy")
-        try:
-            guess = dispatch.guess_strategy(ctx, main)
-        except StepFailed as exc:
-            log.info("strategy follow-up failed: %s", exc)
-            guess = fingerprint(main.schedule, main.recipients(), main.members)
-        rows["strategy"] = dispatch.strategy_check(guess)
-    else:
-        rows["strategy"] = dispatch.strategy_check(
-            None, "the main run did not deliver each message to one member")
-
-    step("rule checks (retained, No Local, $share topics, in-flight QoS 1/2, $queue)")
     main_behaviour = main.outcome.behaviour if main is not None else None
     needs_share = (None if main_behaviour in (BALANCED, FANOUT) else
                    f"not applicable: $share subscriptions are {main_behaviour or 'untested'} "
                    f"with MQTT {ctx.version} here")
+    step("strategy follow-up and rule checks (retained, No Local, $share topics, in-flight "
+         "QoS 1/2, $queue)")
+    found: list[Guess] = []
     tasks: dict[str, tuple[str, Callable[[], Check]]] = {
+        "strategy": ("Dispatch strategy", lambda: _strategy(ctx, main, found)),
         "retained": ("Retained message on a new shared subscription",
                      lambda: checks.retained_check(ctx)),
         "no_local": ("No Local on a shared subscription",
@@ -147,15 +149,13 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
         for cid in ("retained", "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop"):
             title = tasks.pop(cid)[0]
             rows[cid] = _skipped(cid, title, needs_share)
-    if opts.parallel:
-        with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="probe") as pool:
-            futures = {cid: pool.submit(_guarded, ctx, cid, title, fn)
-                       for cid, (title, fn) in tasks.items()}
-            for cid, future in futures.items():
-                rows[cid] = future.result()
-    else:
-        for cid, (title, fn) in tasks.items():
-            rows[cid] = _guarded(ctx, cid, title, fn)
+    jobs: dict[str, Callable[[], Check]] = {
+        cid: functools.partial(_guarded, ctx, cid, title, fn)
+        for cid, (title, fn) in tasks.items()}
+    for cid, result in _together(jobs, opts.parallel).items():
+        rows[cid] = (result if isinstance(result, Check)
+                     else _skipped(cid, tasks[cid][0], f"error: {result}"))
+    guess = found[0] if found and rows["strategy"].status is not Status.SKIP else None
 
     order = ["connect_v311", "connect_v5", "shared_sub_available", "share_v311", "share_v5",
              "duplicates", "strategy", "retained", "no_local", "publish_to_share",
@@ -163,6 +163,8 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
              "queue_prefix"]
     share = {v: (r.outcome.behaviour if r is not None else None) for v, r in runs.items()}
     notes = []
+    if opts.protocol and opts.protocol != ctx.version:
+        notes.append(f"MQTT {opts.protocol} was not accepted; the checks used {ctx.version}")
     if ctx.budget.left() <= 0:
         notes.append("the --timeout budget ran out; some checks were skipped")
     shown = tuple(replace(rows[c], evidence=ctx.shorten(rows[c].evidence)) for c in order)
@@ -170,6 +172,44 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
         target=label, run_id=ctx.run_id, topic_prefix=ctx.base, protocols=(v311, v5),
         share_behaviour=share, strategy=guess, checks=shown,
         duration_s=ctx.budget.elapsed(), notes=tuple(notes))
+
+
+T = TypeVar("T")
+
+
+def _together(jobs: dict[str, Callable[[], T]], parallel: bool
+              ) -> dict[str, T | BaseException]:
+    """Run ``jobs`` on threads (or one by one); each result or the exception it raised."""
+    out: dict[str, T | BaseException] = {}
+    if not parallel or len(jobs) < 2:
+        for key, fn in jobs.items():
+            try:
+                out[key] = fn()
+            except Exception as exc:
+                out[key] = exc
+        return out
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="probe") as pool:
+        futures = {key: pool.submit(fn) for key, fn in jobs.items()}
+        for key, future in futures.items():
+            try:
+                out[key] = future.result()
+            except Exception as exc:
+                out[key] = exc
+    return out
+
+
+def _strategy(ctx: Context, main: ShareRun | None, found: list[Guess]) -> Check:
+    """The fingerprint with its follow-up run; the Guess is appended to ``found``."""
+    if main is None or main.outcome.behaviour != BALANCED:
+        return dispatch.strategy_check(
+            None, "the main run did not deliver each message to one member")
+    try:
+        guess = dispatch.guess_strategy(ctx, main)
+    except StepFailed as exc:
+        log.info("strategy follow-up failed: %s", exc)
+        guess = fingerprint(main.schedule, main.recipients(), main.members)
+    found.append(guess)
+    return dispatch.strategy_check(guess)
 
 
 def _guarded(ctx: Context, cid: str, title: str, fn: Callable[[], Check]) -> Check:

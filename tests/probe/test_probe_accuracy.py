@@ -76,12 +76,12 @@ FAULT_EXPECT: dict[str, dict[str, Any]] = {
 }
 
 
-def probe(strategy: str = "round_robin", faults: tuple[str, ...] = (), run_id: str = "acc"
-          ) -> ProbeReport:
+def probe(strategy: str = "round_robin", faults: tuple[str, ...] = (), run_id: str = "acc",
+          protocol: str | None = None) -> ProbeReport:
     with Emulator(strategy=strategy, faults=faults, seed=11) as em:
         started = time.monotonic()
         report = run_probe(BrokerTarget(host=em.host, port=em.port),
-                           ProbeOptions(timeout=30.0, run_id=run_id))
+                           ProbeOptions(timeout=30.0, run_id=run_id, protocol=protocol))
         elapsed = time.monotonic() - started
     assert elapsed < 15.0, f"probe took {elapsed:.1f} s"
     return report
@@ -133,3 +133,23 @@ def test_recognises_fault(fault: str) -> None:
     untouched = {k: v for k, v in COMPLIANT.items() if k not in expect["rows"]}
     if expect["share"] == ("balanced", "balanced"):
         assert {k: got[k] for k in untouched} == untouched, explain(report)
+
+
+@pytest.mark.parametrize(("strategy", "faults", "qos1"), [
+    ("round_robin", (), ("pass", "redispatched to another member")),
+    ("least_inflight", ("lose-on-disconnect",), ("warn", "held for the member")),
+])
+def test_main_run_on_mqtt_311(strategy: str, faults: tuple[str, ...],
+                              qos1: tuple[str, str]) -> None:
+    """--mqtt 3.1.1: the fingerprint, manual acks and persistent sessions of 3.1.1 clients."""
+    report = probe(strategy, faults, run_id=f"acc{strategy[:2]}v3", protocol="3.1.1")
+    assert report.strategy is not None and report.strategy.name == strategy, explain(report)
+    share_v311 = next(c for c in report.checks if c.id == "share_v311")
+    assert share_v311.data["published"] == 96  # the main run used 3.1.1
+    got = rows(report)
+    assert got["qos1_drop_persistent"] == qos1, explain(report)
+    assert got["malformed_share"] == ("pass", "all refused (SUBACK 0x80 (unspecified error / "
+                                              "failure))")
+    assert got["publish_to_share"] == ("info", "accepted, delivered to nobody")
+    assert got["no_local"][0] == "pass"  # still asked with a 5.0 client
+    assert report.exit_code == 0
