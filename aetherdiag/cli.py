@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 
-import click
 import typer
 
 from . import __version__
@@ -33,6 +32,12 @@ app.add_typer(emulator_cmd.app, name="emulator")
 app.command("probe", epilog=probe_cmd.EPILOG)(probe_cmd.command)
 
 _state = {"debug": False}
+
+# typer >= 0.22 vendors click as typer._click; older releases use click itself.
+try:
+    from typer._click.exceptions import ClickException as _UsageError
+except ImportError:  # pragma: no cover - older typer
+    from click.exceptions import ClickException as _UsageError
 
 
 def _version(value: bool) -> None:
@@ -64,12 +69,12 @@ def main(argv: list[str] | None = None) -> None:
     except Abort as exc:
         print(f"aetherdiag: error: {exc}", file=sys.stderr)
         sys.exit(int(exc.code))
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.Exit as exc:
+        sys.exit(int(getattr(exc, "exit_code", 0)))
+    except _UsageError as exc:
+        print(f"aetherdiag: error: {exc.format_message()} (see --help)", file=sys.stderr)
         sys.exit(int(ExitCode.USAGE))
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("aetherdiag: interrupted", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:

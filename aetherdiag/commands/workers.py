@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -35,6 +38,22 @@ _STRATEGY_HELP = "Emulator dispatch strategy: " + ", ".join(STRATEGIES) + "."
 _FAULT_HELP = "Emulator fault mode (repeatable): " + ", ".join(FAULTS) + "."
 
 
+def _one_line_errors(func: Callable[..., None]) -> Callable[..., None]:
+    """Expected failures (``Abort``) -> one line on stderr and their exit code, also when the
+    app runs without ``cli.main`` (typer's CliRunner, embedding)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except Abort as exc:
+            render.error(str(exc))
+            raise typer.Exit(int(exc.code)) from None
+
+    return wrapper
+
+
+@_one_line_errors
 def command(
     count: int = typer.Option(3, "--count", "-n", min=1, max=100_000,
                               help="Number of worker clients (worker-1 ... worker-N)."),
