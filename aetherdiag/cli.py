@@ -37,7 +37,7 @@ _state = {"debug": False}
 try:
     from typer._click.exceptions import ClickException as _UsageError
 except ImportError:  # pragma: no cover - older typer
-    from click.exceptions import ClickException as _UsageError
+    from click.exceptions import ClickException as _UsageError  # type: ignore[assignment]
 
 
 def _version(value: bool) -> None:
@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         sys.exit(int(getattr(exc, "exit_code", 0)))
     except _UsageError as exc:
-        print(f"aetherdiag: error: {exc.format_message()} (see --help)", file=sys.stderr)
+        message = exc.format_message()
+        if message:  # empty when no arguments were given and the help was shown
+            print(f"aetherdiag: error: {message} (see --help)", file=sys.stderr)
         sys.exit(int(ExitCode.USAGE))
     except typer.Abort:
         print("aetherdiag: interrupted", file=sys.stderr)
