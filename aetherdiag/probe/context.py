@@ -329,7 +329,8 @@ def share_run(
         if slow_first and subs:
             subs[0].ack_all()
             sleep(ctx.wait_quiet(0.25))
-        outcome = classify_share(len(schedule), deliveries, members, refusal)
+        published = len(schedule) if refusal is None else 0  # nothing is sent when refused
+        outcome = classify_share(published, deliveries, members, refusal)
         return ShareRun(version=version, topic_filter=topic_filter, members=members,
                         schedule=tuple(schedule), suback=tuple(codes), refusal=refusal,
                         refused_code=refused_code, deliveries=deliveries,

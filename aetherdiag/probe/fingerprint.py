@@ -39,6 +39,7 @@ PURITY_MIN = 0.95  # hash_* purity
 CYCLE_MIN = 0.9  # round robin transitions that follow the cycle
 PULL_MAX_SHARE = 0.1  # a member that never acks gets at most this share under a pull queue
 MIN_MESSAGES = 12
+MAX_CONFIDENCE = 0.995  # a few hundred messages never make a verdict certain
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,7 +269,7 @@ def fingerprint(schedule: Sequence[Slot], recipients: Mapping[int, int], members
     # Random dispatch scores at most ~0.2 above chance on 96 messages (noise ~ 1/sqrt(n)).
     noise = min(0.6, 0.35 * math.sqrt(96 / n))
     if all(counts) and best_norm < noise and chi_p > 1e-4:
-        confidence = (1.0 - best_norm) * min(1.0, 0.5 + chi_p * 10)
+        confidence = min(MAX_CONFIDENCE, (1.0 - best_norm) * min(1.0, 0.5 + chi_p * 10))
         scores["random"] = round(confidence, 4)
         return Guess(name="random", confidence=round(confidence, 3),
                      evidence=f"no order, publisher or topic explains who got what "
@@ -318,7 +319,7 @@ def pull_test(slow: int, total: int, members: int) -> PullResult:
         evidence = (f"a member that never acknowledged still got {slow} of {total} messages "
                     f"(even split {expected:.0f}): the broker does not look at member load")
     return PullResult(starved=starved, slow=slow, total=total,
-                      confidence=round(confidence, 3), evidence=evidence)
+                      confidence=round(min(MAX_CONFIDENCE, confidence), 3), evidence=evidence)
 
 
 def combine(guess: Guess, pull: PullResult | None) -> Guess:

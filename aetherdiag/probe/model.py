@@ -94,7 +94,7 @@ def verdict(share: Mapping[str, str | None], checks: Sequence[Check]) -> str:
     parts = []
     for version, b in behaviours.items():
         if b != BALANCED:
-            parts.append(f"MQTT {version}: {DESCRIBE[b]}")
+            parts.append(f"MQTT {'5.0' if version == '5' else version}: {DESCRIBE[b]}")
     if failed:
         parts.append("failed: " + "; ".join(failed))
     if BALANCED in behaviours.values() and all(
