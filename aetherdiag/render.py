@@ -112,6 +112,13 @@ def to_json(report: Report) -> str:
 
 
 def to_junit(report: Report) -> str:
+    suite = junit_suite(report)
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+
+
+def junit_suite(report: Report) -> ET.Element:
+    """The ``<testsuite>`` element: one test case per check (``replay`` nests several)."""
     failures = sum(1 for c in report.checks if c.passed is False)
     skipped = sum(1 for c in report.checks if c.passed is None)
     suite = ET.Element("testsuite", {
@@ -141,8 +148,7 @@ def to_junit(report: Report) -> str:
         f"{w.name}: {w.unique} unique / {w.received} received: {shorten_tasks(w.tasks, 50)}"
         for w in report.workers
     )
-    ET.indent(suite)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+    return suite
 
 
 def table(report: Report) -> Group:
@@ -179,7 +185,10 @@ def table(report: Report) -> Group:
     b = report.balance
     summary.add_row("published", str(report.published))
     summary.add_row("delivered", f"{report.delivered} ({report.unique_delivered} distinct tasks)")
-    summary.add_row("cross-worker duplicates", _count(len(report.cross_worker)))
+    examples = "; ".join(f"{t} -> {', '.join(ws)}" for t, ws in report.cross_worker[:2])
+    if len(report.cross_worker) > 2:
+        examples += "; …"
+    summary.add_row("cross-worker duplicates", _count(len(report.cross_worker), f" ({examples})"))
     summary.add_row("same-worker repeats", _count(
         report.repeats, f" ({report.repeats_dup} DUP redeliveries, "
         f"{report.repeats_fresh} fresh copies)"))
@@ -206,7 +215,12 @@ def table(report: Report) -> Group:
 
     parts: list[Any] = [Text(f"{report.title}: {report.target}", style="bold")]
     if report.context:
-        parts.append(Text("  ".join(f"{k} {v}" for k, v in report.context), style="dim"))
+        setup = Table.grid(padding=(0, 2))
+        setup.add_column(style="dim")
+        setup.add_column(style="dim")
+        for key, value in report.context:
+            setup.add_row(key, value)
+        parts.append(setup)
     parts += [workers, summary, checks]
     if report.timeline:
         tl = Table(title="timeline", title_justify="left", show_header=False)
