@@ -15,6 +15,7 @@ import typer
 from . import __version__
 from .commands import emulator as emulator_cmd
 from .commands import probe as probe_cmd
+from .commands import replay as replay_cmd
 from .commands import workers as workers_cmd
 from .exitcodes import Abort, ExitCode
 
@@ -30,6 +31,7 @@ app = typer.Typer(
 app.command("workers", epilog=workers_cmd.EPILOG)(workers_cmd.command)
 app.add_typer(emulator_cmd.app, name="emulator")
 app.command("probe", epilog=probe_cmd.EPILOG)(probe_cmd.command)
+app.command("replay", epilog=replay_cmd.EPILOG)(replay_cmd.command)
 
 _state = {"debug": False}
 

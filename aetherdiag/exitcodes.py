@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     UNREACHABLE = 3
     MISSING = 4
     IMBALANCE = 5
+    UNEXPECTED = 6  # replay --check-expect: a scenario's `expect` block was not met
 
 
 class Abort(Exception):

@@ -1,0 +1,183 @@
+"""``aetherdiag replay FILE...``: run scenario files, report each, exit with the worst code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from .. import render
+from ..exitcodes import Abort, ExitCode
+from ..harness.fleet import FleetError
+from ..harness.model import BrokerTarget
+from ..render_replay import render_outcomes
+from ..replay import run_scenario
+from ..replay_report import ReplayOutcome, build_outcome, failed_outcome, worst_exit_code
+from ..scenario import Scenario, ScenarioError, load_scenario
+from .common import parse_target
+
+EPILOG = """Examples:
+
+  aetherdiag replay scenarios/problem-task.yaml
+
+  aetherdiag replay scenarios/seed-bug-fanout.yaml      # the seed bug: exit 1 (duplicates)
+
+  aetherdiag replay --check-expect scenarios/*.yaml     # CI: every file behaves as it says
+
+  aetherdiag replay scenarios/plain-by-mistake.yaml --broker mqtt://localhost:1883
+
+Every file is validated before anything connects (errors: file:line:column, exit 2).
+Exit codes: 0 healthy, 1 duplicates, 2 usage, 3 broker unreachable, 4 missing, 5 imbalance;
+with several files the lowest non-zero code wins. With --check-expect: 0 when every file's
+`expect` block holds, 6 when one does not (3 when a broker is unreachable).
+"""
+
+
+def command(
+    files: list[Path] = typer.Argument(..., metavar="FILE...", show_default=False,
+                                       help="Scenario YAML files (see docs/scenario-format.md)."),
+    broker: str | None = typer.Option(
+        None, "--broker", "-b", metavar="URL",
+        help="Run against this broker instead of the file's target: mqtt://[user[:pass]@]"
+        "host[:port], mqtts://, ws://, wss://."),
+    mqtt: str | None = typer.Option(
+        None, "--mqtt", metavar="VERSION",
+        help="Override the files' protocol for every client: 3.1.1 or 5."),
+    ca_file: Path | None = typer.Option(None, "--ca-file", help="CA bundle for mqtts/wss."),
+    cert_file: Path | None = typer.Option(None, "--cert-file", help="Client certificate."),
+    key_file: Path | None = typer.Option(None, "--key-file", help="Client private key."),
+    insecure: bool = typer.Option(False, "--insecure", help="Skip TLS certificate checks."),
+    password_env: str = typer.Option(
+        "AETHERDIAG_PASSWORD", "--password-env", metavar="VAR",
+        help="Environment variable holding the password when the URL has none."),
+    check_expect: bool = typer.Option(
+        False, "--check-expect",
+        help="Exit 0 when every file's expect block holds, 6 otherwise (instead of the "
+        "runs' verdicts)."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0.1,
+        help="Upper bound in seconds on each scenario run (steps after it are skipped). "
+        "Each settle is also bounded by the file's timeout."),
+    connect_timeout: float = typer.Option(5.0, "--connect-timeout", min=0.1,
+                                          help="Seconds to wait for the broker."),
+    seed: int | None = typer.Option(None, "--seed",
+                                    help="Seed for work-time jitter (default: per scenario)."),
+    fmt: render.Format = typer.Option(render.Format.table, "--format",
+                                      help="table, json (one object, or a list for several "
+                                      "files) or junit (one testsuite per file)."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="Write the report(s) to FILE instead of stdout."),
+    quiet: bool = typer.Option(False, "--quiet",
+                               help="No progress bar; with --format table, no report either."),
+    debug: bool = typer.Option(False, "--debug", help="Debug logging and tracebacks."),
+) -> None:
+    """Run scenario files (workers, steps such as drop/reconnect, expectations) and report
+    each like `workers` does, with a timeline of what every step caused."""
+    if debug:
+        logging.getLogger().setLevel(logging.DEBUG)
+    try:
+        code = _replay(files, broker, mqtt, ca_file, cert_file, key_file, insecure,
+                       password_env, check_expect, timeout, connect_timeout, seed, fmt,
+                       output, quiet)
+    except Abort as exc:
+        render.error(str(exc))
+        raise typer.Exit(int(exc.code)) from None
+    raise typer.Exit(int(code))
+
+
+def _replay(files: list[Path], broker: str | None, mqtt: str | None, ca_file: Path | None,
+            cert_file: Path | None, key_file: Path | None, insecure: bool, password_env: str,
+            check_expect: bool, timeout: float | None, connect_timeout: float,
+            seed: int | None, fmt: render.Format, output: Path | None,
+            quiet: bool) -> ExitCode:
+    protocol = None
+    if mqtt is not None:
+        protocol = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5", "5.0": "5"}.get(mqtt)
+        if protocol is None:
+            raise Abort(f"--mqtt {mqtt!r}: choose 3.1.1 or 5")
+    scenarios = _load_all(files)
+    targets = _targets(scenarios, broker, protocol, ca_file, cert_file, key_file, insecure,
+                       password_env)
+    outcomes: list[ReplayOutcome] = []
+    unreachable: dict[str, str] = {}  # target -> error, so one dead broker costs one timeout
+    for sc, target in zip(scenarios, targets, strict=True):
+        key = target.display() if target is not None else ""
+        if key in unreachable:
+            message = f"{unreachable[key]} (not tried again)"
+            render.error(f"{sc.path}: {message}")
+            outcomes.append(failed_outcome(sc, message, ExitCode.UNREACHABLE,
+                                           check_expect=check_expect))
+            continue
+        try:
+            with render.progress(len(sc.tasks), sc.name, enabled=not quiet) as update:
+                run = run_scenario(sc, target, protocol=protocol, timeout_s=timeout,
+                                   connect_timeout_s=connect_timeout, seed=seed,
+                                   on_progress=update)
+            outcomes.append(build_outcome(run, check_expect=check_expect))
+        except (Abort, FleetError) as exc:
+            code = exc.code if isinstance(exc, Abort) else ExitCode.UNREACHABLE
+            render.error(f"{sc.path}: {exc}")
+            if code == ExitCode.UNREACHABLE and target is not None:
+                unreachable[key] = str(exc)
+            outcomes.append(failed_outcome(sc, str(exc), code, check_expect=check_expect))
+    _emit(outcomes, fmt, output, quiet)
+    return worst_exit_code(o.exit_code for o in outcomes)
+
+
+def _load_all(files: list[Path]) -> list[Scenario]:
+    """Every file validated before anything connects; each bad file is one stderr line."""
+    scenarios: list[Scenario] = []
+    errors: list[str] = []
+    for path in files:
+        try:
+            scenarios.append(load_scenario(path))
+        except ScenarioError as exc:
+            errors.append(str(exc))
+    if errors:  # compiler-style lines an editor can jump to; nothing was run
+        for line in errors:
+            print(line, file=sys.stderr)
+        raise typer.Exit(int(ExitCode.USAGE))
+    return scenarios
+
+
+def _targets(scenarios: list[Scenario], broker: str | None, protocol: str | None,
+             ca_file: Path | None, cert_file: Path | None, key_file: Path | None,
+             insecure: bool, password_env: str) -> list[BrokerTarget | None]:
+    """Where each file runs: ``--broker``, else its own ``broker:`` URL, else the emulator."""
+    tls = (ca_file, cert_file, key_file, insecure)
+    if broker is not None:
+        target = parse_target(broker, protocol or "5", *tls, password_env)
+        return [target] * len(scenarios)
+    if (ca_file or cert_file or key_file or insecure) and not any(
+            sc.broker_url for sc in scenarios):
+        raise Abort("--ca-file, --cert-file, --key-file and --insecure need --broker "
+                    "mqtts://... (or a file whose target is a broker)")
+    out: list[BrokerTarget | None] = []
+    for sc in scenarios:
+        if sc.broker_url is None:
+            out.append(None)
+            continue
+        try:
+            out.append(parse_target(sc.broker_url, protocol or sc.protocol, *tls, password_env))
+        except Abort as exc:
+            raise Abort(f"{sc.path}: target {exc}", ExitCode.USAGE) from None
+    return out
+
+
+def _emit(outcomes: list[ReplayOutcome], fmt: render.Format, output: Path | None,
+          quiet: bool) -> None:
+    if output is not None:
+        try:
+            with output.open("w", encoding="utf-8") as stream:
+                render_outcomes(outcomes, fmt, stream)
+        except OSError as exc:
+            raise Abort(f"--output {output}: {exc.strerror or exc}", ExitCode.USAGE) from None
+        return
+    if quiet and fmt is render.Format.table:
+        return
+    render_outcomes(outcomes, fmt)
+
+
+__all__ = ["EPILOG", "command"]

@@ -1,0 +1,169 @@
+"""How ``aetherdiag replay`` results leave the program: table, JSON and JUnit for several files.
+
+How this works: each file's report is rendered exactly like a ``workers`` report (``render``),
+with the scenario's description above it and one line saying whether its expectations held.
+Several files end with a summary table. JSON: one file gives one object (the ``workers``
+schema ``aetherdiag.report/1`` plus a ``scenario`` section), several files give a list of
+such objects in the order given. JUnit: a ``<testsuites>`` document with one ``<testsuite>``
+per file (one test case per check, expectations included). Commands never import rich.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import render
+from .exitcodes import ExitCode
+from .render import Format
+from .replay_report import ReplayOutcome, worst_exit_code
+
+__all__ = ["outcome_dict", "render_outcomes", "to_json", "to_junit"]
+
+
+def outcome_dict(outcome: ReplayOutcome) -> dict[str, Any]:
+    """One file as JSON: the report document plus ``scenario`` (or ``error``)."""
+    o = outcome
+    scenario: dict[str, Any] = {
+        "file": o.file,
+        "name": o.name,
+        "description": o.description,
+        "expected_exit_code": o.expected_exit,
+        "exit_code_matched": (None if o.expected_exit is None or o.report is None
+                              else int(o.report.exit_code) == o.expected_exit),
+        "expectations_met": o.expectations_met,
+        "expectations": [
+            {"name": e.name, "expected": e.expected, "actual": e.actual, "passed": e.passed}
+            for e in o.expectations
+        ],
+        "steps": [
+            {
+                "index": s.index, "line": s.line, "kind": s.kind, "step": s.description,
+                "effect": s.effect, "started_s": round(s.started, 3),
+                "ended_s": round(s.ended, 3), "deliveries": dict(s.deliveries),
+            }
+            for s in o.steps
+        ],
+        "check_expect": o.check_expect,
+        "exit_code": int(o.exit_code),
+    }
+    if o.report is None:
+        return {
+            "schema": render.SCHEMA, "title": f"aetherdiag replay {o.name}",
+            "error": o.error, "verdict": "error", "exit_code": int(o.exit_code),
+            "scenario": scenario,
+        }
+    return {**render.to_dict(o.report), "scenario": scenario}
+
+
+def to_json(outcomes: Sequence[ReplayOutcome]) -> str:
+    """One object for one file, a list for several."""
+    docs = [outcome_dict(o) for o in outcomes]
+    return json.dumps(docs[0] if len(docs) == 1 else docs, indent=2) + "\n"
+
+
+def to_junit(outcomes: Sequence[ReplayOutcome]) -> str:
+    """``<testsuites>`` with one ``<testsuite>`` per file."""
+    suites = ET.Element("testsuites", {"name": "aetherdiag replay"})
+    tests = failures = errors = 0
+    for o in outcomes:
+        if o.report is None:
+            suite = ET.SubElement(suites, "testsuite", {
+                "name": f"aetherdiag replay {o.name}", "tests": "1", "failures": "0",
+                "errors": "1", "skipped": "0", "time": "0",
+            })
+            case = ET.SubElement(suite, "testcase", {
+                "classname": f"aetherdiag.replay.{o.name}", "name": "run", "time": "0"})
+            ET.SubElement(case, "error", {"message": o.error or "", "type": f"exit-{o.exit_code}"})
+            tests, errors = tests + 1, errors + 1
+        else:
+            suite = render.junit_suite(o.report)
+            suites.append(suite)
+            tests += int(suite.get("tests", "0"))
+            failures += int(suite.get("failures", "0"))
+        props = suite.find("properties")
+        if props is None:
+            props = ET.Element("properties")
+            suite.insert(0, props)
+        for key, value in (("file", o.file), ("scenario_exit_code", str(int(o.exit_code))),
+                           ("expected_exit_code", "" if o.expected_exit is None
+                            else str(o.expected_exit))):
+            ET.SubElement(props, "property", {"name": key, "value": value})
+    suites.set("tests", str(tests))
+    suites.set("failures", str(failures))
+    suites.set("errors", str(errors))
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+def expectation_line(o: ReplayOutcome) -> Text:
+    """``expectations: all 7 met (exit 1 as expected)`` or what did not hold."""
+    if o.report is None:
+        return Text(f"not run: {o.error}", style="bold red")
+    if not o.expectations:
+        return Text("expectations: the file has no expect block", style="dim")
+    failed = [e for e in o.expectations if not e.passed]
+    code = (f"exit {int(o.report.exit_code)} as expected"
+            if o.expected_exit is not None and int(o.report.exit_code) == o.expected_exit
+            else f"exit {int(o.report.exit_code)}"
+            + (f", expected {o.expected_exit}" if o.expected_exit is not None else ""))
+    if not failed:
+        return Text(f"expectations: all {len(o.expectations)} met ({code})", style="green")
+    listed = "; ".join(f"{e.name} expected {e.expected}, got {e.actual}" for e in failed)
+    return Text(f"expectations: {len(failed)} of {len(o.expectations)} NOT met ({code}): "
+                f"{listed}", style="bold red")
+
+
+def summary(outcomes: Sequence[ReplayOutcome]) -> Table:
+    """One row per file (shown when several files were replayed)."""
+    t = Table(title="replay summary", title_justify="left")
+    for col in ("file", "verdict", "exit", "expected", "expectations"):
+        t.add_column(col, justify="right" if col in ("exit", "expected") else "left")
+    for o in outcomes:
+        if o.report is None:
+            t.add_row(o.file, Text("error", style="bold red"), str(int(o.exit_code)),
+                      "-" if o.expected_exit is None else str(o.expected_exit), "not run")
+            continue
+        met = sum(1 for e in o.expectations if e.passed)
+        ok = met == len(o.expectations)
+        t.add_row(o.file, o.report.verdict, str(int(o.report.exit_code)),
+                  "-" if o.expected_exit is None else str(o.expected_exit),
+                  Text(f"{met}/{len(o.expectations)} met", style="green" if ok else "bold red"))
+    return t
+
+
+def render_outcomes(outcomes: Sequence[ReplayOutcome], fmt: Format,
+                    output: TextIO | None = None) -> None:
+    """Write every file's result in ``fmt`` to ``output`` (stdout by default)."""
+    stream = output or sys.stdout
+    if fmt is Format.json:
+        stream.write(to_json(outcomes))
+        return
+    if fmt is Format.junit:
+        stream.write(to_junit(outcomes))
+        return
+    is_file = output is not None
+    console = Console(file=stream, width=120 if is_file else None,
+                      force_terminal=False if is_file else None, soft_wrap=False)
+    several = len(outcomes) > 1
+    for o in outcomes:
+        if several:
+            console.rule(o.file)
+        if o.description:
+            console.print(Text(o.description, style="italic"))
+        if o.report is not None:
+            console.print(render.table(o.report))
+        console.print(expectation_line(o))
+    if several:
+        console.print(summary(outcomes))
+        code = worst_exit_code(o.exit_code for o in outcomes)
+        mode = "expectations (--check-expect)" if outcomes[0].check_expect else "verdicts"
+        console.print(Text(f"exit {int(code)}: the lowest non-zero code of the files' {mode}",
+                           style="bold green" if code == ExitCode.OK else "bold red"))

@@ -1,0 +1,236 @@
+"""Run a validated ``Scenario`` against a broker, step by step, and record what each step did.
+
+How this works: ``run_scenario`` is the one place ``replay`` touches the network. It starts the
+embedded emulator with the file's settings (unless a target is given: ``--broker`` or the
+file's own ``broker:`` URL), connects every worker through one ``Fleet``, then walks
+``scenario.steps`` in order, dispatching on the step's class. Each step is bounded (its own
+bound, the file's ``timeout`` and an optional deadline for the whole scenario) and leaves a
+``StepRecord``: when it ran and what the fleet answered (the task ids a drop left in flight,
+whether a reconnect found its session, the SUBACK code...). After the last step the run
+settles once more unless that step was a ``settle``. What each step *caused* is derived
+afterwards from the recorded deliveries, without I/O, in ``replay_effects.py``.
+
+Nothing here prints; broker failures become ``Abort(..., UNREACHABLE)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+from .exitcodes import Abort, ExitCode
+from .harness.embedded import describe, start_emulator
+from .harness.fleet import BrokerUnreachable, Fleet
+from .harness.model import BrokerTarget, RunResult, WorkerSpec
+from .replay_effects import StepRecord
+from .scenario_model import (
+    Disconnect,
+    Drop,
+    Publish,
+    Reconnect,
+    Scenario,
+    Settle,
+    Slow,
+    Step,
+    Subscribe,
+    Unsubscribe,
+    Wait,
+)
+
+__all__ = ["ReplayRun", "StepRecord", "run_scenario"]
+
+ProgressCallback = Callable[[int, int], None]
+FINAL_QUIET_S = 0.3  # quiet period of the implicit final settle (the steps' default too)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayRun:
+    """Everything one scenario run observed, before analysis."""
+
+    scenario: Scenario
+    result: RunResult
+    records: tuple[StepRecord, ...]
+    workers: tuple[WorkerSpec, ...]  # as run (``--mqtt`` may have changed the protocol)
+    on_emulator: bool
+    target: str  # display form of where it ran
+    notes: tuple[str, ...] = ()  # about the run as a whole (overrides, deadline)
+
+
+def scenario_seed(scenario: Scenario) -> int:
+    """A stable seed per scenario name, so work-time jitter repeats from run to run."""
+    return zlib.crc32(scenario.name.encode("utf-8"))
+
+
+def run_scenario(
+    scenario: Scenario,
+    target: BrokerTarget | None = None,
+    *,
+    protocol: str | None = None,
+    timeout_s: float | None = None,
+    connect_timeout_s: float = 5.0,
+    seed: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> ReplayRun:
+    """Run ``scenario`` and return what happened.
+
+    ``target`` None means the embedded emulator, started with the file's ``emulator``
+    settings. ``protocol`` ("3.1.1" or "5") overrides the file's protocol for the publisher
+    and every worker. ``timeout_s`` bounds the whole scenario: steps that would start after
+    it are skipped and noted. Raises ``Abort(UNREACHABLE)`` when the broker cannot be reached.
+    """
+    workers = scenario.workers
+    if protocol is not None:
+        workers = tuple(replace(w, protocol=protocol) for w in workers)
+    publisher_protocol = protocol or scenario.protocol
+    notes: list[str] = []
+    handle = None
+    label: str | None = None
+    if target is None:
+        label = describe(scenario.emulator)
+        with _quiet_emulator():
+            target, handle = start_emulator(
+                scenario.emulator, protocol=publisher_protocol,
+                expected_clients=len(workers) + 1, expected_messages=len(scenario.tasks),
+            )
+    else:
+        target = replace(target, protocol=publisher_protocol)
+        em = scenario.emulator
+        if em.faults or em.strategy != "round_robin" or em.group_strategies:
+            notes.append(f"the file's emulator settings ({describe(em)}) do not apply to "
+                         f"{target.display()}; its expectations may assume them")
+    if protocol is not None and protocol != scenario.protocol:
+        notes.append(f"--mqtt {protocol}: every client uses MQTT {protocol} instead of the "
+                     "file's protocol settings")
+    try:
+        with _quiet_emulator(), Fleet(
+            target, connect_timeout=connect_timeout_s, label=label,
+            seed=seed if seed is not None else scenario_seed(scenario),
+        ) as fleet:
+            fleet.start(workers)
+            runner = _StepRunner(fleet, scenario, timeout_s, on_progress)
+            records = runner.run_all()
+            notes += runner.notes
+            result = fleet.result()
+            if runner.cut_short:
+                result = replace(result, settled=False)
+        if handle is not None:
+            stats = handle.stats()
+            if stats is not None:
+                result = replace(result, emulator_stats=stats)
+    except BrokerUnreachable as exc:
+        raise Abort(str(exc), ExitCode.UNREACHABLE) from None
+    finally:
+        if handle is not None:
+            handle.stop()
+    return ReplayRun(
+        scenario=scenario, result=result, records=tuple(records), workers=workers,
+        on_emulator=handle is not None, target=result.target, notes=tuple(notes),
+    )
+
+
+@contextmanager
+def _quiet_emulator() -> Iterator[None]:
+    """The embedded emulator's warnings (e.g. messages a fault drops) stay off stderr.
+
+    What a fault does is the point of the run and shows in the report; ``--debug`` (which
+    sets the root logger to DEBUG) keeps them.
+    """
+    log = logging.getLogger("aetherdiag.emulator")
+    level = log.level
+    if logging.getLogger().level > logging.DEBUG:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+class _StepRunner:
+    """Walks the steps in order against one started fleet, each bounded."""
+
+    def __init__(self, fleet: Fleet, scenario: Scenario, timeout_s: float | None,
+                 on_progress: ProgressCallback | None) -> None:
+        self.fleet = fleet
+        self.scenario = scenario
+        self.on_progress = on_progress
+        self.deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
+        self.timeout_s = timeout_s
+        self.notes: list[str] = []
+        self.cut_short = False
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def now(self) -> float:
+        return self.fleet.rec.now()
+
+    def run_all(self) -> list[StepRecord]:
+        records: list[StepRecord] = []
+        steps = self.scenario.steps
+        for i, step in enumerate(steps):
+            if self.remaining() <= 0:
+                left = steps[i:]
+                self.notes.append(f"--timeout {self.timeout_s:g} s reached: {len(left)} "
+                                  f"step(s) not run, from {step.label} on")
+                at = self.now()
+                records += [StepRecord(step=s, started=at, ended=at, skipped="--timeout reached")
+                            for s in left]
+                self.cut_short = True
+                return records
+            started = self.now()
+            record = self.run(step)
+            if not isinstance(step, Publish | Wait | Settle):
+                # A settle's quiet period counts from the broker's last answer; a reconnect or
+                # a subscription may trigger deliveries a moment later (queued messages,
+                # resumed exchanges), so the step's end counts as activity too.
+                rec = self.fleet.rec
+                rec.last_activity = max(rec.last_activity, time.monotonic())
+            records.append(replace(record, step=step, started=started, ended=self.now()))
+        if not steps or not isinstance(steps[-1], Settle):
+            started = self.now()
+            ok = self.settle(self.scenario.timeout_s, FINAL_QUIET_S)
+            records.append(StepRecord(step=None, started=started, ended=self.now(), settled=ok))
+        return records
+
+    def settle(self, timeout_s: float, quiet_s: float) -> bool:
+        return self.fleet.settle(quiet_s=quiet_s, timeout_s=min(timeout_s, self.remaining()),
+                                 on_progress=self.on_progress)
+
+    def run(self, step: Step) -> StepRecord:
+        """Carry out one step; the caller fills in the step and its times."""
+        fleet = self.fleet
+        blank = StepRecord(step=step, started=0.0, ended=0.0)
+        if isinstance(step, Publish):
+            paced = len(step.tasks) / step.rate if step.rate else 0.0
+            sent = fleet.publish(step.tasks, rate=step.rate, on_progress=self.on_progress,
+                                 timeout_s=min(self.scenario.timeout_s + paced, self.remaining()))
+            return replace(blank, sent=sent)
+        if isinstance(step, Wait):
+            fleet.wait(min(step.seconds, self.remaining()))
+            return blank
+        if isinstance(step, Settle):
+            return replace(blank, settled=self.settle(step.timeout_s, step.quiet_s))
+        if isinstance(step, Drop):
+            return replace(blank, in_flight=fleet.drop(step.worker))
+        if isinstance(step, Disconnect):
+            since = self.now()
+            fleet.disconnect(step.worker)
+            gone = [e for e in fleet.rec.events()
+                    if e.worker == step.worker and e.kind == "disconnected" and e.at >= since]
+            return replace(blank, in_flight=gone[-1].task_ids if gone else ())
+        if isinstance(step, Reconnect):
+            return replace(blank, session_present=fleet.reconnect(step.worker))
+        if isinstance(step, Subscribe):
+            code = fleet.subscribe(step.worker, step.topic_filter, step.qos)
+            return replace(blank, reason_code=code)
+        if isinstance(step, Unsubscribe):
+            return replace(blank, confirmed=fleet.unsubscribe(step.worker, step.topic_filter))
+        if isinstance(step, Slow):
+            fleet.set_work_ms(step.worker, step.work_ms)
+            return blank
+        raise TypeError(f"unknown step {step!r}")  # pragma: no cover - the parser forbids it

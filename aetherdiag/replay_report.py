@@ -1,0 +1,149 @@
+"""A replay run -> the ``workers`` report plus the timeline and the scenario's expectations.
+
+How this works: ``build_outcome`` derives what each step caused (``replay_effects``), runs the
+same ``analyse`` as ``aetherdiag workers`` with the file's verdict knobs (``max_imbalance``,
+``allow_redelivery``), then compares the report with the file's ``expect`` block. Each
+expectation becomes one more check in the report (``expect duplicates``: "expected 10, got
+10"), so the table, JSON and JUnit all show it; the report's verdict and exit code stay the
+run's own. What a file contributes to the process exit code depends on the mode: by default
+the verdict (``replay scenarios/seed-bug-fanout.yaml`` exits 1: the run has duplicates); with
+``check_expect`` 0 when every expectation holds and ``UNEXPECTED`` (6) otherwise. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from .analysis import Check, Expectations, Report, analyse
+from .exitcodes import ExitCode
+from .replay import ReplayRun
+from .replay_effects import StepEffect, derive
+from .scenario_model import Count, Expect, Scenario
+
+__all__ = ["ExpectResult", "ReplayOutcome", "build_outcome", "check_expect_block",
+           "failed_outcome", "worst_exit_code"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpectResult:
+    """One line of the file's ``expect`` block, checked against the report."""
+
+    name: str  # "exit code", "duplicates", "worker-1 tasks", ...
+    expected: str
+    actual: str
+    passed: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayOutcome:
+    """One file's result: its report (None when the run could not happen) and exit code."""
+
+    file: str
+    name: str
+    description: str
+    report: Report | None
+    exit_code: ExitCode  # what this file contributes to the process exit code
+    check_expect: bool
+    steps: tuple[StepEffect, ...] = ()
+    expectations: tuple[ExpectResult, ...] = ()
+    expected_exit: int | None = None
+    error: str | None = None
+
+    @property
+    def expectations_met(self) -> bool | None:
+        """All expectations hold; None when the run did not happen."""
+        if self.report is None:
+            return None
+        return all(e.passed for e in self.expectations)
+
+
+def build_outcome(run: ReplayRun, *, check_expect: bool = False) -> ReplayOutcome:
+    """Analyse ``run`` and check the scenario's expectations."""
+    sc = run.scenario
+    result, effects = derive(run.result, run.records, run.workers)
+    if run.notes:
+        result = replace(result, notes=tuple(run.notes) + result.notes)
+    protocols = sorted({w.protocol for w in run.workers})
+    report = analyse(
+        result, run.workers,
+        Expectations(max_imbalance=sc.expect.max_imbalance,
+                     allow_redelivery=sc.expect.allow_redelivery),
+        title=f"aetherdiag replay {sc.name}",
+        timeline=[e.text for e in effects],
+        context={
+            "file": sc.path, "workers": str(len(run.workers)), "steps": str(len(sc.steps)),
+            "tasks": str(len(sc.tasks)), "mqtt": "/".join(protocols),
+        },
+    )
+    results = check_expect_block(sc.expect, report)
+    extra = tuple(
+        Check(name=f"expect {r.name}", passed=r.passed, code=ExitCode.UNEXPECTED,
+              detail=f"expected {r.expected}, got {r.actual}")
+        for r in results
+    )
+    report = replace(report, checks=report.checks + extra)
+    code = report.exit_code
+    if check_expect and results:
+        code = ExitCode.OK if all(r.passed for r in results) else ExitCode.UNEXPECTED
+    return ReplayOutcome(
+        file=sc.path, name=sc.name, description=sc.description, report=report,
+        exit_code=code, check_expect=check_expect, steps=effects, expectations=results,
+        expected_exit=sc.expect.exit_code,
+    )
+
+
+def failed_outcome(scenario: Scenario, message: str, code: ExitCode, *,
+                   check_expect: bool = False) -> ReplayOutcome:
+    """A file whose run could not happen (broker unreachable...)."""
+    return ReplayOutcome(
+        file=scenario.path, name=scenario.name, description=scenario.description, report=None,
+        exit_code=code, check_expect=check_expect, expected_exit=scenario.expect.exit_code,
+        error=message,
+    )
+
+
+def check_expect_block(expect: Expect, report: Report) -> tuple[ExpectResult, ...]:
+    """Every expectation the file states, in the order the format documents them."""
+    out: list[ExpectResult] = []
+
+    def count(name: str, want: Count | None, got: int) -> None:
+        if want is not None:
+            out.append(ExpectResult(name=name, expected=str(want), actual=str(got),
+                                    passed=want.matches(got)))
+
+    if expect.exit_code is not None:
+        got = int(report.exit_code)
+        out.append(ExpectResult(name="exit code", expected=str(expect.exit_code),
+                                actual=f"{got} ({report.verdict})",
+                                passed=got == expect.exit_code))
+    count("duplicates", expect.duplicates, len(report.cross_worker))
+    count("repeats", expect.repeats, report.repeats)
+    if expect.missing_tasks is not None:
+        want, got_ids = expect.missing_tasks, report.missing
+        out.append(ExpectResult(name="missing", expected=_list(want), actual=_list(got_ids),
+                                passed=set(want) == set(got_ids)))
+    else:
+        count("missing", expect.missing, len(report.missing))
+    count("redispatched", expect.redispatched, report.allowed_redeliveries)
+    rows = {w.name: w for w in report.workers}
+    for we in expect.workers:
+        row = rows.get(we.name)
+        unique = row.unique if row else 0
+        received = row.received if row else 0
+        repeats = row.repeats if row else 0
+        count(f"{we.name} tasks", we.tasks, unique)
+        count(f"{we.name} received", we.received, received)
+        count(f"{we.name} repeats", we.repeats, repeats)
+    return tuple(out)
+
+
+def worst_exit_code(codes: Iterable[ExitCode]) -> ExitCode:
+    """The process exit code for several files: the lowest non-zero code wins (DESIGN.md)."""
+    failing = [c for c in codes if c != ExitCode.OK]
+    return min(failing) if failing else ExitCode.OK
+
+
+def _list(ids: Iterable[str]) -> str:
+    items = list(ids)
+    return ", ".join(items) if items else "none"
