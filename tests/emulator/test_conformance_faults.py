@@ -85,7 +85,7 @@ def test_lose_on_disconnect_drops_the_in_flight_message(emu, version, uid):
         other.subscribe("$share/g/tasks", qos=1)
     finally:
         a.close()
-    assert other.settle(0.4) == []
+    assert other.settle(0.3) == []
     stats = em.stats()
     assert stats.dropped["lost_on_disconnect"] == 1
     assert stats.redispatched == 0

@@ -224,9 +224,9 @@ def test_refused_puback_is_not_retried_on_another_member(raw, connect, version, 
     other = connect("other")
     other.subscribe(f"$share/g/{topic}/t", qos=1)
     r.ack(PUBACK, msg.packet_id, reason=0x83)  # Implementation specific error
-    time.sleep(0.2)
+    time.sleep(0.1)
     r.close()
-    assert other.settle(0.3) == []
+    assert other.settle(0.2) == []
 
 
 @pytest.mark.parametrize("stage", ["publish", "pubrel"])
@@ -253,7 +253,7 @@ def test_qos2_in_flight_is_completed_to_the_same_member(raw, connect, version, t
     other.subscribe(filt, qos=2)
     a.close()  # vanish mid-flow
 
-    assert other.settle(0.4) == [], "a QoS 2 message is never moved to another member"
+    assert other.settle(0.3) == [], "a QoS 2 message is never moved to another member"
     back = raw()
     ack = back.connect(cid, clean=False, session_expiry=300)
     assert connack_code(ack) == 0 and ack.body[0] & 1, "session present"
@@ -291,7 +291,7 @@ def test_qos1_in_flight_on_a_vanished_clean_member(raw, broker, connect, version
         assert (msg.text, msg.qos) == ("task", 1)
         assert broker.emulator is not None and broker.emulator.stats().redispatched == 1
     else:
-        assert other.settle(0.5) == [], "Mosquitto drops it with the member's session"
+        assert other.settle(0.3) == [], "Mosquitto drops it with the member's session"
 
 
 def test_qos1_in_flight_on_a_vanished_persistent_member(raw, broker, connect, version, topic,
@@ -316,7 +316,7 @@ def test_qos1_in_flight_on_a_vanished_persistent_member(raw, broker, connect, ve
     if broker.is_emulator:
         assert [m.text for m in other.wait_for(1)] == ["task"]
     else:
-        assert other.settle(0.4) == []
+        assert other.settle(0.3) == []
     back = raw()
     assert connack_code(back.connect(cid, clean=False, session_expiry=300)) == 0
     if broker.is_emulator:
@@ -365,7 +365,7 @@ def test_qos2_in_flight_on_a_vanished_clean_member_is_not_moved(raw, connect, ve
     other = connect("other")
     other.subscribe(filt, qos=2)
     a.close()
-    assert other.settle(0.4) == []
+    assert other.settle(0.3) == []
 
 
 def test_offline_persistent_member_and_the_turn(connect, broker, version, topic):
@@ -387,7 +387,7 @@ def test_offline_persistent_member_and_the_turn(connect, broker, version, topic)
     here.wait_for(2)
     got_here = here.settle(0.2)
     back = connect("away", **_session(version))
-    got_back = back.settle(0.3)
+    got_back = back.settle(0.25)
     assert by_payload(got_here + got_back) == {str(i): 1 for i in range(4)}
     if broker.is_emulator:
         assert (len(got_here), len(got_back)) == (4, 0)
