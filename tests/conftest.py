@@ -103,7 +103,9 @@ def start_mosquitto(workdir: Path, extra_config: str = "") -> MosquittoProcess:
         with log.open("wb") as out:
             proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=out)
         if wait_for_port("127.0.0.1", port, MOSQUITTO_START_TIMEOUT, proc):
-            return MosquittoProcess("127.0.0.1", port, proc, log)
+            time.sleep(0.1)  # a mosquitto that lost the port race exits at once: not ours
+            if proc.poll() is None:
+                return MosquittoProcess("127.0.0.1", port, proc, log)
         stop_process(proc)
         last_log = log.read_text(errors="replace")
     pytest.fail(f"mosquitto did not start on a free port after 3 tries:\n{last_log}",
