@@ -1,0 +1,189 @@
+"""``aetherdiag workers --broker URL`` through typer's CliRunner: a private Mosquitto (healthy
+and ``--plain`` runs, a password-protected one), and targets that cannot be reached.
+
+The Mosquitto processes are private (free loopback ports, throw-away configs) and each run uses
+its own AetherMagic union, so tests sharing the session's Mosquitto never see each other's
+tasks. Without the binary the Mosquitto tests skip (fail in CI), as in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from aetherdiag.cli import app
+
+runner = CliRunner()
+
+ALL = [f"task-{n}" for n in range(1, 10)]
+ROUND_ROBIN = [["task-1", "task-4", "task-7"], ["task-2", "task-5", "task-8"],
+               ["task-3", "task-6", "task-9"]]
+USER, PASSWORD = "alice", "s3cret-pw"
+
+
+def workers(*args: str, env: dict[str, str] | None = None) -> Any:
+    result = runner.invoke(app, ["workers", *args], env=env)
+    assert "Traceback" not in result.output, result.output
+    if result.exception is not None:
+        assert isinstance(result.exception, SystemExit), repr(result.exception)
+    return result
+
+
+def run_json(url: str, *args: str, env: dict[str, str] | None = None
+             ) -> tuple[Any, dict[str, Any]]:
+    union = f"ad{uuid.uuid4().hex[:10]}"  # a topic tree of its own on the shared Mosquitto
+    result = workers("--broker", url, "--union", union, "--count", "3", "--tasks", "9",
+                     "--format", "json", "--connect-timeout", "5", "--timeout", "10", *args,
+                     env=env)
+    assert result.stdout.startswith("{"), result.output
+    doc = json.loads(result.stdout)
+    assert doc["exit_code"] == result.exit_code
+    return result, doc
+
+
+def tasks_of(doc: dict[str, Any]) -> list[list[str]]:
+    return [w["tasks"] for w in doc["workers"]]
+
+
+def one_error_line(result: Any) -> str:
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("aetherdiag: error: "), lines[0]
+    return str(lines[0])
+
+
+def _root_conftest(config: pytest.Config) -> Any:
+    """tests/conftest.py as loaded by pytest (importing it by name is ambiguous)."""
+    for plugin in config.pluginmanager.get_plugins():
+        if str(getattr(plugin, "__file__", "")).endswith(str(Path("tests", "conftest.py"))):
+            return plugin
+    pytest.skip("tests/conftest.py (the private-mosquitto helpers) is not loaded")
+
+
+# --------------------------------------------------------------------------- Mosquitto
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("mqtt", ["5", "3.1.1"])
+def test_mosquitto_healthy_run_is_round_robin(mosquitto: Any, mqtt: str) -> None:
+    url = f"mqtt://{mosquitto.host}:{mosquitto.port}"
+    result, doc = run_json(url, "--mqtt", mqtt)
+    assert result.exit_code == 0, result.output
+    assert tasks_of(doc) == ROUND_ROBIN
+    assert doc["published"] == doc["delivered"] == 9 and doc["missing"] == []
+    assert doc["duplicates"]["cross_worker"] == 0 and doc["duplicates"]["repeats"] == 0
+    assert doc["balance"]["max_over_min"] == 1.0
+    assert doc["verdict"] == "healthy" and doc["settled"] is True
+    assert doc["target"] == url and doc["emulator"] is None
+    assert doc["run"]["mqtt"] == mqtt
+
+
+@pytest.mark.mosquitto
+def test_mosquitto_plain_run_fans_out(mosquitto: Any) -> None:
+    result, doc = run_json(f"mqtt://{mosquitto.host}:{mosquitto.port}", "--plain")
+    assert result.exit_code == 1, result.output
+    assert tasks_of(doc) == [ALL, ALL, ALL]
+    assert doc["delivered"] == 27 and doc["duplicates"]["cross_worker"] == 9
+    assert doc["verdict"] == "duplicates"
+    assert any("subscribed without $share" in c for c in doc["causes"])
+
+
+@pytest.mark.mosquitto
+def test_mosquitto_table_and_qos2(mosquitto: Any) -> None:
+    result = workers("--broker", f"mqtt://{mosquitto.host}:{mosquitto.port}", "--qos", "2",
+                     "--union", f"ad{uuid.uuid4().hex[:10]}", "--count", "3", "--tasks", "9",
+                     "--timeout", "10")
+    assert result.exit_code == 0, result.output
+    assert "verdict: healthy (exit 0)" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def auth_mosquitto(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A private Mosquitto that wants user ``alice`` and her password."""
+    root = _root_conftest(request.config)
+    passwd = shutil.which("mosquitto_passwd")
+    if passwd is None:
+        pytest.skip("mosquitto_passwd is not installed (needed for the password file)")
+    # mosquitto started as root reads the password file after dropping to its own user
+    d = Path(tempfile.mkdtemp(prefix="aetherdiag-auth-"))
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    d.chmod(0o755)
+    pw = d / "passwd"
+    subprocess.run([passwd, "-c", "-b", str(pw), USER, PASSWORD], check=True,
+                   capture_output=True, timeout=30)
+    pw.chmod(0o644)
+    mosq = root.start_mosquitto(d, f"allow_anonymous false\npassword_file {pw}\n")
+    try:
+        yield mosq
+    finally:
+        root.stop_process(mosq.proc)
+
+
+@pytest.mark.mosquitto
+def test_mosquitto_with_the_right_password_from_the_environment(auth_mosquitto: Any) -> None:
+    url = f"mqtt://{USER}@{auth_mosquitto.host}:{auth_mosquitto.port}"
+    result, doc = run_json(url, env={"AETHERDIAG_PASSWORD": PASSWORD})
+    assert result.exit_code == 0, result.output
+    assert tasks_of(doc) == ROUND_ROBIN
+    assert PASSWORD not in result.output
+    assert doc["target"] == url
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("who", ["wrong-password", "anonymous"])
+def test_mosquitto_auth_failure_exits_3(auth_mosquitto: Any, who: str) -> None:
+    creds = f"{USER}:not-{PASSWORD}@" if who == "wrong-password" else ""
+    start = time.monotonic()
+    result = workers("--broker", f"mqtt://{creds}{auth_mosquitto.host}:{auth_mosquitto.port}",
+                     "--connect-timeout", "2", env={"AETHERDIAG_PASSWORD": ""})
+    assert result.exit_code == 3, result.output
+    line = one_error_line(result)
+    assert "cannot connect to mqtt://" in line and "broker refused the connection" in line
+    assert "Not authorized" in line or "Bad user name or password" in line
+    assert PASSWORD not in result.output
+    assert time.monotonic() - start < 6
+
+
+# --------------------------------------------------------------------------- unreachable
+
+
+def test_closed_port_exits_3_quickly() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before the workers connect: refused
+    start = time.monotonic()
+    result = workers("--broker", f"mqtt://127.0.0.1:{port}", "--connect-timeout", "2")
+    elapsed = time.monotonic() - start
+    assert result.exit_code == 3, result.output
+    line = one_error_line(result)
+    assert line == f"aetherdiag: error: cannot connect to mqtt://127.0.0.1:{port}: " \
+                   "connection refused"
+    assert elapsed < 6
+
+
+def test_silent_listener_exits_3_within_the_connect_timeout() -> None:
+    """A port that accepts TCP but never answers CONNECT (not an MQTT broker, or a hung one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        port = s.getsockname()[1]
+        start = time.monotonic()
+        result = workers("--broker", f"mqtt://127.0.0.1:{port}", "--connect-timeout", "2",
+                         "--format", "json")
+        elapsed = time.monotonic() - start
+    assert result.exit_code == 3, result.output
+    line = one_error_line(result)
+    assert "no CONNACK within 2 s" in line
+    assert 1.5 < elapsed < 6
