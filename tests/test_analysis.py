@@ -20,11 +20,12 @@ def run(assign: dict[str, list[str]], tasks: int, *, dup: set[tuple[str, str]] =
     deliveries = []
     for worker, ids in assign.items():
         for t in ids:
+            again = any(d.worker == worker and d.task_id == t for d in deliveries)
+            # ``incomplete``: the worker dropped holding its first copy; later copies finish.
             deliveries.append(Delivery(
                 worker=worker, task_id=t, topic=f"jobs/{t}", qos=1,
-                dup=(worker, t) in dup and any(
-                    d.worker == worker and d.task_id == t for d in deliveries),
-                retain=False, at=0.0, completed=(worker, t) not in incomplete))
+                dup=(worker, t) in dup and again, retain=False, at=0.0,
+                completed=again or (worker, t) not in incomplete))
     return RunResult(target="emulator", workers=tuple(assign), deliveries=tuple(deliveries),
                      published=tuple(f"task-{n}" for n in range(1, tasks + 1)),
                      publish_failures=failures, subscribe_results=subacks)
@@ -148,3 +149,38 @@ def test_chi_square_survival_function() -> None:
 def test_chi_square_reported_for_large_runs() -> None:
     report = analyse(run(rr(3, 300), 300), specs(3))
     assert report.balance.p_value is not None and report.balance.p_value > 0.99
+
+
+def test_allow_redelivery_does_not_hide_dup_repeats_without_a_member_loss() -> None:
+    assign = {"worker-1": ["task-1", "task-1"], "worker-2": ["task-2"]}
+    result = run(assign, 2, dup={("worker-1", "task-1")})
+    report = analyse(result, specs(2), Expectations(allow_redelivery=True))
+    assert report.repeats_dup == 1 and report.exit_code == ExitCode.DUPLICATES
+    assert report.workers[0].repeats == 1
+
+
+def test_allow_redelivery_accepts_dup_resend_to_a_member_that_came_back() -> None:
+    assign = {"worker-1": ["task-1", "task-1"], "worker-2": ["task-2"]}
+    result = run(assign, 2, dup={("worker-1", "task-1")}, incomplete={("worker-1", "task-1")})
+    strict = analyse(result, specs(2))
+    assert strict.repeats_dup == 1 and strict.exit_code == ExitCode.DUPLICATES
+    allowed = analyse(result, specs(2), Expectations(allow_redelivery=True))
+    assert allowed.exit_code == ExitCode.OK
+    assert allowed.allowed_redeliveries == 1 and allowed.workers[0].repeats == 0
+
+
+def test_a_task_only_a_dropped_member_held_is_missing() -> None:
+    assign = {"worker-1": ["task-1"], "worker-2": ["task-2"]}
+    report = analyse(run(assign, 2, incomplete={("worker-1", "task-1")}), specs(2))
+    assert report.missing == ("task-1",) and report.lost_in_flight == ("task-1",)
+    assert report.exit_code == ExitCode.MISSING
+    assert any("in flight" in c for c in report.causes)
+
+
+def test_uneven_split_within_chance_gets_a_hint() -> None:
+    assign = {"worker-1": [f"task-{n}" for n in range(1, 16)],
+              "worker-2": [f"task-{n}" for n in range(16, 22)],
+              "worker-3": [f"task-{n}" for n in range(22, 31)]}
+    report = analyse(run(assign, 30), specs(3))
+    balance = next(c for c in report.checks if c.name == "balance")
+    assert balance.passed is False and "common for a random dispatcher" in balance.detail

@@ -315,13 +315,16 @@ class Fleet(ChurnSteps):
         quiet_s: float = 0.3,
         timeout_s: float = 30.0,
         on_progress: ProgressCallback | None = None,
+        grace_s: float = 1.0,
     ) -> bool:
         """Wait until deliveries have settled; False when ``timeout_s`` cut the wait short.
 
         Settled means: every publish is acknowledged (or failed), no worker is still working
-        on a task, at least ``expected`` deliveries arrived (when given), and nothing was
-        delivered or acknowledged for ``quiet_s`` seconds.
+        on a task, and nothing was delivered or acknowledged for ``quiet_s`` seconds once at
+        least ``expected`` deliveries arrived — or for ``grace_s`` (at least ``quiet_s``) when
+        fewer arrived, so a run whose tasks go missing ends promptly instead of at the timeout.
         """
+        grace_s = max(grace_s, quiet_s)
         pub = self._publisher
         rec = self.rec
 
@@ -330,9 +333,10 @@ class Fleet(ChurnSteps):
                 return False
             if rec.pending_acks > 0:
                 return False
+            idle = time.monotonic() - rec.last_activity
             if expected is not None and rec.delivered < expected:
-                return False
-            return time.monotonic() - rec.last_activity >= quiet_s
+                return idle >= grace_s
+            return idle >= quiet_s
 
         ok = self._wait(quiet, timeout_s, on_progress=on_progress)
         self._settled = ok
