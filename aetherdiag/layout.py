@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .emulator.topics import InvalidFilter, validate_plain_filter
+from .emulator.topics import InvalidFilter, matches, validate_plain_filter
 
 
 class LayoutError(ValueError):
@@ -65,6 +65,10 @@ def generic(topic_template: str, topic_filter: str | None, group: str) -> Layout
         validate_plain_filter(topic_filter)
     except InvalidFilter as exc:
         raise LayoutError(f"--filter {topic_filter!r}: {exc}") from None
+    sample = topic_template.format(task_id="task-1", n=1)
+    if not matches(topic_filter, sample):
+        raise LayoutError(f"--filter {topic_filter!r} does not match the task topics "
+                          f"(e.g. {sample!r}): workers would receive nothing")
     if not group or any(ch in group for ch in "/+#"):
         raise LayoutError(f"--group {group!r}: a share name is non-empty without / + #")
     return Layout(topic_template=topic_template, topic_filter=topic_filter, group=group)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import typer
 
 from .. import render
 from ..analysis import Report
@@ -40,3 +45,18 @@ def emit_report(report: Report, fmt: render.Format, output: Path | None, quiet: 
     if quiet and fmt is render.Format.table:
         return
     render.render(report, fmt)
+
+
+def one_line_errors(func: Callable[..., None]) -> Callable[..., None]:
+    """Expected failures (``Abort``) -> one line on stderr and their exit code, also when the
+    app runs without ``cli.main`` (typer's CliRunner, embedding)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except Abort as exc:
+            render.error(str(exc))
+            raise typer.Exit(int(exc.code)) from None
+
+    return wrapper

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -18,7 +15,7 @@ from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
 from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
 from ..layout import Layout, LayoutError, aethermagic, generic
-from .common import emit_report, parse_target
+from .common import emit_report, one_line_errors, parse_target
 from .emulator import parse_group_strategies
 
 EPILOG = """Examples:
@@ -38,22 +35,7 @@ _STRATEGY_HELP = "Emulator dispatch strategy: " + ", ".join(STRATEGIES) + "."
 _FAULT_HELP = "Emulator fault mode (repeatable): " + ", ".join(FAULTS) + "."
 
 
-def _one_line_errors(func: Callable[..., None]) -> Callable[..., None]:
-    """Expected failures (``Abort``) -> one line on stderr and their exit code, also when the
-    app runs without ``cli.main`` (typer's CliRunner, embedding)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            func(*args, **kwargs)
-        except Abort as exc:
-            render.error(str(exc))
-            raise typer.Exit(int(exc.code)) from None
-
-    return wrapper
-
-
-@_one_line_errors
+@one_line_errors
 def command(
     count: int = typer.Option(3, "--count", "-n", min=1, max=100_000,
                               help="Number of worker clients (worker-1 ... worker-N)."),
@@ -100,6 +82,9 @@ def command(
                                   help="Processing time per task before the worker acks."),
     work_jitter_ms: float = typer.Option(0.0, "--work-jitter-ms", min=0,
                                          help="Random extra processing time, 0..J ms."),
+    slow_worker: list[str] = typer.Option(
+        [], "--slow-worker", metavar="NAME=MS",
+        help="Processing time for one worker, e.g. worker-2=200 (repeatable)."),
     max_imbalance: float = typer.Option(1.5, "--max-imbalance", min=1.0,
                                         help="Largest max/min split allowed."),
     allow_redelivery: bool = typer.Option(
@@ -154,10 +139,11 @@ def command(
     if topic is None and topic_filter is not None:
         raise Abort("--filter needs --topic (the generic layout)")
 
+    slow = _parse_slow(slow_worker, count)
     subscription = layout.subscription(plain=plain)
     specs = tuple(
         WorkerSpec(name=f"worker-{i}", subscriptions=(subscription,), qos=qos, protocol=mqtt,
-                   work_ms=work_ms, work_jitter_ms=work_jitter_ms)
+                   work_ms=slow.get(f"worker-{i}", work_ms), work_jitter_ms=work_jitter_ms)
         for i in range(1, count + 1)
     )
     task_specs = tuple(
@@ -190,3 +176,22 @@ def command(
 
 
 __all__ = ["EPILOG", "ExitCode", "command"]
+
+
+def _parse_slow(values: list[str], count: int) -> dict[str, float]:
+    """``--slow-worker worker-2=200`` -> {"worker-2": 200.0}."""
+    out: dict[str, float] = {}
+    for value in values:
+        name, sep, ms = value.partition("=")
+        try:
+            delay = float(ms)
+        except ValueError:
+            delay = -1.0
+        if not sep or delay < 0:
+            raise Abort(f"--slow-worker {value!r}: expected NAME=MS, e.g. worker-2=200")
+        names = {f"worker-{i}" for i in range(1, count + 1)}
+        if name not in names:
+            raise Abort(f"--slow-worker {value!r}: no worker named {name!r} "
+                        f"(workers are worker-1 ... worker-{count})")
+        out[name] = delay
+    return out

@@ -560,3 +560,32 @@ def test_entry_point_usage_errors_exit_2(args: list[str], message: str) -> None:
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stdout == ""
+
+
+def test_one_slow_worker_gets_fewer_tasks_under_least_inflight() -> None:
+    result, doc = run_json("--tasks", "30", "--strategy", "least_inflight", "--rate", "30",
+                           "--slow-worker", "worker-2=250", "--max-imbalance", "1.5")
+    counts = dict(zip([w["name"] for w in doc["workers"]], unique_counts(doc), strict=True))
+    assert counts["worker-2"] < min(counts["worker-1"], counts["worker-3"]), counts
+    assert sum(counts.values()) == 30 and doc["missing"] == []
+
+
+def test_slow_worker_must_name_a_worker() -> None:
+    result = workers("--count", "2", "--slow-worker", "worker-3=100")
+    assert result.exit_code == 2, result.output
+    assert "no worker named 'worker-3'" in result.output
+
+
+def test_generic_filter_that_cannot_match_is_a_usage_error() -> None:
+    result = workers("--topic", "jobs/{task_id}", "--filter", "other/+")
+    assert result.exit_code == 2, result.output
+    assert "does not match the task topics" in result.output
+
+
+def test_missing_tasks_end_promptly_not_at_the_timeout() -> None:
+    import time
+
+    started = time.monotonic()
+    result, doc = run_json("--fault", "share-literal", "--timeout", "20")
+    assert result.exit_code == 4 and len(doc["missing"]) == 9
+    assert time.monotonic() - started < 10
