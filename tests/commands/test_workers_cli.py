@@ -563,7 +563,7 @@ def test_entry_point_usage_errors_exit_2(args: list[str], message: str) -> None:
 
 
 def test_one_slow_worker_gets_fewer_tasks_under_least_inflight() -> None:
-    result, doc = run_json("--tasks", "30", "--strategy", "least_inflight", "--rate", "30",
+    _, doc = run_json("--tasks", "30", "--strategy", "least_inflight", "--rate", "30",
                            "--slow-worker", "worker-2=250", "--max-imbalance", "1.5")
     counts = dict(zip([w["name"] for w in doc["workers"]], unique_counts(doc), strict=True))
     assert counts["worker-2"] < min(counts["worker-1"], counts["worker-3"]), counts
