@@ -16,7 +16,8 @@ From that come the timeline lines ("step 3 (line 33): drop worker-2: 5 in-flight
 Lost work is marked too: the copies a worker still had in flight when its connection ended
 get ``Delivery.completed=False`` (the worker never finished them), except QoS 2 copies when
 the worker later reconnects with its session present — the broker completes those exchanges
-to the same member (MQTT 5.0 4.8.2), so the task is done there.
+to the same member (MQTT 5.0 4.8.2), so the task is done there (when the broker re-sends the
+PUBLISH rather than only the PUBREL, the re-sent copy is the one that completes it).
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class _Loss:
     step: int  # position in the records of the step it happened in
     how: str  # "drop", "disconnect" or "lost: <why>"
     redispatched: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # tasks the worker had finished but whose acknowledgement died with the connection
+    acked_redispatched: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     resumed: list[str] = field(default_factory=list)
 
 
@@ -180,15 +183,22 @@ class _Deriver:
     # -- completed flags -------------------------------------------------------------------------
 
     def _completed_flags(self, deliveries: tuple[Delivery, ...]) -> list[bool]:
+        """The copies in flight at a loss were not finished by that worker. Exception: a QoS 2
+        copy whose exchange the broker completes when the worker returns to its session by
+        PUBREL alone (the worker had answered PUBREC, so the message is its own); when the
+        broker re-sends the PUBLISH instead, the re-sent copy is the one that counts."""
         done = [d.completed for d in deliveries]
         for loss in self.losses:
             back = self._reconnect_after(loss.worker, loss.at)
-            kept_qos2 = back is not None and back[1]
+            returned = self.records[back[0]].started if back is not None and back[1] else None
             for task, n in Counter(t for t in loss.ids if t in self.published).items():
                 mine = [i for i, d in enumerate(deliveries)
                         if d.worker == loss.worker and d.task_id == task and d.at <= loss.at]
+                resent = returned is not None and any(
+                    d.worker == loss.worker and d.task_id == task and d.at >= returned
+                    for d in deliveries)
                 for i in mine[-n:]:
-                    if not (kept_qos2 and deliveries[i].qos == 2):
+                    if not (returned is not None and deliveries[i].qos == 2 and not resent):
                         done[i] = False
         return done
 
@@ -200,7 +210,8 @@ class _Deriver:
         fixed = tuple(d if d.completed == ok else replace(d, completed=ok)
                       for d, ok in zip(deliveries, flags, strict=True))
         seen: Counter[tuple[str, str]] = Counter()
-        holders: dict[tuple[str, str], list[str]] = defaultdict(list)  # (pool, task) -> wks
+        # (pool, task) -> [(worker, time of its first copy)]
+        holders: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
         for d in fixed:
             task = d.task_id
             if task is None or task not in self.published or d.worker not in self.pool:
@@ -210,7 +221,7 @@ class _Deriver:
                 self._repeat(d, task)
             else:
                 self._first(d, task, holders[(pool, task)])
-                holders[(pool, task)].append(d.worker)
+                holders[(pool, task)].append((d.worker, d.at))
             seen[(d.worker, task)] += 1
         effects = tuple(self._effect(i, rec) for i, rec in enumerate(self.records))
         return replace(self.result, deliveries=fixed), effects
@@ -233,10 +244,16 @@ class _Deriver:
         tally.repeats += 1
         tally.repeats_dup += d.dup
 
-    def _first(self, d: Delivery, task: str, others: list[str]) -> None:
+    def _first(self, d: Delivery, task: str, others: list[tuple[str, float]]) -> None:
+        holders = {w for w, _ in others}
         for loss in reversed(self.losses):
-            if loss.worker in others and task in loss.ids and loss.at <= d.at:
+            if loss.worker in holders and task in loss.ids and loss.at <= d.at:
                 loss.redispatched[d.worker].append(task)
+                self.tallies[loss.step].per_worker[d.worker] += 1
+                return
+        for loss in reversed(self.losses):  # finished there, but the ack was cut off
+            if any(w == loss.worker and at <= loss.at <= d.at for w, at in others):
+                loss.acked_redispatched[d.worker].append(task)
                 self.tallies[loss.step].per_worker[d.worker] += 1
                 return
         if d.retain:
@@ -282,7 +299,7 @@ class _Deriver:
         for loss in self.losses:
             if loss.step == i and loss.how.startswith("lost"):
                 parts.append(f"{loss.worker} lost its connection ({loss.how[6:]}): "
-                             + self._loss_text(loss, name=False))
+                             + self._loss_text(loss))
         return StepEffect(
             index=step.index if step is not None else None,
             line=step.line if step is not None else None,
@@ -312,7 +329,8 @@ class _Deriver:
                    else "no DUP flag: a copy per subscription")
             extra.append(f"{tally.repeats} extra copies on the same worker ({dup})")
         ids = [t.task_id for t in step.tasks]
-        failed = [t for t in ids if t in set(self.result.publish_failures)]
+        refused = set(self.result.publish_failures)
+        failed = [t for t in ids if t in refused]
         if failed:
             extra.append(f"{len(failed)} refused or not acknowledged by the broker")
         unsent = [t for t in ids if t not in self.published]
@@ -324,7 +342,14 @@ class _Deriver:
                 extra.append(f"{len(nowhere)} not delivered by this step ({_ids(nowhere)})")
         return "; ".join([text, *extra])
 
-    def _loss_text(self, loss: _Loss, name: bool = True) -> str:
+    def _loss_text(self, loss: _Loss) -> str:
+        text = self._in_flight_text(loss)
+        for worker, tasks in loss.acked_redispatched.items():
+            text += (f"; {len(tasks)} task(s) it had already finished re-dispatched to {worker} "
+                     f"({_ids(tasks)}): their acknowledgement was lost with the connection")
+        return text
+
+    def _in_flight_text(self, loss: _Loss) -> str:
         ids = list(dict.fromkeys(t for t in loss.ids if t in self.published))
         if not ids:
             return "nothing in flight"

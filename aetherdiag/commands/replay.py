@@ -36,7 +36,7 @@ with several files the lowest non-zero code wins. With --check-expect: 0 when ev
 
 
 def command(
-    files: list[Path] = typer.Argument(..., metavar="FILE...", show_default=False,
+    files: list[Path] = typer.Argument(..., metavar="FILE", show_default=False,
                                        help="Scenario YAML files (see docs/scenario-format.md)."),
     broker: str | None = typer.Option(
         None, "--broker", "-b", metavar="URL",

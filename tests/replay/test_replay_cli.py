@@ -137,6 +137,17 @@ def test_check_expect_turns_met_expectations_into_exit_0() -> None:
     assert result.stdout == ""
 
 
+def test_check_expect_junit_is_judged_by_the_expectations() -> None:
+    result = runner.invoke(app, ["replay", "--check-expect", FANOUT, "--format", "junit"])
+    assert result.exit_code == 0, result.output
+    root = ET.fromstring(result.stdout.split("\n", 1)[1])
+    assert root.get("failures") == "0"
+    case = next(c for c in root.iter("testcase") if c.get("name") == "no cross-worker duplicates")
+    skipped = case.find("skipped")
+    assert skipped is not None
+    assert str(skipped.get("message")).startswith("observed, judged by the expect block: 10 of")
+
+
 def test_unmet_expectations_are_reported_and_fail_check_expect(tmp_path: Path) -> None:
     wrong = write(tmp_path, SMALL + "expect:\n  exit_code: 1\n  duplicates: 4\n"
                   "  workers:\n    worker-1: {tasks: 2}\n")

@@ -78,6 +78,21 @@ def test_a_drop_re_dispatches_and_the_dropped_copies_are_not_completed() -> None
     assert [t for t, _ in strict.cross_worker] == ["b", "d"]
 
 
+def test_a_finished_task_whose_ack_died_with_the_connection() -> None:
+    # worker-2 finished "b" (not in flight at the cut) but the broker never saw its PUBACK
+    run = result(("a", "b"), [d("worker-1", "a", 0.01), d("worker-2", "b", 0.01),
+                              d("worker-1", "b", 0.25)])
+    records = (publish(1, "a", "b"), drop(2, "worker-2", 0.2), final(0.3))
+    fixed, effects = derive(run, records, WORKERS)
+    assert all(x.completed for x in fixed.deliveries)
+    assert effects[0].effect == "worker-1 1, worker-2 1"
+    assert effects[1].effect == ("nothing in flight; 1 task(s) it had already finished "
+                                 "re-dispatched to worker-1 (b): their acknowledgement was lost "
+                                 "with the connection")
+    report = analyse(fixed, WORKERS, Expectations(allow_redelivery=True))
+    assert [t for t, _ in report.cross_worker] == ["b"]  # done twice: a real duplicate
+
+
 def test_tasks_nobody_else_received_are_lost_and_missing() -> None:
     run = result(("a", "b"), [d("worker-1", "a", 0.01), d("worker-2", "b", 0.01)])
     records = (publish(1, "a", "b"), drop(2, "worker-2", 0.2, "b"),
@@ -97,7 +112,8 @@ def test_qos2_kept_in_a_present_session_counts_as_done() -> None:
     records = (publish(1, "a", "b", "c", qos=2), drop(2, "worker-2", 0.3, "b", "c"),
                reconnect(3, "worker-2", 0.6, present=True), final(0.7))
     fixed, effects = derive(run, records, WORKERS)
-    assert [x.completed for x in fixed.deliveries] == [True, True, True, True]
+    # "b" completes by PUBREL alone: its copy counts; "c" is re-sent: the re-sent copy counts
+    assert [x.completed for x in fixed.deliveries] == [True, True, False, True]
     assert effects[1].effect == "2 in-flight task(s) kept in its session for its return (b, c)"
     assert effects[2].effect == ("session present, 2 interrupted QoS 2 exchange(s) completed on "
                                  "worker-2 (1 by PUBREL only, 1 PUBLISH re-sent with DUP)")
