@@ -1,0 +1,108 @@
+"""What the broker's parts share: connections, sessions, retained messages, counters, output.
+
+How this works: one ``BrokerState`` is created by ``broker.Broker`` and handed to the parts
+that implement the protocol rules (``routing.Router``, ``lifecycle.Lifecycle``). It holds the
+state they all touch and the plumbing they all need: queueing output (``send``, ``close``),
+counting drops without ever dropping silently (``drop``), answering protocol violations and
+keeping the retained-message store. It decides nothing about MQTT by itself.
+
+Output is a list of ``(connection id, packet)`` pairs, in the order they must be sent; a
+``None`` packet means "close that connection after sending what precedes". The broker's entry
+points hand that list to the transport (``drain``) after every input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import codec as c
+from .session import Limits, Message, Session, Stats
+
+Out = tuple[int, c.Packet | None]
+log = logging.getLogger("aetherdiag.emulator")
+
+# Properties a broker forwards from a PUBLISH to its subscribers (MQTT 5.0 3.3.2.3).
+FORWARDED = frozenset({
+    c.PROP_PAYLOAD_FORMAT, c.PROP_MESSAGE_EXPIRY, c.PROP_CONTENT_TYPE, c.PROP_RESPONSE_TOPIC,
+    c.PROP_CORRELATION_DATA, c.PROP_USER_PROPERTY,
+})
+
+
+class ProtocolViolation(Exception):
+    """Raised by a packet handler: the connection broke a rule; answer ``reason_code``."""
+
+    def __init__(self, reason_code: int, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+@dataclass(slots=True)
+class Conn:
+    """One network connection as the broker sees it (its session may outlive it)."""
+
+    id: int
+    last_seen: float
+    version: int | None = None
+    session: Session | None = None
+    keepalive: int = 0
+    clean_disconnect: bool = False
+    closing: bool = False
+    max_packet: int = 0  # client's Maximum Packet Size (0: no limit)
+
+
+class BrokerState:
+    """State and plumbing shared by the broker's parts (see the module docstring)."""
+
+    def __init__(self, faults: frozenset[str], limits: Limits) -> None:
+        self.faults = faults
+        self.limits = limits
+        self.stats = Stats()
+        self.sessions: dict[str, Session] = {}
+        self.retained: dict[str, Message] = {}
+        self.conns: dict[int, Conn] = {}
+        self.out: list[Out] = []
+        self.now = 0.0  # time of the input being handled (for message expiry)
+        self._warned: set[str] = set()
+
+    def drain(self) -> list[Out]:
+        out, self.out = self.out, []
+        return out
+
+    def send(self, conn: Conn, packet: c.Packet) -> None:
+        self.out.append((conn.id, packet))
+
+    def close(self, conn: Conn) -> None:
+        if not conn.closing:
+            conn.closing = True
+            self.out.append((conn.id, None))
+
+    def violation(self, conn: Conn, reason_code: int, message: str) -> None:
+        self.stats.protocol_errors += 1
+        log.info("connection %d: protocol error 0x%02X: %s", conn.id, reason_code, message)
+        if conn.version == c.MQTT_5 and conn.session is not None:
+            props = {c.PROP_REASON_STRING: message[:200]}
+            self.send(conn, c.Disconnect(reason_code=reason_code, properties=props))
+        self.close(conn)
+
+    def drop(self, reason: str, client_id: str, count: int = 1) -> None:
+        self.stats.dropped[reason] += count
+        key = f"{reason}:{client_id}"
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("dropped message(s) for %s: %s (counted in stats.dropped)",
+                        client_id, reason)
+
+    def expiry(self, props: Mapping[int, Any]) -> float | None:
+        """Broker clock time a message with these properties expires (None: never)."""
+        interval = props.get(c.PROP_MESSAGE_EXPIRY)
+        return None if interval is None else self.now + int(interval)
+
+    def retain(self, msg: Message) -> None:
+        if msg.payload:
+            self.retained[msg.topic] = msg
+        else:
+            self.retained.pop(msg.topic, None)
+        self.stats.retained = len(self.retained)
