@@ -92,11 +92,14 @@ def run_scenario(
     label: str | None = None
     if target is None:
         label = describe(scenario.emulator)
-        with _quiet_emulator():
-            target, handle = start_emulator(
-                scenario.emulator, protocol=publisher_protocol,
-                expected_clients=len(workers) + 1, expected_messages=len(scenario.tasks),
-            )
+        try:
+            with _quiet_emulator():
+                target, handle = start_emulator(
+                    scenario.emulator, protocol=publisher_protocol,
+                    expected_clients=len(workers) + 1, expected_messages=len(scenario.tasks),
+                )
+        except BrokerUnreachable as exc:  # EmulatorStartError: the emulator could not start
+            raise Abort(str(exc), ExitCode.UNREACHABLE) from None
     else:
         target = replace(target, protocol=publisher_protocol)
         em = scenario.emulator

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field, replace
 
 from .analysis import DEFAULT_POOL
 from .harness.model import Delivery, RunResult, WorkerSpec
-from .render import shorten_tasks
 from .scenario_model import (
     Disconnect,
     Drop,
@@ -405,7 +404,10 @@ def _step(rec: StepRecord) -> Step | None:
 
 
 def _ids(ids: list[str]) -> str:
-    return shorten_tasks(ids, ID_LIST_LIMIT)
+    """``a, b, c`` or the first ``ID_LIST_LIMIT`` ids and ``… +N more``."""
+    if len(ids) <= ID_LIST_LIMIT:
+        return ", ".join(ids)
+    return ", ".join(ids[:ID_LIST_LIMIT]) + f", … +{len(ids) - ID_LIST_LIMIT} more"
 
 
 def _suback_text(code: object) -> str:
