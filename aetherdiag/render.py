@@ -133,7 +133,7 @@ def junit_suite(report: Report) -> ET.Element:
         ET.SubElement(props, "property", {"name": key, "value": value})
     for check in report.checks:
         case = ET.SubElement(suite, "testcase", {
-            "classname": "aetherdiag." + report.title.replace(" ", "."), "name": check.name,
+            "classname": report.title.replace(" ", "."), "name": check.name,
             "time": "0",
         })
         if check.passed is False:
