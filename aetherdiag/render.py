@@ -242,18 +242,29 @@ def _count(n: int, extra: str = "") -> Text:
     return Text(f"{n}{extra if n else ''}", style="bold red" if n else "green")
 
 
-def render(report: Report, fmt: Format, output: TextIO | None = None) -> None:
-    """Write ``report`` in ``fmt`` to ``output`` (stdout by default)."""
+def write(
+    fmt: Format, output: TextIO | None, *, json_text: Callable[[], str],
+    junit_text: Callable[[], str], draw: Callable[[Console], None], width: int = 120,
+) -> None:
+    """Write one of the three formats to ``output`` (stdout by default).
+
+    A table written to a file gets a fixed ``width`` and no colour codes.
+    """
     stream = output or sys.stdout
     if fmt is Format.json:
-        stream.write(to_json(report))
+        stream.write(json_text())
     elif fmt is Format.junit:
-        stream.write(to_junit(report))
+        stream.write(junit_text())
     else:
         is_file = output is not None
-        console = Console(file=stream, width=120 if is_file else None,
-                          force_terminal=False if is_file else None, soft_wrap=False)
-        console.print(table(report))
+        draw(Console(file=stream, width=width if is_file else None,
+                     force_terminal=False if is_file else None, soft_wrap=False))
+
+
+def render(report: Report, fmt: Format, output: TextIO | None = None) -> None:
+    """Write ``report`` in ``fmt`` to ``output`` (stdout by default)."""
+    write(fmt, output, json_text=lambda: to_json(report), junit_text=lambda: to_junit(report),
+          draw=lambda console: console.print(table(report)))
 
 
 def error(message: str) -> None:

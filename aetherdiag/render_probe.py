@@ -21,7 +21,7 @@ from rich.text import Text
 
 from .probe.fingerprint import percent
 from .probe.model import ProbeReport, Status
-from .render import Format
+from .render import Format, write
 
 SCHEMA = "aetherdiag.probe/1"
 
@@ -158,16 +158,8 @@ def _v(version: str) -> str:
 
 def render(report: ProbeReport, fmt: Format, output: TextIO | None = None) -> None:
     """Write ``report`` in ``fmt`` to ``output`` (stdout by default)."""
-    stream = output or sys.stdout
-    if fmt is Format.json:
-        stream.write(to_json(report))
-    elif fmt is Format.junit:
-        stream.write(to_junit(report))
-    else:
-        is_file = output is not None
-        console = Console(file=stream, width=160 if is_file else None,
-                          force_terminal=False if is_file else None, soft_wrap=False)
-        console.print(table(report))
+    write(fmt, output, json_text=lambda: to_json(report), junit_text=lambda: to_junit(report),
+          draw=lambda console: console.print(table(report)), width=160)
 
 
 @contextlib.contextmanager

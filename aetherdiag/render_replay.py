@@ -13,7 +13,6 @@ import rich.
 from __future__ import annotations
 
 import json
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,7 +25,7 @@ from rich.text import Text
 from . import render
 from .analysis import Report
 from .exitcodes import ExitCode
-from .render import Format
+from .render import Format, write
 from .replay_report import ReplayOutcome, worst_exit_code
 
 __all__ = ["outcome_dict", "render_outcomes", "to_json", "to_junit"]
@@ -160,16 +159,11 @@ def summary(outcomes: Sequence[ReplayOutcome]) -> Table:
 def render_outcomes(outcomes: Sequence[ReplayOutcome], fmt: Format,
                     output: TextIO | None = None) -> None:
     """Write every file's result in ``fmt`` to ``output`` (stdout by default)."""
-    stream = output or sys.stdout
-    if fmt is Format.json:
-        stream.write(to_json(outcomes))
-        return
-    if fmt is Format.junit:
-        stream.write(to_junit(outcomes))
-        return
-    is_file = output is not None
-    console = Console(file=stream, width=120 if is_file else None,
-                      force_terminal=False if is_file else None, soft_wrap=False)
+    write(fmt, output, json_text=lambda: to_json(outcomes),
+          junit_text=lambda: to_junit(outcomes), draw=lambda console: _draw(console, outcomes))
+
+
+def _draw(console: Console, outcomes: Sequence[ReplayOutcome]) -> None:
     several = len(outcomes) > 1
     for o in outcomes:
         if several:

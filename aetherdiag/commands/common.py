@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 
@@ -13,6 +13,15 @@ from .. import render
 from ..analysis import Report
 from ..exitcodes import Abort, ExitCode
 from ..harness.model import BrokerTarget
+
+# Options shared by every command that can talk to a real broker.
+CA_FILE_OPTION: Any = typer.Option(None, "--ca-file", help="CA bundle for mqtts/wss.")
+CERT_FILE_OPTION: Any = typer.Option(None, "--cert-file", help="Client certificate.")
+KEY_FILE_OPTION: Any = typer.Option(None, "--key-file", help="Client private key.")
+INSECURE_OPTION: Any = typer.Option(False, "--insecure", help="Skip TLS certificate checks.")
+PASSWORD_ENV_OPTION: Any = typer.Option(
+    "AETHERDIAG_PASSWORD", "--password-env", metavar="VAR",
+    help="Environment variable holding the password when the URL has none.")
 
 
 def parse_target(
@@ -33,18 +42,25 @@ def parse_target(
         raise Abort(f"--broker: {exc}", ExitCode.USAGE) from None
 
 
-def emit_report(report: Report, fmt: render.Format, output: Path | None, quiet: bool) -> None:
-    """Render to ``output`` (or stdout); ``--quiet`` silences only the table on stdout."""
+def emit(draw: Callable[[TextIO | None], None], fmt: render.Format, output: Path | None,
+         quiet: bool) -> None:
+    """Call ``draw(stream)`` for ``--output FILE`` or stdout (``None``); ``--quiet`` silences
+    only a table on stdout."""
     if output is not None:
         try:
             with output.open("w", encoding="utf-8") as stream:
-                render.render(report, fmt, stream)
+                draw(stream)
         except OSError as exc:
             raise Abort(f"--output {output}: {exc.strerror or exc}", ExitCode.USAGE) from None
         return
     if quiet and fmt is render.Format.table:
         return
-    render.render(report, fmt)
+    draw(None)
+
+
+def emit_report(report: Report, fmt: render.Format, output: Path | None, quiet: bool) -> None:
+    """Render a ``workers``-style report to ``output`` (or stdout)."""
+    emit(lambda stream: render.render(report, fmt, stream), fmt, output, quiet)
 
 
 def one_line_errors(func: Callable[..., None]) -> Callable[..., None]:

@@ -22,7 +22,15 @@ from ..exitcodes import Abort, ExitCode
 from ..harness.model import BrokerTarget
 from ..probe import ProbeOptions, ProbeReport, ProbeUnreachable, run_probe
 from ..render import Format
-from .common import parse_target
+from .common import (
+    CA_FILE_OPTION,
+    CERT_FILE_OPTION,
+    INSECURE_OPTION,
+    KEY_FILE_OPTION,
+    PASSWORD_ENV_OPTION,
+    emit,
+    parse_target,
+)
 
 EPILOG = """Examples:
 
@@ -53,13 +61,11 @@ def command(
         help=_FAULT_HELP),
     seed: int | None = typer.Option(None, "--seed",
                                     help="Seed for the emulator's random/sticky strategies."),
-    ca_file: Path | None = typer.Option(None, "--ca-file", help="CA bundle for mqtts/wss."),
-    cert_file: Path | None = typer.Option(None, "--cert-file", help="Client certificate."),
-    key_file: Path | None = typer.Option(None, "--key-file", help="Client private key."),
-    insecure: bool = typer.Option(False, "--insecure", help="Skip TLS certificate checks."),
-    password_env: str = typer.Option(
-        "AETHERDIAG_PASSWORD", "--password-env", metavar="VAR",
-        help="Environment variable holding the password when the URL has none."),
+    ca_file: Path | None = CA_FILE_OPTION,
+    cert_file: Path | None = CERT_FILE_OPTION,
+    key_file: Path | None = KEY_FILE_OPTION,
+    insecure: bool = INSECURE_OPTION,
+    password_env: str = PASSWORD_ENV_OPTION,
     mqtt: str | None = typer.Option(
         None, "--mqtt", metavar="VERSION",
         help="Protocol for the strategy fingerprint and rule checks: 3.1.1 or 5 "
@@ -83,7 +89,7 @@ def command(
     try:
         report = _probe(broker, strategy, fault, seed, ca_file, cert_file, key_file,
                         insecure, password_env, mqtt, messages, timeout, quiet, debug)
-        _emit(report, fmt, output, quiet)
+        emit(lambda stream: render_probe.render(report, fmt, stream), fmt, output, quiet)
     except Abort as exc:
         render_probe.error(str(exc))
         raise typer.Exit(int(exc.code)) from None
@@ -139,19 +145,6 @@ def _embedded(strategy: str, faults: list[str], seed: int | None, debug: bool
                 f"({detail})"
     finally:
         emulator_log.setLevel(level)
-
-
-def _emit(report: ProbeReport, fmt: Format, output: Path | None, quiet: bool) -> None:
-    if output is not None:
-        try:
-            with output.open("w", encoding="utf-8") as stream:
-                render_probe.render(report, fmt, stream)
-        except OSError as exc:
-            raise Abort(f"--output {output}: {exc.strerror or exc}", ExitCode.USAGE) from None
-        return
-    if quiet and fmt is Format.table:
-        return
-    render_probe.render(report, fmt)
 
 
 __all__ = ["EPILOG", "command"]

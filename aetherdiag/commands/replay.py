@@ -16,7 +16,15 @@ from ..render_replay import render_outcomes
 from ..replay import run_scenario
 from ..replay_report import ReplayOutcome, build_outcome, failed_outcome, worst_exit_code
 from ..scenario import Scenario, ScenarioError, load_scenario
-from .common import parse_target
+from .common import (
+    CA_FILE_OPTION,
+    CERT_FILE_OPTION,
+    INSECURE_OPTION,
+    KEY_FILE_OPTION,
+    PASSWORD_ENV_OPTION,
+    emit,
+    parse_target,
+)
 
 EPILOG = """Examples:
 
@@ -45,13 +53,11 @@ def command(
     mqtt: str | None = typer.Option(
         None, "--mqtt", metavar="VERSION",
         help="Override the files' protocol for every client: 3.1.1 or 5."),
-    ca_file: Path | None = typer.Option(None, "--ca-file", help="CA bundle for mqtts/wss."),
-    cert_file: Path | None = typer.Option(None, "--cert-file", help="Client certificate."),
-    key_file: Path | None = typer.Option(None, "--key-file", help="Client private key."),
-    insecure: bool = typer.Option(False, "--insecure", help="Skip TLS certificate checks."),
-    password_env: str = typer.Option(
-        "AETHERDIAG_PASSWORD", "--password-env", metavar="VAR",
-        help="Environment variable holding the password when the URL has none."),
+    ca_file: Path | None = CA_FILE_OPTION,
+    cert_file: Path | None = CERT_FILE_OPTION,
+    key_file: Path | None = KEY_FILE_OPTION,
+    insecure: bool = INSECURE_OPTION,
+    password_env: str = PASSWORD_ENV_OPTION,
     check_expect: bool = typer.Option(
         False, "--check-expect",
         help="Exit 0 when every file's expect block holds, 6 otherwise (instead of the "
@@ -122,7 +128,7 @@ def _replay(files: list[Path], broker: str | None, mqtt: str | None, ca_file: Pa
             if code == ExitCode.UNREACHABLE and target is not None:
                 unreachable[key] = str(exc)
             outcomes.append(failed_outcome(sc, str(exc), code, check_expect=check_expect))
-    _emit(outcomes, fmt, output, quiet)
+    emit(lambda stream: render_outcomes(outcomes, fmt, stream), fmt, output, quiet)
     return worst_exit_code(o.exit_code for o in outcomes)
 
 
@@ -164,20 +170,6 @@ def _targets(scenarios: list[Scenario], broker: str | None, protocol: str | None
         except Abort as exc:
             raise Abort(f"{sc.path}: target {exc}", ExitCode.USAGE) from None
     return out
-
-
-def _emit(outcomes: list[ReplayOutcome], fmt: render.Format, output: Path | None,
-          quiet: bool) -> None:
-    if output is not None:
-        try:
-            with output.open("w", encoding="utf-8") as stream:
-                render_outcomes(outcomes, fmt, stream)
-        except OSError as exc:
-            raise Abort(f"--output {output}: {exc.strerror or exc}", ExitCode.USAGE) from None
-        return
-    if quiet and fmt is render.Format.table:
-        return
-    render_outcomes(outcomes, fmt)
 
 
 __all__ = ["EPILOG", "command"]

@@ -15,7 +15,16 @@ from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
 from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
 from ..layout import Layout, LayoutError, aethermagic, generic
-from .common import emit_report, one_line_errors, parse_target
+from .common import (
+    CA_FILE_OPTION,
+    CERT_FILE_OPTION,
+    INSECURE_OPTION,
+    KEY_FILE_OPTION,
+    PASSWORD_ENV_OPTION,
+    emit_report,
+    one_line_errors,
+    parse_target,
+)
 from .emulator import parse_group_strategies
 
 EPILOG = """Examples:
@@ -46,13 +55,11 @@ def command(
         help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. "
         "Default: the embedded emulator on a free loopback port."),
     mqtt: str = typer.Option("5", "--mqtt", help="Protocol version for every client: 3.1.1 or 5."),
-    ca_file: Path | None = typer.Option(None, "--ca-file", help="CA bundle for mqtts/wss."),
-    cert_file: Path | None = typer.Option(None, "--cert-file", help="Client certificate."),
-    key_file: Path | None = typer.Option(None, "--key-file", help="Client private key."),
-    insecure: bool = typer.Option(False, "--insecure", help="Skip TLS certificate checks."),
-    password_env: str = typer.Option(
-        "AETHERDIAG_PASSWORD", "--password-env", metavar="VAR",
-        help="Environment variable holding the password when the URL has none."),
+    ca_file: Path | None = CA_FILE_OPTION,
+    cert_file: Path | None = CERT_FILE_OPTION,
+    key_file: Path | None = KEY_FILE_OPTION,
+    insecure: bool = INSECURE_OPTION,
+    password_env: str = PASSWORD_ENV_OPTION,
     strategy: str = typer.Option(
         "round_robin", "--strategy", "-s",
         help=_STRATEGY_HELP),
