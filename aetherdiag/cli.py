@@ -35,13 +35,6 @@ app.command("replay", epilog=replay_cmd.EPILOG)(replay_cmd.command)
 
 _state = {"debug": False}
 
-# typer >= 0.22 vendors click as typer._click; older releases use click itself.
-try:
-    from typer._click.exceptions import ClickException as _UsageError
-except ImportError:  # pragma: no cover - older typer
-    from click.exceptions import ClickException as _UsageError  # type: ignore[assignment]
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"aetherdiag {__version__}")
@@ -73,11 +66,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(exc.code))
     except typer.Exit as exc:
         sys.exit(int(getattr(exc, "exit_code", 0)))
-    except _UsageError as exc:
-        message = exc.format_message()
-        if message:  # empty when no arguments were given and the help was shown
-            print(f"aetherdiag: error: {message} (see --help)", file=sys.stderr)
-        sys.exit(int(ExitCode.USAGE))
     except typer.Abort:
         print("aetherdiag: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -85,9 +73,23 @@ def main(argv: list[str] | None = None) -> None:
         print("aetherdiag: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
+        if _is_usage_error(exc):
+            message = exc.format_message()  # type: ignore[attr-defined]
+            if message:  # empty when no arguments were given and the help was shown
+                print(f"aetherdiag: error: {message} (see --help)", file=sys.stderr)
+            sys.exit(int(ExitCode.USAGE))
         if debug:
             raise
         print(f"aetherdiag: error: {type(exc).__name__}: {exc} (run with --debug for details)",
               file=sys.stderr)
         sys.exit(int(ExitCode.UNREACHABLE))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """A click usage error (bad option, missing argument, ...).
+
+    Recognised by shape, because typer releases differ: older ones raise click's exceptions,
+    newer ones those of their vendored copy of click, and neither is a subclass of the other.
+    """
+    return callable(getattr(exc, "format_message", None)) and getattr(exc, "exit_code", 0) == 2
