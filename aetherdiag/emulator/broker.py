@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from . import codec as c
 from .lifecycle import Lifecycle
 from .routing import Router, SubscriptionIndex, share_key
-from .session import Limits, Message, Session, Stats, Subscription
+from .session import Limits, Message, Session, Stats, Subscription, new_message
 from .sharing import Dispatcher, check_fault, make_dispatcher
 from .state import FORWARDED, BrokerState, Conn, Out, ProtocolViolation, log
 from .topics import (
@@ -105,8 +105,15 @@ class Broker:
             return []
         state.now = now
         conn.last_seen = now
+        session = conn.session
         try:
-            self._dispatch(conn, packet)
+            # The packets of every message first; then the rest, in _dispatch.
+            if type(packet) is c.Publish and session is not None:
+                self._on_publish(conn, session, packet)
+            elif type(packet) is c.PubAck and session is not None:
+                self._on_puback(session, packet)
+            else:
+                self._dispatch(conn, packet)
         except ProtocolViolation as exc:
             state.violation(conn, exc.reason_code, str(exc))
         return state.drain()
@@ -202,11 +209,7 @@ class Broker:
         if isinstance(p, c.Publish):
             self._on_publish(conn, session, p)
         elif isinstance(p, c.PubAck):
-            om = session.outflight.get(p.packet_id)
-            if om is not None and om.qos == 1:
-                del session.outflight[p.packet_id]
-                state.stats.acked += 1
-                self._router.flush(session)
+            self._on_puback(session, p)
         elif isinstance(p, c.PubRec):
             self._on_pubrec(conn, session, p)
         elif isinstance(p, c.PubComp):
@@ -247,23 +250,29 @@ class Broker:
     def _on_publish(self, conn: Conn, session: Session, p: c.Publish) -> None:
         state = self._state
         v5 = conn.version == c.MQTT_5
-        if c.PROP_TOPIC_ALIAS in p.properties:
+        given = p.properties
+        if given and c.PROP_TOPIC_ALIAS in given:
             raise ProtocolViolation(0x94, "topic alias used but Topic Alias Maximum is 0")
-        if not valid_topic_name(p.topic):
-            raise ProtocolViolation(c.RC_TOPIC_NAME_INVALID, f"invalid topic name {p.topic!r}")
-        if p.qos == 2 and p.packet_id in session.inbound_qos2:
+        topic = p.topic
+        if not valid_topic_name(topic):
+            raise ProtocolViolation(c.RC_TOPIC_NAME_INVALID, f"invalid topic name {topic!r}")
+        qos = p.qos
+        if qos == 2 and p.packet_id in session.inbound_qos2:
             state.send(conn, c.PubRec(packet_id=p.packet_id or 0))
             return
         rc = 0
-        if p.topic.startswith(SHARE_PREFIX) and "share-literal" not in self.faults:
+        if topic.startswith(SHARE_PREFIX) and "share-literal" not in self.faults:
             # A topic name may not be a shared-subscription filter; Mosquitto refuses it too.
             state.drop("publish_to_share_topic", session.client_id)
             rc = c.RC_NOT_AUTHORIZED
         else:
-            props = {k: v for k, v in p.properties.items() if k in FORWARDED}
-            msg = Message(
-                topic=p.topic, payload=p.payload, qos=p.qos, retain=p.retain,
-                publisher=session.client_id, properties=props, expires_at=state.expiry(props),
+            if given:
+                props = {k: v for k, v in given.items() if k in FORWARDED}
+                expires_at = state.expiry(props)
+            else:
+                props, expires_at = {}, None
+            msg = new_message(
+                topic, p.payload, qos, p.retain, session.client_id, props, expires_at
             )
             state.stats.messages_in += 1
             if p.retain:
@@ -272,9 +281,9 @@ class Broker:
                 rc = c.RC_NO_MATCHING_SUBSCRIBERS
         if not v5:
             rc = 0
-        if p.qos == 1:
-            state.send(conn, c.PubAck(packet_id=p.packet_id or 0, reason_code=rc))
-        elif p.qos == 2:
+        if qos == 1:
+            state.out.append((conn.id, c.new_puback(p.packet_id or 0, rc, {})))
+        elif qos == 2:
             if rc < 0x80:
                 if len(session.inbound_qos2) >= self.limits.max_inbound_qos2:
                     raise ProtocolViolation(
@@ -282,6 +291,13 @@ class Broker:
                     )
                 session.inbound_qos2.add(p.packet_id or 0)
             state.send(conn, c.PubRec(packet_id=p.packet_id or 0, reason_code=rc))
+
+    def _on_puback(self, session: Session, p: c.PubAck) -> None:
+        om = session.outflight.get(p.packet_id)
+        if om is not None and om.qos == 1:
+            del session.outflight[p.packet_id]
+            self._state.stats.acked += 1
+            self._router.flush(session)
 
     def _on_pubrec(self, conn: Conn, session: Session, p: c.PubRec) -> None:
         state = self._state

@@ -14,6 +14,7 @@ code the server should answer with (0x81 malformed, 0x82 protocol error, 0x95 to
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -276,6 +277,61 @@ Packet = (
 )
 
 # ---------------------------------------------------------------------------------------------
+# Hot-path constructors: the same objects as the dataclass constructors make (the generated
+# ``__init__`` only assigns the fields), built by the slots' own setters. A frozen dataclass's
+# ``__init__`` goes through ``object.__setattr__`` once per field and parses keywords, which
+# costs two to three times as much; the emulator builds several packets per message.
+
+_new = object.__new__
+_P_TOPIC, _P_PAYLOAD, _P_QOS, _P_RETAIN, _P_DUP, _P_PID, _P_PROPS = (
+    Publish.__dict__[name].__set__
+    for name in ("topic", "payload", "qos", "retain", "dup", "packet_id", "properties")
+)
+
+
+def new_publish(
+    topic: str, payload: bytes, qos: int, retain: bool, dup: bool, packet_id: int | None,
+    properties: Properties,
+) -> Publish:
+    """``Publish(topic=..., ...)`` with every field given, faster."""
+    p: Publish = _new(Publish)
+    _P_TOPIC(p, topic)
+    _P_PAYLOAD(p, payload)
+    _P_QOS(p, qos)
+    _P_RETAIN(p, retain)
+    _P_DUP(p, dup)
+    _P_PID(p, packet_id)
+    _P_PROPS(p, properties)
+    return p
+
+
+_Ack = PubAck | PubRec | PubRel | PubComp
+_ACK_SETTERS: dict[type, tuple[Callable[[Any, Any], None], ...]] = {
+    cls: tuple(cls.__dict__[name].__set__ for name in ("packet_id", "reason_code", "properties"))
+    for cls in (PubAck, PubRec, PubRel, PubComp)
+}
+_PA_PID, _PA_RC, _PA_PROPS = _ACK_SETTERS[PubAck]
+
+
+def new_ack(cls: type[_Ack], packet_id: int, reason_code: int, properties: Properties) -> _Ack:
+    """``cls(packet_id=..., reason_code=..., properties=...)`` for the four acks, faster."""
+    p: _Ack = _new(cls)
+    pid_set, rc_set, props_set = _ACK_SETTERS[cls]
+    pid_set(p, packet_id)
+    rc_set(p, reason_code)
+    props_set(p, properties)
+    return p
+
+
+def new_puback(packet_id: int, reason_code: int, properties: Properties) -> PubAck:
+    """``PubAck(packet_id=..., reason_code=..., properties=...)``, faster."""
+    p: PubAck = _new(PubAck)
+    _PA_PID(p, packet_id)
+    _PA_RC(p, reason_code)
+    _PA_PROPS(p, properties)
+    return p
+
+# ---------------------------------------------------------------------------------------------
 # Primitive readers
 
 
@@ -389,6 +445,11 @@ class _Reader:
 _ACK_CLASSES: dict[int, type[PubAck | PubRec | PubRel | PubComp]] = {
     PUBACK: PubAck, PUBREC: PubRec, PUBREL: PubRel, PUBCOMP: PubComp,
 }
+# First bytes of acknowledgements (valid flags) that ``Decoder.feed`` builds directly when
+# their remaining length is 2: packet id only, reason code 0 and no properties in v5 too.
+_SHORT_ACKS: dict[int, type[PubAck | PubRec | PubRel | PubComp]] = {
+    0x40: PubAck, 0x50: PubRec, 0x62: PubRel, 0x70: PubComp,
+}
 
 
 class Decoder:
@@ -408,14 +469,18 @@ class Decoder:
     def feed(self, data: bytes) -> list[Packet]:
         """Add received bytes; return every complete packet now available, in order."""
         buf = self._buf
-        buf += data
+        if buf:
+            buf += data
+            data = bytes(buf)
+        elif type(data) is not bytes:
+            data = bytes(data)
         out: list[Packet] = []
         pos = 0
-        n = len(buf)
-        if self.version is None and n and buf[0] >> 4 != CONNECT:
-            # Refuse at the first byte, without waiting for the rest of a bogus packet.
-            raise MalformedPacket("first packet is not CONNECT", RC_PROTOCOL_ERROR)
+        n = len(data)
         try:
+            if self.version is None and n and data[0] >> 4 != CONNECT:
+                # Refuse at the first byte, without waiting for the rest of a bogus packet.
+                raise MalformedPacket("first packet is not CONNECT", RC_PROTOCOL_ERROR)
             while n - pos >= 2:
                 # Fixed header: type/flags byte, then the remaining length (1-4 bytes).
                 length = 0
@@ -424,7 +489,7 @@ class Decoder:
                     if i >= n:
                         length = -1
                         break
-                    b = buf[i]
+                    b = data[i]
                     i += 1
                     length |= (b & 0x7F) << shift
                     if not b & 0x80:
@@ -440,14 +505,62 @@ class Decoder:
                 end = i + length
                 if end > n:
                     break
-                out.append(self._decode(buf[pos], bytes(buf[i:end])))
+                first = data[pos]
+                packet: Packet | None = None
+                if self.version is not None:  # after CONNECT: the common packets, directly
+                    if first >> 4 == PUBLISH:
+                        packet = self._publish_fast(first, data, i, end)
+                    elif length == 2 and first in _SHORT_ACKS:
+                        packet = new_ack(_SHORT_ACKS[first], (data[i] << 8) | data[i + 1], 0, {})
+                if packet is None:
+                    packet = self._decode(first, data[i:end])
+                out.append(packet)
                 pos = end
         except MalformedPacket as exc:
             exc.packets = out
+            if not buf:  # keep what was fed, as a decoder that failed midway always did
+                buf += data
             raise
-        if pos:
-            del buf[:pos]
+        if buf:
+            if pos:
+                del buf[:pos]
+        elif pos < n:
+            buf += data[pos:]
         return out
+
+    def _publish_fast(self, first: int, data: bytes, i: int, end: int) -> Publish | None:
+        """A well-formed PUBLISH without properties, decoded from ``data[i:end]`` in place.
+
+        None when anything is unusual (bad flags, short fields, invalid UTF-8, v5 properties):
+        ``_decode`` then gives the packet or the exact error.
+        """
+        qos = (first >> 1) & 0x03
+        if qos == 3 or (first & 0x08 and not qos) or i + 2 > end:
+            return None
+        t = i + 2 + ((data[i] << 8) | data[i + 1])
+        if t > end:
+            return None
+        try:
+            topic = data[i + 2 : t].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if "\x00" in topic:
+            return None
+        pid = None
+        if qos:
+            if t + 2 > end:
+                return None
+            pid = (data[t] << 8) | data[t + 1]
+            if not pid:
+                return None
+            t += 2
+        if self.version == MQTT_5:
+            if t >= end or data[t]:
+                return None  # properties: the general path reads them
+            t += 1
+        return new_publish(
+            topic, data[t:end], qos, bool(first & 0x01), bool(first & 0x08), pid, {}
+        )
 
     def buffered(self) -> int:
         return len(self._buf)
@@ -683,29 +796,25 @@ def _frame(first: int, body: bytes) -> bytes:
     return bytes((first,)) + _varint(len(body)) + body
 
 
+_ACK_TYPES: dict[type, int] = {PubAck: PUBACK, PubRec: PUBREC, PubRel: PUBREL, PubComp: PUBCOMP}
+_SHORT_ACK_HEADERS: dict[type, bytes] = {
+    PubAck: b"\x40\x02", PubRec: b"\x50\x02", PubRel: b"\x62\x02", PubComp: b"\x70\x02",
+}
+
+
 def encode(packet: Packet, version: int = MQTT_3_1_1) -> bytes:
     """Serialise ``packet`` for a peer speaking protocol ``version``."""
     v5 = version == MQTT_5
     if isinstance(packet, Publish):
-        first = 0x30 | (packet.qos << 1) | (0x08 if packet.dup else 0) | (
-            0x01 if packet.retain else 0
-        )
-        raw = packet.topic.encode("utf-8")
-        parts = [len(raw).to_bytes(2, "big"), raw]
-        if packet.qos:
-            parts.append((packet.packet_id or 0).to_bytes(2, "big"))
-        if v5:
-            parts.append(encode_properties(packet.properties))
-        parts.append(packet.payload)
-        return _frame(first, b"".join(parts))
+        return _encode_publish(packet, v5)
     if isinstance(packet, PubAck | PubRec | PubRel | PubComp):
-        ptype = {PubAck: PUBACK, PubRec: PUBREC, PubRel: PUBREL, PubComp: PUBCOMP}[type(packet)]
+        if not v5 or not (packet.reason_code or packet.properties):  # packet id only
+            return _SHORT_ACK_HEADERS[type(packet)] + packet.packet_id.to_bytes(2, "big")
+        ptype = _ACK_TYPES[type(packet)]
         first = (ptype << 4) | (0x02 if ptype == PUBREL else 0)
-        body: bytes = packet.packet_id.to_bytes(2, "big")
-        if v5 and (packet.reason_code or packet.properties):
-            body = body + bytes((packet.reason_code,))
-            if packet.properties:
-                body += encode_properties(packet.properties)
+        body: bytes = packet.packet_id.to_bytes(2, "big") + bytes((packet.reason_code,))
+        if packet.properties:
+            body += encode_properties(packet.properties)
         return _frame(first, body)
     if isinstance(packet, ConnAck):
         body = bytes((1 if packet.session_present else 0, packet.reason_code))
@@ -759,6 +868,22 @@ def encode(packet: Packet, version: int = MQTT_3_1_1) -> bytes:
         body = bytes((packet.reason_code,)) + encode_properties(packet.properties)
         return _frame(AUTH << 4, body)
     raise TypeError(f"cannot encode {packet!r}")
+
+
+def _encode_publish(packet: Publish, v5: bool) -> bytes:
+    qos = packet.qos
+    first = 0x30 | (qos << 1) | (0x08 if packet.dup else 0) | (0x01 if packet.retain else 0)
+    raw = packet.topic.encode("utf-8")
+    head = len(raw).to_bytes(2, "big") + raw
+    if qos:
+        head += (packet.packet_id or 0).to_bytes(2, "big")
+    if v5:
+        head += encode_properties(packet.properties)
+    payload = packet.payload
+    n = len(head) + len(payload)
+    if n < 0x80:
+        return bytes((first, n)) + head + payload
+    return bytes((first,)) + _varint(n) + head + payload
 
 
 def _encode_connect(p: Connect) -> bytes:

@@ -1,8 +1,9 @@
 """The subscription index and message routing: who gets a message, and how it is sent.
 
 How this works: ``SubscriptionIndex`` maps each topic filter to a ``FilterEntry`` holding the
-plain subscriptions on it (by client id) and its share groups (by share name); a topic's
-matching entries are cached until the set of filters changes. ``Router.route`` delivers one
+plain subscriptions on it (by client id) and its share groups (by share name); a topic matches
+the entry filed under its own text and the wildcard entries whose compiled pattern matches it
+(``topics.filter_pattern``), in the order the filters appeared. ``Router.route`` delivers one
 application message: every matching plain subscription gets one copy per session (overlapping
 filters merge: highest QoS, all subscription identifiers), every matching share group gets one
 copy for the member its dispatcher picks (every member under the ``share-fanout`` fault).
@@ -16,7 +17,9 @@ assigns the packet id, records the in-flight message and emits the PUBLISH.
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,7 +27,7 @@ from . import codec as c
 from .session import Message, OutMsg, Session, Subscription
 from .sharing import DispatchContext, Dispatcher, ShareGroup
 from .state import BrokerState
-from .topics import SHARE_PREFIX, matches
+from .topics import SHARE_PREFIX, filter_pattern, has_wildcard
 
 
 def share_key(name: str | None, topic_filter: str) -> str:
@@ -34,6 +37,16 @@ def share_key(name: str | None, topic_filter: str) -> str:
 
 @dataclass(slots=True)
 class FilterEntry:
+    """The subscriptions on one topic filter.
+
+    ``pattern`` matches the topics the filter covers when it has wildcards (None: it matches
+    its own text only); ``dollar_blind``: it starts with a wildcard, so it never matches a
+    ``$`` topic; ``seq`` orders entries by when their filter appeared.
+    """
+
+    seq: int
+    pattern: re.Pattern[str] | None
+    dollar_blind: bool
     plain: dict[str, Subscription] = field(default_factory=dict)
     groups: dict[str, ShareGroup] = field(default_factory=dict)
 
@@ -41,21 +54,41 @@ class FilterEntry:
         return not self.plain and not self.groups
 
 
+def _seq(entry: FilterEntry) -> int:
+    return entry.seq
+
+
 class SubscriptionIndex:
-    """Topic filter -> subscriptions and share groups, with a per-topic match cache.
+    """Topic filter -> subscriptions and share groups.
 
     ``new_dispatcher(share_name)`` makes the dispatcher of a group created on first subscribe.
+    A topic's entries are the one filed under its own text plus the wildcard filters whose
+    pattern matches it. Past ``_CACHE_ABOVE`` wildcard filters, results are also cached per
+    topic (until the filters change): worth it for repeated topics, a loss for the usual one
+    topic per task.
     """
+
+    _CACHE_ABOVE = 16
 
     def __init__(self, new_dispatcher: Callable[[str], Dispatcher]) -> None:
         self._new_dispatcher = new_dispatcher
         self.filters: dict[str, FilterEntry] = {}
+        # Entries with wildcards and their patterns, in order of appearance.
+        self._wild: list[tuple[FilterEntry, re.Pattern[str]]] = []
+        self._seq = itertools.count()
         self._match_cache: dict[str, list[FilterEntry]] = {}
 
     def add(self, sub: Subscription) -> None:
         entry = self.filters.get(sub.topic_filter)
         if entry is None:
-            entry = self.filters[sub.topic_filter] = FilterEntry()
+            f = sub.topic_filter
+            entry = self.filters[f] = FilterEntry(
+                seq=next(self._seq),
+                pattern=filter_pattern(f) if has_wildcard(f) else None,
+                dollar_blind=f[:1] in ("+", "#"),
+            )
+            if entry.pattern is not None:
+                self._wild.append((entry, entry.pattern))
             self._match_cache.clear()
         if sub.share_name is None:
             entry.plain[sub.client_id] = sub
@@ -83,6 +116,8 @@ class SubscriptionIndex:
                     del entry.groups[sub.share_name]
         if entry.empty():
             del self.filters[sub.topic_filter]
+            if entry.pattern is not None:
+                self._wild.remove((entry, entry.pattern))
             self._match_cache.clear()
 
     def group(self, share_name: str, topic_filter: str) -> ShareGroup | None:
@@ -90,12 +125,28 @@ class SubscriptionIndex:
         return entry.groups.get(share_name) if entry else None
 
     def match(self, topic: str) -> list[FilterEntry]:
-        """The entries whose filter matches ``topic``, in the order the filters appeared."""
-        hit = self._match_cache.get(topic)
-        if hit is None:
+        """The entries whose filter matches ``topic`` (``topics.matches``), oldest first."""
+        own = self.filters.get(topic)
+        wild = self._wild
+        if not wild:
+            return [own] if own is not None else []
+        cache = len(wild) > self._CACHE_ABOVE
+        if cache:
+            hit = self._match_cache.get(topic)
+            if hit is not None:
+                return hit
+        dollar = topic[:1] == "$"
+        hit = [
+            e for e, pattern in wild
+            if e is own or ((not dollar or not e.dollar_blind) and pattern.fullmatch(topic))
+        ]
+        if own is not None and own.pattern is None:
+            hit.append(own)
+            if len(hit) > 1:
+                hit.sort(key=_seq)
+        if cache:
             if len(self._match_cache) > 65536:
                 self._match_cache.clear()
-            hit = [e for f, e in self.filters.items() if matches(f, topic)]
             self._match_cache[topic] = hit
         return hit
 
@@ -106,54 +157,73 @@ class Router:
     def __init__(self, state: BrokerState, index: SubscriptionIndex) -> None:
         self.state = state
         self.index = index
+        self._fanout = "share-fanout" in state.faults
+        self._redeliver = "redeliver" in state.faults
+        sessions = state.sessions  # never rebound: the closures below stay valid
+        # One context and two predicates for every pick: dispatchers never keep them.
+        self._ctx = DispatchContext(
+            publisher="", topic="", inflight=lambda member: sessions[member].load()
+        )
+        self._online: Callable[[str], bool] = lambda member: sessions[member].conn is not None
 
     def route(self, msg: Message) -> int:
         """Deliver ``msg`` to every matching subscription; return the number of deliveries."""
         sessions = self.state.sessions
-        plain: dict[str, tuple[int, bool, tuple[int, ...]]] = {}
+        plain: dict[str, tuple[int, bool, tuple[int, ...]]] | None = None
         count = 0
         for entry in self.index.match(msg.topic):
-            for sub in entry.plain.values():
-                if sub.no_local and sub.client_id == msg.publisher:
-                    continue
-                ids: tuple[int, ...] = (sub.sub_id,) if sub.sub_id else ()
-                prev = plain.get(sub.client_id)
-                if prev is None:
-                    plain[sub.client_id] = (sub.qos, sub.retain_as_published, ids)
-                else:  # overlapping filters in one session: one copy, highest QoS, all ids
-                    plain[sub.client_id] = (
-                        max(prev[0], sub.qos), prev[1] or sub.retain_as_published, prev[2] + ids
-                    )
+            if entry.plain:
+                if plain is None:
+                    plain = {}
+                for sub in entry.plain.values():
+                    if sub.no_local and sub.client_id == msg.publisher:
+                        continue
+                    ids: tuple[int, ...] = (sub.sub_id,) if sub.sub_id else ()
+                    prev = plain.get(sub.client_id)
+                    if prev is None:
+                        plain[sub.client_id] = (sub.qos, sub.retain_as_published, ids)
+                    else:  # overlapping filters in one session: one copy, highest QoS, all ids
+                        plain[sub.client_id] = (
+                            max(prev[0], sub.qos), prev[1] or sub.retain_as_published,
+                            prev[2] + ids,
+                        )
             for group in entry.groups.values():
-                if "share-fanout" in self.state.faults:
+                if self._fanout:
                     chosen: list[str] = list(group.members)
                 else:
-                    one = self.pick(group, msg, exclude=None)
-                    chosen = [one] if one is not None else []
+                    one = self.pick(group, msg, None)
+                    if one is None:
+                        continue
+                    chosen = [one]
                 for member in chosen:
                     session = sessions[member]
-                    sub = session.subscriptions[share_key(group.name, group.topic_filter)]
-                    self.deliver(session, msg, sub.qos, False, (group.name, group.topic_filter),
+                    sub = session.subscriptions[group.key]
+                    self.deliver(session, msg, sub.qos, False, group.share,
                                  (sub.sub_id,) if sub.sub_id else ())
                     count += 1
-        for client_id, (qos, rap, ids) in plain.items():
-            self.deliver(sessions[client_id], msg, qos, rap and msg.retain, None, ids)
-            count += 1
+        if plain:
+            for client_id, (qos, rap, ids) in plain.items():
+                self.deliver(sessions[client_id], msg, qos, rap and msg.retain, None, ids)
+                count += 1
         return count
 
     def pick(self, group: ShareGroup, msg: Message, exclude: str | None) -> str | None:
         """The member of ``group`` that gets ``msg``: a connected one if any, else offline."""
-        sessions = self.state.sessions
+        ctx = self._ctx
+        ctx.publisher = msg.publisher
+        ctx.topic = msg.topic
+        if exclude is None:
+            online = self._online
+            other = _anyone
+        else:
+            sessions = self.state.sessions
 
-        def online(member: str) -> bool:
-            return member != exclude and sessions[member].conn is not None
+            def online(member: str) -> bool:
+                return member != exclude and sessions[member].conn is not None
 
-        def other(member: str) -> bool:
-            return member != exclude
+            def other(member: str) -> bool:
+                return member != exclude
 
-        ctx = DispatchContext(
-            publisher=msg.publisher, topic=msg.topic, inflight=lambda m: sessions[m].load()
-        )
         chosen = group.dispatcher.choose(group.members, online, ctx)
         if chosen is None:  # nobody connected: queue for an offline persistent member
             chosen = group.dispatcher.choose(group.members, other, ctx)
@@ -163,25 +233,37 @@ class Router:
         self, session: Session, msg: Message, granted: int, retain: bool,
         share: tuple[str, str] | None, sub_ids: tuple[int, ...],
     ) -> None:
-        om = OutMsg(message=msg, qos=min(msg.qos, granted), retain=retain, share=share,
-                    sub_ids=sub_ids)
-        self.enqueue(session, om)
+        qos = msg.qos if msg.qos < granted else granted
+        om = OutMsg(msg, qos, retain, share, sub_ids)
+        if (
+            session.conn is None
+            or session.paused
+            or session.queue
+            or (qos and len(session.outflight) >= session.window)
+        ):
+            self._hold(session, om)
+        else:
+            self.transmit(session, om)
 
     def enqueue(self, session: Session, om: OutMsg) -> None:
+        """Send ``om`` now if the session can take it, else queue it (or count the drop)."""
         if (
             session.conn is None
             or session.paused
             or session.queue
             or (om.qos and len(session.outflight) >= session.window)
         ):
-            if session.conn is None and om.qos == 0:
-                self.state.drop("offline_qos0", session.client_id)
-            elif len(session.queue) >= self.state.limits.max_queued:
-                self.state.drop("queue_full", session.client_id)
-            else:
-                session.queue.append(om)
-            return
-        self.transmit(session, om)
+            self._hold(session, om)
+        else:
+            self.transmit(session, om)
+
+    def _hold(self, session: Session, om: OutMsg) -> None:
+        if session.conn is None and om.qos == 0:
+            self.state.drop("offline_qos0", session.client_id)
+        elif len(session.queue) >= self.state.limits.max_queued:
+            self.state.drop("queue_full", session.client_id)
+        else:
+            session.queue.append(om)
 
     def flush(self, session: Session) -> None:
         """Send what ``session`` has queued, as far as its window and its socket allow."""
@@ -202,16 +284,17 @@ class Router:
         if expires_at is not None and expires_at <= state.now:
             state.drop("message_expired", session.client_id)  # 3.3.2.3.3: never started
             return
-        if om.qos:
-            om.packet_id = session.allocate_pid()
-            session.outflight[om.packet_id] = om
-        packet = self.publish_packet(session, om, dup=False)
-        state.out.append((conn.id, packet))
-        state.stats.deliveries += 1
-        state.stats.deliveries_by_client[session.client_id] += 1
-        if om.qos and "redeliver" in state.faults:
-            state.out.append((conn.id, self.publish_packet(session, om, dup=True)))
-            state.stats.dup_resends += 1
+        qos = om.qos
+        if qos:
+            om.packet_id = pid = session.allocate_pid()
+            session.outflight[pid] = om
+        state.out.append((conn.id, self.publish_packet(session, om, False)))
+        stats = state.stats
+        stats.deliveries += 1
+        stats.deliveries_by_client[session.client_id] += 1
+        if qos and self._redeliver:
+            state.out.append((conn.id, self.publish_packet(session, om, True)))
+            stats.dup_resends += 1
 
     def publish_packet(self, session: Session, om: OutMsg, dup: bool) -> c.Publish:
         msg = om.message
@@ -221,10 +304,13 @@ class Router:
             props = {**props, c.PROP_MESSAGE_EXPIRY: left}
         if om.sub_ids and session.version == c.MQTT_5:
             props = {**props, c.PROP_SUBSCRIPTION_ID: om.sub_ids}
-        return c.Publish(
-            topic=msg.topic, payload=msg.payload, qos=om.qos, retain=om.retain, dup=dup,
-            packet_id=om.packet_id or None, properties=props,
+        return c.new_publish(
+            msg.topic, msg.payload, om.qos, om.retain, dup, om.packet_id or None, props
         )
+
+
+def _anyone(member: str) -> bool:
+    return True
 
 
 def _approx_size(om: OutMsg) -> int:

@@ -136,23 +136,37 @@ class EmulatorServer:
         """Encode and write the broker's output, one write per connection."""
         if not out:
             return
-        pending: dict[int, list[bytes]] = {}
+        conns = self.conns
+        if len(out) == 1:  # the common case: one packet (or close) for one connection
+            conn_id, packet = out[0]
+            data = None if packet is None else codec.encode(packet, self.broker.version(conn_id))
+            conn = conns.get(conn_id)
+            if conn is not None and conn.transport is not None:
+                if data is None:
+                    conn.transport.close()
+                elif not conn.transport.is_closing():
+                    conn.transport.write(data)
+            return
+        # Per connection: its protocol version (as the broker knows it once this output is
+        # complete) and its encoded packets, in order.
+        pending: dict[int, tuple[int, list[bytes]]] = {}
         closing: list[int] = []
-        broker = self.broker
+        version = self.broker.version
+        encode = codec.encode
         for conn_id, packet in out:
             if packet is None:
                 closing.append(conn_id)
                 continue
-            chunks = pending.get(conn_id)
-            if chunks is None:
-                chunks = pending[conn_id] = []
-            chunks.append(codec.encode(packet, broker.version(conn_id)))
-        for conn_id, chunks in pending.items():
-            conn = self.conns.get(conn_id)
+            entry = pending.get(conn_id)
+            if entry is None:
+                entry = pending[conn_id] = (version(conn_id), [])
+            entry[1].append(encode(packet, entry[0]))
+        for conn_id, (_, chunks) in pending.items():
+            conn = conns.get(conn_id)
             if conn is not None and conn.transport is not None and not conn.transport.is_closing():
-                conn.transport.write(b"".join(chunks))
+                conn.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         for conn_id in closing:
-            conn = self.conns.get(conn_id)
+            conn = conns.get(conn_id)
             if conn is not None and conn.transport is not None:
                 conn.transport.close()
 

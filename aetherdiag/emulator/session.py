@@ -42,6 +42,29 @@ class Message:
     expires_at: float | None = None  # broker clock time its Message Expiry Interval ends
 
 
+_M_SET = tuple(
+    Message.__dict__[name].__set__
+    for name in ("topic", "payload", "qos", "retain", "publisher", "properties", "expires_at")
+)
+
+
+def new_message(
+    topic: str, payload: bytes, qos: int, retain: bool, publisher: str,
+    properties: dict[int, Any], expires_at: float | None,
+) -> Message:
+    """``Message(...)`` with every field given, without the frozen ``__init__``'s cost."""
+    m: Message = object.__new__(Message)
+    s_topic, s_payload, s_qos, s_retain, s_publisher, s_props, s_expires = _M_SET
+    s_topic(m, topic)
+    s_payload(m, payload)
+    s_qos(m, qos)
+    s_retain(m, retain)
+    s_publisher(m, publisher)
+    s_props(m, properties)
+    s_expires(m, expires_at)
+    return m
+
+
 @dataclass(slots=True)
 class Subscription:
     client_id: str

@@ -17,6 +17,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .topics import SHARE_PREFIX
+
 STRATEGIES: dict[str, str] = {
     "round_robin": "each member in turn, in subscription order (Mosquitto-like; the default)",
     "random": "a seeded random member per message (reproducible with --seed)",
@@ -198,6 +200,13 @@ class ShareGroup:
     topic_filter: str
     dispatcher: Dispatcher
     members: list[str] = field(default_factory=list)
+    # Computed once: the members' key in ``Session.subscriptions`` and ``OutMsg.share``.
+    key: str = field(init=False, repr=False, compare=False)
+    share: tuple[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.key = f"{SHARE_PREFIX}{self.name}/{self.topic_filter}"
+        self.share = (self.name, self.topic_filter)
 
     def add(self, client_id: str) -> None:
         if client_id not in self.members:

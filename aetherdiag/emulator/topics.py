@@ -8,6 +8,7 @@ wildcard do not match topics starting with ``$``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 SHARE_PREFIX = "$share/"
@@ -43,7 +44,9 @@ def valid_topic_name(topic: str) -> bool:
         and "+" not in topic
         and "#" not in topic
         and "\x00" not in topic
-        and len(topic.encode("utf-8")) <= MAX_TOPIC_BYTES
+        # ASCII: one byte per character, no need to encode it to count the bytes.
+        and ((topic.isascii() and len(topic) <= MAX_TOPIC_BYTES)
+             or len(topic.encode("utf-8")) <= MAX_TOPIC_BYTES)
     )
 
 
@@ -112,6 +115,24 @@ def matches(topic_filter: str, topic: str) -> bool:
         if level != "+" and level != t_levels[i]:
             return False
     return len(f_levels) == n
+
+
+def filter_pattern(topic_filter: str) -> re.Pattern[str]:
+    """A regular expression whose ``fullmatch`` says what ``matches`` says for a topic that is
+    not the filter's own text, leaving out the ``$`` rule (the caller applies it).
+
+    ``+`` is one level of any text, ``#`` the parent level and anything below it (``a/#``
+    matches ``a``); every other level matches itself only.
+    """
+    pattern = ""
+    for i, level in enumerate(topic_filter.split("/")):
+        if level == "#":
+            pattern += "(?:/.*)?" if i else ".*"
+            break
+        if i:
+            pattern += "/"
+        pattern += "[^/]*" if level == "+" else re.escape(level)
+    return re.compile(pattern, re.DOTALL)
 
 
 def has_wildcard(topic_filter: str) -> bool:
