@@ -116,7 +116,8 @@ class Broker:
                 self._dispatch(conn, packet)
         except ProtocolViolation as exc:
             state.violation(conn, exc.reason_code, str(exc))
-        return state.drain()
+        out, state.out = state.out, []  # state.drain(), inline on the hot path
+        return out
 
     def reject(self, conn_id: int, error: c.MalformedPacket, now: float) -> list[Out]:
         """The bytes from ``conn_id`` could not be decoded: answer per spec and close."""

@@ -483,21 +483,24 @@ class Decoder:
                 raise MalformedPacket("first packet is not CONNECT", RC_PROTOCOL_ERROR)
             while n - pos >= 2:
                 # Fixed header: type/flags byte, then the remaining length (1-4 bytes).
-                length = 0
-                i = pos + 1
-                for shift in (0, 7, 14, 21):
-                    if i >= n:
-                        length = -1
+                length = data[pos + 1]
+                i = pos + 2
+                if length & 0x80:  # more than one length byte
+                    length = 0
+                    i = pos + 1
+                    for shift in (0, 7, 14, 21):
+                        if i >= n:
+                            length = -1
+                            break
+                        b = data[i]
+                        i += 1
+                        length |= (b & 0x7F) << shift
+                        if not b & 0x80:
+                            break
+                    else:
+                        raise MalformedPacket("remaining length longer than 4 bytes")
+                    if length < 0:
                         break
-                    b = data[i]
-                    i += 1
-                    length |= (b & 0x7F) << shift
-                    if not b & 0x80:
-                        break
-                else:
-                    raise MalformedPacket("remaining length longer than 4 bytes")
-                if length < 0:
-                    break
                 if i - pos + length > self.max_packet_size:
                     raise MalformedPacket(
                         "packet larger than the maximum size", RC_PACKET_TOO_LARGE

@@ -136,6 +136,9 @@ class SubscriptionIndex:
             if hit is not None:
                 return hit
         dollar = topic[:1] == "$"
+        if own is None and len(wild) == 1:  # the usual: one wildcard filter, e.g. a task pool
+            e, pattern = wild[0]
+            return [e] if (not dollar or not e.dollar_blind) and pattern.fullmatch(topic) else []
         hit = [
             e for e, pattern in wild
             if e is own or ((not dollar or not e.dollar_blind) and pattern.fullmatch(topic))
@@ -171,6 +174,10 @@ class Router:
         sessions = self.state.sessions
         plain: dict[str, tuple[int, bool, tuple[int, ...]]] | None = None
         count = 0
+        ctx = self._ctx  # pick(group, msg, None), inline
+        ctx.publisher = msg.publisher
+        ctx.topic = msg.topic
+        online = self._online
         for entry in self.index.match(msg.topic):
             if entry.plain:
                 if plain is None:
@@ -191,9 +198,11 @@ class Router:
                 if self._fanout:
                     chosen: list[str] = list(group.members)
                 else:
-                    one = self.pick(group, msg, None)
-                    if one is None:
-                        continue
+                    one = group.dispatcher.choose(group.members, online, ctx)
+                    if one is None:  # nobody connected: queue for an offline persistent member
+                        one = group.dispatcher.choose(group.members, _anyone, ctx)
+                        if one is None:
+                            continue
                     chosen = [one]
                 for member in chosen:
                     session = sessions[member]
@@ -285,10 +294,17 @@ class Router:
             state.drop("message_expired", session.client_id)  # 3.3.2.3.3: never started
             return
         qos = om.qos
+        pid = None
         if qos:
             om.packet_id = pid = session.allocate_pid()
             session.outflight[pid] = om
-        state.out.append((conn.id, self.publish_packet(session, om, False)))
+        if expires_at is None and not om.sub_ids:  # publish_packet(session, om, False), inline
+            msg = om.message
+            packet = c.new_publish(msg.topic, msg.payload, qos, om.retain, False, pid,
+                                   msg.properties)
+        else:
+            packet = self.publish_packet(session, om, False)
+        state.out.append((conn.id, packet))
         stats = state.stats
         stats.deliveries += 1
         stats.deliveries_by_client[session.client_id] += 1

@@ -53,8 +53,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         broker = self.server.broker
-        now = time.monotonic()
-        out: list[Out] = []
+        now = time.monotonic()  # once per read: every packet in it arrived at the same time
         error: codec.MalformedPacket | None = None
         try:
             packets = self.decoder.feed(data)
@@ -66,19 +65,25 @@ class _Connection(asyncio.BufferedProtocol):
             self.server.emit(broker.reject(self.id, codec.MalformedPacket(str(exc)), now))
             return
         handle = broker.handle
+        conn_id = self.id
+        out: list[Out] = []
         for packet in packets:
             try:
-                out += handle(self.id, packet, now)
+                got = handle(conn_id, packet, now)
             except Exception:
-                log.exception("connection %d: broker failed on %r", self.id, packet)
+                log.exception("connection %d: broker failed on %r", conn_id, packet)
                 out += broker.reject(
-                    self.id,
+                    conn_id,
                     codec.MalformedPacket("internal error", codec.RC_IMPLEMENTATION_SPECIFIC),
                     now,
                 )
                 break
+            if out:
+                out += got
+            else:
+                out = got  # a fresh list the broker no longer holds
         if error is not None:
-            out += broker.reject(self.id, error, now)
+            out += broker.reject(conn_id, error, now)
         self.server.emit(out)
 
     def connection_lost(self, exc: Exception | None) -> None:
