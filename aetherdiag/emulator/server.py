@@ -152,24 +152,33 @@ class EmulatorServer:
                 elif not conn.transport.is_closing():
                     conn.transport.write(data)
             return
-        # Per connection: its protocol version (as the broker knows it once this output is
-        # complete) and its encoded packets, in order.
-        pending: dict[int, tuple[int, list[bytes]]] = {}
-        closing: list[int] = []
+        # Everything is encoded first (each connection's version as the broker knows it once
+        # this output is complete), into one bytes object or list per connection; then one
+        # write per connection, in order of first appearance; closes last.
         version = self.broker.version
         encode = codec.encode
+        pending: dict[int, bytes | list[bytes]] = {}
+        closing: list[int] = []
+        last_id = -1
+        v = 0
         for conn_id, packet in out:
             if packet is None:
                 closing.append(conn_id)
                 continue
-            entry = pending.get(conn_id)
-            if entry is None:
-                entry = pending[conn_id] = (version(conn_id), [])
-            entry[1].append(encode(packet, entry[0]))
-        for conn_id, (_, chunks) in pending.items():
+            if conn_id != last_id:
+                last_id, v = conn_id, version(conn_id)
+            chunk = encode(packet, v)
+            prev = pending.get(conn_id)
+            if prev is None:
+                pending[conn_id] = chunk
+            elif isinstance(prev, bytes):
+                pending[conn_id] = [prev, chunk]
+            else:
+                prev.append(chunk)
+        for conn_id, chunks in pending.items():
             conn = conns.get(conn_id)
             if conn is not None and conn.transport is not None and not conn.transport.is_closing():
-                conn.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                conn.transport.write(chunks if isinstance(chunks, bytes) else b"".join(chunks))
         for conn_id in closing:
             conn = conns.get(conn_id)
             if conn is not None and conn.transport is not None:
