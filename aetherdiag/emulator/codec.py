@@ -1,10 +1,12 @@
 """Sans-IO MQTT 3.1.1 and 5.0 packet codec.
 
-How this works: packets are frozen, keyword-only dataclasses. ``Decoder.feed(data)`` takes
-bytes as they arrive from a socket and returns the complete packets found so far; partial
-frames stay buffered. ``encode(packet, version)`` turns a packet back into bytes. The protocol
-version matters for both directions (v5 adds reason codes and properties); a decoder learns
-it from the CONNECT packet it decodes, or is given it.
+How this works: packets are frozen, keyword-only dataclasses (``packets``, re-exported here).
+``Decoder.feed(data)`` takes bytes as they arrive from a socket and returns the complete packets
+found so far; partial frames stay buffered. ``encode(packet, version)`` (from ``encoding``)
+turns a packet back into bytes. The protocol version matters for both directions (v5 adds
+reason codes and properties); a decoder learns it from the CONNECT packet it decodes, or is
+given it. The PUBLISH and acknowledgement packets every message brings are decoded straight
+from the received bytes; anything unusual takes the general path, which gives the exact error.
 
 What may live here: byte layouts from the specifications and nothing else. No sockets, no
 asyncio, no broker state. Malformed input raises ``MalformedPacket`` carrying the v5 reason
@@ -14,322 +16,67 @@ code the server should answer with (0x81 malformed, 0x82 protocol error, 0x95 to
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-MQTT_3_1 = 3
-MQTT_3_1_1 = 4
-MQTT_5 = 5
-
-# Packet type numbers (first nibble of the fixed header).
-CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
-SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT, AUTH = (
-    8, 9, 10, 11, 12, 13, 14, 15,
+from .encoding import encode as encode
+from .encoding import encode_properties as encode_properties
+from .packets import *  # noqa: F403  (the packet vocabulary is part of this module's API)
+from .packets import (
+    _BIN,
+    _BYTE,
+    _EMPTY,
+    _STR,
+    _U16,
+    _U32,
+    _VARINT,
+    AUTH,
+    CONNACK,
+    CONNECT,
+    DEFAULT_MAX_PACKET_SIZE,
+    DISCONNECT,
+    MQTT_3_1,
+    MQTT_3_1_1,
+    MQTT_5,
+    PINGREQ,
+    PINGRESP,
+    PROP_SUBSCRIPTION_ID,
+    PROPERTY_TYPES,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    RC_PACKET_TOO_LARGE,
+    RC_PROTOCOL_ERROR,
+    REPEATABLE,
+    SUBACK,
+    SUBSCRIBE,
+    UNSUBACK,
+    UNSUBSCRIBE,
+    Auth,
+    ConnAck,
+    Connect,
+    Disconnect,
+    MalformedPacket,
+    Packet,
+    PingReq,
+    PingResp,
+    Properties,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    SubAck,
+    Subscribe,
+    SubscriptionRequest,
+    UnsubAck,
+    Unsubscribe,
+    UnsupportedVersion,
+    Will,
+    new_ack,
+    new_publish,
 )
-
-# v5 reason codes used by the emulator.
-RC_SUCCESS = 0x00
-RC_GRANTED_QOS_1 = 0x01
-RC_GRANTED_QOS_2 = 0x02
-RC_DISCONNECT_WITH_WILL = 0x04
-RC_NO_MATCHING_SUBSCRIBERS = 0x10
-RC_NO_SUBSCRIPTION_EXISTED = 0x11
-RC_UNSPECIFIED = 0x80
-RC_MALFORMED = 0x81
-RC_PROTOCOL_ERROR = 0x82
-RC_IMPLEMENTATION_SPECIFIC = 0x83
-RC_UNSUPPORTED_PROTOCOL_VERSION = 0x84
-RC_CLIENT_ID_NOT_VALID = 0x85
-RC_NOT_AUTHORIZED = 0x87
-RC_SERVER_SHUTTING_DOWN = 0x8B
-RC_KEEP_ALIVE_TIMEOUT = 0x8D
-RC_SESSION_TAKEN_OVER = 0x8E
-RC_TOPIC_FILTER_INVALID = 0x8F
-RC_TOPIC_NAME_INVALID = 0x90
-RC_PACKET_ID_IN_USE = 0x91
-RC_PACKET_ID_NOT_FOUND = 0x92
-RC_RECEIVE_MAXIMUM_EXCEEDED = 0x93
-RC_PACKET_TOO_LARGE = 0x95
-RC_QUOTA_EXCEEDED = 0x97
-RC_SHARED_SUBS_NOT_SUPPORTED = 0x9E
-
-# MQTT 3.1.1 CONNACK return codes.
-RC311_ACCEPTED = 0
-RC311_BAD_PROTOCOL = 1
-RC311_ID_REJECTED = 2
-RC311_SERVER_UNAVAILABLE = 3
-
-# v5 property identifiers.
-PROP_PAYLOAD_FORMAT = 0x01
-PROP_MESSAGE_EXPIRY = 0x02
-PROP_CONTENT_TYPE = 0x03
-PROP_RESPONSE_TOPIC = 0x08
-PROP_CORRELATION_DATA = 0x09
-PROP_SUBSCRIPTION_ID = 0x0B
-PROP_SESSION_EXPIRY = 0x11
-PROP_ASSIGNED_CLIENT_ID = 0x12
-PROP_SERVER_KEEP_ALIVE = 0x13
-PROP_AUTH_METHOD = 0x15
-PROP_AUTH_DATA = 0x16
-PROP_REQUEST_PROBLEM_INFO = 0x17
-PROP_WILL_DELAY = 0x18
-PROP_REQUEST_RESPONSE_INFO = 0x19
-PROP_RESPONSE_INFO = 0x1A
-PROP_SERVER_REFERENCE = 0x1C
-PROP_REASON_STRING = 0x1F
-PROP_RECEIVE_MAXIMUM = 0x21
-PROP_TOPIC_ALIAS_MAXIMUM = 0x22
-PROP_TOPIC_ALIAS = 0x23
-PROP_MAXIMUM_QOS = 0x24
-PROP_RETAIN_AVAILABLE = 0x25
-PROP_USER_PROPERTY = 0x26
-PROP_MAXIMUM_PACKET_SIZE = 0x27
-PROP_WILDCARD_SUB_AVAILABLE = 0x28
-PROP_SUB_ID_AVAILABLE = 0x29
-PROP_SHARED_SUB_AVAILABLE = 0x2A
-
-_BYTE, _U16, _U32, _VARINT, _STR, _BIN, _PAIR = range(7)
-PROPERTY_TYPES: dict[int, int] = {
-    PROP_PAYLOAD_FORMAT: _BYTE,
-    PROP_MESSAGE_EXPIRY: _U32,
-    PROP_CONTENT_TYPE: _STR,
-    PROP_RESPONSE_TOPIC: _STR,
-    PROP_CORRELATION_DATA: _BIN,
-    PROP_SUBSCRIPTION_ID: _VARINT,
-    PROP_SESSION_EXPIRY: _U32,
-    PROP_ASSIGNED_CLIENT_ID: _STR,
-    PROP_SERVER_KEEP_ALIVE: _U16,
-    PROP_AUTH_METHOD: _STR,
-    PROP_AUTH_DATA: _BIN,
-    PROP_REQUEST_PROBLEM_INFO: _BYTE,
-    PROP_WILL_DELAY: _U32,
-    PROP_REQUEST_RESPONSE_INFO: _BYTE,
-    PROP_RESPONSE_INFO: _STR,
-    PROP_SERVER_REFERENCE: _STR,
-    PROP_REASON_STRING: _STR,
-    PROP_RECEIVE_MAXIMUM: _U16,
-    PROP_TOPIC_ALIAS_MAXIMUM: _U16,
-    PROP_TOPIC_ALIAS: _U16,
-    PROP_MAXIMUM_QOS: _BYTE,
-    PROP_RETAIN_AVAILABLE: _BYTE,
-    PROP_USER_PROPERTY: _PAIR,
-    PROP_MAXIMUM_PACKET_SIZE: _U32,
-    PROP_WILDCARD_SUB_AVAILABLE: _BYTE,
-    PROP_SUB_ID_AVAILABLE: _BYTE,
-    PROP_SHARED_SUB_AVAILABLE: _BYTE,
-}
-# Properties that may appear more than once; decoded as a tuple of values.
-REPEATABLE = frozenset({PROP_USER_PROPERTY, PROP_SUBSCRIPTION_ID})
-
-Properties = dict[int, Any]
-DEFAULT_MAX_PACKET_SIZE = 1 << 20  # 1 MiB: generous for tasks, small enough to bound memory
-_EMPTY: Properties = {}
-
-
-class MalformedPacket(Exception):
-    """The bytes are not a valid MQTT packet. ``reason_code`` is the v5 code to answer with.
-
-    ``packets`` holds the valid packets ``Decoder.feed`` decoded from the same data before
-    the bad one; the server handles them first, then answers the error.
-    """
-
-    def __init__(self, message: str, reason_code: int = RC_MALFORMED) -> None:
-        super().__init__(message)
-        self.reason_code = reason_code
-        self.packets: list[Packet] = []
-
-
-def _props() -> Properties:
-    return {}
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Will:
-    topic: str
-    payload: bytes
-    qos: int = 0
-    retain: bool = False
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Connect:
-    protocol_level: int = MQTT_3_1_1
-    protocol_name: str = "MQTT"
-    client_id: str = ""
-    clean_start: bool = True
-    keepalive: int = 60
-    will: Will | None = None
-    username: str | None = None
-    password: bytes | None = None
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ConnAck:
-    session_present: bool = False
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Publish:
-    topic: str
-    payload: bytes = b""
-    qos: int = 0
-    retain: bool = False
-    dup: bool = False
-    packet_id: int | None = None
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class PubAck:
-    packet_id: int
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class PubRec:
-    packet_id: int
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class PubRel:
-    packet_id: int
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class PubComp:
-    packet_id: int
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SubscriptionRequest:
-    topic_filter: str
-    qos: int = 0
-    no_local: bool = False
-    retain_as_published: bool = False
-    retain_handling: int = 0
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Subscribe:
-    packet_id: int
-    subscriptions: tuple[SubscriptionRequest, ...]
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SubAck:
-    packet_id: int
-    reason_codes: tuple[int, ...]
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Unsubscribe:
-    packet_id: int
-    topic_filters: tuple[str, ...]
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class UnsubAck:
-    packet_id: int
-    reason_codes: tuple[int, ...] = ()
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class PingReq:
-    pass
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class PingResp:
-    pass
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Disconnect:
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Auth:
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
-
-
-Packet = (
-    Connect | ConnAck | Publish | PubAck | PubRec | PubRel | PubComp | Subscribe | SubAck
-    | Unsubscribe | UnsubAck | PingReq | PingResp | Disconnect | Auth
-)
-
-# ---------------------------------------------------------------------------------------------
-# Hot-path constructors: the same objects as the dataclass constructors make (the generated
-# ``__init__`` only assigns the fields), built by the slots' own setters. A frozen dataclass's
-# ``__init__`` goes through ``object.__setattr__`` once per field and parses keywords, which
-# costs two to three times as much; the emulator builds several packets per message.
-
-_new = object.__new__
-_P_TOPIC, _P_PAYLOAD, _P_QOS, _P_RETAIN, _P_DUP, _P_PID, _P_PROPS = (
-    Publish.__dict__[name].__set__
-    for name in ("topic", "payload", "qos", "retain", "dup", "packet_id", "properties")
-)
-
-
-def new_publish(
-    topic: str, payload: bytes, qos: int, retain: bool, dup: bool, packet_id: int | None,
-    properties: Properties,
-) -> Publish:
-    """``Publish(topic=..., ...)`` with every field given, faster."""
-    p: Publish = _new(Publish)
-    _P_TOPIC(p, topic)
-    _P_PAYLOAD(p, payload)
-    _P_QOS(p, qos)
-    _P_RETAIN(p, retain)
-    _P_DUP(p, dup)
-    _P_PID(p, packet_id)
-    _P_PROPS(p, properties)
-    return p
-
-
-_Ack = PubAck | PubRec | PubRel | PubComp
-_ACK_SETTERS: dict[type, tuple[Callable[[Any, Any], None], ...]] = {
-    cls: tuple(cls.__dict__[name].__set__ for name in ("packet_id", "reason_code", "properties"))
-    for cls in (PubAck, PubRec, PubRel, PubComp)
-}
-_PA_PID, _PA_RC, _PA_PROPS = _ACK_SETTERS[PubAck]
-
-
-def new_ack(cls: type[_Ack], packet_id: int, reason_code: int, properties: Properties) -> _Ack:
-    """``cls(packet_id=..., reason_code=..., properties=...)`` for the four acks, faster."""
-    p: _Ack = _new(cls)
-    pid_set, rc_set, props_set = _ACK_SETTERS[cls]
-    pid_set(p, packet_id)
-    rc_set(p, reason_code)
-    props_set(p, properties)
-    return p
-
-
-def new_puback(packet_id: int, reason_code: int, properties: Properties) -> PubAck:
-    """``PubAck(packet_id=..., reason_code=..., properties=...)``, faster."""
-    p: PubAck = _new(PubAck)
-    _PA_PID(p, packet_id)
-    _PA_RC(p, reason_code)
-    _PA_PROPS(p, properties)
-    return p
 
 # ---------------------------------------------------------------------------------------------
 # Primitive readers
@@ -730,185 +477,3 @@ class Decoder:
         if not subs:
             raise MalformedPacket("SUBSCRIBE with no topic filters", RC_PROTOCOL_ERROR)
         return Subscribe(packet_id=pid, subscriptions=tuple(subs), properties=props)
-
-
-class UnsupportedVersion(MalformedPacket):
-    """CONNECT named a protocol we do not speak; the server answers CONNACK 0x84 / 0x01."""
-
-    def __init__(self, name: str, level: int) -> None:
-        super().__init__(
-            f"unsupported protocol {name!r} level {level}", RC_UNSUPPORTED_PROTOCOL_VERSION
-        )
-        self.level = level
-
-
-# ---------------------------------------------------------------------------------------------
-# Encoding
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _str(s: str) -> bytes:
-    raw = s.encode("utf-8")
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def _bin(b: bytes) -> bytes:
-    return len(b).to_bytes(2, "big") + b
-
-
-def encode_properties(props: Properties) -> bytes:
-    if not props:
-        return b"\x00"
-    out = bytearray()
-    for ident, value in props.items():
-        kind = PROPERTY_TYPES[ident]
-        values = value if ident in REPEATABLE else (value,)
-        for v in values:
-            out += _varint(ident)
-            if kind == _BYTE:
-                out.append(v)
-            elif kind == _U16:
-                out += v.to_bytes(2, "big")
-            elif kind == _U32:
-                out += v.to_bytes(4, "big")
-            elif kind == _VARINT:
-                out += _varint(v)
-            elif kind == _STR:
-                out += _str(v)
-            elif kind == _BIN:
-                out += _bin(v)
-            else:
-                out += _str(v[0]) + _str(v[1])
-    return _varint(len(out)) + bytes(out)
-
-
-def _frame(first: int, body: bytes) -> bytes:
-    return bytes((first,)) + _varint(len(body)) + body
-
-
-_ACK_TYPES: dict[type, int] = {PubAck: PUBACK, PubRec: PUBREC, PubRel: PUBREL, PubComp: PUBCOMP}
-_SHORT_ACK_HEADERS: dict[type, bytes] = {
-    PubAck: b"\x40\x02", PubRec: b"\x50\x02", PubRel: b"\x62\x02", PubComp: b"\x70\x02",
-}
-
-
-def encode(packet: Packet, version: int = MQTT_3_1_1) -> bytes:
-    """Serialise ``packet`` for a peer speaking protocol ``version``."""
-    v5 = version == MQTT_5
-    if isinstance(packet, Publish):
-        return _encode_publish(packet, v5)
-    if isinstance(packet, PubAck | PubRec | PubRel | PubComp):
-        if not v5 or not (packet.reason_code or packet.properties):  # packet id only
-            return _SHORT_ACK_HEADERS[type(packet)] + packet.packet_id.to_bytes(2, "big")
-        ptype = _ACK_TYPES[type(packet)]
-        first = (ptype << 4) | (0x02 if ptype == PUBREL else 0)
-        body: bytes = packet.packet_id.to_bytes(2, "big") + bytes((packet.reason_code,))
-        if packet.properties:
-            body += encode_properties(packet.properties)
-        return _frame(first, body)
-    if isinstance(packet, ConnAck):
-        body = bytes((1 if packet.session_present else 0, packet.reason_code))
-        if v5:
-            body += encode_properties(packet.properties)
-        return _frame(CONNACK << 4, body)
-    if isinstance(packet, SubAck):
-        body = packet.packet_id.to_bytes(2, "big")
-        if v5:
-            body += encode_properties(packet.properties)
-        return _frame(SUBACK << 4, body + bytes(packet.reason_codes))
-    if isinstance(packet, UnsubAck):
-        body = packet.packet_id.to_bytes(2, "big")
-        if v5:
-            body += encode_properties(packet.properties) + bytes(packet.reason_codes)
-        return _frame(UNSUBACK << 4, body)
-    if isinstance(packet, PingReq):
-        return b"\xc0\x00"
-    if isinstance(packet, PingResp):
-        return b"\xd0\x00"
-    if isinstance(packet, Disconnect):
-        if v5 and (packet.reason_code or packet.properties):
-            body = bytes((packet.reason_code,))
-            if packet.properties:
-                body += encode_properties(packet.properties)
-            return _frame(DISCONNECT << 4, body)
-        return b"\xe0\x00"
-    if isinstance(packet, Connect):
-        return _encode_connect(packet)
-    if isinstance(packet, Subscribe):
-        sbody = bytearray(packet.packet_id.to_bytes(2, "big"))
-        if v5:
-            sbody += encode_properties(packet.properties)
-        for s in packet.subscriptions:
-            opts = s.qos
-            if v5:
-                opts |= (
-                    (0x04 if s.no_local else 0) | (0x08 if s.retain_as_published else 0)
-                    | (s.retain_handling << 4)
-                )
-            sbody += _str(s.topic_filter) + bytes((opts,))
-        return _frame((SUBSCRIBE << 4) | 0x02, bytes(sbody))
-    if isinstance(packet, Unsubscribe):
-        ubody = bytearray(packet.packet_id.to_bytes(2, "big"))
-        if v5:
-            ubody += encode_properties(packet.properties)
-        for f in packet.topic_filters:
-            ubody += _str(f)
-        return _frame((UNSUBSCRIBE << 4) | 0x02, bytes(ubody))
-    if isinstance(packet, Auth):
-        body = bytes((packet.reason_code,)) + encode_properties(packet.properties)
-        return _frame(AUTH << 4, body)
-    raise TypeError(f"cannot encode {packet!r}")
-
-
-def _encode_publish(packet: Publish, v5: bool) -> bytes:
-    qos = packet.qos
-    first = 0x30 | (qos << 1) | (0x08 if packet.dup else 0) | (0x01 if packet.retain else 0)
-    raw = packet.topic.encode("utf-8")
-    head = len(raw).to_bytes(2, "big") + raw
-    if qos:
-        head += (packet.packet_id or 0).to_bytes(2, "big")
-    if v5:
-        head += encode_properties(packet.properties)
-    payload = packet.payload
-    n = len(head) + len(payload)
-    if n < 0x80:
-        return bytes((first, n)) + head + payload
-    return bytes((first,)) + _varint(n) + head + payload
-
-
-def _encode_connect(p: Connect) -> bytes:
-    v5 = p.protocol_level == MQTT_5
-    flags = 0x02 if p.clean_start else 0
-    if p.will is not None:
-        flags |= 0x04 | (p.will.qos << 3) | (0x20 if p.will.retain else 0)
-    if p.username is not None:
-        flags |= 0x80
-    if p.password is not None:
-        flags |= 0x40
-    body = bytearray(_str(p.protocol_name) + bytes((p.protocol_level, flags)))
-    body += p.keepalive.to_bytes(2, "big")
-    if v5:
-        body += encode_properties(p.properties)
-    body += _str(p.client_id)
-    if p.will is not None:
-        if v5:
-            body += encode_properties(p.will.properties)
-        body += _str(p.will.topic) + _bin(p.will.payload)
-    if p.username is not None:
-        body += _str(p.username)
-    if p.password is not None:
-        body += _bin(p.password)
-    return _frame(CONNECT << 4, bytes(body))
