@@ -143,12 +143,21 @@ def start_mosquitto(binary: str) -> BrokerProc:
 _LISTENING = re.compile(rb"listening on mqtt://[^:\s]+:(\d+)")
 
 
-def start_emulator() -> BrokerProc:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-emulator-"))
+def start_emulator(source: Path | None = None) -> BrokerProc:
+    """The emulator as installed, or (``source``) the one in another source tree."""
+    name = "emulator" if source is None else "baseline"
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     err = (workdir / "stderr").open("wb")
+    env = None
+    if source is not None:
+        # ``python -m`` puts the working directory first on sys.path: run from the tree itself
+        # so that its aetherdiag, not the installed one, is imported.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p
+        )}
     proc = subprocess.Popen(
         [sys.executable, "-m", "aetherdiag", "emulator", "serve", "--port", "0"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, cwd=source, env=env,
     )
     err.close()
     assert proc.stdout is not None
@@ -160,8 +169,8 @@ def start_emulator() -> BrokerProc:
         proc.wait()
         msg = (workdir / "stderr").read_text(errors="replace").strip()
         shutil.rmtree(workdir, ignore_errors=True)
-        raise BenchError(f"emulator did not start: {line!r} {msg}")
-    return BrokerProc("emulator", proc, int(m.group(1)), workdir)
+        raise BenchError(f"{name} did not start: {line!r} {msg}")
+    return BrokerProc(name, proc, int(m.group(1)), workdir)
 
 
 # -- clients ----------------------------------------------------------------------------------
@@ -409,6 +418,15 @@ def report(
 
     for qos in qoses:
         emu = [r for r in results if r.broker == "emulator" and r.qos == qos]
+        base = [r for r in results if r.broker == "baseline" and r.qos == qos]
+        if emu and base:  # not a target: what a change did to the emulator's own cost
+            e_cpu = statistics.median(r.cpu_us_per_msg for r in emu)
+            b_cpu = statistics.median(r.cpu_us_per_msg for r in base)
+            e_rate = statistics.median(r.rate for r in emu)
+            b_rate = statistics.median(r.rate for r in base)
+            print(f"  info  QoS {qos}: emulator {e_cpu:.1f} µs/msg vs baseline {b_cpu:.1f} "
+                  f"({(e_cpu / b_cpu - 1) * 100:+.0f}%), rate {e_rate:,.0f} vs {b_rate:,.0f} "
+                  f"msg/s (medians of {len(emu)})")
         mos = [r for r in results if r.broker == "mosquitto" and r.qos == qos]
         if emu and mos:
             pick = max if args.stat == "best" else statistics.median
@@ -476,7 +494,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["3.1.1", "5"], default="3.1.1",
                    help="MQTT version of every client (default 3.1.1)")
     p.add_argument("--brokers", default="mosquitto,emulator",
-                   help="comma-separated subset of mosquitto,emulator (default both)")
+                   help="comma-separated subset of mosquitto,emulator,baseline (default "
+                   "mosquitto,emulator; baseline is added when --baseline is given)")
+    p.add_argument("--baseline", type=Path, metavar="DIR",
+                   help="a source tree of aetherdiag (e.g. from git worktree or git archive) "
+                   "whose emulator runs as a third broker, 'baseline', interleaved with the "
+                   "others: a before/after comparison under the same machine load")
     p.add_argument("--mosquitto", default=shutil.which("mosquitto") or "mosquitto",
                    help="mosquitto binary (default: the one on PATH)")
     p.add_argument("--stat", choices=["median", "best"], default="median",
@@ -502,9 +525,20 @@ def _runs(args: argparse.Namespace, brokers: Sequence[str]) -> Iterator[tuple[in
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
-    if not brokers or any(b not in ("mosquitto", "emulator") for b in brokers):
-        print(f"--brokers {args.brokers!r}: choose from mosquitto,emulator", file=sys.stderr)
+    if args.baseline is not None and "baseline" not in brokers:
+        brokers.append("baseline")
+    if not brokers or any(b not in ("mosquitto", "emulator", "baseline") for b in brokers):
+        print(f"--brokers {args.brokers!r}: choose from mosquitto,emulator,baseline",
+              file=sys.stderr)
         return 2
+    if "baseline" in brokers and (
+        args.baseline is None or not (args.baseline / "aetherdiag" / "__main__.py").is_file()
+    ):
+        print("baseline: --baseline DIR must name a source tree holding aetherdiag/",
+              file=sys.stderr)
+        return 2
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
     if args.tasks < 1 or args.workers < 1 or args.repeat < 1 or args.window < 1:
         print("--tasks, --workers, --repeat and --window must be at least 1", file=sys.stderr)
         return 2
@@ -520,7 +554,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{os.cpu_count()} CPU(s); load average at start {_loadavg()}", flush=True)
     for rep, qos, name in _runs(args, brokers):
         try:
-            broker = start_mosquitto(args.mosquitto) if name == "mosquitto" else start_emulator()
+            if name == "mosquitto":
+                broker = start_mosquitto(args.mosquitto)
+            else:
+                broker = start_emulator(args.baseline if name == "baseline" else None)
         except BenchError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
