@@ -8,11 +8,12 @@ application message: every matching plain subscription gets one copy per session
 filters merge: highest QoS, all subscription identifiers), every matching share group gets one
 copy for the member its dispatcher picks (every member under the ``share-fanout`` fault).
 
-Delivery to a session goes through ``enqueue``: a message is transmitted at once when the
-session is connected, not paused and has room in its in-flight window, otherwise it waits in
-the session's queue (bounded by ``Limits.max_queued``; an offline session drops QoS 0) until
-``flush`` is called after an acknowledgement, a resume or a drained socket. ``transmit``
-assigns the packet id, records the in-flight message and emits the PUBLISH.
+Delivery to a session (``deliver``; ``enqueue`` for a message handed on from another member):
+a message is transmitted at once when the session is connected, not paused and has room in its
+in-flight window, otherwise it waits in the session's queue (bounded by ``Limits.max_queued``;
+an offline session drops QoS 0) until ``flush`` is called after an acknowledgement, a resume
+or a drained socket. ``transmit`` assigns the packet id, records the in-flight message and
+emits the PUBLISH.
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ class Router:
         self._fanout = "share-fanout" in state.faults
         self._redeliver = "redeliver" in state.faults
         sessions = state.sessions  # never rebound: the closures below stay valid
-        # One context and two predicates for every pick: dispatchers never keep them.
+        # One context and one predicate for every pick, not new ones per message: dispatchers
+        # never keep them, and nothing picks again while a dispatcher runs.
         self._ctx = DispatchContext(
             publisher="", topic="", inflight=lambda member: sessions[member].load()
         )
