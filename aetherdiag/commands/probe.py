@@ -19,6 +19,7 @@ from .. import render_probe
 from ..emulator import FAULTS, STRATEGIES, Emulator
 from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
+from ..harness.clients import BrokerUnreachable
 from ..harness.model import BrokerTarget
 from ..probe import ProbeOptions, ProbeReport, ProbeUnreachable, run_probe
 from ..render import Format
@@ -126,7 +127,7 @@ def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None
                 return run_probe(target, options, on_step=update)
             with _embedded(strategy, fault, seed, debug) as (target, label):
                 return run_probe(target, options, label=label, on_step=update)
-        except ProbeUnreachable as exc:
+        except (ProbeUnreachable, BrokerUnreachable) as exc:
             raise Abort(str(exc), ExitCode.UNREACHABLE) from None
 
 

@@ -60,6 +60,33 @@ def tls_context(target: BrokerTarget) -> ssl.SSLContext | None:
     return ctx
 
 
+def new_client(
+    target: BrokerTarget, client_id: str, protocol: str, *, tls: ssl.SSLContext | None,
+    clean_start: bool = True, manual_ack: bool = False,
+) -> mqtt.Client:
+    """A paho client for ``target`` with transport, TLS (``tls_context(target)``) and
+    credentials set, no automatic reconnects; nothing is connected yet."""
+    proto = protocol_of(protocol)
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=None if proto == mqtt.MQTTv5 else clean_start,
+        protocol=proto,
+        transport="websockets" if target.websocket else "tcp",
+        reconnect_on_failure=False,
+        manual_ack=manual_ack,
+    )
+    if target.websocket:
+        client.ws_set_options(path=target.path)
+    if tls is not None:
+        client.tls_set_context(tls)
+        if target.insecure:
+            client.tls_insecure_set(True)
+    if target.username is not None:
+        client.username_pw_set(target.username, target.password)
+    return client
+
+
 class ClientFactory:
     """Makes configured (not yet connected) paho clients for one target."""
 
@@ -68,29 +95,12 @@ class ClientFactory:
         self._tls = tls_context(target)
 
     def make(self, client_id: str, protocol: str, *, clean_start: bool = True) -> mqtt.Client:
-        """A client with transport, TLS and credentials set; nothing is connected yet."""
-        proto = protocol_of(protocol)
-        target = self.target
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=None if proto == mqtt.MQTTv5 else clean_start,
-            protocol=proto,
-            transport="websockets" if target.websocket else "tcp",
-            reconnect_on_failure=False,
-            manual_ack=True,
-        )
+        """A fleet client: manual acknowledgements, no paho-side queue or window."""
+        client = new_client(self.target, client_id, protocol, tls=self._tls,
+                            clean_start=clean_start, manual_ack=True)
         client.suppress_exceptions = False
         client.max_inflight_messages = 0  # no paho-side queue: the fleet keeps its own window
         client.max_queued_messages = 0
-        if target.websocket:
-            client.ws_set_options(path=target.path)
-        if self._tls is not None:
-            client.tls_set_context(self._tls)
-            if target.insecure:
-                client.tls_insecure_set(True)
-        if target.username is not None:
-            client.username_pw_set(target.username, target.password)
         return client
 
 

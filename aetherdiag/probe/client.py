@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from ..harness.clients import new_client, tls_context
 from ..harness.model import BrokerTarget
 
 V311 = "3.1.1"
@@ -125,34 +125,14 @@ class ProbeClient:
         self._subs: dict[int, _Pending] = {}
         self._pubs: dict[int, _Pending] = {}
         self._loop = False
+        self._tls = tls_context(target)
         self._paho = self._make_paho()
 
     # -- set-up -------------------------------------------------------------------------------
 
     def _make_paho(self) -> mqtt.Client:
-        t = self.target
-        v5 = self.version == V5
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=None if v5 else self.clean,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            transport="websockets" if t.websocket else "tcp",
-            reconnect_on_failure=False,
-            manual_ack=self.manual_ack,
-        )
-        if t.websocket:
-            client.ws_set_options(path=t.path)
-        if t.tls:
-            if t.insecure and not t.ca_file:
-                client.tls_set(certfile=t.cert_file, keyfile=t.key_file,
-                               cert_reqs=ssl.CERT_NONE)
-            else:
-                client.tls_set(ca_certs=t.ca_file, certfile=t.cert_file, keyfile=t.key_file)
-            if t.insecure:
-                client.tls_insecure_set(True)
-        if t.username is not None:
-            client.username_pw_set(t.username, t.password)
+        client = new_client(self.target, self.client_id, self.version, tls=self._tls,
+                            clean_start=self.clean, manual_ack=self.manual_ack)
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect

@@ -115,3 +115,13 @@ def test_console_script_passes_the_exit_code_on() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["probe", "--strategy", "nope"])
     assert exc.value.code == 2
+
+
+def test_unusable_tls_files_are_one_line_exit_3(tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    result = CliRunner().invoke(app, ["probe", "--broker", "mqtts://127.0.0.1:1",
+                                      "--ca-file", str(bad)])
+    assert result.exit_code == 3, result.output
+    assert "cannot use the TLS files" in result.output
+    assert "Traceback" not in result.output
