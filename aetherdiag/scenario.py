@@ -8,6 +8,10 @@ resolved to full filters), steps (worker names and each worker's connected/subsc
 checked step by step, task ids unique), then expectations. The whole file is validated before
 anything connects anywhere. The plan types live in ``scenario_model.py``; the format is
 documented in ``docs/scenario-format.md``.
+
+Bounds (each an error at the value that breaks it): files up to ``MAX_FILE_CHARS``, YAML
+nesting and size (``scenario_yaml``), durations up to ``MAX_SECONDS``, at most
+``MAX_WORKERS`` workers and ``scenario_steps.MAX_TASKS`` tasks per file, finite numbers only.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from .emulator.sharing import FAULTS, STRATEGIES
 from .emulator.topics import InvalidFilter, parse_filter
 from .harness.model import EmulatorSettings, WorkerSpec
-from .layout import Layout, LayoutError, aethermagic, generic
+from .layout import Layout, LayoutError, aethermagic, generic, template_problem
 from .scenario_model import (
     Count,
     Expect,
@@ -33,7 +37,7 @@ from .scenario_model import (
     ScenarioError,
     WorkerExpect,
 )
-from .scenario_steps import StepReader
+from .scenario_steps import MAX_SECONDS, MAX_WORK_MS, StepReader
 from .scenario_yaml import Fields, NodeReader, compose, suggest
 
 __all__ = ["Scenario", "ScenarioError", "load_scenario", "parse_scenario"]
@@ -46,6 +50,11 @@ EXPECT_KEYS = ("exit_code", "duplicates", "repeats", "missing", "redispatched",
                "max_imbalance", "allow_redelivery", "workers")
 PROTOCOLS = {"5": "5", "5.0": "5", "3.1.1": "3.1.1", "311": "3.1.1"}
 DEFAULT_PERSISTENT_EXPIRY = 3600  # seconds, for `session: persistent` under MQTT 5
+MAX_FILE_CHARS = 8 * 1024 * 1024  # a scenario file; far more than any real one needs
+MAX_IMBALANCE = 1_000_000.0
+MAX_WORKERS = 100_000  # in one file, replicas included
+MAX_SEED = 2**63 - 1
+MAX_FIGURE = 10**12  # expected counts (duplicates, missing, ...)
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _T = TypeVar("_T")
 
@@ -55,7 +64,7 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     name = os.fspath(path)
     try:
         with open(name, encoding="utf-8") as stream:
-            text = stream.read()
+            text = stream.read(MAX_FILE_CHARS + 1)  # bounded: /dev/zero or a FIFO too
     except OSError as exc:
         raise ScenarioError(name, 1, 1, f"cannot read the file ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
@@ -65,6 +74,9 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
 
 def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
     """Validate scenario YAML ``text``; errors name ``filename``."""
+    if len(text) > MAX_FILE_CHARS:
+        raise ScenarioError(filename, 1, 1, f"the file is larger than {MAX_FILE_CHARS:,} "
+                            "characters; a scenario is a short description")
     return ScenarioReader(filename).scenario(compose(text, filename))
 
 
@@ -93,7 +105,8 @@ class ScenarioReader(NodeReader):
         if "qos" in top:
             self.qos = self.qos_of(top["qos"][1])
         if "timeout" in top:
-            self.timeout = self.number(top["timeout"][1], "timeout", 0, above=True)
+            self.timeout = self.number(top["timeout"][1], "timeout", 0, MAX_SECONDS,
+                                       above=True)
         broker_url, emulator = None, EmulatorSettings()
         if "target" in top:
             broker_url, emulator = self.target(top["target"][1])
@@ -169,7 +182,7 @@ class ScenarioReader(NodeReader):
                            for group, _, value in pairs)
         seed = None
         if "seed" in em and not self.is_null(em["seed"][1]):
-            seed = self.integer(em["seed"][1], "seed", 0)
+            seed = self.integer(em["seed"][1], "seed", 0, MAX_SEED)
         return None, EmulatorSettings(strategy=strategy, faults=tuple(faults),
                                       group_strategies=groups, seed=seed)
 
@@ -198,6 +211,10 @@ class ScenarioReader(NodeReader):
         else:
             fields = self.mapping(body, kind, ("topic", "filter", "group"), required=("topic",))
         args = {key: self.string(value, key) for key, (_, value) in fields.items()}
+        if kind == "generic":
+            problem = template_problem(args["topic"], ("task_id", "n"))
+            if problem is not None:
+                self.fail(fields["topic"][1], f"topic {args['topic']!r}: {problem}")
         try:
             if kind == "aethermagic":
                 return aethermagic(**args)
@@ -223,7 +240,10 @@ class ScenarioReader(NodeReader):
             if "replicas" not in fields:
                 self.add_worker(name_node, spec)
                 continue
-            count = self.integer(fields["replicas"][1], "replicas", 1, 100_000)
+            count = self.integer(fields["replicas"][1], "replicas", 1, MAX_WORKERS)
+            if len(self.workers) + count > MAX_WORKERS:
+                self.fail(fields["replicas"][1], f"replicas: more than {MAX_WORKERS:,} "
+                          "workers in the file")
             names = tuple(f"{spec.name}-{i}" for i in range(1, count + 1))
             self.replica_groups[spec.name] = names
             for replica in names:
@@ -237,6 +257,8 @@ class ScenarioReader(NodeReader):
         return name
 
     def add_worker(self, at: Node, spec: WorkerSpec) -> None:
+        if len(self.workers) >= MAX_WORKERS:
+            self.fail(at, f"workers: more than {MAX_WORKERS:,} workers in the file")
         if spec.name in self.workers:
             self.fail(at, f"duplicate worker name {spec.name!r} (already defined at line "
                       f"{self.defined_at[spec.name]})")
@@ -274,9 +296,9 @@ class ScenarioReader(NodeReader):
             name=name, subscriptions=tuple(subs), protocol=protocol,
             qos=opt("qos", self.qos_of, self.qos), clean_start=not persistent,
             session_expiry=expiry,
-            work_ms=opt("work_ms", lambda n: self.number(n, "work_ms", 0), 0.0),
-            work_jitter_ms=opt("work_jitter_ms", lambda n: self.number(n, "work_jitter_ms", 0),
-                               0.0),
+            work_ms=opt("work_ms", lambda n: self.number(n, "work_ms", 0, MAX_WORK_MS), 0.0),
+            work_jitter_ms=opt("work_jitter_ms",
+                               lambda n: self.number(n, "work_jitter_ms", 0, MAX_WORK_MS), 0.0),
             pool=opt("pool", lambda n: self.string(n, "pool"), ""),
         )
 
@@ -322,7 +344,8 @@ class ScenarioReader(NodeReader):
             else:
                 args["missing"] = self.count(missing, "missing")
         if "max_imbalance" in fields:
-            args["max_imbalance"] = self.number(fields["max_imbalance"][1], "max_imbalance", 1.0)
+            args["max_imbalance"] = self.number(fields["max_imbalance"][1], "max_imbalance",
+                                                1.0, MAX_IMBALANCE)
         if "allow_redelivery" in fields:
             args["allow_redelivery"] = self.boolean(fields["allow_redelivery"][1],
                                                     "allow_redelivery")
@@ -354,8 +377,9 @@ class ScenarioReader(NodeReader):
             fields = self.mapping(node, what, ("min", "max"))
             if not fields:
                 self.fail(node, f"{what}: give min, max or both")
-            lo = self.integer(fields["min"][1], "min", 0) if "min" in fields else 0
-            hi = self.integer(fields["max"][1], "max", 0) if "max" in fields else None
+            lo = self.integer(fields["min"][1], "min", 0, MAX_FIGURE) if "min" in fields else 0
+            hi = (self.integer(fields["max"][1], "max", 0, MAX_FIGURE) if "max" in fields
+                  else None)
             if hi is not None and hi < lo:
                 self.fail(node, f"{what}: min {lo} is above max {hi}")
             return Count(min=lo, max=hi)
@@ -363,5 +387,5 @@ class ScenarioReader(NodeReader):
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(node, f"{what}: expected a count or {{min: N, max: M}}, "
                       f"got {self.describe(node)}")
-        exact = self.integer(node, what, 0)
+        exact = self.integer(node, what, 0, MAX_FIGURE)
         return Count(min=exact, max=exact)

@@ -5,17 +5,22 @@ How this works: ``StepReader`` walks the list once. Each item is a one-key mappi
 and which filters each holds, so that "drop a worker that already left", "unsubscribe from a
 filter it never held" and "publish a task id twice" fail at the step that is wrong, before
 anything runs. ``count:`` numbering continues from the previous ``count:`` step by default.
+Sizes are bounded before any id is built: ``MAX_COUNT`` per ``count:``, ``MAX_TASK_LIST`` ids
+per explicit ``tasks:`` list, ``MAX_TASKS`` in the whole file; id and topic templates may only
+substitute their documented placeholders (``template_problem``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from string import Formatter
 from typing import TYPE_CHECKING, TypedDict
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from .emulator.topics import valid_topic_name
 from .harness.model import TaskSpec
+from .layout import template_problem
 from .scenario_model import (
     Disconnect,
     Drop,
@@ -39,6 +44,13 @@ PUBLISH_KEYS = ("tasks", "count", "id_pattern", "start", "qos", "retain", "rate"
                 "to_share_topic")
 DEFAULT_QUIET_S = 0.3
 MAX_COUNT = 1_000_000  # tasks per publish step (the plan holds every TaskSpec)
+MAX_TASKS = 1_000_000  # tasks in the whole file, every publish step together
+MAX_TASK_LIST = 100_000  # ids in one explicit `tasks:` list (use count + id_pattern for more)
+MAX_START = 10**15  # first number of a `count:` step
+MAX_SECONDS = 86_400.0  # wait and settle bounds: one day
+MAX_WORK_MS = MAX_SECONDS * 1000
+MAX_QUIET_S = 3600.0
+MAX_RATE = 1_000_000.0  # tasks per second
 
 
 class _At(TypedDict):
@@ -59,6 +71,7 @@ class StepReader:
         self.holds = {name: list(w.subscriptions) for name, w in p.workers.items()}
         self.published: dict[str, str] = {}  # task id -> the step that published it
         self.next_n = 1  # where the next `count:` numbering starts by default
+        self.total = 0  # tasks of every publish step so far (bounded by MAX_TASKS)
 
     def steps(self, node: Node) -> tuple[Step, ...]:
         out = [self.step(item, i) for i, item in enumerate(self.p.sequence(node, "steps"), 1)]
@@ -77,7 +90,7 @@ class StepReader:
         if kind == "publish":
             return self.publish(body, at)
         if kind == "wait":
-            return Wait(seconds=p.number(body, "wait", 0, above=True), **at)
+            return Wait(seconds=p.number(body, "wait", 0, MAX_SECONDS, above=True), **at)
         if kind in ("disconnect", "drop", "reconnect"):
             return self.connection(kind, body, at)
         keys = {"subscribe": ("worker", "filter", "qos"), "unsubscribe": ("worker", "filter"),
@@ -85,7 +98,8 @@ class StepReader:
         fields = p.mapping(body, kind, keys, required=keys[:2])
         worker = p.worker_ref(fields["worker"][1], "worker")
         if kind == "slow":
-            return Slow(worker=worker, work_ms=p.number(fields["work_ms"][1], "work_ms", 0), **at)
+            work_ms = p.number(fields["work_ms"][1], "work_ms", 0, MAX_WORK_MS)
+            return Slow(worker=worker, work_ms=work_ms, **at)
         if not self.connected[worker]:
             p.fail(fields["worker"][1], f"{kind}: {worker} is not connected (since "
                    f"{self.left_at[worker]})")
@@ -141,9 +155,10 @@ class StepReader:
         if body is not None and not p.is_null(body):
             fields = p.mapping(body, "settle", ("timeout", "quiet"))
             if "timeout" in fields:
-                timeout = p.number(fields["timeout"][1], "timeout", 0, above=True)
+                timeout = p.number(fields["timeout"][1], "timeout", 0, MAX_SECONDS,
+                                   above=True)
             if "quiet" in fields:
-                quiet = p.number(fields["quiet"][1], "quiet", 0)
+                quiet = p.number(fields["quiet"][1], "quiet", 0, MAX_QUIET_S)
         return Settle(timeout_s=timeout, quiet_s=quiet, **at)
 
     def publish(self, body: Node, at: _At) -> Publish:
@@ -155,7 +170,7 @@ class StepReader:
         retain = p.boolean(fields["retain"][1], "retain") if "retain" in fields else False
         rate = None
         if "rate" in fields and not p.is_null(fields["rate"][1]):
-            rate = p.number(fields["rate"][1], "rate", 0, above=True)
+            rate = p.number(fields["rate"][1], "rate", 0, MAX_RATE, above=True)
         topic_of = self.topic_template(fields)
         label = f"step {at['index']} (line {at['line']})"
         tasks = []
@@ -182,15 +197,24 @@ class StepReader:
             items = p.sequence(fields["tasks"][1], "tasks")
             if not items:
                 p.fail(fields["tasks"][1], "tasks: expected at least one task id")
+            if len(items) > MAX_TASK_LIST:
+                p.fail(fields["tasks"][1], f"tasks: {len(items):,} ids; a list holds at most "
+                       f"{MAX_TASK_LIST:,} (use count and id_pattern for more)")
+            self.reserve(len(items), fields["tasks"][1])
             return [(p.string(item, "task id"), n, item) for n, item in enumerate(items, 1)]
         count = p.integer(fields["count"][1], "count", 1, MAX_COUNT)
-        start = p.integer(fields["start"][1], "start", 0) if "start" in fields else self.next_n
+        start = (p.integer(fields["start"][1], "start", 0, MAX_START) if "start" in fields
+                 else self.next_n)
         pattern, blame = "task-{n}", body
         if "id_pattern" in fields:
             blame = fields["id_pattern"][1]
             pattern = p.string(blame, "id_pattern")
-        if "{n" not in pattern:
+        problem = template_problem(pattern, ("n",))
+        if problem is not None:
+            p.fail(blame, f"id_pattern {pattern!r}: {problem}")
+        if not any(field == "n" for _, field, _, _ in Formatter().parse(pattern)):
             p.fail(blame, f"id_pattern {pattern!r}: needs an {{n}} placeholder, e.g. 'task-{{n}}'")
+        self.reserve(count, fields["count"][1])
         try:
             ids = [(pattern.format(n=n), n, blame) for n in range(start, start + count)]
         except (KeyError, IndexError, ValueError) as exc:
@@ -198,6 +222,13 @@ class StepReader:
                    "is known)")
         self.next_n = start + count
         return ids
+
+    def reserve(self, count: int, blame: Node) -> None:
+        """Count ``count`` more tasks against ``MAX_TASKS`` before any of them is built."""
+        self.total += count
+        if self.total > MAX_TASKS:
+            self.p.fail(blame, f"more than {MAX_TASKS:,} tasks in the file (this step brings "
+                        f"the total to {self.total:,})")
 
     def topic_template(self, fields: Fields) -> Callable[[str, int], str]:
         p, layout = self.p, self.p.layout
@@ -211,6 +242,9 @@ class StepReader:
             p.fail(fields["to_share_topic"][0], "give either topic or to_share_topic")
         node = fields["topic"][1]
         text = p.string(node, "topic")
+        problem = template_problem(text, ("task_id", "n"))
+        if problem is not None:
+            p.fail(node, f"topic {text!r}: {problem}")
         try:
             text.format(task_id="x", n=0)
         except (KeyError, IndexError, ValueError) as exc:

@@ -5,26 +5,107 @@ How this works: ``compose`` turns text into PyYAML's node tree (``yaml.compose``
 ``NodeReader`` reads typed values out of nodes and fails at the node that is wrong: unknown
 keys (with the closest valid key suggested), duplicate keys, missing keys and wrong types.
 Lines and columns are 1-based in messages (PyYAML's marks are 0-based).
+
+Hostile input is bounded while composing (``_BoundedLoader``): nesting deeper than
+``MAX_DEPTH`` levels and documents of more than ``MAX_NODES`` values (aliases counted at their
+full size, so an alias bomb is stopped early) are errors, as are recursive aliases. Numbers
+must be finite and within the bounds each field gives; ``layout.template_problem`` rejects format
+templates that could do more than substitute the documented placeholders.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import yaml
+from yaml.error import Mark
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .scenario_model import ScenarioError
 
 Fields = dict[str, tuple[Node, Node]]  # key -> (key node, value node)
 
+MAX_DEPTH = 50  # nesting levels of mappings and lists (a scenario needs about 6)
+MAX_NODES = 200_000  # values in one document, aliases counted at their full size
+
+
+class _TooBig(Exception):
+    """Raised while composing; ``compose`` turns it into a ``ScenarioError``."""
+
+    def __init__(self, mark: Mark, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``SafeLoader`` whose composer stops at ``MAX_DEPTH`` levels and ``MAX_NODES`` values.
+
+    PyYAML composes recursively (deep nesting is a ``RecursionError``) and shares aliased
+    nodes (an alias bomb is a small tree that explodes when walked), so every node's expanded
+    size and height are measured as it is composed, aliases included.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, height)
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                measured = self._measured.get(id(target))
+                if measured is None:
+                    raise _TooBig(event.start_mark, f"alias *{event.anchor} is used inside "
+                                  "its own anchor (recursive aliases are not allowed)")
+                if self._depth + measured[1] > MAX_DEPTH:
+                    raise _TooBig(event.start_mark, f"nested more than {MAX_DEPTH} levels "
+                                  f"deep (through alias *{event.anchor})")
+            return self._composed(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise _TooBig(self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                          f"nested more than {MAX_DEPTH} levels deep")
+        self._depth += 1
+        try:
+            node = self._composed(parent, index)
+        finally:
+            self._depth -= 1
+        children: list[Node] = []
+        if isinstance(node, SequenceNode):
+            children = node.value
+        elif isinstance(node, MappingNode):
+            children = [child for pair in node.value for child in pair]
+        size, height = 1, 1
+        for child in children:
+            child_size, child_height = self._measured[id(child)]
+            size += child_size
+            height = max(height, child_height + 1)
+        if size > MAX_NODES:
+            raise _TooBig(node.start_mark, f"the document is too large: more than "
+                          f"{MAX_NODES:,} values (aliases counted at their full size)")
+        self._measured[id(node)] = (size, height)
+        return node
+
+    def _composed(self, parent: Node | None, index: Any) -> Node:
+        node = super().compose_node(parent, index)
+        assert node is not None  # only at the end of a stream, never inside a document
+        return node
+
 
 def compose(text: str, filename: str) -> Node:
-    """The document's root node; a syntax error or an empty file is a ``ScenarioError``."""
+    """The document's root node; a syntax error, an empty file, nesting deeper than
+    ``MAX_DEPTH`` or more than ``MAX_NODES`` values is a ``ScenarioError``."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_BoundedLoader)
+    except _TooBig as exc:
+        raise ScenarioError(filename, exc.mark.line + 1, exc.mark.column + 1,
+                            exc.message) from None
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(filename, exc) from None
     except yaml.YAMLError as exc:  # unmarked errors are rare (a bad byte in the stream)
@@ -67,6 +148,14 @@ def placeholder_problem(exc: Exception) -> str:
     return str(exc)
 
 
+def _shown_number(value: int | float) -> str:
+    """A number for a message: floats with ``:g``, huge integers by their size only."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = str(value)
+    return text if len(text) <= 24 else f"a {len(text)}-digit number"
+
+
 class NodeReader:
     """Typed reads from nodes of one file; every failure names the node's position."""
 
@@ -85,6 +174,10 @@ class NodeReader:
                 return self._constructor.construct_object(node, deep=True)
             except yaml.constructor.ConstructorError as exc:
                 self.fail(node, f"cannot read this value: {exc.problem}")
+            except (ValueError, OverflowError, TypeError) as exc:
+                # e.g. an integer of more than 4300 digits, or the date 2024-13-45
+                reason = str(exc).split(";")[0].split(":")[0].strip() or type(exc).__name__
+                self.fail(node, f"cannot read this value ({reason})")
         return node
 
     def is_null(self, node: Node) -> bool:
@@ -102,7 +195,7 @@ class NodeReader:
         if isinstance(value, bool):
             return str(value).lower()
         if isinstance(value, int | float):
-            return f"the number {value}"
+            return f"the number {_shown_number(value)}"
         if isinstance(value, str):
             return f"the text {value!r}"
         return f"{type(value).__name__} {node.value!r}"
@@ -158,17 +251,24 @@ class NodeReader:
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(node, f"{what}: expected a whole number, got {self.describe(node)}")
         if value < lo or (hi is not None and value > hi):
-            bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-            self.fail(node, f"{what}: must be {bound}, got {value}")
+            bound = f"between {lo:,} and {hi:,}" if hi is not None else f"at least {lo:,}"
+            self.fail(node, f"{what}: must be {bound}, got {_shown_number(value)}")
         return value
 
-    def number(self, node: Node, what: str, lo: float, *, above: bool = False) -> float:
+    def number(self, node: Node, what: str, lo: float, hi: float, *,
+               above: bool = False) -> float:
+        """A finite number in ``lo..hi`` (``lo`` excluded when ``above``); NaN and the
+        infinities (``.nan``, ``.inf``) are refused."""
         value = self.value(node)
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(node, f"{what}: expected a number, got {self.describe(node)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(node, f"{what}: expected a finite number, got {node.value!r}")
         if value < lo or (above and value == lo):
             self.fail(node, f"{what}: must be {'above' if above else 'at least'} {lo:g}, "
-                      f"got {value:g}")
+                      f"got {_shown_number(value)}")
+        if value > hi:
+            self.fail(node, f"{what}: must be at most {hi:g}, got {_shown_number(value)}")
         return float(value)
 
     def boolean(self, node: Node, what: str) -> bool:

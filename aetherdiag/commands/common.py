@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,26 +21,74 @@ CERT_FILE_OPTION: Any = typer.Option(None, "--cert-file", help="Client certifica
 KEY_FILE_OPTION: Any = typer.Option(None, "--key-file", help="Client private key.")
 INSECURE_OPTION: Any = typer.Option(False, "--insecure", help="Skip TLS certificate checks.")
 PASSWORD_ENV_OPTION: Any = typer.Option(
-    "AETHERDIAG_PASSWORD", "--password-env", metavar="VAR",
-    help="Environment variable holding the password when the URL has none.")
+    None, "--password-env", metavar="VAR", show_default=False,
+    help="Environment variable holding the password when the URL names a user but no "
+    "password (default: AETHERDIAG_PASSWORD, used if set). A VAR given here must be set.")
+
+
+def finite(value: float | None) -> float | None:
+    """Typer callback for float options: NaN and infinities are usage errors (exit 2).
+
+    click's FloatRange lets them through (every comparison with NaN is False), so every float
+    option of every command takes ``callback=finite``.
+    """
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value!r} is not a finite number")
+    return value
 
 
 def parse_target(
     url: str, protocol: str, ca_file: Path | None, cert_file: Path | None,
-    key_file: Path | None, insecure: bool, password_env: str,
+    key_file: Path | None, insecure: bool, password_env: str | None,
 ) -> BrokerTarget:
-    """``--broker URL`` and its TLS options -> BrokerTarget, or a usage error."""
-    from ..harness.target import InvalidTarget, parse_broker_url
+    """``--broker URL`` and its TLS options -> BrokerTarget, or a usage error.
+
+    ``password_env`` is ``--password-env`` as given: ``None`` means the default variable
+    (AETHERDIAG_PASSWORD), whose absence means "no password"; a variable the user named must
+    be set when the URL has a user but no password. TLS files are loaded here, so a file that
+    does not load is a usage error (2), not an unreachable broker (3).
+    """
+    from ..harness.target import DEFAULT_PASSWORD_ENV, InvalidTarget, parse_broker_url
 
     try:
         return parse_broker_url(
             url, protocol=protocol, ca_file=str(ca_file) if ca_file else None,
             cert_file=str(cert_file) if cert_file else None,
             key_file=str(key_file) if key_file else None, insecure=insecure,
-            password_env=password_env,
+            password_env=DEFAULT_PASSWORD_ENV if password_env is None else password_env,
+            password_env_required=password_env is not None,
         )
     except InvalidTarget as exc:
-        raise Abort(f"--broker: {exc}", ExitCode.USAGE) from None
+        text = str(exc)  # messages about another option (--ca-file ...) start with its name
+        raise Abort(text if text.startswith("--") else f"--broker: {text}",
+                    ExitCode.USAGE) from None
+
+
+def check_output(output: Path | None) -> None:
+    """``--output FILE`` is checked before the run: it must be a writable file path. It is
+    truncated now, so a run that dies on the way never leaves an earlier run's report there."""
+    if output is None:
+        return
+    if output.is_dir():
+        raise Abort(f"--output {output}: is a directory", ExitCode.USAGE)
+    if not output.parent.is_dir():
+        raise Abort(f"--output {output}: directory {output.parent} does not exist",
+                    ExitCode.USAGE)
+    try:
+        with output.open("w", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise Abort(f"--output {output}: {exc.strerror or exc}", ExitCode.USAGE) from None
+
+
+def emit_failure(title: str, target: str, exc: Abort, fmt: render.Format,
+                 output: Path | None) -> None:
+    """A run that failed still writes its report: JSON/JUnit with the error and exit code
+    (to ``--output`` or stdout), so CI artifacts never hold a stale or missing file."""
+    if output is None and fmt is render.Format.table:
+        return
+    emit(lambda stream: render.render_failure(title, target, str(exc), exc.code, fmt, stream),
+         fmt, output, quiet=False)
 
 
 def emit(draw: Callable[[TextIO | None], None], fmt: render.Format, output: Path | None,

@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .model import BrokerTarget
+from .target import InvalidTarget, tls_context_from_files
 
 KEEPALIVE = 60
 
@@ -43,21 +44,19 @@ def protocol_of(version: str) -> MQTTProtocolVersion:
 
 
 def tls_context(target: BrokerTarget) -> ssl.SSLContext | None:
-    """One TLS context for every client of a run (``None`` for mqtt:// and ws://)."""
+    """One TLS context for every client of a run (``None`` for mqtt:// and ws://).
+
+    ``parse_broker_url`` already loaded the files once (a bad file is a usage error there);
+    this is the same loader, for targets built in code or files changed since.
+    """
     if not target.tls:
         return None
     try:
-        ctx = ssl.create_default_context(cafile=target.ca_file)
-        if target.cert_file:
-            ctx.load_cert_chain(target.cert_file, target.key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise BrokerUnreachable(
-            f"cannot use the TLS files for {target.display()}: {_reason_text(exc)}"
-        ) from None
-    if target.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+        return tls_context_from_files(target.ca_file, target.cert_file, target.key_file,
+                                      target.insecure)
+    except InvalidTarget as exc:
+        raise BrokerUnreachable(f"cannot use the TLS files for {target.display()}: {exc}"
+                                ) from None
 
 
 def new_client(

@@ -36,9 +36,17 @@ class BrokerTarget:
         return self.scheme in ("ws", "wss")
 
     def display(self) -> str:
-        """The URL without the password, for reports and errors."""
-        user = f"{self.username}@" if self.username else ""
-        return f"{self.scheme}://{user}{self.host}:{self.port}"
+        """The URL without the password, for reports and errors; it parses back to this
+        target (``--broker``): the user name percent-encoded, an IPv6 host in brackets, a
+        websocket path other than ``/mqtt`` kept."""
+        from urllib.parse import quote
+
+        from .target import host_for_url
+
+        user = f"{quote(self.username, safe='')}@" if self.username else ""
+        host = host_for_url(self.host)
+        path = self.path if self.websocket and self.path != "/mqtt" else ""
+        return f"{self.scheme}://{user}{host}:{self.port}{path}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,3 +131,12 @@ class RunResult:
     notes: tuple[str, ...] = ()  # things the harness noticed (refused subscriptions, ...)
     emulator_stats: dict[str, object] | None = field(default=None)
     events: tuple[FleetEvent, ...] = ()  # connects, drops, reconnects... in time order
+    # What the run set out to do and did not (each a failure of its own in the analysis):
+    unsent: tuple[tuple[str, str], ...] = ()  # (task id, reason): never handed to the broker
+    unfinished: tuple[tuple[str, str], ...] = ()  # (worker, task id): still being worked on
+    publish_refusals: tuple[tuple[str, str], ...] = ()  # (task id, reason) of publish_failures
+    connection_lost: tuple[str, ...] = ()  # clients whose connection died under them (no
+    #                                        DISCONNECT from the broker: killed, network)
+    steps_not_run: tuple[str, ...] = ()  # replay steps skipped when its deadline passed
+    timeout_s: float | None = None  # the bound that cut the run short (settled is False)
+    interrupted: bool = False  # Ctrl-C / SIGTERM / SIGHUP stopped the run

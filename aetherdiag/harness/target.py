@@ -3,18 +3,25 @@
 How this works: ``urllib.parse.urlsplit`` does the splitting; everything else is checked by
 hand so that each mistake gets its own message (``InvalidTarget``, a ``ValueError``). The
 password may come from an environment variable so it never has to appear on a command line;
-messages never echo a password.
+messages never echo a password (everything between the user name and the last ``@`` is
+redacted, so a password holding ``@`` or ``:`` is hidden whole). TLS files are loaded into an
+``ssl.SSLContext`` while parsing (``tls_context_from_files``), so a CA bundle that is not PEM
+or a certificate without its key is a usage error that names the option and the file, not a
+connection failure later.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import ssl
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
 from .model import BrokerTarget
 
 DEFAULT_PORTS: dict[str, int] = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
+DEFAULT_PASSWORD_ENV = "AETHERDIAG_PASSWORD"
 PROTOCOLS: dict[str, str] = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5", "5.0": "5"}
 
 
@@ -23,15 +30,95 @@ class InvalidTarget(ValueError):
 
 
 def _redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for error messages)."""
+    """``url`` with any password replaced by ``***`` (for error messages).
+
+    The user information ends at the *last* ``@`` (as ``urlsplit`` reads it), so a password
+    holding ``@``, ``:`` or even ``/`` is hidden whole; when in doubt more is hidden, never less.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, hostport = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        userinfo = userinfo.split(":", 1)[0] + ":***"
-    return f"{scheme}{sep}{userinfo}{at}{hostport}{slash}{tail}"
+    userinfo, at, tail = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{tail}"
+
+
+def host_for_url(host: str) -> str:
+    """``host`` as a URL writes it: IPv6 addresses in brackets (``[::1]``), a zone's ``%`` as
+    ``%25``; names and IPv4 addresses unchanged."""
+    if ":" in host and not host.startswith("["):
+        return "[" + host.replace("%", "%25") + "]"
+    return host
+
+
+class _EncryptedKey(Exception):
+    """Raised from the passphrase callback: OpenSSL must never prompt on the terminal."""
+
+
+def _no_passphrase() -> str:
+    raise _EncryptedKey
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    """OpenSSL's reason in words (``no certificate or crl found``), without its source line."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, ssl.SSLError) and reason:
+        return str(reason).lower().replace("_", " ")
+    text = str(getattr(exc, "strerror", None) or exc or type(exc).__name__)
+    text = re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)", "", text)
+    text = text.rstrip(".").lower()
+    return "malformed pem data" if text == "pem lib" else text or type(exc).__name__
+
+
+def tls_context_from_files(
+    ca_file: str | None, cert_file: str | None, key_file: str | None, insecure: bool,
+) -> ssl.SSLContext:
+    """The client TLS context for these options, loaded now; a file that does not load is an
+    ``InvalidTarget`` naming the option and the file. OpenSSL never prompts for a passphrase
+    (an encrypted key is an error)."""
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        if ca_file is None:  # the system store did not load: not a mistake in the options
+            raise InvalidTarget(f"cannot load the system CA certificates ({_ssl_reason(exc)})"
+                                ) from None
+        raise InvalidTarget(f"--ca-file {ca_file}: not a PEM CA bundle ({_ssl_reason(exc)})"
+                            ) from None
+    if cert_file:
+        _load_client_certificate(ctx, cert_file, key_file)
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _load_client_certificate(ctx: ssl.SSLContext, cert_file: str, key_file: str | None) -> None:
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:  # does the file hold a certificate at all? (load_cert_chain only says "PEM lib")
+        probe.load_verify_locations(cafile=cert_file)
+    except (OSError, ssl.SSLError):
+        raise InvalidTarget(f"--cert-file {cert_file}: no PEM certificate in the file"
+                            ) from None
+    try:
+        ctx.load_cert_chain(cert_file, key_file, password=_no_passphrase)
+    except _EncryptedKey:
+        where = f"--key-file {key_file}" if key_file else f"--cert-file {cert_file}"
+        raise InvalidTarget(f"{where}: the private key is encrypted and aetherdiag cannot ask "
+                            "for its passphrase (give an unencrypted key)") from None
+    except (OSError, ssl.SSLError) as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            if key_file:
+                raise InvalidTarget(f"--key-file {key_file}: the key does not match the "
+                                    f"certificate in --cert-file {cert_file}") from None
+            raise InvalidTarget(f"--cert-file {cert_file}: the private key in the file does "
+                                "not match its certificate") from None
+        if key_file:
+            raise InvalidTarget(f"--key-file {key_file}: no usable PEM private key in the file "
+                                f"({_ssl_reason(exc)})") from None
+        raise InvalidTarget(f"--cert-file {cert_file}: no private key in the file (give "
+                            "--key-file)") from None
 
 
 def parse_broker_url(
@@ -42,16 +129,20 @@ def parse_broker_url(
     cert_file: str | None = None,
     key_file: str | None = None,
     insecure: bool = False,
-    password_env: str | None = "AETHERDIAG_PASSWORD",
+    password_env: str | None = DEFAULT_PASSWORD_ENV,
+    password_env_required: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> BrokerTarget:
     """Parse ``mqtt[s]://[user[:pass]@]host[:port]`` or ``ws[s]://...[/path]``.
 
     Default ports: mqtt 1883, mqtts 8883, ws 80, wss 443; websocket path ``/mqtt`` unless the
     URL has one. User name and password are percent-decoded. When the URL names a user but no
-    password, the password is read from the environment variable ``password_env`` (if set).
-    TLS options (``ca_file``, ``cert_file``, ``key_file``, ``insecure``) need ``mqtts://`` or
-    ``wss://`` and the files must exist. ``protocol`` is ``"3.1.1"`` or ``"5"``.
+    password, the password is read from the environment variable ``password_env`` (if set);
+    with ``password_env_required`` (the user named the variable) an unset or empty variable is
+    an error instead of "no password". TLS options (``ca_file``, ``cert_file``, ``key_file``,
+    ``insecure``) need ``mqtts://`` or ``wss://``; the files must exist and load (PEM CA
+    bundle; certificate with its unencrypted, matching key). ``protocol`` is ``"3.1.1"`` or
+    ``"5"``.
 
     Raises ``InvalidTarget`` with a one-line message on any problem.
     """
@@ -77,9 +168,22 @@ def parse_broker_url(
             f"unsupported scheme {parts.scheme + '://'!r} in broker URL {shown!r} "
             "(use mqtt://, mqtts://, ws:// or wss://)"
         )
+    if "@" in f"{parts.path}?{parts.query}#{parts.fragment}":
+        # "user:pa/ss@host": the password's "/" (or "?", "#") ended the host part early, so the
+        # rest of the password would pass for a host, port or path: refuse, never echo it
+        raise InvalidTarget(
+            f"broker URL {shown!r} has an '@' after the host part; percent-encode '/', '?', "
+            "'#' and '@' in user names and passwords (%2F, %3F, %23, %40)"
+        )
+    hostport = parts.netloc.rpartition("@")[2]
+    if hostport.count(":") > 1 and not hostport.startswith("["):
+        raise InvalidTarget(f"broker URL {shown!r}: write an IPv6 address in brackets, e.g. "
+                            f"{scheme}://[::1]:{DEFAULT_PORTS[scheme]}")
     host = parts.hostname
     if not host:
         raise InvalidTarget(f"broker URL {shown!r} has no host")
+    if ":" in host:  # IPv6; a zone is written %25 in a URL ([fe80::1%25eth0])
+        host = unquote(host)
     try:
         explicit_port = parts.port
     except ValueError:
@@ -113,6 +217,11 @@ def parse_broker_url(
         username = None
     if username is not None and password is None and password_env:
         password = env.get(password_env) or None
+        if password is None and password_env_required:
+            raise InvalidTarget(
+                f"--password-env {password_env}: the variable is not set (or empty), and "
+                f"broker URL {shown!r} names user {username!r} without a password"
+            )
 
     tls = scheme in ("mqtts", "wss")
     options = {"--ca-file": ca_file, "--cert-file": cert_file, "--key-file": key_file}
@@ -132,6 +241,8 @@ def parse_broker_url(
             raise InvalidTarget(f"{name} {value}: file {what}")
         if value and not os.access(value, os.R_OK):
             raise InvalidTarget(f"{name} {value}: file is not readable")
+    if ca_file or cert_file:  # load them now: a bad file is the user's mistake (exit 2)
+        tls_context_from_files(ca_file or None, cert_file or None, key_file or None, insecure)
 
     return BrokerTarget(
         scheme=scheme,

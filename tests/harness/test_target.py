@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tlsdata import CERT_PEM, KEY_PEM  # tests/tlsdata.py (tests/ is on sys.path via conftest)
 
 from aetherdiag.harness.target import InvalidTarget, parse_broker_url
 
@@ -41,7 +42,7 @@ def test_accepted_urls(url: str, scheme: str, host: str, port: int, path: str) -
 def test_credentials_are_percent_decoded() -> None:
     t = parse_broker_url("mqtt://al%40ice:p%3Ass%2Fw@host:1883", environ={})
     assert (t.username, t.password) == ("al@ice", "p:ss/w")
-    assert t.display() == "mqtt://al@ice@host:1883"
+    assert t.display() == "mqtt://al%40ice@host:1883"  # pastes back into --broker
     assert "p:ss" not in t.display()
 
 
@@ -68,8 +69,9 @@ def test_protocol_versions(given: str, expected: str) -> None:
 
 @pytest.fixture
 def pem(tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    path.write_text("-----BEGIN CERTIFICATE-----\n")
+    """A self-signed certificate with its key in one file (they load, as the options must)."""
+    path = tmp_path / "both.pem"
+    path.write_text(CERT_PEM + KEY_PEM)
     return str(path)
 
 
