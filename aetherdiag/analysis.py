@@ -6,6 +6,11 @@ pool it counts which workers got it and how often: a task that reached two worke
 is a cross-worker duplicate, a second copy on the same worker is a repeat (DUP-flagged
 redelivery or a fresh copy), a task no worker of a pool got is missing. Balance compares the
 unique tasks per worker. The checks map to exit codes; the lowest failing code wins.
+
+A run is only judged healthy when it did all it set out to do: besides duplicates, missing
+tasks and balance, the checks fail when a client lost its broker connection mid-run (3),
+tasks were never sent or never finished, replay steps were not run, or the run hit its
+timeout before it settled (7, incomplete). An interrupted run is 130 whatever else it shows.
 Nothing here does I/O.
 """
 
@@ -91,14 +96,31 @@ class Report:
     timeline: tuple[str, ...] = ()
     emulator_stats: dict[str, object] | None = None
     context: tuple[tuple[str, str], ...] = ()  # how the run was set up, shown under the title
+    unsent: tuple[tuple[str, str], ...] = ()  # (task, reason): never handed to the broker
+    unfinished: tuple[tuple[str, str], ...] = ()  # (worker, task) still being worked on
+    connection_lost: tuple[str, ...] = ()  # clients whose broker connection died mid-run
+    steps_not_run: tuple[str, ...] = ()
+    timed_out: bool = False  # a deadline (--timeout, a settle's timeout) cut the run short
+    interrupted: bool = False
 
 
 _VERDICTS = {
     ExitCode.OK: "healthy",
     ExitCode.DUPLICATES: "duplicates",
+    ExitCode.UNREACHABLE: "broker lost",
     ExitCode.MISSING: "missing",
     ExitCode.IMBALANCE: "imbalanced",
+    ExitCode.INCOMPLETE: "incomplete",
+    ExitCode.INTERRUPTED: "interrupted",
 }
+
+
+def verdict_text(code: ExitCode, *, timed_out: bool, timeout_s: float | None) -> str:
+    """``healthy``, ``missing (timed out after 2 s)``, ``interrupted`` ..."""
+    text = _VERDICTS.get(code, code.name.lower())
+    if timed_out and code is not ExitCode.INTERRUPTED:
+        text += f" (timed out after {timeout_s:g} s)" if timeout_s else " (timed out)"
+    return text
 
 
 def analyse(
@@ -109,8 +131,12 @@ def analyse(
     title: str = "aetherdiag workers",
     timeline: Sequence[str] = (),
     context: Mapping[str, str] | None = None,
+    steps: int | None = None,
 ) -> Report:
-    """Classify every delivery in ``result`` and decide the verdict."""
+    """Classify every delivery in ``result`` and decide the verdict.
+
+    ``steps`` (replay) is how many steps the scenario had; it adds the "every step ran" check.
+    """
     expect = expect or Expectations()
     specs = {w.name: w for w in workers}
     pool_of = {name: (specs[name].pool if name in specs else "") or DEFAULT_POOL
@@ -187,10 +213,14 @@ def analyse(
         ))
 
     balance = _balance(rows, pools, len(published), expect)
+    unfinished = tuple((w, t) for w, t in result.unfinished if t in published_set)
     checks = _checks(published, missing, cross, repeats_dup, repeats_fresh, balance, expect,
-                     allowed)
+                     allowed) + _completion_checks(result, unfinished, steps)
     failing = [c.code for c in checks if c.passed is False]
     code = min(failing) if failing else ExitCode.OK
+    if result.interrupted:
+        code = ExitCode.INTERRUPTED
+    timed_out = not result.settled and not result.interrupted
     latencies = sorted(d.latency_ms for d in result.deliveries if d.latency_ms is not None)
     report = Report(
         title=title, target=result.target, published=len(published),
@@ -198,11 +228,15 @@ def analyse(
         missing=tuple(missing), cross_worker=tuple(cross), allowed_redeliveries=allowed,
         repeats=repeats_dup + repeats_fresh, repeats_dup=repeats_dup,
         repeats_fresh=repeats_fresh, foreign=foreign, balance=balance, workers=tuple(rows),
-        checks=checks, causes=(), verdict=_VERDICTS[code], exit_code=code,
+        checks=checks, causes=(), exit_code=code,
+        verdict=verdict_text(code, timed_out=timed_out, timeout_s=result.timeout_s),
         duration_s=result.duration_s, settled=result.settled,
         publish_failures=result.publish_failures, latency_ms=_percentiles(latencies),
         notes=result.notes, timeline=tuple(timeline), emulator_stats=result.emulator_stats,
         lost_in_flight=tuple(lost), context=tuple(context.items()) if context else (),
+        unsent=result.unsent, unfinished=unfinished, connection_lost=result.connection_lost,
+        steps_not_run=result.steps_not_run, timed_out=timed_out,
+        interrupted=result.interrupted,
     )
     return _with_causes(report, result, workers)
 
@@ -293,6 +327,57 @@ def _checks(
     )
 
 
+def _completion_checks(
+    result: RunResult, unfinished: tuple[tuple[str, str], ...], steps: int | None
+) -> tuple[Check, ...]:
+    """Did the run do all it set out to do? Each shortfall is a failing check of its own."""
+    planned = len(result.published) + len(result.unsent)
+    lost = result.connection_lost
+    checks = [
+        Check(name="broker connection held", passed=not lost, code=ExitCode.UNREACHABLE,
+              detail=f"{len(lost)} client(s) lost the broker connection mid-run: "
+              f"{_names(lost)}" if lost else "no client lost its broker connection"),
+        Check(name="every task sent", passed=not result.unsent, code=ExitCode.INCOMPLETE,
+              detail=f"{len(result.unsent)} of {planned} tasks never sent "
+              f"({_reasons([r for _, r in result.unsent])})" if result.unsent else
+              f"all {planned} tasks sent"),
+        Check(name="every task finished", passed=not unfinished, code=ExitCode.INCOMPLETE,
+              detail=f"{len(unfinished)} task(s) still being worked on when the run ended "
+              f"({_names([f'{t} on {w}' for w, t in unfinished])})" if unfinished
+              else "no worker was still working on a task at the end"),
+    ]
+    if steps is not None:
+        skipped = result.steps_not_run
+        checks.append(Check(
+            name="every step ran", passed=not skipped, code=ExitCode.INCOMPLETE,
+            detail=f"{len(skipped)} of {steps} steps not run: {_names(skipped)}" if skipped
+            else f"all {steps} steps ran"))
+    bound = f" after {result.timeout_s:g} s" if result.timeout_s else ""
+    if result.interrupted:
+        checks.append(Check(name="run not interrupted", passed=False,
+                            code=ExitCode.INTERRUPTED,
+                            detail="interrupted (Ctrl-C, SIGTERM or SIGHUP): figures are partial"))
+    else:
+        checks.append(Check(
+            name="settled within the timeout", passed=result.settled, code=ExitCode.INCOMPLETE,
+            detail="deliveries settled" if result.settled else
+            f"timed out{bound} before deliveries settled: figures are partial"))
+    return tuple(checks)
+
+
+def _names(items: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", … +{len(items) - limit} more" if len(items) > limit else "")
+
+
+def _reasons(reasons: Sequence[str]) -> str:
+    """``3 not sent: ...; 1 refused ...``: each distinct reason once, with its count."""
+    counts: dict[str, int] = defaultdict(int)
+    for reason in reasons:
+        counts[reason] += 1
+    return "; ".join(f"{n} {reason}" for reason, n in counts.items())
+
+
 def _with_causes(report: Report, result: RunResult, workers: Sequence[WorkerSpec]) -> Report:
     return replace(report, causes=tuple(likely_causes(report, result, workers)))
 
@@ -301,11 +386,11 @@ def likely_causes(
     report: Report, result: RunResult, workers: Sequence[WorkerSpec]
 ) -> list[str]:
     """Plain-words explanations derived from the delivery pattern."""
-    causes: list[str] = []
+    causes: list[str] = _shortfall_causes(report, result)
     n = report.published
     rows = report.workers
     if n == 0:
-        return ["no task was published"]
+        return causes or ["no task was published"]
     subs = [s for w in workers for s in w.subscriptions]
     shared = [s for s in subs if s.startswith("$share/") or s.startswith("$queue/")]
     groups = {s.split("/")[1] for s in shared if s.startswith("$share/")}
@@ -329,23 +414,26 @@ def likely_causes(
                       "pools or groups, partial fan-out, or a QoS 1 re-dispatch after a member "
                       "dropped (use --allow-redelivery if that is acceptable)")
 
+    refusal_causes = _publish_refusal_causes(result)
     if report.unique_delivered == 0 or len(report.missing) == n:
-        if result.publish_failures:
-            causes.append(f"nothing arrived and the broker refused {len(result.publish_failures)}"
-                          " publish(es): a publisher must publish to the plain topic, never to "
-                          "the $share/... filter")
+        if refusal_causes:
+            causes.append("nothing arrived: " + refusal_causes[0])
+            causes += refusal_causes[1:]
+            refusal_causes = []
         elif refused:
-            codes = ", ".join(sorted({f"0x{rc:02X}" for _, _, rc in refused}))
-            if any(rc == 0x9E for *_, rc in refused):
-                codes += "; 0x9E = shared subscriptions not supported"
+            codes = "; ".join(f"0x{rc:02X} = {_SUBACK_MEANING.get(rc, 'refused')}"
+                              for rc in sorted({rc for *_, rc in refused}))
             causes.append(f"nothing arrived: the broker refused the subscriptions ({codes})")
+        elif report.connection_lost and not report.delivered:
+            pass  # the broker was lost before anything could arrive: said above
         elif shared:
             causes.append("nothing arrived although every subscription was accepted: the broker "
                           "takes $share/... as a literal topic filter (no shared-subscription "
-                          "support), or the filter does not match the task topics")
+                          "support), an ACL accepts the subscription but denies reading the "
+                          "task topics, or the filter does not match the task topics")
         else:
             causes.append("nothing arrived: the subscription filter does not match the task "
-                          "topics")
+                          "topics, or an ACL denies reading them")
     elif report.missing and report.lost_in_flight:
         causes.append(f"{len(report.lost_in_flight)} task(s) were in flight on a member whose "
                       "connection dropped and the broker did not hand them to another member "
@@ -359,8 +447,7 @@ def likely_causes(
         if qos0:
             cause += "; at QoS 0 the broker may drop for slow consumers"
         causes.append(cause)
-        if result.publish_failures:
-            causes.append(f"the broker refused {len(result.publish_failures)} publish(es)")
+    causes += refusal_causes
     if report.repeats_dup:
         causes.append(f"{report.repeats_dup} DUP-flagged redelivery(ies): acknowledgements are "
                       "not reaching the broker in time (or the worker reconnected), so it sent "
@@ -380,10 +467,82 @@ def likely_causes(
         text = "the split is uneven: a random or load-based strategy, or slow members"
         if slow:
             text += f" ({', '.join(slow)} process slowly)"
+        if report.foreign:
+            text += (f"; the workers also took {report.foreign} message(s) that this run did not "
+                     "publish, and each one uses up a worker's turn")
         causes.append(text)
-    if not result.settled:
-        causes.append("the run hit --timeout before deliveries settled; figures may be partial")
+    if report.foreign:
+        causes.append(f"{report.foreign} message(s) on the task topics were not published by "
+                      "this run: another publisher (a live pool?) uses the same topics, so this "
+                      "run's workers consumed its messages and its workers may get ours")
     return causes
+
+
+# What a SUBACK failure code means for a worker pool (MQTT 5.0 3.9.3; 0x80 is also the only
+# failure code MQTT 3.1.1 has, so an ACL denial looks like it there).
+_SUBACK_MEANING = {
+    0x80: "unspecified error (in MQTT 3.1.1 also an ACL denial)",
+    0x83: "implementation specific error",
+    0x87: "not authorized: an ACL denies this subscription",
+    0x8F: "topic filter invalid",
+    0x91: "packet identifier in use",
+    0x97: "quota exceeded",
+    0x9E: "shared subscriptions not supported",
+    0xA1: "subscription identifiers not supported",
+    0xA2: "wildcard subscriptions not supported",
+}
+
+
+def _publish_refusal_causes(result: RunResult) -> list[str]:
+    """What the publisher's refused or unacknowledged publishes say, grouped by reason."""
+    share = [t for t, r in result.publish_refusals if "$share" in r]
+    denied = [t for t, r in result.publish_refusals
+              if "$share" not in r and "0x87" in r and r.startswith("refused")]
+    other = [r for _, r in result.publish_refusals
+             if r.startswith("refused") and "$share" not in r and "0x87" not in r]
+    unacked = [r for _, r in result.publish_refusals if not r.startswith("refused")]
+    out: list[str] = []
+    if share:
+        out.append(f"the broker refused {len(share)} publish(es) to a $share/... topic: a "
+                   "publisher must publish to the plain topic, never to the $share/... filter")
+    if denied:
+        out.append(f"the broker refused {len(denied)} publish(es) as not authorized (0x87): an "
+                   "ACL denies publishing to the task topics; use topics the ACL allows "
+                   "(--topic, --union) or grant this client publish access")
+    if other:
+        out.append(f"the broker refused {len(other)} publish(es): {_reasons(other)}")
+    if unacked:
+        out.append(f"{len(unacked)} publish(es) were never acknowledged "
+                   f"({_reasons(unacked)}): not a refusal, the broker did not "
+                   "answer before the run ended")
+    return out
+
+
+def _shortfall_causes(report: Report, result: RunResult) -> list[str]:
+    """Why the run did not do all it set out to do (broker lost, timeout, interrupt)."""
+    out: list[str] = []
+    if report.connection_lost:
+        out.append(f"the broker connection was lost mid-run ({_names(report.connection_lost)}): "
+                   "the broker stopped or restarted, or the network dropped; figures after "
+                   "that point are partial")
+    if report.interrupted:
+        out.append("the run was interrupted before it finished; figures are partial")
+    elif report.timed_out:
+        bound = f" ({result.timeout_s:g} s)" if result.timeout_s else ""
+        pending = []
+        if report.unsent:
+            pending.append(f"{len(report.unsent)} task(s) not yet sent")
+        if report.unfinished:
+            pending.append(f"{len(report.unfinished)} task(s) still being worked on")
+        if report.steps_not_run:
+            pending.append(f"{len(report.steps_not_run)} step(s) not run")
+        what = ": " + ", ".join(pending) if pending else ""
+        out.append(f"the run hit its timeout{bound} before it settled{what}; raise --timeout "
+                   "(slow workers and --rate pacing need time) or publish fewer tasks")
+    elif report.unsent and not report.connection_lost:
+        reasons = _reasons([r for _, r in report.unsent])
+        out.append(f"{len(report.unsent)} task(s) were never sent: {reasons}")
+    return out
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:

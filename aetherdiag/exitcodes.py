@@ -13,6 +13,10 @@ class ExitCode(IntEnum):
     MISSING = 4
     IMBALANCE = 5
     UNEXPECTED = 6  # replay --check-expect: a scenario's `expect` block was not met
+    INCOMPLETE = 7  # the run did not finish its job: tasks not sent or not finished, steps
+    #                 not run, --timeout reached before the run settled
+    INTERNAL = 8  # a bug in aetherdiag (rerun with --debug for the traceback)
+    INTERRUPTED = 130  # Ctrl-C, SIGTERM or SIGHUP
 
 
 class Abort(Exception):

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .analysis import Report
+from .exitcodes import ExitCode
 
 SCHEMA = "aetherdiag.report/1"
 TASK_LIST_LIMIT = 12
@@ -104,7 +105,61 @@ def to_dict(report: Report) -> dict[str, Any]:
         "notes": list(report.notes),
         "timeline": list(report.timeline),
         "emulator": report.emulator_stats,
+        "unsent": [{"task": t, "reason": r} for t, r in report.unsent],
+        "unfinished": [{"task": t, "worker": w} for w, t in report.unfinished],
+        "connection_lost": list(report.connection_lost),
+        "steps_not_run": list(report.steps_not_run),
+        "timed_out": report.timed_out,
+        "interrupted": report.interrupted,
+        "error": None,
     }
+
+
+def failure_dict(title: str, target: str, message: str, code: ExitCode) -> dict[str, Any]:
+    """The JSON document of a run that could not produce a report (same schema, ``error``
+    set, no figures)."""
+    return {"schema": SCHEMA, "title": title, "target": target, "error": message,
+            "verdict": FAILURE_VERDICTS.get(code, code.name.lower()), "exit_code": int(code)}
+
+
+FAILURE_VERDICTS = {ExitCode.USAGE: "usage error", ExitCode.UNREACHABLE: "broker unreachable",
+                    ExitCode.INTERNAL: "internal error", ExitCode.INTERRUPTED: "interrupted"}
+
+
+def failure_suite(title: str, target: str, message: str, code: ExitCode) -> ET.Element:
+    """A ``<testsuite>`` with one errored test case for a run that could not happen."""
+    suite = ET.Element("testsuite", {"name": title, "tests": "1", "failures": "0",
+                                     "errors": "1", "skipped": "0", "time": "0"})
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("target", target), ("exit_code", str(int(code))),
+                       ("verdict", FAILURE_VERDICTS.get(code, code.name.lower()))):
+        ET.SubElement(props, "property", {"name": key, "value": value})
+    case = ET.SubElement(suite, "testcase", {"classname": title.replace(" ", "."),
+                                             "name": "run", "time": "0"})
+    error = ET.SubElement(case, "error", {"message": message, "type": f"exit-{int(code)}"})
+    error.text = message
+    return suite
+
+
+def render_failure(title: str, target: str, message: str, code: ExitCode, fmt: Format,
+                   output: TextIO | None = None) -> None:
+    """Write the report of a failed run (JSON/JUnit carry the error and exit code; a table
+    has nothing to add to the error line on stderr)."""
+    if fmt is Format.table:
+        if output is not None:
+            output.write(f"{title}: {target}\nerror: {message}\n"
+                         f"verdict: {FAILURE_VERDICTS.get(code, code.name.lower())} "
+                         f"(exit {int(code)})\n")
+        return
+
+    def junit() -> str:
+        suite = failure_suite(title, target, message, code)
+        ET.indent(suite)
+        return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+
+    write(fmt, output, json_text=lambda: json.dumps(
+        failure_dict(title, target, message, code), indent=2) + "\n",
+        junit_text=junit, draw=lambda console: None)
 
 
 def to_json(report: Report) -> str:
@@ -194,6 +249,22 @@ def table(report: Report) -> Group:
         f"{report.repeats_fresh} fresh copies)"))
     summary.add_row("missing", _count(len(report.missing), (
         ": " + shorten_tasks(report.missing, 8)) if report.missing else ""))
+    if report.unsent:
+        summary.add_row("not sent", _count(len(report.unsent), ": " + shorten_tasks(
+            [t for t, _ in report.unsent], 8)))
+    if report.unfinished:
+        summary.add_row("unfinished", _count(len(report.unfinished), ": " + shorten_tasks(
+            [f"{t} ({w})" for w, t in report.unfinished], 8)))
+    if report.connection_lost:
+        summary.add_row("connection lost", _count(len(report.connection_lost), ": " + ", ".join(
+            report.connection_lost[:8])))
+    if report.steps_not_run:
+        summary.add_row("steps not run", _count(len(report.steps_not_run), ": " + shorten_tasks(
+            report.steps_not_run, 4)))
+    if report.foreign:
+        summary.add_row("foreign messages", Text(
+            f"{report.foreign} not published by this run (another publisher on these topics)",
+            style="bold yellow"))
     balance = f"max/min {_ratio(b.max_over_min)}, max/mean {_ratio(b.max_over_mean)}"
     if b.p_value is not None:
         balance += f", chi-square p={b.p_value:.3g} vs an even split"
@@ -204,8 +275,9 @@ def table(report: Report) -> Group:
         lat = report.latency_ms
         summary.add_row("latency", f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, "
                                    f"max {lat['max']:.1f} ms")
-    summary.add_row("duration", f"{report.duration_s:.2f} s"
-                    + ("" if report.settled else " (timed out before settling)"))
+    summary.add_row("duration", f"{report.duration_s:.2f} s" + (
+        " (interrupted)" if report.interrupted else
+        " (timed out before settling)" if report.timed_out else ""))
 
     checks = Table.grid(padding=(0, 1))
     for c in report.checks:
@@ -270,6 +342,16 @@ def render(report: Report, fmt: Format, output: TextIO | None = None) -> None:
 def error(message: str) -> None:
     """One line on stderr."""
     print(f"aetherdiag: error: {message}", file=sys.stderr)
+
+
+def warning(message: str) -> None:
+    """One line on stderr."""
+    print(f"aetherdiag: warning: {message}", file=sys.stderr)
+
+
+def interrupted() -> None:
+    """The one line an interrupted run prints on stderr (its partial report goes to stdout)."""
+    print("aetherdiag: interrupted", file=sys.stderr)
 
 
 @contextlib.contextmanager

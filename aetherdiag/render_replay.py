@@ -23,10 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from . import render
-from .analysis import Report
+from .analysis import Check, Report
 from .exitcodes import ExitCode
 from .render import Format, write
-from .replay_report import ReplayOutcome, worst_exit_code
+from .replay_report import RUN_FAILURES, ReplayOutcome, worst_exit_code
 
 __all__ = ["outcome_dict", "render_outcomes", "to_json", "to_junit"]
 
@@ -108,13 +108,21 @@ def to_junit(outcomes: Sequence[ReplayOutcome]) -> str:
 
 def _judged(o: ReplayOutcome) -> Report:
     """The report as JUnit should judge it: under ``--check-expect`` (with an expect block)
-    only the expectations decide, so the run's own failed checks become skipped cases."""
+    the expectations decide, so the run's own failed verdict checks become skipped cases.
+    Checks saying the run did not do its job (broker lost, incomplete, interrupted) keep
+    failing unless the file expects exactly that exit code."""
     assert o.report is not None
     if not (o.check_expect and o.expectations):
         return o.report
+
+    def judged_elsewhere(c: Check) -> bool:
+        if c.passed is not False or c.name.startswith("expect "):
+            return False
+        return c.code not in RUN_FAILURES or o.expected_exit == c.code
+
     checks = tuple(
         replace(c, passed=None, detail=f"observed, judged by the expect block: {c.detail}")
-        if c.passed is False and not c.name.startswith("expect ") else c
+        if judged_elsewhere(c) else c
         for c in o.report.checks
     )
     return replace(o.report, checks=checks)

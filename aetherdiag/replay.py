@@ -119,8 +119,12 @@ def run_scenario(
             records = runner.run_all()
             notes += runner.notes
             result = fleet.result()
-            if runner.cut_short:
-                result = replace(result, settled=False)
+            if runner.cut_short or runner.interrupted:
+                result = replace(result, settled=False, timeout_s=timeout_s,
+                                 interrupted=runner.interrupted,
+                                 steps_not_run=tuple(
+                                     r.step.label for r in records
+                                     if r.skipped and r.step is not None))
         if handle is not None:
             stats = handle.stats()
             if stats is not None:
@@ -165,6 +169,7 @@ class _StepRunner:
         self.timeout_s = timeout_s
         self.notes: list[str] = []
         self.cut_short = False
+        self.interrupted = False
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -173,7 +178,25 @@ class _StepRunner:
         return self.fleet.rec.now()
 
     def run_all(self) -> list[StepRecord]:
+        """Every step in order; steps after the deadline or an interrupt are recorded as
+        skipped (Ctrl-C does not propagate: the caller reports what ran)."""
         records: list[StepRecord] = []
+        try:
+            self._run_steps(records)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.fleet.stop_clock()
+            done = len([r for r in records if r.step is not None])
+            left = self.scenario.steps[done:]
+            if left:
+                self.notes.append(f"interrupted: {len(left)} step(s) not run, from "
+                                  f"{left[0].label} on")
+            at = self.now()
+            records += [StepRecord(step=s, started=at, ended=at, skipped="interrupted")
+                        for s in left]
+        return records
+
+    def _run_steps(self, records: list[StepRecord]) -> None:
         steps = self.scenario.steps
         for i, step in enumerate(steps):
             if self.remaining() <= 0:
@@ -184,7 +207,8 @@ class _StepRunner:
                 records += [StepRecord(step=s, started=at, ended=at, skipped="--timeout reached")
                             for s in left]
                 self.cut_short = True
-                return records
+                self.fleet.stop_clock()
+                return
             started = self.now()
             record = self.run(step)
             if not isinstance(step, Publish | Wait | Settle):
@@ -198,7 +222,6 @@ class _StepRunner:
             started = self.now()
             ok = self.settle(self.scenario.timeout_s, FINAL_QUIET_S)
             records.append(StepRecord(step=None, started=started, ended=self.now(), settled=ok))
-        return records
 
     def settle(self, timeout_s: float, quiet_s: float) -> bool:
         return self.fleet.settle(quiet_s=quiet_s, timeout_s=min(timeout_s, self.remaining()),

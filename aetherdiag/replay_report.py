@@ -21,7 +21,7 @@ from .replay import ReplayRun
 from .replay_effects import StepEffect, derive
 from .scenario_model import Count, Expect, Scenario
 
-__all__ = ["ExpectResult", "ReplayOutcome", "build_outcome", "check_expect_block",
+__all__ = ["RUN_FAILURES", "ExpectResult", "ReplayOutcome", "build_outcome", "check_expect_block",
            "failed_outcome", "worst_exit_code"]
 
 
@@ -70,7 +70,7 @@ def build_outcome(run: ReplayRun, *, check_expect: bool = False) -> ReplayOutcom
         Expectations(max_imbalance=sc.expect.max_imbalance,
                      allow_redelivery=sc.expect.allow_redelivery),
         title=f"aetherdiag replay {sc.name}",
-        timeline=[e.text for e in effects],
+        timeline=[e.text for e in effects], steps=len(sc.steps),
         context={
             "file": sc.path, "workers": str(len(run.workers)), "steps": str(len(sc.steps)),
             "tasks": str(len(sc.tasks)), "mqtt": "/".join(protocols),
@@ -86,11 +86,20 @@ def build_outcome(run: ReplayRun, *, check_expect: bool = False) -> ReplayOutcom
     code = report.exit_code
     if check_expect and results:
         code = ExitCode.OK if all(r.passed for r in results) else ExitCode.UNEXPECTED
+        if code is ExitCode.OK and report.exit_code in RUN_FAILURES and (
+                sc.expect.exit_code != report.exit_code):
+            # Expectations can hold by chance on a run that did not do its job (cut off by
+            # --timeout, broker lost, interrupted): that run proves nothing.
+            code = report.exit_code
     return ReplayOutcome(
         file=sc.path, name=sc.name, description=sc.description, report=report,
         exit_code=code, check_expect=check_expect, steps=effects, expectations=results,
         expected_exit=sc.expect.exit_code,
     )
+
+
+# A run that failed in one of these ways did not do its job: no expect block can vouch for it.
+RUN_FAILURES = (ExitCode.UNREACHABLE, ExitCode.INCOMPLETE, ExitCode.INTERRUPTED)
 
 
 def failed_outcome(scenario: Scenario, message: str, code: ExitCode, *,

@@ -8,6 +8,7 @@ Broker failures become ``Abort(..., UNREACHABLE)``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -24,17 +25,29 @@ class WorkersPlan:
     workers: tuple[WorkerSpec, ...]
     tasks: tuple[TaskSpec, ...]
     rate: float | None = None
-    timeout_s: float = 30.0
+    timeout_s: float = 30.0  # bounds publishing and waiting, --rate pacing included
     quiet_s: float = 0.3
     connect_timeout_s: float = 5.0
     protocol: str = "5"
     seed: int = 0
+    run_id: str | None = None  # client ids (and run-scoped topics) use it; None: a fresh one
+
+
+def default_timeout(tasks: int, rate: float | None, base: float = 30.0) -> float:
+    """``--timeout`` when none is given: ``base`` seconds plus what ``--rate`` pacing needs."""
+    return base + (tasks / rate if rate else 0.0)
 
 
 def run_workers(
     plan: WorkersPlan, on_progress: Callable[[int, int], None] | None = None
 ) -> RunResult:
-    """Execute ``plan`` and return everything observed."""
+    """Execute ``plan`` and return everything observed.
+
+    Publishing and waiting share one deadline, ``plan.timeout_s`` after the fleet connected
+    (connecting is bounded by ``connect_timeout_s``). A run cut short by that deadline, by
+    Ctrl-C/SIGTERM (``KeyboardInterrupt``), or by a broker lost mid-run still returns what it
+    observed; the result says what was not done.
+    """
     handle = None
     target = plan.target
     label = None
@@ -46,13 +59,21 @@ def run_workers(
         )
     try:
         with Fleet(target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
-                   label=label) as fleet:
+                   label=label, run_id=plan.run_id) as fleet:
             fleet.start(plan.workers)
-            fleet.publish(plan.tasks, rate=plan.rate, on_progress=on_progress,
-                          timeout_s=plan.timeout_s + _paced(plan))
-            fleet.settle(expected=len(plan.tasks), quiet_s=plan.quiet_s,
-                         timeout_s=plan.timeout_s, on_progress=on_progress)
-            result = fleet.result()
+            deadline = time.monotonic() + plan.timeout_s
+            interrupted = False
+            try:
+                fleet.publish(plan.tasks, rate=plan.rate, on_progress=on_progress,
+                              timeout_s=plan.timeout_s)
+                fleet.settle(expected=len(plan.tasks), quiet_s=plan.quiet_s,
+                             timeout_s=max(0.0, deadline - time.monotonic()),
+                             on_progress=on_progress)
+            except KeyboardInterrupt:
+                interrupted = True
+                fleet.stop_clock()
+            result = replace(fleet.result(), interrupted=interrupted,
+                             timeout_s=plan.timeout_s)
         if handle is not None:
             stats = handle.stats()
             if stats is not None:
@@ -63,8 +84,3 @@ def run_workers(
     finally:
         if handle is not None:
             handle.stop()
-
-
-def _paced(plan: WorkersPlan) -> float:
-    """Seconds a --rate run needs just to publish, which --timeout should not eat into."""
-    return len(plan.tasks) / plan.rate if plan.rate else 0.0

@@ -22,7 +22,9 @@ from .common import (
     INSECURE_OPTION,
     KEY_FILE_OPTION,
     PASSWORD_ENV_OPTION,
+    check_output,
     emit,
+    finite,
     parse_target,
 )
 
@@ -63,10 +65,11 @@ def command(
         help="Exit 0 when every file's expect block holds, 6 otherwise (instead of the "
         "runs' verdicts)."),
     timeout: float | None = typer.Option(
-        None, "--timeout", min=0.1,
+        None, "--timeout", min=0.1, max=86_400, callback=finite,
         help="Upper bound in seconds on each scenario run (steps after it are skipped). "
         "Each settle is also bounded by the file's timeout."),
-    connect_timeout: float = typer.Option(5.0, "--connect-timeout", min=0.1,
+    connect_timeout: float = typer.Option(5.0, "--connect-timeout", min=0.1, max=600,
+                                          callback=finite,
                                           help="Seconds to wait for the broker."),
     seed: int | None = typer.Option(None, "--seed",
                                     help="Seed for work-time jitter (default: per scenario)."),
@@ -106,9 +109,15 @@ def _replay(files: list[Path], broker: str | None, mqtt: str | None, ca_file: Pa
     scenarios = _load_all(files)
     targets = _targets(scenarios, broker, protocol, ca_file, cert_file, key_file, insecure,
                        password_env)
+    check_output(output)
     outcomes: list[ReplayOutcome] = []
     unreachable: dict[str, str] = {}  # target -> error, so one dead broker costs one timeout
+    interrupted = False
     for sc, target in zip(scenarios, targets, strict=True):
+        if interrupted:
+            outcomes.append(failed_outcome(sc, "not run: interrupted", ExitCode.INTERRUPTED,
+                                           check_expect=check_expect))
+            continue
         key = target.display() if target is not None else ""
         if key in unreachable:
             message = f"{unreachable[key]} (not tried again)"
@@ -122,6 +131,7 @@ def _replay(files: list[Path], broker: str | None, mqtt: str | None, ca_file: Pa
                                    connect_timeout_s=connect_timeout, seed=seed,
                                    on_progress=update)
             outcomes.append(build_outcome(run, check_expect=check_expect))
+            interrupted = run.result.interrupted
         except (Abort, FleetError) as exc:
             code = exc.code if isinstance(exc, Abort) else ExitCode.UNREACHABLE
             render.error(f"{sc.path}: {exc}")
@@ -129,6 +139,9 @@ def _replay(files: list[Path], broker: str | None, mqtt: str | None, ca_file: Pa
                 unreachable[key] = str(exc)
             outcomes.append(failed_outcome(sc, str(exc), code, check_expect=check_expect))
     emit(lambda stream: render_outcomes(outcomes, fmt, stream), fmt, output, quiet)
+    if interrupted:
+        render.interrupted()
+        return ExitCode.INTERRUPTED
     return worst_exit_code(o.exit_code for o in outcomes)
 
 

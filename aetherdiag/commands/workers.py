@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
+import uuid
 from pathlib import Path
 
 import typer
@@ -21,7 +23,10 @@ from .common import (
     INSECURE_OPTION,
     KEY_FILE_OPTION,
     PASSWORD_ENV_OPTION,
+    check_output,
+    emit_failure,
     emit_report,
+    finite,
     one_line_errors,
     parse_target,
 )
@@ -37,8 +42,17 @@ EPILOG = """Examples:
 
   aetherdiag workers --topic 'jobs/{task_id}' --group pool --qos 2 --format json
 
-Exit codes: 0 healthy, 1 duplicates, 2 usage, 3 broker unreachable, 4 missing, 5 imbalance.
+On a real broker (--broker) the run uses its own topics and group under
+aetherdiag/<run id>/ (see --topic-prefix), so it never meets a live pool;
+--use-production-topics opts out.
+
+Exit codes: 0 healthy, 1 duplicates, 2 usage, 3 broker unreachable or lost, 4 missing,
+5 imbalance, 7 incomplete (tasks not sent or not finished, --timeout reached),
+8 internal error, 130 interrupted.
 """
+
+MAX_TASKS = 1_000_000
+MAX_FANOUT_DELIVERIES = 20_000_000  # --plain / share-fanout: every worker gets every task
 
 _STRATEGY_HELP = "Emulator dispatch strategy: " + ", ".join(STRATEGIES) + "."
 _FAULT_HELP = "Emulator fault mode (repeatable): " + ", ".join(FAULTS) + "."
@@ -48,7 +62,7 @@ _FAULT_HELP = "Emulator fault mode (repeatable): " + ", ".join(FAULTS) + "."
 def command(
     count: int = typer.Option(3, "--count", "-n", min=1, max=100_000,
                               help="Number of worker clients (worker-1 ... worker-N)."),
-    tasks: int = typer.Option(9, "--tasks", "-t", min=0, max=10_000_000,
+    tasks: int = typer.Option(9, "--tasks", "-t", min=1, max=MAX_TASKS,
                               help="Number of tasks to publish."),
     broker: str | None = typer.Option(
         None, "--broker", "-b", metavar="URL",
@@ -82,26 +96,39 @@ def command(
     group: str = typer.Option("workers", "--group", help="Generic layout: share group name."),
     plain: bool = typer.Option(False, "--plain",
                                help="Subscribe without $share (reproduces the bug anywhere)."),
+    topic_prefix: str = typer.Option(
+        "aetherdiag", "--topic-prefix", metavar="PREFIX",
+        help="With --broker: topics go under PREFIX/<run id>/ and the group gets a -<run id> "
+        "suffix, so a live pool is never touched (pick a PREFIX your broker's ACL allows)."),
+    use_production_topics: bool = typer.Option(
+        False, "--use-production-topics",
+        help="With --broker: publish to and join the real topics and group. Live workers "
+        "will get these fake tasks and this run will take live tasks."),
     qos: int = typer.Option(1, "--qos", "-q", min=0, max=2, help="QoS of tasks and workers."),
-    rate: float | None = typer.Option(None, "--rate", min=0.001,
+    rate: float | None = typer.Option(None, "--rate", min=0.001, callback=finite,
                                       help="Tasks per second (default: as fast as possible)."),
-    work_ms: float = typer.Option(0.0, "--work-ms", min=0,
+    work_ms: float = typer.Option(0.0, "--work-ms", min=0, max=3_600_000, callback=finite,
                                   help="Processing time per task before the worker acks."),
-    work_jitter_ms: float = typer.Option(0.0, "--work-jitter-ms", min=0,
+    work_jitter_ms: float = typer.Option(0.0, "--work-jitter-ms", min=0, max=3_600_000,
+                                         callback=finite,
                                          help="Random extra processing time, 0..J ms."),
     slow_worker: list[str] = typer.Option(
         [], "--slow-worker", metavar="NAME=MS",
         help="Processing time for one worker, e.g. worker-2=200 (repeatable)."),
-    max_imbalance: float = typer.Option(1.5, "--max-imbalance", min=1.0,
+    max_imbalance: float = typer.Option(1.5, "--max-imbalance", min=1.0, callback=finite,
                                         help="Largest max/min split allowed."),
     allow_redelivery: bool = typer.Option(
         False, "--allow-redelivery",
         help="Accept QoS 1 redelivery after a member loss (not counted as duplicates)."),
-    timeout: float = typer.Option(30.0, "--timeout", min=0.1,
-                                  help="Upper bound in seconds on waiting for deliveries."),
-    settle_ms: float = typer.Option(300.0, "--settle-ms", min=0,
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0.1, max=86_400, callback=finite,
+        help="Upper bound in seconds on publishing and waiting, --rate pacing included "
+        "(default: 30 plus the seconds --rate pacing needs). A run it cuts off is "
+        "incomplete (exit 7)."),
+    settle_ms: float = typer.Option(300.0, "--settle-ms", min=0, max=60_000, callback=finite,
                                     help="Quiet period that ends the run once all is acked."),
-    connect_timeout: float = typer.Option(5.0, "--connect-timeout", min=0.1,
+    connect_timeout: float = typer.Option(5.0, "--connect-timeout", min=0.1, max=600,
+                                          callback=finite,
                                           help="Seconds to wait for the broker."),
     fmt: render.Format = typer.Option(render.Format.table, "--format",
                                       help="table, json or junit."),
@@ -145,6 +172,24 @@ def command(
         raise Abort(str(exc)) from None
     if topic is None and topic_filter is not None:
         raise Abort("--filter needs --topic (the generic layout)")
+    if (plain or "share-fanout" in fault) and count * tasks > MAX_FANOUT_DELIVERIES:
+        raise Abort(f"--count {count} x --tasks {tasks}: with every worker getting every task "
+                    f"that is {count * tasks:,} deliveries to record, above the "
+                    f"{MAX_FANOUT_DELIVERIES:,} one run keeps in memory")
+    check_output(output)
+    run_id = uuid.uuid4().hex[:8]
+    if target is not None:
+        if use_production_topics:
+            render.warning(
+                f"--use-production-topics: {tasks} fake task(s) go to "
+                f"{layout.topic('task-N', 0)} and the workers join "
+                f"{layout.subscription(plain=plain)} on {target.display()}; live workers "
+                "will receive them and this run will take live tasks")
+        else:
+            try:
+                layout = layout.scoped(topic_prefix, run_id)
+            except LayoutError as exc:
+                raise Abort(str(exc)) from None
 
     slow = _parse_slow(slow_worker, count)
     subscription = layout.subscription(plain=plain)
@@ -157,18 +202,24 @@ def command(
         TaskSpec(task_id=f"task-{n}", topic=layout.topic(f"task-{n}", n), qos=qos)
         for n in range(1, tasks + 1)
     )
-    from ..workload import WorkersPlan, run_workers
+    from ..workload import WorkersPlan, default_timeout, run_workers
 
     plan = WorkersPlan(
         target=target,
         emulator=EmulatorSettings(strategy=strategy, faults=tuple(fault),
                                   group_strategies=tuple(groups.items()), seed=seed),
-        workers=specs, tasks=task_specs, rate=rate, timeout_s=timeout,
+        workers=specs, tasks=task_specs, rate=rate,
+        timeout_s=timeout if timeout is not None else default_timeout(tasks, rate),
         quiet_s=settle_ms / 1000.0, connect_timeout_s=connect_timeout, protocol=mqtt,
-        seed=seed if seed is not None else random.randrange(1 << 30),
+        seed=seed if seed is not None else random.randrange(1 << 30), run_id=run_id,
     )
-    with render.progress(tasks, "publishing", enabled=not quiet) as update:
-        result = run_workers(plan, on_progress=update)
+    try:
+        with render.progress(tasks, "publishing", enabled=not quiet) as update:
+            result = run_workers(plan, on_progress=update)
+    except Abort as exc:
+        emit_failure("aetherdiag workers", target.display() if target else "emulator", exc,
+                     fmt, output)
+        raise
     report = analyse(
         result, specs,
         Expectations(max_imbalance=max_imbalance, allow_redelivery=allow_redelivery),
@@ -179,6 +230,8 @@ def command(
         },
     )
     emit_report(report, fmt, output, quiet)
+    if report.interrupted:
+        render.interrupted()
     raise typer.Exit(int(report.exit_code))
 
 
@@ -194,7 +247,7 @@ def _parse_slow(values: list[str], count: int) -> dict[str, float]:
             delay = float(ms)
         except ValueError:
             delay = -1.0
-        if not sep or delay < 0:
+        if not sep or not math.isfinite(delay) or not 0 <= delay <= 3_600_000:
             raise Abort(f"--slow-worker {value!r}: expected NAME=MS, e.g. worker-2=200")
         names = {f"worker-{i}" for i in range(1, count + 1)}
         if name not in names:

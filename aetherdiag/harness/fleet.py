@@ -327,13 +327,17 @@ class Fleet(ChurnSteps):
         grace_s = max(grace_s, quiet_s)
         pub = self._publisher
         rec = self.rec
+        workers = [w for w in self._workers.values() if w.work_ms > 0 or w.jitter_ms > 0]
 
         def quiet() -> bool:
             if pub is not None and not pub.idle:
                 return False
             if rec.pending_acks > 0:
                 return False
-            idle = time.monotonic() - rec.last_activity
+            now = time.monotonic()
+            if any(w.busy(now) for w in workers):  # QoS 0 work is not counted in pending_acks
+                return False
+            idle = now - rec.last_activity
             if expected is not None and rec.delivered < expected:
                 return idle >= grace_s
             return idle >= quiet_s
@@ -343,6 +347,11 @@ class Fleet(ChurnSteps):
         self._ended_at = time.monotonic()
         return ok
 
+    def stop_clock(self) -> None:
+        """The run ends here without having settled (interrupted or cut off by a deadline)."""
+        self._settled = False
+        self._ended_at = time.monotonic()
+
     def wait(self, seconds: float) -> None:
         """Let the fleet run for ``seconds`` (a replay ``wait`` step)."""
         self._wait(lambda: False, seconds)
@@ -351,30 +360,43 @@ class Fleet(ChurnSteps):
     def result(self) -> RunResult:
         """A snapshot of everything observed so far.
 
-        Publishes still unacknowledged at this point count as publish failures.
+        Publishes still unacknowledged at this point count as publish failures; tasks still
+        queued count as not sent, and tasks a worker is still working on as unfinished.
         """
         pub = self._publisher
+        end = self._ended_at if self._ended_at is not None else time.monotonic()
 
-        def collect() -> tuple[list[str], list[tuple[str, str]]]:
+        def collect() -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+            unfinished = [(w.name, t) for w in self._workers.values()
+                          for t in w.unfinished(end)]
             if pub is None:
-                return [], []
+                return [], [], unfinished
             failures = list(pub.failures)
+            failures += [(t.task_id, "not sent: the run ended first") for t in pub.queue]
             failures += [(t, "not acknowledged in time") for t in pub.unacknowledged()]
-            return list(pub.sent_ids), failures
+            return list(pub.sent_ids), failures, unfinished
 
         if self._loop.alive:
-            sent, failures = self._run(collect)
+            sent, failures, unfinished = self._run(collect)
         else:
-            sent, failures = collect()
+            sent, failures, unfinished = collect()
         reasons = Counter(reason for _, reason in failures)
         for reason, count in sorted(reasons.items()):
             self.rec.note(f"publisher: {count} task(s) {reason}")
-        end = self._ended_at if self._ended_at is not None else time.monotonic()
+        sent_set = set(sent)
+        unsent: dict[str, str] = {}
+        for task_id, reason in failures:
+            if task_id not in sent_set:
+                unsent.setdefault(task_id, reason)
         return RunResult(
             target=self.label,
             workers=self.workers,
             published=tuple(dict.fromkeys(sent)),
-            publish_failures=tuple(dict.fromkeys(t for t, _ in failures)),
+            publish_failures=tuple(dict.fromkeys(t for t, _ in failures if t in sent_set)),
+            publish_refusals=tuple((t, r) for t, r in failures if t in sent_set),
+            unsent=tuple(unsent.items()),
+            unfinished=tuple(unfinished),
+            connection_lost=self.rec.connections_lost(),
             deliveries=self.rec.deliveries(),
             duration_s=max(0.0, end - self.rec.t0),
             settled=self._settled,

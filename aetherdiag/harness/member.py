@@ -136,6 +136,8 @@ class Member:
                 "connection lost")
             self.rec.event(self.name, "lost", why, self.in_flight())
             self.rec.note(f"{self.name}: {why}")
+            if not from_broker:
+                self.rec.connection_lost(self.name)
         self.on_disconnected()
 
     def on_connected(self) -> None:

@@ -46,7 +46,7 @@ class Publisher(Member):
         self.run_id = run_id
         self.window = window
         self.queue: deque[TaskSpec] = deque()
-        self.outstanding: dict[int, str] = {}  # mid -> task id, sent and not yet acknowledged
+        self.outstanding: dict[int, TaskSpec] = {}  # mid -> task, sent and not yet acknowledged
         self.rate: float | None = None
         self.next_at = 0.0
         self.timer_pending = False
@@ -128,25 +128,28 @@ class Publisher(Member):
             self.sent_ids.append(task.task_id)
             if task.retain:
                 self.retained_topics.add(task.topic)
-            outstanding[info.mid] = task.task_id
+            outstanding[info.mid] = task
         self._finished()
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any
     ) -> None:
-        task_id = self.outstanding.pop(mid, None)
-        if task_id is None:
+        task = self.outstanding.pop(mid, None)
+        if task is None:
             return
         self.acked += 1
         self.rec.last_activity = time.monotonic()
         if rc is not None and rc.is_failure:
-            self.failures.append((task_id, f"refused by the broker ({reason_text(rc)})"))
+            where = " to a $share/... topic" if task.topic.startswith("$share/") else ""
+            self.failures.append(
+                (task.task_id, f"refused by the broker{where} ({reason_text(rc)})"))
         if self.queue:
             self.pump()
 
     def on_disconnected(self) -> None:
-        for task_id in self.outstanding.values():
-            self.failures.append((task_id, "not acknowledged: the publisher's connection ended"))
+        for task in self.outstanding.values():
+            self.failures.append(
+                (task.task_id, "not acknowledged: the publisher's connection ended"))
         self.outstanding.clear()
         self.cancel("not sent: the publisher's connection ended")
 
@@ -162,4 +165,4 @@ class Publisher(Member):
 
     def unacknowledged(self) -> list[str]:
         """Task ids still awaiting an acknowledgement."""
-        return list(self.outstanding.values())
+        return [task.task_id for task in self.outstanding.values()]

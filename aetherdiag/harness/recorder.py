@@ -28,6 +28,7 @@ class Recorder:
         self._events: list[FleetEvent] = []
         self._notes: list[str] = []
         self._subscribe_results: list[tuple[str, str, int]] = []
+        self._connection_lost: list[str] = []
         self.last_activity = self.t0  # monotonic time of the last delivery or acknowledgement
         self.pending_acks = 0  # deliveries a worker is still "working on" (loop thread only)
 
@@ -63,6 +64,15 @@ class Recorder:
         with self._lock:
             if text not in self._notes:
                 self._notes.append(text)
+
+    def connection_lost(self, client: str) -> None:
+        """Record that ``client``'s connection died without a DISCONNECT from the broker."""
+        with self._lock:
+            self._connection_lost.append(client)
+
+    def connections_lost(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(dict.fromkeys(self._connection_lost))
 
     def subscribe_result(self, worker: str, topic_filter: str, reason_code: int) -> None:
         """Record the SUBACK reason code one filter got."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,9 @@ class Worker(Member):
         self.jitter_ms = spec.work_jitter_ms
         self.rng = random.Random(f"{seed}:{spec.name}")
         self.busy_until = 0.0
+        # (finish time, task id) of the tasks queued on this worker's "work", oldest first;
+        # finished ones are pruned as new ones arrive. At any QoS: what it still works on.
+        self.working: deque[tuple[float, str | None]] = deque()
         self.unacked: dict[int, tuple[str | None, int]] = {}  # mid -> (task id, QoS)
         # QoS 2 messages the application already had when the connection ended: the broker
         # only resends PUBREL for them, which paho (manual acks) leaves unanswered, so the
@@ -65,6 +69,14 @@ class Worker(Member):
 
     def ready(self) -> bool:
         return self.state == "connected" and not self.requests and not self.needs_subscribe
+
+    def unfinished(self, at: float) -> tuple[str, ...]:
+        """Task ids (of this run) the worker was still working on at monotonic time ``at``."""
+        return tuple(t for done, t in self.working if done > at and t is not None)
+
+    def busy(self, at: float) -> bool:
+        """Still working on something at monotonic time ``at``."""
+        return self.busy_until > at
 
     def in_flight(self) -> tuple[str, ...]:
         return tuple(t if t is not None else "?" for t, _ in self.unacked.values())
@@ -155,7 +167,8 @@ class Worker(Member):
         except (ValueError, UnicodeDecodeError):
             pass
         rec = self.rec
-        rec.last_activity = now
+        if task_id is not None:  # another publisher's traffic must not keep a run from settling
+            rec.last_activity = now
         try:
             topic = msg.topic
         except UnicodeDecodeError:
@@ -168,6 +181,10 @@ class Worker(Member):
         if work > 0:
             start = self.busy_until if self.busy_until > now else now
             self.busy_until = start + work / 1000.0
+            working = self.working
+            while working and working[0][0] <= now:
+                working.popleft()
+            working.append((self.busy_until, task_id))
         if msg.qos == 0:
             return
         if work <= 0:
@@ -193,6 +210,7 @@ class Worker(Member):
         self.owed_pubcomp = [mid for mid, (_, qos) in self.unacked.items() if qos == 2]
         self.unacked.clear()
         self.busy_until = 0.0
+        self.working.clear()
         for mid, (kind, filters) in list(self.requests.items()):
             self.answers[mid] = ()
             if kind == "subscribe":  # e.g. DISCONNECT 0x9E in answer to a $share SUBSCRIBE

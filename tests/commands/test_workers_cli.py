@@ -28,7 +28,9 @@ ALL = [f"task-{n}" for n in range(1, 10)]
 ROUND_ROBIN = [["task-1", "task-4", "task-7"], ["task-2", "task-5", "task-8"],
                ["task-3", "task-6", "task-9"]]
 SHARE = "$share/production_engine_workers/production/engine/process-data/batch1/+/perform"
-CHECKS = ["no cross-worker duplicates", "no same-worker repeats", "no missing tasks", "balance"]
+CHECKS = ["no cross-worker duplicates", "no same-worker repeats", "no missing tasks", "balance",
+          "broker connection held", "every task sent", "every task finished",
+          "settled within the timeout"]
 
 
 def workers(*args: str) -> Any:
@@ -89,10 +91,16 @@ def assert_consistent(doc: dict[str, Any], max_imbalance: float = 1.5) -> None:
         ratio = bal["max_over_min"]
         assert check(doc, "balance") == (ratio is not None and ratio <= max_imbalance)
         assert (ratio is None) == bool(bal["idle_workers"])
+    assert check(doc, "broker connection held") == (not doc["connection_lost"])
+    assert check(doc, "every task sent") == (not doc["unsent"])
+    assert check(doc, "every task finished") == (not doc["unfinished"])
+    assert check(doc, "settled within the timeout") == doc["settled"]
     failing = [c["exit_code"] for c in doc["checks"] if c["passed"] is False]
     assert doc["exit_code"] == (min(failing) if failing else 0)
-    assert doc["verdict"] == {0: "healthy", 1: "duplicates", 4: "missing",
-                              5: "imbalanced"}[doc["exit_code"]]
+    verdict = {0: "healthy", 1: "duplicates", 3: "broker lost", 4: "missing", 5: "imbalanced",
+               7: "incomplete"}[doc["exit_code"]]
+    assert doc["verdict"].split(" (timed out")[0] == verdict
+    assert ("timed out" in doc["verdict"]) == doc["timed_out"]
     assert doc["exit_code"] == 0 or doc["causes"], "a failing verdict comes with likely causes"
 
 
@@ -185,7 +193,7 @@ def test_share_literal_nothing_arrives() -> None:
     assert unique_counts(doc) == [0, 0, 0]
     assert doc["duplicates"]["cross_worker"] == 0 and doc["duplicates"]["repeats"] == 0
     assert doc["balance"]["judged"] is False
-    assert doc["verdict"] == "missing" and doc["settled"] is False
+    assert doc["verdict"] == "missing (timed out after 1 s)" and doc["settled"] is False
     assert "takes $share/... as a literal topic filter" in causes(doc)
     assert doc["duration_s"] < 5
 
@@ -388,7 +396,7 @@ def test_junit_one_testcase_per_check_with_the_failures() -> None:
     assert result.exit_code == 1, result.output
     suite = junit(result.stdout)
     assert suite.tag == "testsuite"
-    assert suite.get("tests") == "4" and suite.get("failures") == "1"
+    assert suite.get("tests") == str(len(CHECKS)) and suite.get("failures") == "1"
     assert suite.get("errors") == "0" and suite.get("skipped") == "0"
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert list(cases) == CHECKS
