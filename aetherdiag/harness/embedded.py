@@ -9,6 +9,14 @@ thread and 21 s with it in its own process (see benchmarks/README.md); spawning 
 costs about 0.5 s, which small runs cannot afford. The child's first stdout line names its
 port; the wait for it is bounded, the child is terminated with SIGTERM (then killed) on
 ``stop()``, and its exit summary on stderr becomes ``stats()``.
+
+The child never outlives this process, even when this process is killed with SIGKILL and no
+``finally:`` runs: its stdin is a pipe from us and it stops when that pipe reaches end of file
+(``--exit-on-stdin-eof``: the kernel closes our end whatever way we die), and when started
+from the main thread it also asks the kernel for SIGTERM on our death (``--parent-pid``:
+PR_SET_PDEATHSIG on Linux, then a getppid() check that closes the start-up race, then a
+periodic check elsewhere). PR_SET_PDEATHSIG fires when the *thread* that started the child
+ends, so it is only requested from the main thread, which lives as long as the process.
 """
 
 from __future__ import annotations
@@ -70,6 +78,16 @@ def ensure_fd_limit(needed: int) -> None:
     want = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def open_file_limit() -> int | None:
+    """This process's open-file soft limit (None when unlimited or unknown)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
 def choose_mode(expected_clients: int, expected_messages: int) -> Literal["thread", "process"]:
@@ -172,7 +190,10 @@ class ProcessEmulator:
     def command(self) -> list[str]:
         s = self.settings
         cmd = [sys.executable, "-m", "aetherdiag", "emulator", "serve",
-               "--host", "127.0.0.1", "--port", "0", "--strategy", s.strategy]
+               "--host", "127.0.0.1", "--port", "0", "--strategy", s.strategy,
+               "--exit-on-stdin-eof"]
+        if threading.current_thread() is threading.main_thread():
+            cmd += ["--parent-pid", str(os.getpid())]
         for fault in s.faults:
             cmd += ["--fault", fault]
         for group, strategy in s.group_strategies:
@@ -184,8 +205,10 @@ class ProcessEmulator:
     def start(self) -> tuple[str, int]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
+            # stdin is a pipe we never write to: the child stops when it reaches EOF, i.e. when
+            # stop() closes it or this process dies (see the module docstring)
             proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, text=True, env=env,
             )
         except OSError as exc:
@@ -193,6 +216,13 @@ class ProcessEmulator:
                 f"cannot start the emulator process: {exc.strerror or exc}"
             ) from None
         self.proc = proc
+        try:
+            return self._await_address(proc)
+        except BaseException:  # KeyboardInterrupt (a signal) included: no child left behind
+            self.stop()
+            raise
+
+    def _await_address(self, proc: subprocess.Popen[str]) -> tuple[str, int]:
         assert proc.stdout is not None and proc.stderr is not None
         self._drain(proc.stderr, self._stderr)
         line = self._first_line(proc, proc.stdout)
@@ -235,6 +265,9 @@ class ProcessEmulator:
         proc = self.proc
         if proc is None:
             return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                proc.stdin.close()  # end of file: the child stops on its own
         if proc.poll() is None:
             with contextlib.suppress(OSError):
                 proc.send_signal(signal.SIGTERM)

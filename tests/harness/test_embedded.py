@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 
 import pytest
@@ -87,3 +89,31 @@ def test_a_child_that_never_says_its_port_is_killed_in_bounded_time(
         handle.start()
     assert time.monotonic() - t0 < 7
     assert handle.proc is not None and handle.proc.poll() is not None
+
+
+def test_the_child_ends_with_its_parent_by_stdin_and_by_parent_pid() -> None:
+    handle = ProcessEmulator(EmulatorSettings())
+    cmd = handle.command()
+    assert "--exit-on-stdin-eof" in cmd
+    assert cmd[cmd.index("--parent-pid") + 1] == str(os.getpid())
+    # PR_SET_PDEATHSIG fires when the *thread* that started the child ends: not from others
+    got: list[list[str]] = []
+    t = threading.Thread(target=lambda: got.append(handle.command()))
+    t.start()
+    t.join()
+    assert "--exit-on-stdin-eof" in got[0] and "--parent-pid" not in got[0]
+
+
+def test_closing_the_childs_stdin_stops_it_with_its_summary() -> None:
+    target, handle = start_emulator(EmulatorSettings(), mode="process")
+    try:
+        assert isinstance(handle, ProcessEmulator) and handle.proc is not None
+        assert run(target) == {"worker-1": ["task-1", "task-3"], "worker-2": ["task-2", "task-4"]}
+        assert handle.proc.stdin is not None
+        handle.proc.stdin.close()  # what the kernel does when this process dies
+        assert handle.proc.wait(10) == 0
+        handle.stop()
+        stats = handle.stats()
+        assert stats is not None and stats["messages_in"] == 4
+    finally:
+        handle.stop()
