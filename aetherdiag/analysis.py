@@ -426,14 +426,18 @@ def likely_causes(
             causes.append(f"nothing arrived: the broker refused the subscriptions ({codes})")
         elif report.connection_lost and not report.delivered:
             pass  # the broker was lost before anything could arrive: said above
-        elif shared:
-            causes.append("nothing arrived although every subscription was accepted: the broker "
-                          "takes $share/... as a literal topic filter (no shared-subscription "
-                          "support), an ACL accepts the subscription but denies reading the "
-                          "task topics, or the filter does not match the task topics")
         else:
-            causes.append("nothing arrived: the subscription filter does not match the task "
-                          "topics, or an ACL denies reading them")
+            # The emulator has no ACLs; a real broker may accept a subscription its ACL then
+            # keeps silent (Mosquitto answers SUBACK success and filters at delivery).
+            options = [] if result.emulator_stats is not None else [
+                "an ACL accepts the subscription but denies reading the task topics (Mosquitto "
+                "grants such subscriptions and delivers nothing)"]
+            if shared:
+                options.append("the broker takes $share/... as a literal topic filter (no "
+                               "shared-subscription support)")
+            options.append("the filter does not match the task topics")
+            accepted = " although every subscription was accepted" if shared else ""
+            causes.append(f"nothing arrived{accepted}: " + ", or ".join(options))
     elif report.missing and report.lost_in_flight:
         causes.append(f"{len(report.lost_in_flight)} task(s) were in flight on a member whose "
                       "connection dropped and the broker did not hand them to another member "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aetherdiag.analysis import Expectations, analyse, chi_square_sf
 from aetherdiag.exitcodes import ExitCode
 from aetherdiag.harness.model import Delivery, RunResult, WorkerSpec
@@ -184,3 +186,123 @@ def test_uneven_split_within_chance_gets_a_hint() -> None:
     report = analyse(run(assign, 30), specs(3))
     balance = next(c for c in report.checks if c.name == "balance")
     assert balance.passed is False and "common for a random dispatcher" in balance.detail
+
+
+# ------------------------------------------------ runs that did not do their job (never healthy)
+
+
+def test_unsent_tasks_are_incomplete_not_healthy() -> None:
+    result = replace(run(rr(3, 6), 6), unsent=(("task-7", "not sent within 2 s"),
+                                                 ("task-8", "not sent within 2 s")))
+    report = analyse(result, specs(3))
+    assert report.exit_code == ExitCode.INCOMPLETE and report.verdict == "incomplete"
+    assert [c.passed for c in report.checks if c.name == "every task sent"] == [False]
+    assert report.unsent == result.unsent
+
+
+def test_unfinished_tasks_and_a_timeout_are_incomplete() -> None:
+    result = replace(run(rr(3, 9), 9), settled=False, timeout_s=2.0,
+                     unfinished=(("worker-2", "task-2"), ("worker-2", "task-5")))
+    report = analyse(result, specs(3))
+    assert report.exit_code == ExitCode.INCOMPLETE
+    assert report.timed_out and report.verdict == "incomplete (timed out after 2 s)"
+    failed = {c.name for c in report.checks if c.passed is False}
+    assert failed == {"every task finished", "settled within the timeout"}
+    assert any("hit its timeout (2 s)" in c for c in report.causes)
+
+
+def test_a_timed_out_run_with_missing_tasks_says_both() -> None:
+    result = replace(run({"worker-1": ["task-1"], "worker-2": []}, 3), settled=False,
+                     timeout_s=1.0)
+    report = analyse(result, specs(2))
+    assert report.exit_code == ExitCode.MISSING
+    assert report.verdict == "missing (timed out after 1 s)"
+
+
+def test_a_lost_broker_is_exit_3_even_when_what_arrived_looks_fine() -> None:
+    result = replace(run(rr(3, 6), 6), connection_lost=("worker-1", "publisher"),
+                     unsent=tuple((f"task-{n}", "not sent: the publisher's connection ended")
+                                  for n in range(7, 21)))
+    report = analyse(result, specs(3))
+    assert report.exit_code == ExitCode.UNREACHABLE and report.verdict == "broker lost"
+    assert any("connection was lost mid-run" in c for c in report.causes)
+
+
+def test_duplicates_still_win_over_a_lost_broker() -> None:
+    every = [f"task-{n}" for n in range(1, 4)]
+    result = replace(run({"worker-1": every, "worker-2": every}, 3),
+                     connection_lost=("publisher",))
+    assert analyse(result, specs(2)).exit_code == ExitCode.DUPLICATES
+
+
+def test_steps_not_run_fail_only_when_steps_are_judged() -> None:
+    result = replace(run(rr(2, 4), 4), steps_not_run=("step 3 (line 9)",), settled=False,
+                     timeout_s=0.1)
+    report = analyse(result, specs(2), steps=5)
+    assert report.exit_code == ExitCode.INCOMPLETE
+    assert [c.passed for c in report.checks if c.name == "every step ran"] == [False]
+    assert all(c.name != "every step ran" for c in analyse(run(rr(2, 4), 4), specs(2)).checks)
+
+
+def test_an_interrupted_run_is_130_whatever_else_it_shows() -> None:
+    every = [f"task-{n}" for n in range(1, 4)]
+    result = replace(run({"worker-1": every, "worker-2": every}, 3), interrupted=True,
+                     settled=False)
+    report = analyse(result, specs(2))
+    assert report.exit_code == ExitCode.INTERRUPTED and report.verdict == "interrupted"
+    assert report.cross_worker  # the partial figures are still there
+
+
+# ------------------------------------------------ causes match the evidence
+
+
+def test_publish_refused_as_not_authorized_is_blamed_on_the_acl() -> None:
+    refusals = tuple((f"task-{n}", "refused by the broker (0x87 Not authorized)")
+                     for n in range(1, 7))
+    result = replace(run({"worker-1": [], "worker-2": []}, 6),
+                     publish_failures=tuple(t for t, _ in refusals), publish_refusals=refusals)
+    causes = " ".join(analyse(result, specs(2)).causes)
+    assert "not authorized (0x87)" in causes and "ACL" in causes
+    assert "$share" not in causes
+
+
+def test_publish_to_a_share_topic_is_named_as_such() -> None:
+    refusals = tuple((f"task-{n}", "refused by the broker to a $share/... topic (0x87 Not "
+                      "authorized)") for n in range(1, 4))
+    result = replace(run({"worker-1": [], "worker-2": []}, 3),
+                     publish_failures=tuple(t for t, _ in refusals), publish_refusals=refusals)
+    causes = " ".join(analyse(result, specs(2)).causes)
+    assert "publish to the plain topic" in causes and "ACL denies" not in causes
+
+
+def test_unacknowledged_publishes_are_not_called_refusals() -> None:
+    refusals = (("task-3", "not acknowledged in time"),)
+    result = replace(run({"worker-1": ["task-1"], "worker-2": ["task-2"]}, 3),
+                     publish_failures=("task-3",), publish_refusals=refusals, settled=False,
+                     timeout_s=1.0)
+    causes = " ".join(analyse(result, specs(2)).causes)
+    assert "refused" not in causes and "never acknowledged" in causes
+
+
+def test_a_subscription_refused_by_an_acl_is_not_called_literal() -> None:
+    subacks = (("worker-1", SHARED, 0x87), ("worker-2", SHARED, 0x87))
+    report = analyse(run({"worker-1": [], "worker-2": []}, 4, subacks=subacks), specs(2))
+    causes = " ".join(report.causes)
+    assert "not authorized" in causes and "literal" not in causes
+
+
+def test_accepted_subscriptions_that_get_nothing_mention_acls_only_on_real_brokers() -> None:
+    real = analyse(run({"worker-1": [], "worker-2": []}, 4), specs(2))
+    emulated = analyse(replace(run({"worker-1": [], "worker-2": []}, 4), emulator_stats={}),
+                       specs(2))
+    assert "ACL" in " ".join(real.causes) and "literal" in " ".join(real.causes)
+    assert "ACL" not in " ".join(emulated.causes)
+
+
+def test_foreign_messages_are_counted_and_explained() -> None:
+    result = run(rr(2, 4), 4)
+    foreign = tuple(Delivery(worker="worker-1", task_id=None, topic="jobs/live", qos=1,
+                             dup=False, retain=False, at=0.0) for _ in range(5))
+    report = analyse(replace(result, deliveries=result.deliveries + foreign), specs(2))
+    assert report.foreign == 5
+    assert any("not published by this run" in c for c in report.causes)

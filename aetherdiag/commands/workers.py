@@ -177,6 +177,7 @@ def command(
                     f"that is {count * tasks:,} deliveries to record, above the "
                     f"{MAX_FANOUT_DELIVERIES:,} one run keeps in memory")
     check_output(output)
+    _check_fd_limit(count, embedded=target is None)
     run_id = uuid.uuid4().hex[:8]
     if target is not None:
         if use_production_topics:
@@ -255,3 +256,16 @@ def _parse_slow(values: list[str], count: int) -> dict[str, float]:
                         f"(workers are worker-1 ... worker-{count})")
         out[name] = delay
     return out
+
+
+def _check_fd_limit(count: int, *, embedded: bool) -> None:
+    """Enough open files for every client socket (and the emulator's end of each when it runs
+    in this process), or a usage error now instead of a failure half-way through connecting."""
+    from ..harness.embedded import ensure_fd_limit, open_file_limit
+
+    needed = (count + 1) * (2 if embedded else 1) + 16
+    ensure_fd_limit(needed)
+    limit = open_file_limit()
+    if limit is not None and limit < needed:
+        raise Abort(f"--count {count}: needs about {needed} open files, but the limit is "
+                    f"{limit}; raise it (ulimit -n {needed}) or run fewer workers")

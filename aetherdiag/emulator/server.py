@@ -100,6 +100,18 @@ class _Connection(asyncio.BufferedProtocol):
         self.server.emit(self.server.broker.set_paused(self.id, False))
 
 
+def _one_line_accept_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's handler, except that running out of file descriptors while accepting (a
+    client flood, a low ``ulimit -n``) is one warning line: asyncio retries the accept a
+    second later and every connected client carries on."""
+    exc = context.get("exception")
+    if isinstance(exc, OSError) and "accept" in str(context.get("message", "")):
+        log.warning("cannot accept a connection: %s (retrying in a second)",
+                    exc.strerror or exc)
+        return
+    loop.default_exception_handler(context)
+
+
 class EmulatorServer:
     """The asyncio server; create and use it on one event loop."""
 
@@ -112,6 +124,7 @@ class EmulatorServer:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_one_line_accept_errors)
         self._server = await loop.create_server(lambda: _Connection(self), host, port)
         self._ticker = asyncio.create_task(self._tick())
         sock = self._server.sockets[0]
@@ -132,10 +145,12 @@ class EmulatorServer:
         self.emit(self.broker.shutdown())
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+        # Connections first: from Python 3.12 on, wait_closed() waits for every one of them.
         for conn in list(self.conns.values()):
             if conn.transport is not None:
                 conn.transport.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
 
     def emit(self, out: list[Out]) -> None:
         """Encode and write the broker's output, one write per connection."""
