@@ -13,12 +13,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from typer.testing import CliRunner
 
@@ -190,3 +192,149 @@ def test_silent_listener_exits_3_within_the_connect_timeout() -> None:
     doc = json.loads(result.stdout)
     assert doc["exit_code"] == 3 and doc["error"] in lines[0]
     assert 1.5 < elapsed < 6
+
+
+# --------------------------------------------------------------------------- broken runs
+
+
+@pytest.mark.mosquitto
+def test_broker_killed_mid_run_is_exit_3_not_healthy(request: pytest.FixtureRequest,
+                                                     tmp_path: Path) -> None:
+    root = _root_conftest(request.config)
+    mosq = root.start_mosquitto(tmp_path)
+    killer = threading.Timer(1.5, mosq.proc.kill)
+    try:
+        killer.start()
+        result = workers("--broker", f"mqtt://{mosq.host}:{mosq.port}", "--rate", "50",
+                         "--tasks", "200", "--timeout", "20", "--format", "json")
+    finally:
+        killer.cancel()
+        root.stop_process(mosq.proc)
+    assert result.exit_code == 3, result.output
+    doc = json.loads(result.stdout)
+    assert doc["verdict"] == "broker lost" and doc["exit_code"] == 3
+    assert "publisher" in doc["connection_lost"]
+    assert 0 < doc["published"] < 200 and len(doc["unsent"]) == 200 - doc["published"]
+    failed = {c["name"] for c in doc["checks"] if c["passed"] is False}
+    assert {"broker connection held", "every task sent"} <= failed
+
+
+# --------------------------------------------------------------------------- production safety
+
+
+class LivePool:
+    """A stand-in for a team's live worker: a paho client in the production share group that
+    counts what it receives, and optionally a live publisher feeding the production topics."""
+
+    def __init__(self, host: str, port: int, union: str) -> None:
+        self.received: list[str] = []
+        self.union = union
+        self.sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"live-{union}",
+                               protocol=mqtt.MQTTv5)
+        self.sub.on_message = lambda c, u, msg: self.received.append(msg.topic)
+        self.sub.connect(host, port)
+        self.sub.loop_start()
+        info = self.sub.subscribe(
+            f"$share/{union}_engine_workers/{union}/engine/process-data/batch1/+/perform", 1)
+        assert info[0] == mqtt.MQTT_ERR_SUCCESS
+        self.pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"livepub-{union}",
+                               protocol=mqtt.MQTTv5)
+        self.pub.connect(host, port)
+        self.pub.loop_start()
+        self._stop = threading.Event()
+        self._feeder: threading.Thread | None = None
+        time.sleep(0.3)  # SUBACK in
+
+    def feed(self, per_second: float = 100.0) -> None:
+        def run() -> None:
+            n = 0
+            while not self._stop.wait(1.0 / per_second):
+                n += 1
+                self.pub.publish(f"{self.union}/engine/process-data/batch1/live-{n}/perform",
+                                 b'{"live": true}', qos=1)
+        self._feeder = threading.Thread(target=run, daemon=True)
+        self._feeder.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._feeder is not None:
+            self._feeder.join(5)
+        for client in (self.sub, self.pub):
+            client.disconnect()
+            client.loop_stop()
+
+
+@pytest.mark.mosquitto
+def test_default_run_on_a_real_broker_never_meets_the_live_pool(mosquitto: Any) -> None:
+    union = f"prod{uuid.uuid4().hex[:8]}"
+    live = LivePool(mosquitto.host, mosquitto.port, union)
+    try:
+        result = workers("--broker", f"mqtt://{mosquitto.host}:{mosquitto.port}", "--union",
+                         union, "--format", "json", "--timeout", "10")
+        time.sleep(0.3)
+    finally:
+        live.close()
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert live.received == []  # the live worker got none of the fake tasks
+    assert doc["run"]["subscription"].startswith(f"$share/{union}_engine_workers-")
+    assert doc["run"]["subscription"].split("/", 2)[2].startswith("aetherdiag/")
+    assert doc["run"]["tasks"].split(" to ")[1].startswith("aetherdiag/")
+    assert "warning" not in result.stderr
+
+
+@pytest.mark.mosquitto
+def test_production_topics_are_an_explicit_choice_with_a_warning(mosquitto: Any) -> None:
+    union = f"prod{uuid.uuid4().hex[:8]}"
+    live = LivePool(mosquitto.host, mosquitto.port, union)
+    try:
+        live.feed()
+        result = workers("--broker", f"mqtt://{mosquitto.host}:{mosquitto.port}", "--union",
+                         union, "--use-production-topics", "--tasks", "30", "--rate", "30",
+                         "--format", "json", "--timeout", "15")
+        time.sleep(0.3)
+    finally:
+        live.close()
+    warnings = [ln for ln in result.stderr.splitlines() if ln.startswith("aetherdiag: warning")]
+    assert len(warnings) == 1 and "--use-production-topics" in warnings[0], result.stderr
+    doc = json.loads(result.stdout)
+    ours = [t for t in live.received if "/task-" in t]
+    assert ours, "the live member is in the group, so it takes some of the fake tasks"
+    assert result.exit_code != 0  # those tasks never reached the run's own workers
+    assert doc["foreign_messages"] > 0  # and the run's workers took live tasks
+    assert any("not published by this run" in c for c in doc["causes"])
+
+
+# --------------------------------------------------------------------------- ACLs
+
+
+@pytest.fixture(scope="module")
+def acl_mosquitto(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A private Mosquitto whose ACL allows aetherdiag/# and only reading under denied/#."""
+    root = _root_conftest(request.config)
+    d = Path(tempfile.mkdtemp(prefix="aetherdiag-acl-"))
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    d.chmod(0o755)  # mosquitto started as root reads the file as its own user
+    acl = d / "acl"
+    acl.write_text("topic readwrite aetherdiag/#\ntopic read denied/#\n")
+    acl.chmod(0o644)
+    mosq = root.start_mosquitto(d, f"acl_file {acl}\n")
+    try:
+        yield mosq
+    finally:
+        root.stop_process(mosq.proc)
+
+
+@pytest.mark.mosquitto
+def test_publishes_denied_by_an_acl_are_blamed_on_authorization(acl_mosquitto: Any) -> None:
+    url = f"mqtt://{acl_mosquitto.host}:{acl_mosquitto.port}"
+    result = workers("--broker", url, "--topic-prefix", "denied", "--format", "json",
+                     "--timeout", "5")
+    assert result.exit_code == 4, result.output
+    doc = json.loads(result.stdout)
+    text = " ".join(doc["causes"])
+    assert "not authorized (0x87)" in text and "ACL" in text
+    assert "$share/... topic" not in text and "literal" not in text
+    # the prefix the ACL allows works on the same broker
+    ok = workers("--broker", url, "--format", "json", "--timeout", "5")
+    assert ok.exit_code == 0, ok.output
