@@ -4,6 +4,9 @@ How this works: ``aetherdiag probe`` hands a frozen ``ProbeReport`` to ``render(
 (the command never imports rich). The JSON layout is the documented, stable schema
 ``aetherdiag.probe/1`` (see docs/probe.md); JUnit has one test case per check, "fail" rows as
 failures and "skip" rows as skipped, "warn" rows pass with the warning in system-out.
+A probe that could not run at all (unreachable broker, usage error) still leaves a document in
+the requested format: ``render_failure`` (same schema, no checks, an ``error`` and the exit
+code).
 """
 
 from __future__ import annotations
@@ -115,6 +118,51 @@ def to_junit(report: ProbeReport) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
 
 
+def failure_dict(target: str, message: str, code: int, duration_s: float = 0.0
+                 ) -> dict[str, Any]:
+    """The JSON document of a probe that could not run: the ``aetherdiag.probe/1`` keys, empty,
+    plus ``error``."""
+    return {
+        "schema": SCHEMA, "target": target, "run_id": None, "topic_prefix": None,
+        "protocols": {}, "share_behaviour": {},
+        "strategy": {"name": None, "scope": None, "confidence": 0.0,
+                     "evidence": f"not tested: {message}", "counts": [], "messages": 0,
+                     "scores": {}},
+        "exactly_once": False,
+        "checks": [], "verdict": f"error: {message}", "exit_code": int(code),
+        "duration_s": round(duration_s, 3), "notes": [], "error": message,
+    }
+
+
+def failure_junit(target: str, message: str, code: int, duration_s: float = 0.0) -> str:
+    """One test case in error, so CI shows the failed probe instead of an empty suite."""
+    suite = ET.Element("testsuite", {
+        "name": "aetherdiag probe", "tests": "1", "failures": "0", "errors": "1",
+        "skipped": "0", "time": f"{duration_s:.3f}"})
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("target", target), ("verdict", f"error: {message}"),
+                       ("exit_code", str(int(code)))):
+        ET.SubElement(props, "property", {"name": key, "value": value})
+    case = ET.SubElement(suite, "testcase", {
+        "classname": "aetherdiag.probe", "name": "probe: run", "time": f"{duration_s:.3f}"})
+    error_el = ET.SubElement(case, "error", {"message": message, "type": f"exit {int(code)}"})
+    error_el.text = message
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+
+
+def render_failure(target: str, message: str, code: int, fmt: Format,
+                   output: TextIO | None = None, duration_s: float = 0.0) -> None:
+    """Write the report of a probe that could not run (see ``failure_dict``)."""
+    write(fmt, output,
+          json_text=lambda: json.dumps(failure_dict(target, message, code, duration_s),
+                                       indent=2) + "\n",
+          junit_text=lambda: failure_junit(target, message, code, duration_s),
+          draw=lambda console: console.print(
+              Text(f"target: {target}\nverdict: error: {message} (exit {int(code)})")),
+          width=160)
+
+
 def table(report: ProbeReport) -> Group:
     """The rich renderable for ``--format table``."""
     summary = Table.grid(padding=(0, 2))
@@ -176,3 +224,8 @@ def status(enabled: bool) -> Iterator[Callable[[str], None]]:
 def error(message: str) -> None:
     """One line on stderr."""
     print(f"aetherdiag: error: {message}", file=sys.stderr)
+
+
+def note(message: str) -> None:
+    """One line on stderr that is not an error message (``hint: ...``)."""
+    print(f"aetherdiag: {message}", file=sys.stderr)

@@ -3,13 +3,20 @@
 Parses options, starts the embedded emulator when no ``--broker`` is given, runs
 ``probe.run_probe`` and hands the report to ``render_probe``. Exit code: 0 when shared
 subscriptions deliver each message to exactly one member, 1 when they do not, 2 usage,
-3 unreachable.
+3 unreachable, or the broker refused the probe's own subscriptions or publishes (an ACL: the
+report says so and a one-line hint on stderr offers ``--topic-prefix``).
+
+``--output`` is checked (and truncated) before anything runs, so a bad path costs no run and
+no earlier report survives there; a probe that fails (usage error after that point,
+unreachable broker) still writes its JSON/JUnit document with the error and the exit code, to
+``--output`` or, for json/junit, to stdout.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +29,8 @@ from ..exitcodes import Abort, ExitCode
 from ..harness.clients import BrokerUnreachable
 from ..harness.model import BrokerTarget
 from ..probe import ProbeOptions, ProbeReport, ProbeUnreachable, run_probe
+from ..probe.context import DEFAULT_PREFIX, check_topic_prefix
+from ..probe.model import TOPIC_PREFIX_HINT
 from ..render import Format
 from .common import (
     CA_FILE_OPTION,
@@ -29,7 +38,9 @@ from .common import (
     INSECURE_OPTION,
     KEY_FILE_OPTION,
     PASSWORD_ENV_OPTION,
+    check_output,
     emit,
+    finite,
     parse_target,
 )
 
@@ -41,8 +52,10 @@ EPILOG = """Examples:
 
   aetherdiag probe --broker mqtt://localhost:1883 --format json -o probe.json
 
+  aetherdiag probe --broker mqtt://ci@broker:1883 --topic-prefix ci/aetherdiag   # ACLs
+
 Exit codes: 0 each message reaches exactly one member, 1 it does not, 2 usage,
-3 broker unreachable.
+3 broker unreachable or it refused the probe's own topics (try --topic-prefix).
 """
 
 _STRATEGY_HELP = "Embedded emulator dispatch strategy: " + ", ".join(STRATEGIES) + "."
@@ -66,15 +79,19 @@ def command(
     cert_file: Path | None = CERT_FILE_OPTION,
     key_file: Path | None = KEY_FILE_OPTION,
     insecure: bool = INSECURE_OPTION,
-    password_env: str = PASSWORD_ENV_OPTION,
+    password_env: str | None = PASSWORD_ENV_OPTION,
     mqtt: str | None = typer.Option(
         None, "--mqtt", metavar="VERSION",
         help="Protocol for the strategy fingerprint and rule checks: 3.1.1 or 5 "
         "(default: 5 when the broker accepts it). Both versions are always tried for $share."),
     messages: int = typer.Option(96, "--messages", min=30, max=2000,
                                  help="Messages in the strategy fingerprint run."),
-    timeout: float = typer.Option(30.0, "--timeout", min=5.0, max=600.0,
+    timeout: float = typer.Option(30.0, "--timeout", min=5.0, max=600.0, callback=finite,
                                   help="Upper bound in seconds on the whole probe."),
+    topic_prefix: str = typer.Option(
+        DEFAULT_PREFIX, "--topic-prefix", metavar="PREFIX",
+        help="Topic tree for the probe's topics: PREFIX/{run id}/... (for brokers with ACLs: "
+        "a tree this client may publish and subscribe to, $share included)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or junit."),
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="Write the report to FILE instead of stdout."),
@@ -88,19 +105,51 @@ def command(
     if debug:
         logging.getLogger().setLevel(logging.DEBUG)
     try:
+        check_output(output)
+    except Abort as exc:  # nowhere to write a report to
+        render_probe.error(str(exc))
+        raise typer.Exit(int(exc.code)) from None
+    started = time.monotonic()
+    where = {"target": "embedded emulator" if broker is None else "-"}
+    try:
         report = _probe(broker, strategy, fault, seed, ca_file, cert_file, key_file,
-                        insecure, password_env, mqtt, messages, timeout, quiet, debug)
+                        insecure, password_env, mqtt, messages, timeout, topic_prefix, quiet,
+                        debug, where)
+    except Abort as exc:
+        _emit_failure(where["target"], exc, fmt, output, time.monotonic() - started)
+        render_probe.error(str(exc))
+        raise typer.Exit(int(exc.code)) from None
+    try:
         emit(lambda stream: render_probe.render(report, fmt, stream), fmt, output, quiet)
     except Abort as exc:
         render_probe.error(str(exc))
         raise typer.Exit(int(exc.code)) from None
+    if report.denied and report.exit_code is ExitCode.UNREACHABLE:
+        render_probe.note(TOPIC_PREFIX_HINT)
     raise typer.Exit(int(report.exit_code))
+
+
+def _emit_failure(target: str, exc: Abort, fmt: Format, output: Path | None,
+                  duration_s: float) -> None:
+    """The report of a probe that could not run: to ``--output`` in its format, or to stdout
+    for json/junit (a table on stdout is the error line alone)."""
+    if output is None and fmt is Format.table:
+        return
+    with contextlib.suppress(Abort):  # the error line below is what matters then
+        emit(lambda stream: render_probe.render_failure(target, str(exc), int(exc.code), fmt,
+                                                        stream, duration_s),
+             fmt, output, quiet=False)
 
 
 def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None,
            ca_file: Path | None, cert_file: Path | None, key_file: Path | None,
-           insecure: bool, password_env: str, mqtt: str | None, messages: int,
-           timeout: float, quiet: bool, debug: bool) -> ProbeReport:
+           insecure: bool, password_env: str | None, mqtt: str | None, messages: int,
+           timeout: float, topic_prefix: str, quiet: bool, debug: bool,
+           where: dict[str, str]) -> ProbeReport:
+    try:
+        prefix = check_topic_prefix(topic_prefix)
+    except ValueError as exc:
+        raise Abort(f"--topic-prefix {topic_prefix!r}: {exc}") from None
     try:
         check_strategy(strategy)
         for name in fault:
@@ -118,14 +167,17 @@ def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None
         protocol = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5", "5.0": "5"}.get(mqtt)
         if protocol is None:
             raise Abort(f"--mqtt {mqtt!r}: choose 3.1.1 or 5")
-    options = ProbeOptions(timeout=timeout, messages=messages, protocol=protocol)
+    options = ProbeOptions(timeout=timeout, messages=messages, protocol=protocol,
+                           topic_prefix=prefix)
     with render_probe.status(enabled=not quiet) as update:
         try:
             if broker is not None:
                 target = parse_target(broker, "5", ca_file, cert_file, key_file, insecure,
                                       password_env)
+                where["target"] = target.display()
                 return run_probe(target, options, on_step=update)
             with _embedded(strategy, fault, seed, debug) as (target, label):
+                where["target"] = label
                 return run_probe(target, options, label=label, on_step=update)
         except (ProbeUnreachable, BrokerUnreachable) as exc:
             raise Abort(str(exc), ExitCode.UNREACHABLE) from None
@@ -148,4 +200,4 @@ def _embedded(strategy: str, faults: list[str], seed: int | None, debug: bool
         emulator_log.setLevel(level)
 
 
-__all__ = ["EPILOG", "command"]
+__all__ = ["EPILOG", "check_output", "command"]

@@ -124,6 +124,7 @@ class ProbeClient:
         self.disconnect_from_server = False
         self._subs: dict[int, _Pending] = {}
         self._pubs: dict[int, _Pending] = {}
+        self._acked = 0  # messages[:_acked] were acknowledged by ack_all
         self._loop = False
         self._tls = tls_context(target)
         self._paho = self._make_paho()
@@ -277,9 +278,12 @@ class ProbeClient:
             return Answer(codes=None, disconnect=self.disconnect_code)
 
     def ack_all(self) -> int:
-        """Acknowledge every QoS 1/2 message received so far (``manual_ack`` clients)."""
+        """Acknowledge every QoS 1/2 message received so far and not yet acknowledged
+        (``manual_ack`` clients; safe to call repeatedly: a packet id the broker has already
+        reused for a newer message is never acknowledged twice)."""
         with self._cond:
-            todo = [(m.mid, m.qos) for m in self.messages if m.qos]
+            todo = [(m.mid, m.qos) for m in self.messages[self._acked:] if m.qos]
+            self._acked = len(self.messages)
         for mid, qos in todo:
             self._paho.ack(mid, qos)
         return len(todo)

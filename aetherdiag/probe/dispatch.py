@@ -4,19 +4,24 @@ How this works: ``main_run`` subscribes three members and publishes the fingerpr
 (6 publishers taking turns in blocks of 4, 10 topics) through ``context.share_run``; its
 outcome is the ``$share`` behaviour for that protocol and its sequence feeds
 ``fingerprint.fingerprint``. A short 9-message run covers the other protocol version. When the
-sequence looks like round robin or random, ``pull_run`` repeats it with one member that never
-acknowledges (a pull queue stops feeding it); when it looks sticky, ``sticky_run`` asks fresh
-publishers, to rule out a client-id hash that happened to map every publisher to one member.
-The ``*_check`` functions turn runs into report rows.
+sequence looks like round robin or random, ``pull_run`` repeats it with one member that does
+not acknowledge until the end (a pull queue stops feeding it; a broker that queues per member,
+like Mosquitto with ``max_inflight_messages``, holds its turn for it and hands the held
+messages over once it acknowledges, which still counts as "given to the busy member"); when it
+looks sticky, ``sticky_run`` asks fresh publishers, to rule out a client-id hash that happened
+to map every publisher to one member. When a follow-up the guess needs cannot run (out of
+time, a helper refused), the strategy is "not tested" rather than the unconfirmed guess, so
+``--timeout`` never changes which strategy is named. The ``*_check`` functions turn runs into
+report rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .context import Context, ShareRun, share_run
+from .context import Context, ShareRun, StepFailed, share_run
 from .fingerprint import Guess, Slot, combine, design, fingerprint, percent, pull_test
-from .model import BALANCED, FANOUT, LITERAL, REFUSED, Check, Status
+from .model import BALANCED, DENIED, FANOUT, LITERAL, REFUSED, Check, Status
 
 MEMBERS = 3
 PUBLISHERS = 6
@@ -71,17 +76,49 @@ def sticky_run(ctx: Context, version: str) -> ShareRun:
     )
 
 
+def pull_cost(ctx: Context) -> float:
+    """A generous estimate, in seconds, of ``pull_run`` (bursts that each may wait for a
+    message held for the busy member, then the release)."""
+    bursts = -(-PULL_MESSAGES // (MEMBERS - 1))
+    gap = min(0.1, 0.02 + ctx.rtt * 0.1)
+    return 0.5 + bursts * (0.1 + gap + 4 * ctx.rtt) + ctx.quiet
+
+
+def sticky_cost(ctx: Context) -> float:
+    return 0.5 + 4 * ctx.rtt + 3 * ctx.quiet
+
+
+def pull_counts(pull: ShareRun) -> tuple[int, int, int]:
+    """(given to the busy member, accepted, of which held for it): a message counts as given to
+    member 0 when it arrived there, before or after it acknowledged, or never arrived anywhere
+    (held for it and then dropped); a pull queue hands none of those to a busy member."""
+    accepted = len(pull.accepted)
+    slow = sum(1 for got in pull.deliveries.values() if got and got[0][0] == 0)
+    never = sum(1 for got in pull.deliveries.values() if not got)
+    return slow + never, accepted, pull.released + never
+
+
 def guess_strategy(ctx: Context, run: ShareRun) -> Guess:
-    """Fingerprint ``run``, adding the pull or sticky follow-up when it can change the answer."""
+    """Fingerprint ``run``, adding the pull or sticky follow-up when it can change the answer.
+
+    ``StepFailed`` when that follow-up is needed but cannot run or be judged."""
     guess = fingerprint(run.schedule, run.recipients(), run.members)
     if guess.name in ("random", "unknown") or (guess.name == "round_robin"
                                                and guess.scope == "group"):
-        if ctx.budget.left() > 3 * ctx.step:
-            pull = pull_run(ctx, run.version)
-            slow = sum(1 for got in pull.deliveries.values() if got and got[0][0] == 0)
-            total = sum(1 for got in pull.deliveries.values() if got)
-            guess = combine(guess, pull_test(slow, total, pull.members))
-    elif guess.name == "sticky" and ctx.budget.left() > 3 * ctx.step:
+        if ctx.budget.left() < pull_cost(ctx):
+            raise StepFailed(f"out of time (--timeout) before the busy-member run that tells "
+                             f"{guess.label} from least_inflight")
+        pull = pull_run(ctx, run.version)
+        if pull.outcome.behaviour != BALANCED or ctx.budget.left() <= 0:
+            raise StepFailed("the busy-member run that tells "
+                             f"{guess.label} from least_inflight did not complete: "
+                             f"{pull.outcome.detail if ctx.budget.left() else 'out of time'}")
+        slow, total, held = pull_counts(pull)
+        guess = combine(guess, pull_test(slow, total, pull.members, held=held))
+    elif guess.name == "sticky":
+        if ctx.budget.left() < sticky_cost(ctx):
+            raise StepFailed("out of time (--timeout) before the fresh-publisher run that tells "
+                             "sticky from hash_clientid")
         extra = sticky_run(ctx, run.version)
         used = {got[0][0] for got in extra.deliveries.values() if got}
         arrived = sum(1 for got in extra.deliveries.values() if got)
@@ -114,6 +151,8 @@ _SHARE_MEANING = {
             "'problem-task-123' bug)",
     LITERAL: "workers subscribe without error but receive nothing: the pool silently idles",
     REFUSED: "workers cannot use $share with this protocol version on this broker",
+    DENIED: "unknown: the broker refused the probe's own topics (an ACL?); rerun with "
+            "--topic-prefix set to a topic tree this client may use",
 }
 
 
@@ -132,6 +171,8 @@ def share_check(version: str, run: ShareRun | None, other_balanced: bool,
         status = Status.PASS if not out.missing else Status.WARN
     elif b == REFUSED:
         status = Status.WARN if other_balanced else Status.FAIL
+    elif b == DENIED:
+        status = Status.SKIP  # nothing was learnt about $share: not a finding against it
     else:
         status = Status.FAIL
     meaning = _SHARE_MEANING[b]
@@ -139,6 +180,8 @@ def share_check(version: str, run: ShareRun | None, other_balanced: bool,
         meaning += " (3.1.1 has no $share in its spec; use MQTT 5 workers)"
     if b == REFUSED:
         evidence = f"members tried to subscribe to {run.topic_filter!r}: {out.detail}"
+    elif b == DENIED:
+        evidence = f"probing {run.topic_filter!r}: {out.detail}"
     else:
         evidence = (f"{run.members} members subscribed to {run.topic_filter!r}; "
                     f"{out.published} QoS 1 messages: {out.detail}")
@@ -147,6 +190,7 @@ def share_check(version: str, run: ShareRun | None, other_balanced: bool,
         "published": out.published, "delivered": out.delivered, "distinct": out.distinct,
         "cross_member": out.cross_member, "repeats": out.repeats, "missing": out.missing,
         "suback": list(run.suback), "refused_code": run.refused_code,
+        "control": run.control, "publish_failures": run.publish_failures,
     }
     return Check(id=cid, title=title, status=status, result=b, evidence=evidence,
                  spec=_SHARE_SPEC, meaning=meaning, data=data)

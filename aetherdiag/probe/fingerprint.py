@@ -298,9 +298,11 @@ def binom_cdf(k: int, n: int, p: float) -> float:
     return min(1.0, sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1)))
 
 
-def pull_test(slow: int, total: int, members: int) -> PullResult:
-    """Judge the slow-member run: ``slow`` of ``total`` messages reached the member that never
-    acknowledged. An even split gives it ``total / members``; a pull queue almost nothing."""
+def pull_test(slow: int, total: int, members: int, *, held: int = 0) -> PullResult:
+    """Judge the slow-member run: ``slow`` of ``total`` messages were given to the member that
+    did not acknowledge (``held`` of them were held back for it, e.g. queued behind a broker's
+    in-flight limit, and only arrived once it acknowledged, or never). An even split gives it
+    ``total / members``; a pull queue almost nothing."""
     if total < MIN_MESSAGES or members < 2:
         return PullResult(starved=False, slow=slow, total=total, confidence=0.0,
                           evidence=f"too few deliveries to judge ({total})")
@@ -316,8 +318,11 @@ def pull_test(slow: int, total: int, members: int) -> PullResult:
     else:
         confidence = 1.0 - binom_cdf(int(expected * members * PULL_MAX_SHARE), total,
                                      1.0 / members)
+        queued = (f", {held} of them held for it until it acknowledged"
+                  if held else "")
         evidence = (f"a member that never acknowledged still got {slow} of {total} messages "
-                    f"(even split {expected:.0f}): the broker does not look at member load")
+                    f"(even split {expected:.0f}{queued}): the broker does not look at member "
+                    "load")
     return PullResult(starved=starved, slow=slow, total=total,
                       confidence=round(min(MAX_CONFIDENCE, confidence), 3), evidence=evidence)
 

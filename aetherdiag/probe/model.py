@@ -20,7 +20,15 @@ BALANCED = "balanced"
 FANOUT = "fanout"
 LITERAL = "literal"
 REFUSED = "refused"
-SHARE_BEHAVIOURS = (BALANCED, FANOUT, LITERAL, REFUSED)
+# The broker refused (or silently dropped) the probe's OWN plain subscriptions or publishes,
+# e.g. an ACL: nothing about $share can be concluded, so this is never "literal" or "refused".
+DENIED = "denied"
+SHARE_BEHAVIOURS = (BALANCED, FANOUT, LITERAL, REFUSED, DENIED)
+
+TOPIC_PREFIX_HINT = (
+    "hint: the broker refused the probe's own subscriptions or publishes (an ACL?); rerun "
+    "with --topic-prefix PREFIX, a topic tree this client may publish and subscribe to, "
+    "with $share subscriptions allowed on it")
 
 
 class Status(StrEnum):
@@ -77,18 +85,44 @@ class ProbeReport:
         )
 
     @property
+    def denied(self) -> bool:
+        """The broker refused the probe's own subscriptions or publishes (see ``DENIED``)."""
+        return any(b == DENIED for b in self.share_behaviour.values())
+
+    @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.OK if self.exactly_once else ExitCode.DUPLICATES
+        """0 exactly once; 1 a finding against $share (fanout, literal, a failed check);
+        3 (like an unreachable broker) when the broker refused the probe's own topics and
+        nothing else failed: the probe could not do its job there."""
+        if self.exactly_once:
+            return ExitCode.OK
+        if self.denied and not _findings(self.share_behaviour, self.checks):
+            return ExitCode.UNREACHABLE
+        return ExitCode.DUPLICATES
 
     @property
     def verdict(self) -> str:
         return verdict(self.share_behaviour, self.checks)
 
 
+def _findings(share: Mapping[str, str | None], checks: Sequence[Check]) -> bool:
+    """Something observed that is wrong for a worker pool (not merely untested)."""
+    return (any(b in (FANOUT, LITERAL) for b in share.values())
+            or any(c.status is Status.FAIL for c in checks))
+
+
 def verdict(share: Mapping[str, str | None], checks: Sequence[Check]) -> str:
     """One sentence for the bottom of the report."""
     behaviours = {v: b for v, b in share.items() if b is not None}
     failed = [c.title for c in checks if c.status is Status.FAIL]
+    if DENIED in behaviours.values() and not _findings(share, checks):
+        which = ", ".join(f"MQTT {'5.0' if v == '5' else v}" for v, b in behaviours.items()
+                          if b == DENIED)
+        rest = "; ".join(f"MQTT {'5.0' if v == '5' else v}: {DESCRIBE[b]}"
+                         for v, b in behaviours.items() if b != DENIED)
+        return (f"not tested: the broker refused the probe's own subscriptions or publishes "
+                f"({which}), so $share could not be judged there" + (f" ({rest})" if rest
+                                                                      else ""))
     if behaviours and all(b == BALANCED for b in behaviours.values()) and not failed:
         return "shared subscriptions deliver each message to exactly one member"
     parts = []
@@ -110,4 +144,5 @@ DESCRIBE: dict[str, str] = {
     FANOUT: "every member gets the messages ($share fanned out)",
     LITERAL: "$share subscription accepted but nothing arrives (taken literally)",
     REFUSED: "$share subscription refused",
+    DENIED: "the probe's own subscriptions or publishes were refused (not authorized / ACL)",
 }

@@ -27,9 +27,19 @@ from typing import TypeVar
 from ..harness.model import BrokerTarget
 from . import checks, dispatch, inflight
 from .client import V5, V311
-from .context import Budget, Context, ShareRun, StepFailed
-from .fingerprint import Guess, fingerprint
-from .model import BALANCED, FANOUT, Check, ProbeReport, ProtocolInfo, Status
+from .context import NOT_AUTHORIZED, Budget, Context, ShareRun, StepFailed, check_topic_prefix
+from .fingerprint import Guess
+from .model import (
+    BALANCED,
+    DENIED,
+    FANOUT,
+    REFUSED,
+    TOPIC_PREFIX_HINT,
+    Check,
+    ProbeReport,
+    ProtocolInfo,
+    Status,
+)
 
 log = logging.getLogger("aetherdiag.probe")
 
@@ -47,6 +57,7 @@ class ProbeOptions:
     run_id: str | None = None
     parallel: bool = True
     protocol: str | None = None  # version for the main run and rule checks (default: 5)
+    topic_prefix: str | None = None  # the run's topics go under {topic_prefix}/{run id}
 
 
 def run_probe(
@@ -68,6 +79,8 @@ def run_probe(
     ctx = Context(target=target, budget=budget)
     if opts.run_id:
         ctx.run_id = opts.run_id
+    if opts.topic_prefix is not None:
+        ctx.prefix = check_topic_prefix(opts.topic_prefix)  # ValueError: the caller's mistake
     try:
         return _run(ctx, opts, label or target.display(), step)
     finally:
@@ -115,6 +128,7 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
             why[version] = f"step failed: {outcome}"
         else:
             runs[version] = outcome
+    _same_refusal(runs)
     balanced = {v: r is not None and r.outcome.behaviour == BALANCED for v, r in runs.items()}
     rows["share_v311"] = dispatch.share_check(V311, runs[V311], balanced[V5], why[V311])
     rows["share_v5"] = dispatch.share_check(V5, runs[V5], balanced[V311], why[V5])
@@ -125,6 +139,10 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
     needs_share = (None if main_behaviour in (BALANCED, FANOUT) else
                    f"not applicable: $share subscriptions are {main_behaviour or 'untested'} "
                    f"with MQTT {ctx.version} here")
+    # The broker refuses the probe's own topics: every rule check would only measure that.
+    needs_topics = (None if main_behaviour != DENIED else
+                    f"the broker refused the probe's own subscriptions or publishes with "
+                    f"MQTT {_label(ctx.version)} (see the $share rows)")
     step("strategy follow-up and rule checks (retained, No Local, $share topics, in-flight "
          "QoS 1/2, $queue)")
     found: list[Guess] = []
@@ -145,10 +163,13 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
                       lambda: inflight.qos2_drop_check(ctx)),
         "queue_prefix": ("$queue/ prefix (EMQX style)", lambda: checks.queue_check(ctx)),
     }
+    if needs_topics is not None:
+        for cid in [c for c in tasks if c != "strategy"]:
+            rows[cid] = _skipped(cid, tasks.pop(cid)[0], needs_topics)
     if needs_share is not None:
         for cid in ("retained", "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop"):
-            title = tasks.pop(cid)[0]
-            rows[cid] = _skipped(cid, title, needs_share)
+            if cid in tasks:
+                rows[cid] = _skipped(cid, tasks.pop(cid)[0], needs_share)
     jobs: dict[str, Callable[[], Check]] = {
         cid: functools.partial(_guarded, ctx, cid, title, fn)
         for cid, (title, fn) in tasks.items()}
@@ -167,11 +188,29 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
         notes.append(f"MQTT {opts.protocol} was not accepted; the checks used {ctx.version}")
     if ctx.budget.left() <= 0:
         notes.append("the --timeout budget ran out; some checks were skipped")
+    if any(r is not None and r.outcome.behaviour == DENIED for r in runs.values()):
+        notes.append(TOPIC_PREFIX_HINT)
     shown = tuple(replace(rows[c], evidence=ctx.shorten(rows[c].evidence)) for c in order)
     return ProbeReport(
         target=label, run_id=ctx.run_id, topic_prefix=ctx.base, protocols=(v311, v5),
         share_behaviour=share, strategy=guess, checks=shown,
         duration_s=ctx.budget.elapsed(), notes=tuple(notes))
+
+
+def _same_refusal(runs: dict[str, ShareRun | None]) -> None:
+    """A 3.1.1 SUBACK can only say 0x80 ("failure"). When the other version's identical
+    subscription was denied as not authorized, that 0x80 is the same ACL, not a verdict on
+    $share: the run becomes ``denied`` too."""
+    denied = [r for r in runs.values() if r is not None and r.outcome.behaviour == DENIED
+              and NOT_AUTHORIZED in r.suback]
+    if not denied:
+        return
+    for version, run in runs.items():
+        if run is not None and run.outcome.behaviour == REFUSED and run.refused_code == 0x80:
+            detail = (f"{run.outcome.detail}; with MQTT {_label(denied[0].version)} the same "
+                      f"subscription was refused as not authorized")
+            runs[version] = replace(run, outcome=replace(run.outcome, behaviour=DENIED,
+                                                         detail=detail))
 
 
 T = TypeVar("T")
@@ -206,8 +245,10 @@ def _strategy(ctx: Context, main: ShareRun | None, found: list[Guess]) -> Check:
     try:
         guess = dispatch.guess_strategy(ctx, main)
     except StepFailed as exc:
+        # Not the unconfirmed sequence guess: that would name a different strategy for a
+        # shorter --timeout (round robin for a pull queue).
         log.info("strategy follow-up failed: %s", exc)
-        guess = fingerprint(main.schedule, main.recipients(), main.members)
+        return dispatch.strategy_check(None, str(exc))
     found.append(guess)
     return dispatch.strategy_check(guess)
 
@@ -233,6 +274,10 @@ def _guarded(ctx: Context, cid: str, title: str, fn: Callable[[], Check]) -> Che
 def _skipped(cid: str, title: str, why: str) -> Check:
     return Check(id=cid, title=title, status=Status.SKIP, result="not tested", evidence=why,
                  spec="-", meaning="-")
+
+
+def _label(version: str) -> str:
+    return "5.0" if version == V5 else version
 
 
 __all__ = ["ProbeOptions", "ProbeUnreachable", "ProtocolInfo", "run_probe"]

@@ -117,11 +117,12 @@ def test_console_script_passes_the_exit_code_on() -> None:
     assert exc.value.code == 2
 
 
-def test_unusable_tls_files_are_one_line_exit_3(tmp_path: Path) -> None:
+def test_unusable_tls_files_are_one_line_exit_2(tmp_path: Path) -> None:
+    """A local file mistake is a usage error (issue 8 item 6), not an unreachable broker."""
     bad = tmp_path / "ca.pem"
     bad.write_text("not a certificate\n")
     result = CliRunner().invoke(app, ["probe", "--broker", "mqtts://127.0.0.1:1",
                                       "--ca-file", str(bad)])
-    assert result.exit_code == 3, result.output
-    assert "cannot use the TLS files" in result.output
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
