@@ -15,16 +15,14 @@ Nothing here prints; broker failures become ``Abort(..., UNREACHABLE)``.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .exitcodes import Abort, ExitCode
-from .harness.embedded import describe, start_emulator
+from .harness.embedded import describe, quiet_emulator_logs, start_emulator
 from .harness.fleet import BrokerUnreachable, Fleet
 from .harness.model import BrokerTarget, RunResult, WorkerSpec
 from .replay_effects import StepRecord
@@ -93,7 +91,7 @@ def run_scenario(
     if target is None:
         label = describe(scenario.emulator)
         try:
-            with _quiet_emulator():
+            with quiet_emulator_logs():
                 target, handle = start_emulator(
                     scenario.emulator, protocol=publisher_protocol,
                     expected_clients=len(workers) + 1, expected_messages=len(scenario.tasks),
@@ -110,7 +108,7 @@ def run_scenario(
         notes.append(f"--mqtt {protocol}: every client uses MQTT {protocol} instead of the "
                      "file's protocol settings")
     try:
-        with _quiet_emulator(), Fleet(
+        with quiet_emulator_logs(), Fleet(
             target, connect_timeout=connect_timeout_s, label=label,
             seed=seed if seed is not None else scenario_seed(scenario),
         ) as fleet:
@@ -138,23 +136,6 @@ def run_scenario(
         scenario=scenario, result=result, records=tuple(records), workers=workers,
         on_emulator=handle is not None, target=result.target, notes=tuple(notes),
     )
-
-
-@contextmanager
-def _quiet_emulator() -> Iterator[None]:
-    """The embedded emulator's warnings (e.g. messages a fault drops) stay off stderr.
-
-    What a fault does is the point of the run and shows in the report; ``--debug`` (which
-    sets the root logger to DEBUG) keeps them.
-    """
-    log = logging.getLogger("aetherdiag.emulator")
-    level = log.level
-    if logging.getLogger().level > logging.DEBUG:
-        log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 class _StepRunner:

@@ -329,10 +329,13 @@ class ScenarioReader(NodeReader):
         args: dict[str, Any] = {}
         if "exit_code" in fields:
             code_node = fields["exit_code"][1]
-            args["exit_code"] = self.integer(code_node, "exit_code", 0, 5)
+            args["exit_code"] = self.integer(code_node, "exit_code", 0, 7)
             if args["exit_code"] == 2:
                 self.fail(code_node, "exit_code: 2 is the usage-error code; a scenario that "
                           "runs cannot end with it")
+            if args["exit_code"] == 6:
+                self.fail(code_node, "exit_code: 6 is what --check-expect returns when "
+                          "expectations fail; a run cannot end with it")
         for key in ("duplicates", "repeats", "redispatched"):
             if key in fields:
                 args[key] = self.count(fields[key][1], key)

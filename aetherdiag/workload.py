@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .exitcodes import Abort, ExitCode
-from .harness.embedded import describe, start_emulator
+from .harness.embedded import describe, quiet_emulator_logs, start_emulator
 from .harness.fleet import BrokerUnreachable, Fleet
 from .harness.model import BrokerTarget, EmulatorSettings, RunResult, TaskSpec, WorkerSpec
 
@@ -58,8 +58,9 @@ def run_workers(
             expected_clients=len(plan.workers) + 1, expected_messages=len(plan.tasks),
         )
     try:
-        with Fleet(target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
-                   label=label, run_id=plan.run_id) as fleet:
+        with quiet_emulator_logs(), Fleet(
+                target, connect_timeout=plan.connect_timeout_s, seed=plan.seed, label=label,
+                run_id=plan.run_id) as fleet:
             fleet.start(plan.workers)
             deadline = time.monotonic() + plan.timeout_s
             interrupted = False

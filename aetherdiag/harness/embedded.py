@@ -22,6 +22,7 @@ ends, so it is only requested from the main thread, which lives as long as the p
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import selectors
@@ -31,6 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import IO, Literal, Protocol
 
 from .clients import BrokerUnreachable
@@ -119,6 +121,23 @@ def start_emulator(
     handle = ThreadEmulator(settings) if mode == "thread" else ProcessEmulator(settings)
     host, port = handle.start()
     return BrokerTarget(scheme="mqtt", host=host, port=port, protocol=protocol), handle
+
+
+@contextlib.contextmanager
+def quiet_emulator_logs() -> Iterator[None]:
+    """The embedded emulator's warnings (e.g. messages a fault drops) stay off stderr.
+
+    What a fault does is the point of the run and shows in the report; ``--debug`` (which
+    sets the root logger to DEBUG) keeps them.
+    """
+    log = logging.getLogger("aetherdiag.emulator")
+    level = log.level
+    if logging.getLogger().level > logging.DEBUG:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def describe(settings: EmulatorSettings) -> str:
