@@ -17,7 +17,6 @@ import pytest
 from tlsdata import CERT_PEM, ENCRYPTED_KEY_PEM, KEY_PEM, OTHER_KEY_PEM
 from typer.testing import CliRunner
 
-from aetherdiag import scenario_steps, scenario_yaml
 from aetherdiag.cli import app
 from aetherdiag.commands.common import parse_target
 from aetherdiag.exitcodes import Abort, ExitCode
@@ -25,7 +24,9 @@ from aetherdiag.harness.clients import BrokerUnreachable, tls_context
 from aetherdiag.harness.model import BrokerTarget
 from aetherdiag.harness.target import InvalidTarget, host_for_url, parse_broker_url
 from aetherdiag.scenario import load_scenario, parse_scenario
-from aetherdiag.scenario_model import ScenarioError
+from aetherdiag.scenario import steps as scenario_steps
+from aetherdiag.scenario import yaml_nodes as scenario_yaml
+from aetherdiag.scenario.model import ScenarioError
 
 runner = CliRunner()
 
@@ -141,7 +142,7 @@ def test_replica_totals_are_bounded() -> None:
 
 def test_a_huge_file_is_refused_without_reading_it_all(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from aetherdiag import scenario
+    from aetherdiag.scenario import reader as scenario
 
     monkeypatch.setattr(scenario, "MAX_FILE_CHARS", 1000)
     path = tmp_path / "big.yaml"

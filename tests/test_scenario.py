@@ -15,7 +15,7 @@ import pytest
 
 from aetherdiag.harness.model import EmulatorSettings, TaskSpec
 from aetherdiag.scenario import load_scenario, parse_scenario
-from aetherdiag.scenario_model import (
+from aetherdiag.scenario.model import (
     Count,
     Drop,
     Publish,

@@ -1,7 +1,7 @@
 """``aetherdiag probe``: what does this broker really do with shared subscriptions?
 
 Parses options, starts the embedded emulator when no ``--broker`` is given, runs
-``probe.run_probe`` and hands the report to ``render_probe``. Exit code: 0 when shared
+``probe.run_probe`` and hands the report to ``render.probe``. Exit code: 0 when shared
 subscriptions deliver each message to exactly one member, 1 when they do not, 2 usage,
 3 unreachable, or the broker refused the probe's own subscriptions or publishes (an ACL: the
 report says so and a one-line hint on stderr offers ``--topic-prefix``).
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import typer
 
-from .. import render_probe
 from ..emulator import FAULTS, STRATEGIES, Emulator
 from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
@@ -32,6 +31,7 @@ from ..probe import ProbeOptions, ProbeReport, ProbeUnreachable, run_probe
 from ..probe.context import DEFAULT_PREFIX, check_topic_prefix
 from ..probe.model import TOPIC_PREFIX_HINT
 from ..render import Format
+from ..render import probe as render_probe
 from .common import (
     CA_FILE_OPTION,
     CERT_FILE_OPTION,

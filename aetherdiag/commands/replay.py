@@ -12,9 +12,9 @@ from .. import render
 from ..exitcodes import Abort, ExitCode
 from ..harness.fleet import FleetError
 from ..harness.model import BrokerTarget
-from ..render_replay import render_outcomes
+from ..render.replay import render_outcomes
 from ..replay import run_scenario
-from ..replay_report import ReplayOutcome, build_outcome, failed_outcome, worst_exit_code
+from ..replay.outcome import ReplayOutcome, build_outcome, failed_outcome, worst_exit_code
 from ..scenario import Scenario, ScenarioError, load_scenario
 from .common import (
     CA_FILE_OPTION,

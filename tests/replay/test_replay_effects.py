@@ -1,14 +1,14 @@
 """What each step caused, from hand-made runs (no broker): attribution, timeline text, lost work,
-and the expectation checks and exit-code rules of replay_report."""
+and the expectation checks and exit-code rules of replay.outcome."""
 
 from __future__ import annotations
 
 from aetherdiag.analysis import Expectations, analyse
 from aetherdiag.exitcodes import ExitCode
 from aetherdiag.harness.model import Delivery, FleetEvent, RunResult, TaskSpec, WorkerSpec
-from aetherdiag.replay_effects import StepRecord, derive
-from aetherdiag.replay_report import check_expect_block, worst_exit_code
-from aetherdiag.scenario_model import (
+from aetherdiag.replay.effects import StepRecord, derive
+from aetherdiag.replay.outcome import check_expect_block, worst_exit_code
+from aetherdiag.scenario.model import (
     Count,
     Drop,
     Expect,

@@ -19,7 +19,7 @@ import pytest
 
 from aetherdiag.harness.model import BrokerTarget
 from aetherdiag.replay import run_scenario
-from aetherdiag.replay_report import ReplayOutcome, build_outcome
+from aetherdiag.replay.outcome import ReplayOutcome, build_outcome
 from aetherdiag.scenario import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parent.parent.parent / "scenarios"

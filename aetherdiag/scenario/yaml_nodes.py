@@ -25,7 +25,7 @@ from yaml.error import Mark
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .scenario_model import ScenarioError
+from .model import ScenarioError
 
 Fields = dict[str, tuple[Node, Node]]  # key -> (key node, value node)
 

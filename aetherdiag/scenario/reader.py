@@ -1,17 +1,17 @@
 """Scenario YAML -> a validated ``Scenario`` plan, with errors that name ``file:line:column``.
 
-How this works: ``scenario_yaml.compose`` gives the node tree with a position on every node and
+How this works: ``yaml_nodes.compose`` gives the node tree with a position on every node and
 ``NodeReader`` reads typed values from it, failing at the node that is wrong (one
 ``ScenarioError`` line). This module adds the meaning, in dependency order: defaults
 (protocol, qos, timeout), target, topic layout, workers (replicas expanded, subscriptions
 resolved to full filters), steps (worker names and each worker's connected/subscribed state
 checked step by step, task ids unique), then expectations. The whole file is validated before
-anything connects anywhere. The plan types live in ``scenario_model.py``; the format is
+anything connects anywhere. The plan types live in ``model.py``; the format is
 documented in ``docs/scenario-format.md``.
 
 Bounds (each an error at the value that breaks it): files up to ``MAX_FILE_CHARS``, YAML
-nesting and size (``scenario_yaml``), durations up to ``MAX_SECONDS``, at most
-``MAX_WORKERS`` workers and ``scenario_steps.MAX_TASKS`` tasks per file, finite numbers only.
+nesting and size (``yaml_nodes``), durations up to ``MAX_SECONDS``, at most
+``MAX_WORKERS`` workers and ``steps.MAX_TASKS`` tasks per file, finite numbers only.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Any, TypeVar
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .emulator.sharing import FAULTS, STRATEGIES
-from .emulator.topics import InvalidFilter, parse_filter
-from .harness.model import EmulatorSettings, WorkerSpec
-from .layout import Layout, LayoutError, aethermagic, generic, template_problem
-from .scenario_model import (
+from ..emulator.sharing import FAULTS, STRATEGIES
+from ..emulator.topics import InvalidFilter, parse_filter
+from ..harness.model import EmulatorSettings, WorkerSpec
+from ..layout import Layout, LayoutError, aethermagic, generic, template_problem
+from .model import (
     Count,
     Expect,
     Publish,
@@ -37,8 +37,8 @@ from .scenario_model import (
     ScenarioError,
     WorkerExpect,
 )
-from .scenario_steps import MAX_SECONDS, MAX_WORK_MS, StepReader
-from .scenario_yaml import Fields, NodeReader, compose, suggest
+from .steps import MAX_SECONDS, MAX_WORK_MS, StepReader
+from .yaml_nodes import Fields, NodeReader, compose, suggest
 
 __all__ = ["Scenario", "ScenarioError", "load_scenario", "parse_scenario"]
 
@@ -188,7 +188,7 @@ class ScenarioReader(NodeReader):
 
     def check_url(self, node: Node, url: str) -> None:
         try:
-            from .harness.target import InvalidTarget, parse_broker_url
+            from ..harness.target import InvalidTarget, parse_broker_url
         except ImportError:  # pragma: no cover - a basic check until the harness ships it
             if not re.fullmatch(r"(mqtts?|wss?)://[^/:@]+(:\d{1,5})?(/.*)?", url):
                 self.fail(node, f"broker: {url!r} is not mqtt[s]://host[:port] or ws[s]://...")

@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import render
-from .analysis import Check, Report
-from .exitcodes import ExitCode
-from .render import Format, write
-from .replay_report import RUN_FAILURES, ReplayOutcome, worst_exit_code
+from ..analysis import Check, Report
+from ..exitcodes import ExitCode
+from ..replay.outcome import RUN_FAILURES, ReplayOutcome, worst_exit_code
+from . import report as render
+from .output import Format, write
 
 __all__ = ["outcome_dict", "render_outcomes", "to_json", "to_junit"]
 

@@ -22,9 +22,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .probe.fingerprint import percent
-from .probe.model import ProbeReport, Status
-from .render import Format, write
+from ..probe.fingerprint import percent
+from ..probe.model import ProbeReport, Status
+from .output import Format, write
 
 SCHEMA = "aetherdiag.probe/1"
 

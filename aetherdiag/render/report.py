@@ -1,44 +1,27 @@
-"""Every way a Report leaves the program: rich table, JSON, JUnit XML; plus the progress bar.
+"""A ``workers``-style Report as a rich table, JSON and JUnit XML (and a failed run's document).
 
 How this works: commands hand a frozen ``Report`` to ``render(report, fmt)`` and never import
-rich themselves. The JSON layout is the documented, stable schema (``SCHEMA``); JUnit has one
-test case per check so CI systems show the verdict natively.
+rich themselves; ``output.write`` puts the chosen format where it belongs. The JSON layout is
+the documented, stable schema (``SCHEMA``); JUnit has one test case per check so CI systems
+show the verdict natively.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
-from enum import StrEnum
 from typing import Any, TextIO
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from .analysis import Report
-from .exitcodes import ExitCode
+from ..analysis import Report
+from ..exitcodes import ExitCode
+from .output import Format, shorten_tasks, write
 
 SCHEMA = "aetherdiag.report/1"
-TASK_LIST_LIMIT = 12
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    junit = "junit"
-
-
-def shorten_tasks(tasks: tuple[str, ...] | list[str], limit: int = TASK_LIST_LIMIT) -> str:
-    """``task-1, task-4, task-7`` or the first ``limit`` ids and ``… +N more``."""
-    if len(tasks) <= limit:
-        return ", ".join(tasks) if tasks else "-"
-    return ", ".join(tasks[:limit]) + f", … +{len(tasks) - limit} more"
 
 
 def _ratio(value: float | None) -> str:
@@ -314,63 +297,9 @@ def _count(n: int, extra: str = "") -> Text:
     return Text(f"{n}{extra if n else ''}", style="bold red" if n else "green")
 
 
-def write(
-    fmt: Format, output: TextIO | None, *, json_text: Callable[[], str],
-    junit_text: Callable[[], str], draw: Callable[[Console], None], width: int = 120,
-) -> None:
-    """Write one of the three formats to ``output`` (stdout by default).
-
-    A table written to a file gets a fixed ``width`` and no colour codes.
-    """
-    stream = output or sys.stdout
-    if fmt is Format.json:
-        stream.write(json_text())
-    elif fmt is Format.junit:
-        stream.write(junit_text())
-    else:
-        is_file = output is not None
-        draw(Console(file=stream, width=width if is_file else None,
-                     force_terminal=False if is_file else None, soft_wrap=False))
-
-
 def render(report: Report, fmt: Format, output: TextIO | None = None) -> None:
     """Write ``report`` in ``fmt`` to ``output`` (stdout by default)."""
     write(fmt, output, json_text=lambda: to_json(report), junit_text=lambda: to_junit(report),
           draw=lambda console: console.print(table(report)))
 
 
-def error(message: str) -> None:
-    """One line on stderr."""
-    print(f"aetherdiag: error: {message}", file=sys.stderr)
-
-
-def warning(message: str) -> None:
-    """One line on stderr."""
-    print(f"aetherdiag: warning: {message}", file=sys.stderr)
-
-
-def interrupted() -> None:
-    """The one line an interrupted run prints on stderr (its partial report goes to stdout)."""
-    print("aetherdiag: interrupted", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr, drawn only when ``enabled`` and stderr is a terminal.
-
-    Yields ``update(published, delivered)``.
-    """
-    console = Console(file=sys.stderr)
-    if not enabled or not console.is_terminal:
-        yield lambda published, delivered: None
-        return
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[delivered]} delivered"), TimeElapsedColumn(),
-                   console=console, transient=True)
-    with bar:
-        task = bar.add_task(label, total=total, delivered=0)
-
-        def update(published: int, delivered: int) -> None:
-            bar.update(task, completed=published, delivered=delivered)
-
-        yield update

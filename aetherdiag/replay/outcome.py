@@ -1,6 +1,6 @@
 """A replay run -> the ``workers`` report plus the timeline and the scenario's expectations.
 
-How this works: ``build_outcome`` derives what each step caused (``replay_effects``), runs the
+How this works: ``build_outcome`` derives what each step caused (``effects``), runs the
 same ``analyse`` as ``aetherdiag workers`` with the file's verdict knobs (``max_imbalance``,
 ``allow_redelivery``), then compares the report with the file's ``expect`` block. Each
 expectation becomes one more check in the report (``expect duplicates``: "expected 10, got
@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from .analysis import Check, Expectations, Report, analyse
-from .exitcodes import ExitCode
-from .replay import ReplayRun
-from .replay_effects import StepEffect, derive
-from .scenario_model import Count, Expect, Scenario
+from ..analysis import Check, Expectations, Report, analyse
+from ..exitcodes import ExitCode
+from ..scenario.model import Count, Expect, Scenario
+from .effects import StepEffect, derive
+from .run import ReplayRun
 
 __all__ = ["RUN_FAILURES", "ExpectResult", "ReplayOutcome", "build_outcome", "check_expect_block",
            "failed_outcome", "worst_exit_code"]

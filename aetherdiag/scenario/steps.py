@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, TypedDict
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from .emulator.topics import valid_topic_name
-from .harness.model import TaskSpec
-from .layout import template_problem
-from .scenario_model import (
+from ..emulator.topics import valid_topic_name
+from ..harness.model import TaskSpec
+from ..layout import template_problem
+from .model import (
     Disconnect,
     Drop,
     Publish,
@@ -33,10 +33,10 @@ from .scenario_model import (
     Unsubscribe,
     Wait,
 )
-from .scenario_yaml import Fields, placeholder_problem, suggest
+from .yaml_nodes import Fields, placeholder_problem, suggest
 
 if TYPE_CHECKING:
-    from .scenario import ScenarioReader
+    from .reader import ScenarioReader
 
 STEP_KINDS = ("publish", "wait", "disconnect", "drop", "reconnect", "subscribe", "unsubscribe",
               "slow", "settle")

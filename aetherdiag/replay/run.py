@@ -8,7 +8,7 @@ bound, the file's ``timeout`` and an optional deadline for the whole scenario) a
 ``StepRecord``: when it ran and what the fleet answered (the task ids a drop left in flight,
 whether a reconnect found its session, the SUBACK code...). After the last step the run
 settles once more unless that step was a ``settle``. What each step *caused* is derived
-afterwards from the recorded deliveries, without I/O, in ``replay_effects.py``.
+afterwards from the recorded deliveries, without I/O, in ``effects.py``.
 
 Nothing here prints; broker failures become ``Abort(..., UNREACHABLE)``.
 """
@@ -21,12 +21,11 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .exitcodes import Abort, ExitCode
-from .harness.embedded import describe, quiet_emulator_logs, start_emulator
-from .harness.fleet import BrokerUnreachable, Fleet
-from .harness.model import BrokerTarget, RunResult, WorkerSpec
-from .replay_effects import StepRecord
-from .scenario_model import (
+from ..exitcodes import Abort, ExitCode
+from ..harness.embedded import describe, quiet_emulator_logs, start_emulator
+from ..harness.fleet import BrokerUnreachable, Fleet
+from ..harness.model import BrokerTarget, RunResult, WorkerSpec
+from ..scenario.model import (
     Disconnect,
     Drop,
     Publish,
@@ -39,6 +38,7 @@ from .scenario_model import (
     Unsubscribe,
     Wait,
 )
+from .effects import StepRecord
 
 __all__ = ["ReplayRun", "StepRecord", "run_scenario"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .harness.model import EmulatorSettings, TaskSpec, WorkerSpec
-from .layout import Layout
+from ..harness.model import EmulatorSettings, TaskSpec, WorkerSpec
+from ..layout import Layout
 
 
 class ScenarioError(ValueError):

@@ -25,9 +25,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 
-from .analysis import DEFAULT_POOL
-from .harness.model import Delivery, RunResult, WorkerSpec
-from .scenario_model import (
+from ..analysis import DEFAULT_POOL
+from ..harness.model import Delivery, RunResult, WorkerSpec
+from ..scenario.model import (
     Disconnect,
     Drop,
     Publish,

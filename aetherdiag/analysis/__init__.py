@@ -1,0 +1,16 @@
+"""Pure analysis: a RunResult -> a Report with checks, causes and a verdict. No I/O.
+
+- ``report``: the Report and its parts (frozen dataclasses), verdict names;
+- ``classify``: ``analyse``: duplicates, repeats, missing, balance, whether the run did its job;
+- ``causes``: likely causes in plain words, from the evidence;
+- ``stats``: percentiles and the chi-square test of an even split.
+"""
+
+from __future__ import annotations
+
+from .classify import analyse
+from .report import DEFAULT_POOL, Balance, Check, Expectations, Report, WorkerRow
+from .stats import chi_square_sf
+
+__all__ = ["DEFAULT_POOL", "Balance", "Check", "Expectations", "Report", "WorkerRow", "analyse",
+           "chi_square_sf"]

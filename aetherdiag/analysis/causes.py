@@ -1,0 +1,193 @@
+"""Likely causes: plain-words explanations derived from a Report and what the broker answered.
+
+Each cause follows the evidence: refused publishes by their reason code, SUBACK failures
+spelled out, a lost broker, a timeout, foreign messages. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from ..harness.model import RunResult, WorkerSpec
+from .report import Report
+
+
+def names(items: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", … +{len(items) - limit} more" if len(items) > limit else "")
+
+
+def reasons(reasons: Sequence[str]) -> str:
+    """``3 not sent: ...; 1 refused ...``: each distinct reason once, with its count."""
+    counts: dict[str, int] = defaultdict(int)
+    for reason in reasons:
+        counts[reason] += 1
+    return "; ".join(f"{n} {reason}" for reason, n in counts.items())
+
+
+def likely_causes(
+    report: Report, result: RunResult, workers: Sequence[WorkerSpec]
+) -> list[str]:
+    """Plain-words explanations derived from the delivery pattern."""
+    causes: list[str] = _shortfall_causes(report, result)
+    n = report.published
+    rows = report.workers
+    if n == 0:
+        return causes or ["no task was published"]
+    subs = [s for w in workers for s in w.subscriptions]
+    shared = [s for s in subs if s.startswith("$share/") or s.startswith("$queue/")]
+    groups = {s.split("/")[1] for s in shared if s.startswith("$share/")}
+    refused = [(w, f, rc) for (w, f, rc) in result.subscribe_results if rc >= 0x80]
+    everyone = len(rows) > 1 and all(r.unique == n for r in rows)
+
+    if everyone:
+        if not shared:
+            causes.append("every worker got every task: the workers subscribed without $share "
+                          "(plain subscriptions), so each one is its own consumer")
+        elif len(groups) > 1 and len(groups) >= len(rows):
+            causes.append("every worker got every task: each worker is in a different share "
+                          f"group ({', '.join(sorted(groups))}); members must use the same "
+                          "group name")
+        else:
+            causes.append("every worker got every task although they share one group: the "
+                          "broker treats $share/... like a plain subscription (no real "
+                          "shared-subscription support, or a fan-out bug)")
+    elif report.cross_worker:
+        causes.append(f"{len(report.cross_worker)} task(s) reached several workers: overlapping "
+                      "pools or groups, partial fan-out, or a QoS 1 re-dispatch after a member "
+                      "dropped (use --allow-redelivery if that is acceptable)")
+
+    refusal_causes = _publish_refusal_causes(result)
+    if report.unique_delivered == 0 or len(report.missing) == n:
+        if refusal_causes:
+            causes.append("nothing arrived: " + refusal_causes[0])
+            causes += refusal_causes[1:]
+            refusal_causes = []
+        elif refused:
+            codes = "; ".join(f"0x{rc:02X} = {_SUBACK_MEANING.get(rc, 'refused')}"
+                              for rc in sorted({rc for *_, rc in refused}))
+            causes.append(f"nothing arrived: the broker refused the subscriptions ({codes})")
+        elif report.connection_lost and not report.delivered:
+            pass  # the broker was lost before anything could arrive: said above
+        else:
+            # The emulator has no ACLs; a real broker may accept a subscription its ACL then
+            # keeps silent (Mosquitto answers SUBACK success and filters at delivery).
+            options = [] if result.emulator_stats is not None else [
+                "an ACL accepts the subscription but denies reading the task topics (Mosquitto "
+                "grants such subscriptions and delivers nothing)"]
+            if shared:
+                options.append("the broker takes $share/... as a literal topic filter (no "
+                               "shared-subscription support)")
+            options.append("the filter does not match the task topics")
+            accepted = " although every subscription was accepted" if shared else ""
+            causes.append(f"nothing arrived{accepted}: " + ", or ".join(options))
+    elif report.missing and report.lost_in_flight:
+        causes.append(f"{len(report.lost_in_flight)} task(s) were in flight on a member whose "
+                      "connection dropped and the broker did not hand them to another member "
+                      "(Mosquitto-like discard); persistent sessions or a re-dispatching broker "
+                      "avoid the loss")
+    elif report.missing:
+        qos0 = all(w.qos == 0 for w in workers)
+        cause = (f"{len(report.missing)} task(s) never arrived: messages were lost — a member "
+                 "dropped with QoS 1 in flight and the broker discarded instead of re-dispatching"
+                 ", a broker queue limit (Mosquitto's max_queued_messages), or the run timed out")
+        if qos0:
+            cause += "; at QoS 0 the broker may drop for slow consumers"
+        causes.append(cause)
+    causes += refusal_causes
+    if report.repeats_dup:
+        causes.append(f"{report.repeats_dup} DUP-flagged redelivery(ies): acknowledgements are "
+                      "not reaching the broker in time (or the worker reconnected), so it sent "
+                      "them again — workers must be idempotent or ack faster")
+    if report.repeats_fresh:
+        causes.append(f"{report.repeats_fresh} fresh copy(ies) on one worker: that client holds "
+                      "overlapping subscriptions (plain + shared, or two groups) and receives a "
+                      "copy per subscription")
+    active = [r for r in rows if r.unique]
+    if len(rows) > 1 and len(active) == 1 and report.unique_delivered > 1 and not everyone:
+        causes.append(f"one worker ({active[0].name}) got everything: a sticky or hash-based "
+                      "dispatch strategy (hash by publisher client id with one publisher), or a "
+                      "round robin whose turn is kept per publisher")
+    elif report.balance.judged and any(c.name == "balance" and c.passed is False
+                                       for c in report.checks):
+        slow = [w.name for w in workers if w.work_ms > 0]
+        text = "the split is uneven: a random or load-based strategy, or slow members"
+        if slow:
+            text += f" ({', '.join(slow)} process slowly)"
+        if report.foreign:
+            text += (f"; the workers also took {report.foreign} message(s) that this run did not "
+                     "publish, and each one uses up a worker's turn")
+        causes.append(text)
+    if report.foreign:
+        causes.append(f"{report.foreign} message(s) on the task topics were not published by "
+                      "this run: another publisher (a live pool?) uses the same topics, so this "
+                      "run's workers consumed its messages and its workers may get ours")
+    return causes
+
+
+# What a SUBACK failure code means for a worker pool (MQTT 5.0 3.9.3; 0x80 is also the only
+# failure code MQTT 3.1.1 has, so an ACL denial looks like it there).
+_SUBACK_MEANING = {
+    0x80: "unspecified error (in MQTT 3.1.1 also an ACL denial)",
+    0x83: "implementation specific error",
+    0x87: "not authorized: an ACL denies this subscription",
+    0x8F: "topic filter invalid",
+    0x91: "packet identifier in use",
+    0x97: "quota exceeded",
+    0x9E: "shared subscriptions not supported",
+    0xA1: "subscription identifiers not supported",
+    0xA2: "wildcard subscriptions not supported",
+}
+
+
+def _publish_refusal_causes(result: RunResult) -> list[str]:
+    """What the publisher's refused or unacknowledged publishes say, grouped by reason."""
+    share = [t for t, r in result.publish_refusals if "$share" in r]
+    denied = [t for t, r in result.publish_refusals
+              if "$share" not in r and "0x87" in r and r.startswith("refused")]
+    other = [r for _, r in result.publish_refusals
+             if r.startswith("refused") and "$share" not in r and "0x87" not in r]
+    unacked = [r for _, r in result.publish_refusals if not r.startswith("refused")]
+    out: list[str] = []
+    if share:
+        out.append(f"the broker refused {len(share)} publish(es) to a $share/... topic: a "
+                   "publisher must publish to the plain topic, never to the $share/... filter")
+    if denied:
+        out.append(f"the broker refused {len(denied)} publish(es) as not authorized (0x87): an "
+                   "ACL denies publishing to the task topics; use topics the ACL allows "
+                   "(--topic, --union) or grant this client publish access")
+    if other:
+        out.append(f"the broker refused {len(other)} publish(es): {reasons(other)}")
+    if unacked:
+        out.append(f"{len(unacked)} publish(es) were never acknowledged "
+                   f"({reasons(unacked)}): not a refusal, the broker did not "
+                   "answer before the run ended")
+    return out
+
+
+def _shortfall_causes(report: Report, result: RunResult) -> list[str]:
+    """Why the run did not do all it set out to do (broker lost, timeout, interrupt)."""
+    out: list[str] = []
+    if report.connection_lost:
+        out.append(f"the broker connection was lost mid-run ({names(report.connection_lost)}): "
+                   "the broker stopped or restarted, or the network dropped; figures after "
+                   "that point are partial")
+    if report.interrupted:
+        out.append("the run was interrupted before it finished; figures are partial")
+    elif report.timed_out:
+        bound = f" ({result.timeout_s:g} s)" if result.timeout_s else ""
+        pending = []
+        if report.unsent:
+            pending.append(f"{len(report.unsent)} task(s) not yet sent")
+        if report.unfinished:
+            pending.append(f"{len(report.unfinished)} task(s) still being worked on")
+        if report.steps_not_run:
+            pending.append(f"{len(report.steps_not_run)} step(s) not run")
+        what = ": " + ", ".join(pending) if pending else ""
+        out.append(f"the run hit its timeout{bound} before it settled{what}; raise --timeout "
+                   "(slow workers and --rate pacing need time) or publish fewer tasks")
+    elif report.unsent and not report.connection_lost:
+        why = reasons([r for _, r in report.unsent])
+        out.append(f"{len(report.unsent)} task(s) were never sent: {why}")
+    return out

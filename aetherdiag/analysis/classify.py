@@ -1,0 +1,281 @@
+"""Pure analysis: what the workers received -> a Report with checks, causes and a verdict.
+
+How this works: ``analyse(result, workers, expect)`` groups deliveries by pool (workers meant to
+share the tasks; one pool unless a scenario declares several). For every published task and
+pool it counts which workers got it and how often: a task that reached two workers of a pool
+is a cross-worker duplicate, a second copy on the same worker is a repeat (DUP-flagged
+redelivery or a fresh copy), a task no worker of a pool got is missing. Balance compares the
+unique tasks per worker. The checks map to exit codes; the lowest failing code wins.
+
+A run is only judged healthy when it did all it set out to do: besides duplicates, missing
+tasks and balance, the checks fail when a client lost its broker connection mid-run (3),
+tasks were never sent or never finished, replay steps were not run, or the run hit its
+timeout before it settled (7, incomplete). An interrupted run is 130 whatever else it shows.
+Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from ..exitcodes import ExitCode
+from ..harness.model import RunResult, WorkerSpec
+from .causes import likely_causes, names, reasons
+from .report import (
+    DEFAULT_POOL,
+    Balance,
+    Check,
+    Expectations,
+    Report,
+    WorkerRow,
+    verdict_text,
+)
+from .stats import chi_square_sf, percentiles
+
+
+def analyse(
+    result: RunResult,
+    workers: Sequence[WorkerSpec],
+    expect: Expectations | None = None,
+    *,
+    title: str = "aetherdiag workers",
+    timeline: Sequence[str] = (),
+    context: Mapping[str, str] | None = None,
+    steps: int | None = None,
+) -> Report:
+    """Classify every delivery in ``result`` and decide the verdict.
+
+    ``steps`` (replay) is how many steps the scenario had; it adds the "every step ran" check.
+    """
+    expect = expect or Expectations()
+    specs = {w.name: w for w in workers}
+    pool_of = {name: (specs[name].pool if name in specs else "") or DEFAULT_POOL
+               for name in result.workers}
+    pools: dict[str, list[str]] = defaultdict(list)
+    for name in result.workers:
+        pools[pool_of[name]].append(name)
+
+    published = list(dict.fromkeys(result.published))
+    published_set = set(published)
+    # copies[(worker, task)] -> list of (dup, completed)
+    copies: dict[tuple[str, str], list[tuple[bool, bool]]] = defaultdict(list)
+    order: dict[str, list[str]] = defaultdict(list)
+    foreign = 0
+    for d in result.deliveries:
+        if d.task_id is None or d.task_id not in published_set or d.worker not in pool_of:
+            foreign += 1
+            continue
+        key = (d.worker, d.task_id)
+        if key not in copies:
+            order[d.worker].append(d.task_id)
+        copies[key].append((d.dup, d.completed))
+
+    receivers: dict[tuple[str, str], list[str]] = defaultdict(list)  # (pool, task) -> workers
+    for (worker, task) in copies:
+        receivers[(pool_of[worker], task)].append(worker)
+
+    missing: list[str] = []
+    cross: list[tuple[str, tuple[str, ...]]] = []
+    allowed = 0
+    lost: list[str] = []
+    for task in published:
+        for pool in pools:
+            got = receivers.get((pool, task), [])
+            finished = [w for w in got if any(c for _, c in copies[(w, task)])]
+            if not finished:
+                # Nobody got it, or only members that dropped before finishing it.
+                if task not in missing:
+                    missing.append(task)
+                    if got:
+                        lost.append(task)
+            elif len(got) > 1:
+                if expect.allow_redelivery and len(finished) <= 1:
+                    allowed += len(got) - 1
+                else:
+                    cross.append((task, tuple(sorted(got, key=result.workers.index))))
+
+    rows: list[WorkerRow] = []
+    repeats_dup = repeats_fresh = 0
+    pool_unique = {p: sum(1 for (pp, _t) in receivers if pp == p) for p in pools}
+    for name in result.workers:
+        tasks = order.get(name, [])
+        received = sum(len(copies[(name, t)]) for t in tasks)
+        dup = fresh = 0
+        for t in tasks:
+            held = copies[(name, t)]
+            extra = held[1:]
+            n_dup = sum(1 for is_dup, _ in extra if is_dup)
+            if expect.allow_redelivery and not all(done for _, done in held):
+                # The worker lost its connection holding this task; the broker re-sent it
+                # with DUP when it came back: the redelivery that was asked to be allowed.
+                allowed += n_dup
+            else:
+                dup += n_dup
+            fresh += len(extra) - n_dup
+        repeats_dup += dup
+        repeats_fresh += fresh
+        total = pool_unique.get(pool_of[name], 0)
+        rows.append(WorkerRow(
+            name=name, pool=pool_of[name], received=received, unique=len(tasks),
+            repeats=dup + fresh, dup_repeats=dup,
+            share=(len(tasks) / total) if total else 0.0, tasks=tuple(tasks),
+            subscriptions=specs[name].subscriptions if name in specs else (),
+        ))
+
+    balance = _balance(rows, pools, len(published), expect)
+    unfinished = tuple((w, t) for w, t in result.unfinished if t in published_set)
+    checks = _checks(published, missing, cross, repeats_dup, repeats_fresh, balance, expect,
+                     allowed) + _completion_checks(result, unfinished, steps)
+    failing = [c.code for c in checks if c.passed is False]
+    code = min(failing) if failing else ExitCode.OK
+    if result.interrupted:
+        code = ExitCode.INTERRUPTED
+    timed_out = not result.settled and not result.interrupted
+    latencies = sorted(d.latency_ms for d in result.deliveries if d.latency_ms is not None)
+    report = Report(
+        title=title, target=result.target, published=len(published),
+        delivered=sum(r.received for r in rows), unique_delivered=len(published) - len(missing),
+        missing=tuple(missing), cross_worker=tuple(cross), allowed_redeliveries=allowed,
+        repeats=repeats_dup + repeats_fresh, repeats_dup=repeats_dup,
+        repeats_fresh=repeats_fresh, foreign=foreign, balance=balance, workers=tuple(rows),
+        checks=checks, causes=(), exit_code=code,
+        verdict=verdict_text(code, timed_out=timed_out, timeout_s=result.timeout_s),
+        duration_s=result.duration_s, settled=result.settled,
+        publish_failures=result.publish_failures, latency_ms=percentiles(latencies),
+        notes=result.notes, timeline=tuple(timeline), emulator_stats=result.emulator_stats,
+        lost_in_flight=tuple(lost), context=tuple(context.items()) if context else (),
+        unsent=result.unsent, unfinished=unfinished, connection_lost=result.connection_lost,
+        steps_not_run=result.steps_not_run, timed_out=timed_out,
+        interrupted=result.interrupted,
+    )
+    return _with_causes(report, result, workers)
+
+
+def _balance(
+    rows: list[WorkerRow], pools: dict[str, list[str]], published: int, expect: Expectations
+) -> Balance:
+    worst_ratio: float | None = 1.0
+    worst_mean: float | None = 1.0
+    idle: list[str] = []
+    chi_total = 0.0
+    dof = 0
+    enough_for_chi = True
+    any_delivered = False
+    for members in pools.values():
+        counts = [r.unique for r in rows if r.name in members]
+        if not counts or len(counts) < 2 or sum(counts) == 0:
+            continue
+        any_delivered = True
+        hi, lo = max(counts), min(counts)
+        mean = sum(counts) / len(counts)
+        idle += [r.name for r in rows if r.name in members and r.unique == 0]
+        ratio = None if lo == 0 else hi / lo
+        if worst_ratio is not None:
+            worst_ratio = None if ratio is None else max(worst_ratio, ratio)
+        if worst_mean is not None:
+            worst_mean = max(worst_mean, hi / mean)
+        if mean < 5:
+            enough_for_chi = False
+        chi_total += sum((n - mean) ** 2 / mean for n in counts)
+        dof += len(counts) - 1
+    n_workers = max((len(m) for m in pools.values()), default=1)
+    judged = any_delivered and published / max(n_workers, 1) >= expect.min_share_to_judge
+    chi = p = None
+    if any_delivered and dof and enough_for_chi:
+        chi = chi_total
+        p = chi_square_sf(chi_total, dof)
+    return Balance(
+        judged=judged and any(len(m) > 1 for m in pools.values()),
+        max_over_min=worst_ratio, max_over_mean=worst_mean if any_delivered else None,
+        chi_square=chi, p_value=p, idle_workers=tuple(idle),
+    )
+
+
+def _checks(
+    published: list[str], missing: list[str], cross: list[tuple[str, tuple[str, ...]]],
+    repeats_dup: int, repeats_fresh: int, balance: Balance, expect: Expectations,
+    allowed: int,
+) -> tuple[Check, ...]:
+    n = len(published)
+    cross_detail = (
+        f"{len(cross)} of {n} tasks reached more than one worker"
+        if cross else "every task reached at most one worker of its pool"
+    )
+    if allowed:
+        cross_detail += f" ({allowed} re-dispatch(es) after a member loss allowed)"
+    repeat_detail = (
+        f"{repeats_dup + repeats_fresh} extra copies on the same worker "
+        f"({repeats_dup} DUP redeliveries, {repeats_fresh} fresh copies)"
+        if repeats_dup + repeats_fresh else "no worker got a task twice"
+    )
+    if balance.max_over_min is None:
+        ratio_text = "max/min infinite (" + ", ".join(balance.idle_workers) + " got nothing)"
+    else:
+        ratio_text = f"max/min {balance.max_over_min:.2f}"
+    if not balance.judged:
+        balance_check = Check(
+            name="balance", passed=None, code=ExitCode.IMBALANCE,
+            detail=f"not judged: too few tasks per worker ({ratio_text})",
+        )
+    else:
+        ok = balance.max_over_min is not None and balance.max_over_min <= expect.max_imbalance
+        detail = f"{ratio_text}, allowed {expect.max_imbalance:g}"
+        if not ok and balance.p_value is not None and balance.p_value >= 0.05:
+            detail += (f" (chi-square p={balance.p_value:.2f}: a split this uneven is common "
+                       "for a random dispatcher at this size; publish more tasks or raise "
+                       "--max-imbalance)")
+        balance_check = Check(name="balance", passed=ok, code=ExitCode.IMBALANCE, detail=detail)
+    return (
+        Check(name="no cross-worker duplicates", passed=not cross, code=ExitCode.DUPLICATES,
+              detail=cross_detail),
+        Check(name="no same-worker repeats", passed=not (repeats_dup + repeats_fresh),
+              code=ExitCode.DUPLICATES, detail=repeat_detail),
+        Check(name="no missing tasks", passed=not missing, code=ExitCode.MISSING,
+              detail=f"{len(missing)} of {n} tasks reached no worker" if missing
+              else f"all {n} tasks delivered"),
+        balance_check,
+    )
+
+
+def _completion_checks(
+    result: RunResult, unfinished: tuple[tuple[str, str], ...], steps: int | None
+) -> tuple[Check, ...]:
+    """Did the run do all it set out to do? Each shortfall is a failing check of its own."""
+    planned = len(result.published) + len(result.unsent)
+    lost = result.connection_lost
+    checks = [
+        Check(name="broker connection held", passed=not lost, code=ExitCode.UNREACHABLE,
+              detail=f"{len(lost)} client(s) lost the broker connection mid-run: "
+              f"{names(lost)}" if lost else "no client lost its broker connection"),
+        Check(name="every task sent", passed=not result.unsent, code=ExitCode.INCOMPLETE,
+              detail=f"{len(result.unsent)} of {planned} tasks never sent "
+              f"({reasons([r for _, r in result.unsent])})" if result.unsent else
+              f"all {planned} tasks sent"),
+        Check(name="every task finished", passed=not unfinished, code=ExitCode.INCOMPLETE,
+              detail=f"{len(unfinished)} task(s) still being worked on when the run ended "
+              f"({names([f'{t} on {w}' for w, t in unfinished])})" if unfinished
+              else "no worker was still working on a task at the end"),
+    ]
+    if steps is not None:
+        skipped = result.steps_not_run
+        checks.append(Check(
+            name="every step ran", passed=not skipped, code=ExitCode.INCOMPLETE,
+            detail=f"{len(skipped)} of {steps} steps not run: {names(skipped)}" if skipped
+            else f"all {steps} steps ran"))
+    bound = f" after {result.timeout_s:g} s" if result.timeout_s else ""
+    if result.interrupted:
+        checks.append(Check(name="run not interrupted", passed=False,
+                            code=ExitCode.INTERRUPTED,
+                            detail="interrupted (Ctrl-C, SIGTERM or SIGHUP): figures are partial"))
+    else:
+        checks.append(Check(
+            name="settled within the timeout", passed=result.settled, code=ExitCode.INCOMPLETE,
+            detail="deliveries settled" if result.settled else
+            f"timed out{bound} before deliveries settled: figures are partial"))
+    return tuple(checks)
+
+
+def _with_causes(report: Report, result: RunResult, workers: Sequence[WorkerSpec]) -> Report:
+    return replace(report, causes=tuple(likely_causes(report, result, workers)))

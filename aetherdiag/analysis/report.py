@@ -1,0 +1,106 @@
+"""The values analysis produces: the Report, its checks, rows and balance, and the verdict
+knobs. Frozen dataclasses only; nothing here computes or does I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..exitcodes import ExitCode
+
+DEFAULT_POOL = "workers"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expectations:
+    """Verdict knobs (``--max-imbalance``, ``--allow-redelivery``)."""
+
+    max_imbalance: float = 1.5
+    allow_redelivery: bool = False
+    min_share_to_judge: float = 3.0  # balance is judged when each worker's even share >= this
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerRow:
+    name: str
+    pool: str
+    received: int  # every copy, repeats included
+    unique: int
+    repeats: int  # copies beyond the first of a task on this worker (allowed ones excluded)
+    dup_repeats: int  # ... of which had the DUP flag (redeliveries)
+    share: float  # unique / unique tasks delivered to the pool
+    tasks: tuple[str, ...]  # unique task ids in the order first received
+    subscriptions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Balance:
+    judged: bool
+    max_over_min: float | None  # None when a worker got nothing (infinitely unbalanced)
+    max_over_mean: float | None
+    chi_square: float | None = None
+    p_value: float | None = None  # of an even split; None when the run is too small
+    idle_workers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    name: str
+    passed: bool | None  # None: not judged
+    detail: str
+    code: ExitCode
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    title: str
+    target: str
+    published: int
+    delivered: int
+    unique_delivered: int
+    missing: tuple[str, ...]  # no worker of a pool finished it (never received, or lost)
+    cross_worker: tuple[tuple[str, tuple[str, ...]], ...]  # (task, workers that got it)
+    allowed_redeliveries: int
+    repeats: int
+    repeats_dup: int
+    repeats_fresh: int
+    foreign: int  # deliveries whose payload was not one of our tasks
+    lost_in_flight: tuple[str, ...] = ()  # missing tasks a dropped member had received
+    balance: Balance
+    workers: tuple[WorkerRow, ...]
+    checks: tuple[Check, ...]
+    causes: tuple[str, ...]
+    verdict: str
+    exit_code: ExitCode
+    duration_s: float
+    settled: bool
+    publish_failures: tuple[str, ...] = ()
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    timeline: tuple[str, ...] = ()
+    emulator_stats: dict[str, object] | None = None
+    context: tuple[tuple[str, str], ...] = ()  # how the run was set up, shown under the title
+    unsent: tuple[tuple[str, str], ...] = ()  # (task, reason): never handed to the broker
+    unfinished: tuple[tuple[str, str], ...] = ()  # (worker, task) still being worked on
+    connection_lost: tuple[str, ...] = ()  # clients whose broker connection died mid-run
+    steps_not_run: tuple[str, ...] = ()
+    timed_out: bool = False  # a deadline (--timeout, a settle's timeout) cut the run short
+    interrupted: bool = False
+
+
+_VERDICTS = {
+    ExitCode.OK: "healthy",
+    ExitCode.DUPLICATES: "duplicates",
+    ExitCode.UNREACHABLE: "broker lost",
+    ExitCode.MISSING: "missing",
+    ExitCode.IMBALANCE: "imbalanced",
+    ExitCode.INCOMPLETE: "incomplete",
+    ExitCode.INTERRUPTED: "interrupted",
+}
+
+
+def verdict_text(code: ExitCode, *, timed_out: bool, timeout_s: float | None) -> str:
+    """``healthy``, ``missing (timed out after 2 s)``, ``interrupted`` ..."""
+    text = _VERDICTS.get(code, code.name.lower())
+    if timed_out and code is not ExitCode.INTERRUPTED:
+        text += f" (timed out after {timeout_s:g} s)" if timeout_s else " (timed out)"
+    return text

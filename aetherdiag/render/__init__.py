@@ -1,0 +1,27 @@
+"""Every way results leave the program. Commands import this package and nothing from rich.
+
+- ``output``: formats, the one writer for stdout/``--output``, stderr lines, the progress bar;
+- ``report``: a ``workers``-style Report as table, JSON (schema ``aetherdiag.report/1``), JUnit;
+- ``replay``: several replay outcomes, with their timelines and expectations;
+- ``probe``: the probe report.
+"""
+
+from __future__ import annotations
+
+from .output import Format, error, interrupted, progress, shorten_tasks, warning, write
+from .report import (
+    SCHEMA,
+    failure_dict,
+    failure_suite,
+    junit_suite,
+    render,
+    render_failure,
+    table,
+    to_dict,
+    to_json,
+    to_junit,
+)
+
+__all__ = ["SCHEMA", "Format", "error", "failure_dict", "failure_suite", "interrupted",
+           "junit_suite", "progress", "render", "render_failure", "shorten_tasks", "table",
+           "to_dict", "to_json", "to_junit", "warning", "write"]

@@ -1,0 +1,89 @@
+"""The shared output layer: formats, where output goes, stderr lines and the progress bar.
+
+How this works: every command writes through ``write`` (table, JSON or JUnit to stdout or
+``--output``), prints its error, warning and interrupted lines through the functions here,
+and shows progress with ``progress``. The report renderers (``report``, ``replay``,
+``probe``) only build text and rich renderables; nothing else in the program prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from enum import StrEnum
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+TASK_LIST_LIMIT = 12
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    junit = "junit"
+
+
+def shorten_tasks(tasks: tuple[str, ...] | list[str], limit: int = TASK_LIST_LIMIT) -> str:
+    """``task-1, task-4, task-7`` or the first ``limit`` ids and ``… +N more``."""
+    if len(tasks) <= limit:
+        return ", ".join(tasks) if tasks else "-"
+    return ", ".join(tasks[:limit]) + f", … +{len(tasks) - limit} more"
+
+
+def write(
+    fmt: Format, output: TextIO | None, *, json_text: Callable[[], str],
+    junit_text: Callable[[], str], draw: Callable[[Console], None], width: int = 120,
+) -> None:
+    """Write one of the three formats to ``output`` (stdout by default).
+
+    A table written to a file gets a fixed ``width`` and no colour codes.
+    """
+    stream = output or sys.stdout
+    if fmt is Format.json:
+        stream.write(json_text())
+    elif fmt is Format.junit:
+        stream.write(junit_text())
+    else:
+        is_file = output is not None
+        draw(Console(file=stream, width=width if is_file else None,
+                     force_terminal=False if is_file else None, soft_wrap=False))
+
+
+def error(message: str) -> None:
+    """One line on stderr."""
+    print(f"aetherdiag: error: {message}", file=sys.stderr)
+
+
+def warning(message: str) -> None:
+    """One line on stderr."""
+    print(f"aetherdiag: warning: {message}", file=sys.stderr)
+
+
+def interrupted() -> None:
+    """The one line an interrupted run prints on stderr (its partial report goes to stdout)."""
+    print("aetherdiag: interrupted", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr, drawn only when ``enabled`` and stderr is a terminal.
+
+    Yields ``update(published, delivered)``.
+    """
+    console = Console(file=sys.stderr)
+    if not enabled or not console.is_terminal:
+        yield lambda published, delivered: None
+        return
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[delivered]} delivered"), TimeElapsedColumn(),
+                   console=console, transient=True)
+    with bar:
+        task = bar.add_task(label, total=total, delivered=0)
+
+        def update(published: int, delivered: int) -> None:
+            bar.update(task, completed=published, delivered=delivered)
+
+        yield update
