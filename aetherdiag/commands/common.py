@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +14,23 @@ from .. import render
 from ..analysis import Report
 from ..exitcodes import Abort, ExitCode
 from ..harness.model import BrokerTarget
+from ..mqtt.protocol import Protocol, UnknownProtocol, parse_protocol
 
 # Options shared by every command that can talk to a real broker.
 CA_FILE_OPTION: Any = typer.Option(None, "--ca-file", help="CA bundle for mqtts/wss.")
 CERT_FILE_OPTION: Any = typer.Option(None, "--cert-file", help="Client certificate.")
 KEY_FILE_OPTION: Any = typer.Option(None, "--key-file", help="Client private key.")
 INSECURE_OPTION: Any = typer.Option(False, "--insecure", help="Skip TLS certificate checks.")
+def _debug_logging(value: bool) -> bool:
+    if value:
+        logging.getLogger().setLevel(logging.DEBUG)
+    return value
+
+
+# --debug is accepted before the command (``aetherdiag --debug workers``) and after it; either
+# way debug logs go on here and ``cli.main`` shows tracebacks instead of one-line errors.
+DEBUG_OPTION: Any = typer.Option(False, "--debug", callback=_debug_logging,
+                                 help="Debug logs, and tracebacks instead of one-line errors.")
 PASSWORD_ENV_OPTION: Any = typer.Option(
     None, "--password-env", metavar="VAR", show_default=False,
     help="Environment variable holding the password when the URL names a user but no "
@@ -35,6 +46,16 @@ def finite(value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"{value!r} is not a finite number")
     return value
+
+
+def mqtt_version(value: str | None) -> Protocol | None:
+    """Typer callback for ``--mqtt``: ``3.1.1``, ``311``, ``5`` or ``5.0`` -> the Protocol."""
+    if value is None:
+        return None
+    try:
+        return parse_protocol(value)
+    except UnknownProtocol as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def parse_target(
@@ -110,18 +131,3 @@ def emit(draw: Callable[[TextIO | None], None], fmt: render.Format, output: Path
 def emit_report(report: Report, fmt: render.Format, output: Path | None, quiet: bool) -> None:
     """Render a ``workers``-style report to ``output`` (or stdout)."""
     emit(lambda stream: render.render(report, fmt, stream), fmt, output, quiet)
-
-
-def one_line_errors(func: Callable[..., None]) -> Callable[..., None]:
-    """Expected failures (``Abort``) -> one line on stderr and their exit code, also when the
-    app runs without ``cli.main`` (typer's CliRunner, embedding)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            func(*args, **kwargs)
-        except Abort as exc:
-            render.error(str(exc))
-            raise typer.Exit(int(exc.code)) from None
-
-    return wrapper

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import typer
 
+from .. import render
 from ..emulator import FAULTS, STRATEGIES, Emulator
 from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
@@ -35,12 +36,14 @@ from ..render import probe as render_probe
 from .common import (
     CA_FILE_OPTION,
     CERT_FILE_OPTION,
+    DEBUG_OPTION,
     INSECURE_OPTION,
     KEY_FILE_OPTION,
     PASSWORD_ENV_OPTION,
     check_output,
     emit,
     finite,
+    mqtt_version,
     parse_target,
 )
 
@@ -81,7 +84,7 @@ def command(
     insecure: bool = INSECURE_OPTION,
     password_env: str | None = PASSWORD_ENV_OPTION,
     mqtt: str | None = typer.Option(
-        None, "--mqtt", metavar="VERSION",
+        None, "--mqtt", metavar="VERSION", callback=mqtt_version,
         help="Protocol for the strategy fingerprint and rule checks: 3.1.1 or 5 "
         "(default: 5 when the broker accepts it). Both versions are always tried for $share."),
     messages: int = typer.Option(96, "--messages", min=30, max=2000,
@@ -97,18 +100,12 @@ def command(
                                        help="Write the report to FILE instead of stdout."),
     quiet: bool = typer.Option(False, "--quiet",
                                help="No spinner; with --format table, no report either."),
-    debug: bool = typer.Option(False, "--debug", help="Debug logging."),
+    debug: bool = DEBUG_OPTION,
 ) -> None:
     """Probe a broker's shared subscriptions: protocol support, $share behaviour, dispatch
     strategy, retained / No Local / in-flight rules. Safe on a shared broker (unique topics,
     cleans up)."""
-    if debug:
-        logging.getLogger().setLevel(logging.DEBUG)
-    try:
-        check_output(output)
-    except Abort as exc:  # nowhere to write a report to
-        render_probe.error(str(exc))
-        raise typer.Exit(int(exc.code)) from None
+    check_output(output)
     started = time.monotonic()
     where = {"target": "embedded emulator" if broker is None else "-"}
     try:
@@ -117,15 +114,10 @@ def command(
                         debug, where)
     except Abort as exc:
         _emit_failure(where["target"], exc, fmt, output, time.monotonic() - started)
-        render_probe.error(str(exc))
-        raise typer.Exit(int(exc.code)) from None
-    try:
-        emit(lambda stream: render_probe.render(report, fmt, stream), fmt, output, quiet)
-    except Abort as exc:
-        render_probe.error(str(exc))
-        raise typer.Exit(int(exc.code)) from None
+        raise
+    emit(lambda stream: render_probe.render(report, fmt, stream), fmt, output, quiet)
     if report.denied and report.exit_code is ExitCode.UNREACHABLE:
-        render_probe.note(TOPIC_PREFIX_HINT)
+        render.hint(TOPIC_PREFIX_HINT)
     raise typer.Exit(int(report.exit_code))
 
 
@@ -162,11 +154,7 @@ def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None
     if broker is None and (ca_file or cert_file or key_file or insecure):
         raise Abort("--ca-file, --cert-file, --key-file and --insecure need --broker "
                     "mqtts://...")
-    protocol = None
-    if mqtt is not None:
-        protocol = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5", "5.0": "5"}.get(mqtt)
-        if protocol is None:
-            raise Abort(f"--mqtt {mqtt!r}: choose 3.1.1 or 5")
+    protocol = mqtt  # parsed by the option's callback
     options = ProbeOptions(timeout=timeout, messages=messages, protocol=protocol,
                            topic_prefix=prefix)
     with render_probe.status(enabled=not quiet) as update:

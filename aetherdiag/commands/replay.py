@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -19,12 +18,14 @@ from ..scenario import Scenario, ScenarioError, load_scenario
 from .common import (
     CA_FILE_OPTION,
     CERT_FILE_OPTION,
+    DEBUG_OPTION,
     INSECURE_OPTION,
     KEY_FILE_OPTION,
     PASSWORD_ENV_OPTION,
     check_output,
     emit,
     finite,
+    mqtt_version,
     parse_target,
 )
 
@@ -53,7 +54,7 @@ def command(
         help="Run against this broker instead of the file's target: mqtt://[user[:pass]@]"
         "host[:port], mqtts://, ws://, wss://."),
     mqtt: str | None = typer.Option(
-        None, "--mqtt", metavar="VERSION",
+        None, "--mqtt", metavar="VERSION", callback=mqtt_version,
         help="Override the files' protocol for every client: 3.1.1 or 5."),
     ca_file: Path | None = CA_FILE_OPTION,
     cert_file: Path | None = CERT_FILE_OPTION,
@@ -80,19 +81,12 @@ def command(
                                        help="Write the report(s) to FILE instead of stdout."),
     quiet: bool = typer.Option(False, "--quiet",
                                help="No progress bar; with --format table, no report either."),
-    debug: bool = typer.Option(False, "--debug", help="Debug logging and tracebacks."),
+    debug: bool = DEBUG_OPTION,
 ) -> None:
     """Run scenario files (workers, steps such as drop/reconnect, expectations) and report
     each like `workers` does, with a timeline of what every step caused."""
-    if debug:
-        logging.getLogger().setLevel(logging.DEBUG)
-    try:
-        code = _replay(files, broker, mqtt, ca_file, cert_file, key_file, insecure,
-                       password_env, check_expect, timeout, connect_timeout, seed, fmt,
-                       output, quiet)
-    except Abort as exc:
-        render.error(str(exc))
-        raise typer.Exit(int(exc.code)) from None
+    code = _replay(files, broker, mqtt, ca_file, cert_file, key_file, insecure, password_env,
+                   check_expect, timeout, connect_timeout, seed, fmt, output, quiet)
     raise typer.Exit(int(code))
 
 
@@ -101,11 +95,7 @@ def _replay(files: list[Path], broker: str | None, mqtt: str | None, ca_file: Pa
             check_expect: bool, timeout: float | None, connect_timeout: float,
             seed: int | None, fmt: render.Format, output: Path | None,
             quiet: bool) -> ExitCode:
-    protocol = None
-    if mqtt is not None:
-        protocol = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5", "5.0": "5"}.get(mqtt)
-        if protocol is None:
-            raise Abort(f"--mqtt {mqtt!r}: choose 3.1.1 or 5")
+    protocol = mqtt  # parsed by the option's callback
     scenarios = _load_all(files)
     targets = _targets(scenarios, broker, protocol, ca_file, cert_file, key_file, insecure,
                        password_env)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import uuid
@@ -20,6 +19,7 @@ from ..layout import Layout, LayoutError, aethermagic, generic
 from .common import (
     CA_FILE_OPTION,
     CERT_FILE_OPTION,
+    DEBUG_OPTION,
     INSECURE_OPTION,
     KEY_FILE_OPTION,
     PASSWORD_ENV_OPTION,
@@ -27,7 +27,7 @@ from .common import (
     emit_failure,
     emit_report,
     finite,
-    one_line_errors,
+    mqtt_version,
     parse_target,
 )
 from .emulator import parse_group_strategies
@@ -58,7 +58,6 @@ _STRATEGY_HELP = "Emulator dispatch strategy: " + ", ".join(STRATEGIES) + "."
 _FAULT_HELP = "Emulator fault mode (repeatable): " + ", ".join(FAULTS) + "."
 
 
-@one_line_errors
 def command(
     count: int = typer.Option(3, "--count", "-n", min=1, max=100_000,
                               help="Number of worker clients (worker-1 ... worker-N)."),
@@ -68,7 +67,8 @@ def command(
         None, "--broker", "-b", metavar="URL",
         help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. "
         "Default: the embedded emulator on a free loopback port."),
-    mqtt: str = typer.Option("5", "--mqtt", help="Protocol version for every client: 3.1.1 or 5."),
+    mqtt: str = typer.Option("5", "--mqtt", callback=mqtt_version,
+                             help="Protocol version for every client: 3.1.1 or 5."),
     ca_file: Path | None = CA_FILE_OPTION,
     cert_file: Path | None = CERT_FILE_OPTION,
     key_file: Path | None = KEY_FILE_OPTION,
@@ -138,13 +138,9 @@ def command(
                                help="No progress bar; with --format table, no report either."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for random choices (jitter, "
                                     "emulator random/sticky strategies)."),
-    debug: bool = typer.Option(False, "--debug", help="Debug logging and tracebacks."),
+    debug: bool = DEBUG_OPTION,
 ) -> None:
     """Spawn COUNT workers on a shared subscription, publish TASKS tasks, show who got what."""
-    if debug:
-        logging.getLogger().setLevel(logging.DEBUG)
-    if mqtt not in ("3.1.1", "5"):
-        raise Abort(f"--mqtt {mqtt!r}: choose 3.1.1 or 5")
     try:
         for name in fault:
             check_fault(name)

@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..mqtt.reasons import reason_text
 from .clients import KEEPALIVE, connect_properties, describe_connect_error
 from .loop import Loop
 from .model import BrokerTarget
@@ -27,15 +28,6 @@ from .recorder import Recorder
 
 # states in which the member has (or is getting) a live connection
 LIVE = frozenset({"connecting", "connected", "closing", "dropping"})
-
-
-def reason_text(rc: Any) -> str:
-    """``ReasonCode`` -> ``"0x87 Not authorized"`` (also for plain ints)."""
-    value = getattr(rc, "value", rc)
-    try:
-        return f"0x{int(value):02X} {rc}" if hasattr(rc, "value") else f"0x{int(value):02X}"
-    except (TypeError, ValueError):
-        return str(rc)
 
 
 class Member:

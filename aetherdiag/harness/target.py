@@ -18,11 +18,11 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
+from ..mqtt.protocol import UnknownProtocol, parse_protocol
 from .model import BrokerTarget
 
 DEFAULT_PORTS: dict[str, int] = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
 DEFAULT_PASSWORD_ENV = "AETHERDIAG_PASSWORD"
-PROTOCOLS: dict[str, str] = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5", "5.0": "5"}
 
 
 class InvalidTarget(ValueError):
@@ -151,9 +151,10 @@ def parse_broker_url(
     if not text:
         raise InvalidTarget("broker URL is empty (expected mqtt://host[:port])")
     shown = _redact(text)
-    version = PROTOCOLS.get(protocol.strip().lower().removeprefix("v"))
-    if version is None:
-        raise InvalidTarget(f"unknown MQTT protocol version {protocol!r} (use 3.1.1 or 5)")
+    try:
+        version = parse_protocol(protocol)
+    except UnknownProtocol as exc:
+        raise InvalidTarget(str(exc)) from None
     if "://" not in text:
         raise InvalidTarget(
             f"broker URL {shown!r} has no scheme (expected mqtt://, mqtts://, ws:// or wss://)"

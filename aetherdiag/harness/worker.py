@@ -23,8 +23,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from ..mqtt.reasons import reason_text
 from .loop import Loop
-from .member import Member, reason_text
+from .member import Member
 from .model import WorkerSpec
 from .recorder import Recorder
 

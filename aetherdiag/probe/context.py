@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..harness.model import BrokerTarget
+from ..mqtt.reasons import reason_text
 from .client import V5, Answer, ConnectFailed, ProbeClient, close_all
 from .fingerprint import Slot
 from .model import BALANCED, DENIED, FANOUT, LITERAL, REFUSED
@@ -35,29 +36,13 @@ DEFAULT_PREFIX = "aetherdiag-probe"
 PREFIX_MAX_BYTES = 200
 NOT_AUTHORIZED = 0x87
 
-REASONS: dict[int, str] = {
-    0x80: "unspecified error / failure", 0x81: "malformed packet", 0x82: "protocol error",
-    0x83: "implementation specific error",
-    0x84: "unsupported protocol version", 0x85: "client identifier not valid",
-    0x86: "bad user name or password", 0x87: "not authorized", 0x88: "server unavailable",
-    0x8F: "topic filter invalid", 0x90: "topic name invalid", 0x97: "quota exceeded",
-    0x99: "payload format invalid", 0x9E: "shared subscriptions not supported",
-    0xA1: "subscription identifiers not supported",
-    0xA2: "wildcard subscriptions not supported", 0x10: "no matching subscribers",
-    0x8B: "server shutting down", 0x8D: "keep alive timeout", 0x8E: "session taken over",
-    0x93: "receive maximum exceeded", 0x95: "packet too large", 0x9A: "retain not supported",
-    0x9B: "QoS not supported", 0x9F: "connection rate exceeded",
-}
-
-
 def rc_text(code: int | None) -> str:
     """``0x8F (topic filter invalid)``; -1 means the connection was closed."""
     if code is None:
         return "no answer"
     if code < 0:
         return "connection closed"
-    name = REASONS.get(code)
-    return f"0x{code:02X}" + (f" ({name})" if name else "")
+    return reason_text(code)
 
 
 def check_topic_prefix(prefix: str) -> str:

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from .output import Format, error, interrupted, progress, shorten_tasks, warning, write
+from .output import Format, error, hint, interrupted, progress, shorten_tasks, warning, write
 from .report import (
     SCHEMA,
     failure_dict,
@@ -22,6 +22,6 @@ from .report import (
     to_junit,
 )
 
-__all__ = ["SCHEMA", "Format", "error", "failure_dict", "failure_suite", "interrupted",
+__all__ = ["SCHEMA", "Format", "error", "failure_dict", "failure_suite", "hint", "interrupted",
            "junit_suite", "progress", "render", "render_failure", "shorten_tasks", "table",
            "to_dict", "to_json", "to_junit", "warning", "write"]

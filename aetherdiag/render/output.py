@@ -62,6 +62,12 @@ def warning(message: str) -> None:
     print(f"aetherdiag: warning: {message}", file=sys.stderr)
 
 
+def hint(message: str) -> None:
+    """One line on stderr that is not an error (``aetherdiag: hint: ...``); ``message``
+    starts with ``hint:``."""
+    print(f"aetherdiag: {message}", file=sys.stderr)
+
+
 def interrupted() -> None:
     """The one line an interrupted run prints on stderr (its partial report goes to stdout)."""
     print("aetherdiag: interrupted", file=sys.stderr)

@@ -221,11 +221,3 @@ def status(enabled: bool) -> Iterator[Callable[[str], None]]:
         yield lambda text: spinner.update(f"probing: {text}")
 
 
-def error(message: str) -> None:
-    """One line on stderr."""
-    print(f"aetherdiag: error: {message}", file=sys.stderr)
-
-
-def note(message: str) -> None:
-    """One line on stderr that is not an error message (``hint: ...``)."""
-    print(f"aetherdiag: {message}", file=sys.stderr)

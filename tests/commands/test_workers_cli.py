@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from aetherdiag.cli import app
+from aetherdiag.cli import app, main
 
 runner = CliRunner()
 
@@ -510,12 +510,15 @@ def test_plain_table() -> None:
     pytest.param(["--union", "a/b"], id="bad-union"),
     pytest.param(["--insecure"], id="tls-without-broker"),
 ])
-def test_usage_errors_exit_2_with_one_line(args: list[str]) -> None:
-    result = workers(*args)
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("aetherdiag: error: "), result.stderr
+def test_usage_errors_exit_2_with_one_line(args: list[str],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:  # the real entry point: click's errors too
+        main(["workers", *args])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2, err
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aetherdiag: error: "), err
 
 
 @pytest.mark.parametrize("args", [
