@@ -18,7 +18,7 @@ from tlsdata import CERT_PEM, ENCRYPTED_KEY_PEM, KEY_PEM, OTHER_KEY_PEM
 from typer.testing import CliRunner
 
 from aetherdiag.cli import app
-from aetherdiag.commands.common import parse_target
+from aetherdiag.commands.common import TargetOptions
 from aetherdiag.exitcodes import Abort, ExitCode
 from aetherdiag.harness.clients import BrokerUnreachable, tls_context
 from aetherdiag.harness.model import BrokerTarget
@@ -27,6 +27,13 @@ from aetherdiag.scenario import load_scenario, parse_scenario
 from aetherdiag.scenario import steps as scenario_steps
 from aetherdiag.scenario import yaml_nodes as scenario_yaml
 from aetherdiag.scenario.model import ScenarioError
+
+
+def parse_target(url: str, protocol: str, ca_file: Path | None, cert_file: Path | None,
+                 key_file: Path | None, insecure: bool, password_env: str | None) -> BrokerTarget:
+    """What every command does with --broker and the TLS/password options."""
+    return TargetOptions(ca_file, cert_file, key_file, insecure, password_env).target(
+        url, protocol)
 
 runner = CliRunner()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -58,31 +59,54 @@ def mqtt_version(value: str | None) -> Protocol | None:
         raise typer.BadParameter(str(exc)) from None
 
 
-def parse_target(
-    url: str, protocol: str, ca_file: Path | None, cert_file: Path | None,
-    key_file: Path | None, insecure: bool, password_env: str | None,
-) -> BrokerTarget:
-    """``--broker URL`` and its TLS options -> BrokerTarget, or a usage error.
+@dataclass(frozen=True)
+class TargetOptions:
+    """The TLS and password options every broker-facing command takes, as one value:
+    ``TargetOptions(ca_file, cert_file, key_file, insecure, password_env)`` straight from the
+    command's parameters (declared once above as ``*_OPTION``)."""
 
-    ``password_env`` is ``--password-env`` as given: ``None`` means the default variable
-    (AETHERDIAG_PASSWORD), whose absence means "no password"; a variable the user named must
-    be set when the URL has a user but no password. TLS files are loaded here, so a file that
-    does not load is a usage error (2), not an unreachable broker (3).
-    """
-    from ..harness.target import DEFAULT_PASSWORD_ENV, InvalidTarget, parse_broker_url
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+    password_env: str | None = None
 
-    try:
-        return parse_broker_url(
-            url, protocol=protocol, ca_file=str(ca_file) if ca_file else None,
-            cert_file=str(cert_file) if cert_file else None,
-            key_file=str(key_file) if key_file else None, insecure=insecure,
-            password_env=DEFAULT_PASSWORD_ENV if password_env is None else password_env,
-            password_env_required=password_env is not None,
-        )
-    except InvalidTarget as exc:
-        text = str(exc)  # messages about another option (--ca-file ...) start with its name
-        raise Abort(text if text.startswith("--") else f"--broker: {text}",
-                    ExitCode.USAGE) from None
+    @property
+    def tls_given(self) -> bool:
+        return bool(self.ca_file or self.cert_file or self.key_file or self.insecure)
+
+    def refuse_tls(self, why: str = "--broker mqtts://...") -> None:
+        """A usage error when TLS options are given where no broker URL can use them."""
+        if self.tls_given:
+            raise Abort(f"--ca-file, --cert-file, --key-file and --insecure need {why}")
+
+    def target(self, url: str, protocol: str) -> BrokerTarget:
+        """``--broker URL`` with these options -> BrokerTarget, or a usage error.
+
+        ``password_env`` is ``--password-env`` as given: ``None`` means the default variable
+        (AETHERDIAG_PASSWORD), whose absence means "no password"; a variable the user named
+        must be set when the URL has a user but no password. TLS files are loaded here, so a
+        file that does not load is a usage error (2), not an unreachable broker (3).
+        """
+        from ..harness.target import DEFAULT_PASSWORD_ENV, InvalidTarget, parse_broker_url
+
+        env = self.password_env
+        try:
+            return parse_broker_url(
+                url, protocol=protocol, ca_file=_text(self.ca_file),
+                cert_file=_text(self.cert_file), key_file=_text(self.key_file),
+                insecure=self.insecure,
+                password_env=DEFAULT_PASSWORD_ENV if env is None else env,
+                password_env_required=env is not None,
+            )
+        except InvalidTarget as exc:
+            text = str(exc)  # messages about another option (--ca-file ...) start with its name
+            raise Abort(text if text.startswith("--") else f"--broker: {text}",
+                        ExitCode.USAGE) from None
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 def check_output(output: Path | None) -> None:

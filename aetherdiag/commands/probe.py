@@ -40,11 +40,11 @@ from .common import (
     INSECURE_OPTION,
     KEY_FILE_OPTION,
     PASSWORD_ENV_OPTION,
+    TargetOptions,
     check_output,
     emit,
     finite,
     mqtt_version,
-    parse_target,
 )
 
 EPILOG = """Examples:
@@ -109,9 +109,9 @@ def command(
     started = time.monotonic()
     where = {"target": "embedded emulator" if broker is None else "-"}
     try:
-        report = _probe(broker, strategy, fault, seed, ca_file, cert_file, key_file,
-                        insecure, password_env, mqtt, messages, timeout, topic_prefix, quiet,
-                        debug, where)
+        report = _probe(broker, strategy, fault, seed,
+                        TargetOptions(ca_file, cert_file, key_file, insecure, password_env),
+                        mqtt, messages, timeout, topic_prefix, quiet, debug, where)
     except Abort as exc:
         _emit_failure(where["target"], exc, fmt, output, time.monotonic() - started)
         raise
@@ -134,8 +134,7 @@ def _emit_failure(target: str, exc: Abort, fmt: Format, output: Path | None,
 
 
 def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None,
-           ca_file: Path | None, cert_file: Path | None, key_file: Path | None,
-           insecure: bool, password_env: str | None, mqtt: str | None, messages: int,
+           tls: TargetOptions, mqtt: str | None, messages: int,
            timeout: float, topic_prefix: str, quiet: bool, debug: bool,
            where: dict[str, str]) -> ProbeReport:
     try:
@@ -151,17 +150,15 @@ def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None
     if broker is not None and (fault or strategy != "round_robin" or seed is not None):
         raise Abort("--strategy, --fault and --seed configure the embedded emulator; they "
                     "cannot be used with --broker")
-    if broker is None and (ca_file or cert_file or key_file or insecure):
-        raise Abort("--ca-file, --cert-file, --key-file and --insecure need --broker "
-                    "mqtts://...")
+    if broker is None:
+        tls.refuse_tls()
     protocol = mqtt  # parsed by the option's callback
     options = ProbeOptions(timeout=timeout, messages=messages, protocol=protocol,
                            topic_prefix=prefix)
     with render_probe.status(enabled=not quiet) as update:
         try:
             if broker is not None:
-                target = parse_target(broker, "5", ca_file, cert_file, key_file, insecure,
-                                      password_env)
+                target = tls.target(broker, "5")
                 where["target"] = target.display()
                 return run_probe(target, options, on_step=update)
             with _embedded(strategy, fault, seed, debug) as (target, label):

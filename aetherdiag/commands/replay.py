@@ -22,11 +22,11 @@ from .common import (
     INSECURE_OPTION,
     KEY_FILE_OPTION,
     PASSWORD_ENV_OPTION,
+    TargetOptions,
     check_output,
     emit,
     finite,
     mqtt_version,
-    parse_target,
 )
 
 EPILOG = """Examples:
@@ -85,20 +85,19 @@ def command(
 ) -> None:
     """Run scenario files (workers, steps such as drop/reconnect, expectations) and report
     each like `workers` does, with a timeline of what every step caused."""
-    code = _replay(files, broker, mqtt, ca_file, cert_file, key_file, insecure, password_env,
-                   check_expect, timeout, connect_timeout, seed, fmt, output, quiet)
+    tls = TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
+    code = _replay(files, broker, mqtt, tls, check_expect, timeout, connect_timeout, seed, fmt,
+                   output, quiet)
     raise typer.Exit(int(code))
 
 
-def _replay(files: list[Path], broker: str | None, mqtt: str | None, ca_file: Path | None,
-            cert_file: Path | None, key_file: Path | None, insecure: bool, password_env: str,
+def _replay(files: list[Path], broker: str | None, mqtt: str | None, tls: TargetOptions,
             check_expect: bool, timeout: float | None, connect_timeout: float,
             seed: int | None, fmt: render.Format, output: Path | None,
             quiet: bool) -> ExitCode:
     protocol = mqtt  # parsed by the option's callback
     scenarios = _load_all(files)
-    targets = _targets(scenarios, broker, protocol, ca_file, cert_file, key_file, insecure,
-                       password_env)
+    targets = _targets(scenarios, broker, protocol, tls)
     check_output(output)
     outcomes: list[ReplayOutcome] = []
     unreachable: dict[str, str] = {}  # target -> error, so one dead broker costs one timeout
@@ -152,24 +151,20 @@ def _load_all(files: list[Path]) -> list[Scenario]:
 
 
 def _targets(scenarios: list[Scenario], broker: str | None, protocol: str | None,
-             ca_file: Path | None, cert_file: Path | None, key_file: Path | None,
-             insecure: bool, password_env: str) -> list[BrokerTarget | None]:
+             tls: TargetOptions) -> list[BrokerTarget | None]:
     """Where each file runs: ``--broker``, else its own ``broker:`` URL, else the emulator."""
-    tls = (ca_file, cert_file, key_file, insecure)
     if broker is not None:
-        target = parse_target(broker, protocol or "5", *tls, password_env)
+        target = tls.target(broker, protocol or "5")
         return [target] * len(scenarios)
-    if (ca_file or cert_file or key_file or insecure) and not any(
-            sc.broker_url for sc in scenarios):
-        raise Abort("--ca-file, --cert-file, --key-file and --insecure need --broker "
-                    "mqtts://... (or a file whose target is a broker)")
+    if not any(sc.broker_url for sc in scenarios):
+        tls.refuse_tls("--broker mqtts://... (or a file whose target is a broker)")
     out: list[BrokerTarget | None] = []
     for sc in scenarios:
         if sc.broker_url is None:
             out.append(None)
             continue
         try:
-            out.append(parse_target(sc.broker_url, protocol or sc.protocol, *tls, password_env))
+            out.append(tls.target(sc.broker_url, protocol or sc.protocol))
         except Abort as exc:
             raise Abort(f"{sc.path}: target {exc}", ExitCode.USAGE) from None
     return out

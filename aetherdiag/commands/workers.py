@@ -23,12 +23,12 @@ from .common import (
     INSECURE_OPTION,
     KEY_FILE_OPTION,
     PASSWORD_ENV_OPTION,
+    TargetOptions,
     check_output,
     emit_failure,
     emit_report,
     finite,
     mqtt_version,
-    parse_target,
 )
 from .emulator import parse_group_strategies
 
@@ -153,11 +153,12 @@ def command(
     if broker is not None and (fault or strategy != "round_robin" or groups):
         raise Abort("--fault, --strategy and --group-strategy configure the embedded emulator; "
                     "they cannot be used with --broker")
+    tls = TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
     target: BrokerTarget | None = None
     if broker is not None:
-        target = parse_target(broker, mqtt, ca_file, cert_file, key_file, insecure, password_env)
-    elif ca_file or cert_file or key_file or insecure:
-        raise Abort("--ca-file, --cert-file, --key-file and --insecure need --broker mqtts://...")
+        target = tls.target(broker, mqtt)
+    else:
+        tls.refuse_tls()
     try:
         layout: Layout = (
             generic(topic, topic_filter, group) if topic is not None

@@ -22,7 +22,6 @@ class Recorder:
 
     def __init__(self) -> None:
         self.t0 = time.monotonic()
-        self.wall0 = time.time()
         self._lock = threading.Lock()
         self._rows: list[_DeliveryRow] = []
         self._events: list[FleetEvent] = []
