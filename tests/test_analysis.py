@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from aetherdiag.analysis import Expectations, analyse, chi_square_sf
+from aetherdiag.analysis import CopyRef, Expectations, analyse, chi_square_sf
 from aetherdiag.exitcodes import ExitCode
 from aetherdiag.harness.model import Delivery, RunResult, WorkerSpec
 
@@ -169,6 +169,24 @@ def test_allow_redelivery_accepts_dup_resend_to_a_member_that_came_back() -> Non
     allowed = analyse(result, specs(2), Expectations(allow_redelivery=True))
     assert allowed.exit_code == ExitCode.OK
     assert allowed.allowed_redeliveries == 1 and allowed.workers[0].repeats == 0
+
+
+def test_abandoned_copies_are_an_input_beside_the_records() -> None:
+    # What replay derives from a drop: worker-1 never finished its first copy of task-1.
+    gone = frozenset({CopyRef("worker-1", "task-1", 0)})
+    result = run({"worker-1": ["task-1", "task-1"], "worker-2": ["task-2"]}, 2,
+                 dup={("worker-1", "task-1")})
+    allowed = analyse(result, specs(2), Expectations(allow_redelivery=True), abandoned=gone)
+    assert allowed.exit_code == ExitCode.OK and allowed.allowed_redeliveries == 1
+    lost = analyse(run({"worker-1": ["task-1"], "worker-2": ["task-2"]}, 2), specs(2),
+                   abandoned=gone)
+    assert lost.missing == ("task-1",) and lost.lost_in_flight == ("task-1",)
+    assert all(d.completed for d in result.deliveries)
+
+
+def test_the_report_carries_no_presentation() -> None:
+    report = analyse(run(rr(2, 4), 4), specs(2))
+    assert (report.title, report.context, report.timeline) == ("", (), ())
 
 
 def test_a_task_only_a_dropped_member_held_is_missing() -> None:

@@ -8,7 +8,12 @@ import xml.etree.ElementTree as ET
 
 from aetherdiag import render
 from aetherdiag.analysis import analyse
+from aetherdiag.exitcodes import ExitCode
 from aetherdiag.harness.model import Delivery, RunResult, WorkerSpec
+from aetherdiag.render.replay import to_json as replay_json
+from aetherdiag.render.replay import to_junit as replay_junit
+from aetherdiag.replay.model import StepEffect
+from aetherdiag.replay.outcome import ExpectResult, ReplayOutcome
 
 
 def report(fanout: bool):  # type: ignore[no-untyped-def]
@@ -58,3 +63,31 @@ def test_shorten_tasks() -> None:
     short = render.shorten_tasks(ids, 3)
     assert short == "task-1, task-2, task-3, … +97 more"
     assert render.shorten_tasks([]) == "-"
+
+
+def outcome() -> ReplayOutcome:
+    """A replay of the fanout run whose file expects the duplicates, under --check-expect."""
+    step = StepEffect(index=1, line=12, kind="publish", description="publish 9 task(s)",
+                      effect="worker-1 9, worker-2 9, worker-3 9", started=0.0, ended=0.1)
+    return ReplayOutcome(
+        file="demo.yaml", name="demo", description="", report=report(fanout=True),
+        exit_code=ExitCode.OK, check_expect=True, setup=(("file", "demo.yaml"),),
+        steps=(step,), expected_exit=1, expectations=(
+            ExpectResult(name="exit code", expected="1", actual="1 (duplicates)", passed=True),
+            ExpectResult(name="duplicates", expected="9", actual="9", passed=True)))
+
+
+def test_replay_expectations_are_merged_only_when_rendered() -> None:
+    o = outcome()
+    assert o.report is not None and not any(c.name.startswith("expect") for c in o.report.checks)
+    doc = json.loads(replay_json([o]))
+    assert doc["title"] == "aetherdiag replay demo" and doc["run"] == {"file": "demo.yaml"}
+    assert doc["timeline"] == ["step 1 (line 12): publish 9 task(s): worker-1 9, worker-2 9, "
+                               "worker-3 9"]
+    names = [c["name"] for c in doc["checks"]]
+    assert names == [c.name for c in o.report.checks] + ["expect exit code", "expect duplicates"]
+    assert {c["exit_code"] for c in doc["checks"][-2:]} == {int(ExitCode.UNEXPECTED)}
+    cases = {c.get("name"): c for c in ET.fromstring(replay_junit([o])).iter("testcase")}
+    skipped = cases["no cross-worker duplicates"].find("skipped")
+    assert skipped is not None and str(skipped.get("message")).startswith("observed, judged by")
+    assert all(not list(cases[f"expect {n}"]) for n in ("exit code", "duplicates"))

@@ -1,6 +1,6 @@
 """Pure analysis: a RunResult -> a Report with checks, causes and a verdict. No I/O.
 
-- ``report``: the Report and its parts (frozen dataclasses), verdict names;
+- ``report``: the Report and its parts (frozen dataclasses), verdict names, ``CopyRef``;
 - ``classify``: ``analyse``: duplicates, repeats, missing, balance, whether the run did its job;
 - ``causes``: likely causes in plain words, from the evidence;
 - ``stats``: percentiles and the chi-square test of an even split.
@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 from .classify import analyse
-from .report import DEFAULT_POOL, Balance, Check, Expectations, Report, WorkerRow
+from .report import DEFAULT_POOL, Balance, Check, CopyRef, Expectations, Report, WorkerRow
 from .stats import chi_square_sf
 
-__all__ = ["DEFAULT_POOL", "Balance", "Check", "Expectations", "Report", "WorkerRow", "analyse",
-           "chi_square_sf"]
+__all__ = ["DEFAULT_POOL", "Balance", "Check", "CopyRef", "Expectations", "Report", "WorkerRow",
+           "analyse", "chi_square_sf"]

@@ -4,20 +4,23 @@ How this works: ``analyse(result, workers, expect)`` groups deliveries by pool (
 share the tasks; one pool unless a scenario declares several). For every published task and
 pool it counts which workers got it and how often: a task that reached two workers of a pool
 is a cross-worker duplicate, a second copy on the same worker is a repeat (DUP-flagged
-redelivery or a fresh copy), a task no worker of a pool got is missing. Balance compares the
-unique tasks per worker. The checks map to exit codes; the lowest failing code wins.
+redelivery or a fresh copy), a task no worker of a pool finished is missing (a copy counts as
+finished unless the caller names it ``abandoned``: replay derives those from the drops and
+disconnects, next to the harness's records). Balance compares the unique tasks per worker.
+The checks map to exit codes; the lowest failing code wins.
 
 A run is only judged healthy when it did all it set out to do: besides duplicates, missing
 tasks and balance, the checks fail when a client lost its broker connection mid-run (3),
 tasks were never sent or never finished, replay steps were not run, or the run hit its
 timeout before it settled (7, incomplete). An interrupted run is 130 whatever else it shows.
-Nothing here does I/O.
+Nothing here does I/O, and no presentation comes in: titles, the run's setup and replay
+timelines are attached to the Report by the caller.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence, Set
 from dataclasses import replace
 
 from ..exitcodes import ExitCode
@@ -27,6 +30,7 @@ from .report import (
     DEFAULT_POOL,
     Balance,
     Check,
+    CopyRef,
     Expectations,
     Report,
     WorkerRow,
@@ -40,14 +44,15 @@ def analyse(
     workers: Sequence[WorkerSpec],
     expect: Expectations | None = None,
     *,
-    title: str = "aetherdiag workers",
-    timeline: Sequence[str] = (),
-    context: Mapping[str, str] | None = None,
     steps: int | None = None,
+    abandoned: Set[CopyRef] = frozenset(),
 ) -> Report:
     """Classify every delivery in ``result`` and decide the verdict.
 
     ``steps`` (replay) is how many steps the scenario had; it adds the "every step ran" check.
+    ``abandoned`` (replay) names the copies their worker never finished: it lost its
+    connection holding them. The Report comes back without presentation (title, setup,
+    timeline); the caller attaches those.
     """
     expect = expect or Expectations()
     specs = {w.name: w for w in workers}
@@ -59,7 +64,7 @@ def analyse(
 
     published = list(dict.fromkeys(result.published))
     published_set = set(published)
-    # copies[(worker, task)] -> list of (dup, completed)
+    # copies[(worker, task)] -> list of (dup, finished by that worker)
     copies: dict[tuple[str, str], list[tuple[bool, bool]]] = defaultdict(list)
     order: dict[str, list[str]] = defaultdict(list)
     foreign = 0
@@ -70,7 +75,9 @@ def analyse(
         key = (d.worker, d.task_id)
         if key not in copies:
             order[d.worker].append(d.task_id)
-        copies[key].append((d.dup, d.completed))
+        held = copies[key]
+        done = d.completed and CopyRef(d.worker, d.task_id, len(held)) not in abandoned
+        held.append((d.dup, done))
 
     receivers: dict[tuple[str, str], list[str]] = defaultdict(list)  # (pool, task) -> workers
     for (worker, task) in copies:
@@ -135,7 +142,7 @@ def analyse(
     timed_out = not result.settled and not result.interrupted
     latencies = sorted(d.latency_ms for d in result.deliveries if d.latency_ms is not None)
     report = Report(
-        title=title, target=result.target, published=len(published),
+        target=result.target, published=len(published),
         delivered=sum(r.received for r in rows), unique_delivered=len(published) - len(missing),
         missing=tuple(missing), cross_worker=tuple(cross), allowed_redeliveries=allowed,
         repeats=repeats_dup + repeats_fresh, repeats_dup=repeats_dup,
@@ -144,8 +151,7 @@ def analyse(
         verdict=verdict_text(code, timed_out=timed_out, timeout_s=result.timeout_s),
         duration_s=result.duration_s, settled=result.settled,
         publish_failures=result.publish_failures, latency_ms=percentiles(latencies),
-        notes=result.notes, timeline=tuple(timeline), emulator_stats=result.emulator_stats,
-        lost_in_flight=tuple(lost), context=tuple(context.items()) if context else (),
+        notes=result.notes, emulator_stats=result.emulator_stats, lost_in_flight=tuple(lost),
         unsent=result.unsent, unfinished=unfinished, connection_lost=result.connection_lost,
         steps_not_run=result.steps_not_run, timed_out=timed_out,
         interrupted=result.interrupted,

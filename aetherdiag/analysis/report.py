@@ -1,9 +1,11 @@
-"""The values analysis produces: the Report, its checks, rows and balance, and the verdict
-knobs. Frozen dataclasses only; nothing here computes or does I/O."""
+"""The values analysis takes and produces: the verdict knobs, the copies a run derived as
+abandoned, the Report with its checks, rows and balance. Frozen values only; nothing here
+computes or does I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..exitcodes import ExitCode
 
@@ -17,6 +19,18 @@ class Expectations:
     max_imbalance: float = 1.5
     allow_redelivery: bool = False
     min_share_to_judge: float = 3.0  # balance is judged when each worker's even share >= this
+
+
+class CopyRef(NamedTuple):
+    """One copy of a task on a worker: the ``nth`` (0-based) delivery of ``task`` to ``worker``.
+
+    ``analyse`` takes a set of these as the copies their worker never finished (replay derives
+    them from drops and disconnects); the harness's own ``Delivery`` records stay as recorded.
+    """
+
+    worker: str
+    task: str
+    nth: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +66,12 @@ class Check:
 
 @dataclass(frozen=True, kw_only=True)
 class Report:
-    title: str
+    """What a run showed and the verdict on it, as ``analyse`` returns it.
+
+    ``title``, ``context`` and ``timeline`` are presentation: ``analyse`` leaves them empty and
+    the caller attaches them to a new value (``dataclasses.replace``) before rendering.
+    """
+
     target: str
     published: int
     delivered: int
@@ -76,15 +95,17 @@ class Report:
     publish_failures: tuple[str, ...] = ()
     latency_ms: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    timeline: tuple[str, ...] = ()
     emulator_stats: dict[str, object] | None = None
-    context: tuple[tuple[str, str], ...] = ()  # how the run was set up, shown under the title
     unsent: tuple[tuple[str, str], ...] = ()  # (task, reason): never handed to the broker
     unfinished: tuple[tuple[str, str], ...] = ()  # (worker, task) still being worked on
     connection_lost: tuple[str, ...] = ()  # clients whose broker connection died mid-run
     steps_not_run: tuple[str, ...] = ()
     timed_out: bool = False  # a deadline (--timeout, a settle's timeout) cut the run short
     interrupted: bool = False
+    # presentation, attached by the caller (never by analyse):
+    title: str = ""
+    context: tuple[tuple[str, str], ...] = ()  # how the run was set up, shown under the title
+    timeline: tuple[str, ...] = ()  # replay: what each step caused
 
 
 _VERDICTS = {

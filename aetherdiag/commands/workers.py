@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -218,15 +219,15 @@ def command(
         emit_failure("aetherdiag workers", target.display() if target else "emulator", exc,
                      fmt, output)
         raise
-    report = analyse(
+    judged = analyse(
         result, specs,
         Expectations(max_imbalance=max_imbalance, allow_redelivery=allow_redelivery),
-        context={
-            "workers": str(count), "subscription": subscription,
-            "tasks": f"{tasks} to {layout.topic('task-N', 0) if tasks else '-'}",
-            "qos": str(qos), "mqtt": mqtt,
-        },
     )
+    report = replace(judged, title="aetherdiag workers", context=(
+        ("workers", str(count)), ("subscription", subscription),
+        ("tasks", f"{tasks} to {layout.topic('task-N', 0) if tasks else '-'}"),
+        ("qos", str(qos)), ("mqtt", mqtt),
+    ))
     emit_report(report, fmt, output, quiet)
     if report.interrupted:
         render.interrupted()

@@ -2,6 +2,9 @@
 
 How this works: each file's report is rendered exactly like a ``workers`` report (``render``),
 with the scenario's description above it and one line saying whether its expectations held.
+The outcome keeps the judged report, the step effects and the expectations side by side;
+``shown`` merges them here, and only here: the title, the run's setup and the timeline are
+attached, and each expectation becomes one more check after the run's own.
 Several files end with a summary table. JSON: one file gives one object (the ``workers``
 schema ``aetherdiag.report/1`` plus a ``scenario`` section), several files give a list of
 such objects in the order given. JUnit: a ``<testsuites>`` document with one ``<testsuite>``
@@ -24,11 +27,31 @@ from rich.text import Text
 
 from ..analysis import Check, Report
 from ..exitcodes import ExitCode
-from ..replay.outcome import RUN_FAILURES, ReplayOutcome, worst_exit_code
+from ..replay.outcome import RUN_FAILURES, ExpectResult, ReplayOutcome, worst_exit_code
 from . import report as render
 from .output import Format, write
 
-__all__ = ["outcome_dict", "render_outcomes", "to_json", "to_junit"]
+__all__ = ["outcome_dict", "render_outcomes", "shown", "to_json", "to_junit"]
+
+
+def _title(o: ReplayOutcome) -> str:
+    return f"aetherdiag replay {o.name}"
+
+
+def _expect_check(e: ExpectResult) -> Check:
+    """One expectation as a check line (``expect duplicates``: "expected 10, got 10")."""
+    return Check(name=f"expect {e.name}", passed=e.passed, code=ExitCode.UNEXPECTED,
+                 detail=f"expected {e.expected}, got {e.actual}")
+
+
+def shown(o: ReplayOutcome, own_checks: tuple[Check, ...] | None = None) -> Report:
+    """The report as displayed: title, setup and timeline attached, the run's own checks
+    (``own_checks`` in place of the report's, when given) followed by the expectations."""
+    assert o.report is not None
+    own = o.report.checks if own_checks is None else own_checks
+    return replace(o.report, title=_title(o), context=o.setup,
+                   timeline=tuple(s.text for s in o.steps),
+                   checks=own + tuple(_expect_check(e) for e in o.expectations))
 
 
 def outcome_dict(outcome: ReplayOutcome) -> dict[str, Any]:
@@ -59,11 +82,11 @@ def outcome_dict(outcome: ReplayOutcome) -> dict[str, Any]:
     }
     if o.report is None:
         return {
-            "schema": render.SCHEMA, "title": f"aetherdiag replay {o.name}",
+            "schema": render.SCHEMA, "title": _title(o),
             "error": o.error, "verdict": "error", "exit_code": int(o.exit_code),
             "scenario": scenario,
         }
-    return {**render.to_dict(o.report), "scenario": scenario}
+    return {**render.to_dict(shown(o)), "scenario": scenario}
 
 
 def to_json(outcomes: Sequence[ReplayOutcome]) -> str:
@@ -79,7 +102,7 @@ def to_junit(outcomes: Sequence[ReplayOutcome]) -> str:
     for o in outcomes:
         if o.report is None:
             suite = ET.SubElement(suites, "testsuite", {
-                "name": f"aetherdiag replay {o.name}", "tests": "1", "failures": "0",
+                "name": _title(o), "tests": "1", "failures": "0",
                 "errors": "1", "skipped": "0", "time": "0",
             })
             case = ET.SubElement(suite, "testcase", {
@@ -113,19 +136,19 @@ def _judged(o: ReplayOutcome) -> Report:
     failing unless the file expects exactly that exit code."""
     assert o.report is not None
     if not (o.check_expect and o.expectations):
-        return o.report
+        return shown(o)
 
     def judged_elsewhere(c: Check) -> bool:
-        if c.passed is not False or c.name.startswith("expect "):
+        if c.passed is not False:
             return False
         return c.code not in RUN_FAILURES or o.expected_exit == c.code
 
-    checks = tuple(
+    own = tuple(
         replace(c, passed=None, detail=f"observed, judged by the expect block: {c.detail}")
         if judged_elsewhere(c) else c
         for c in o.report.checks
     )
-    return replace(o.report, checks=checks)
+    return shown(o, own)
 
 
 def expectation_line(o: ReplayOutcome) -> Text:
@@ -179,7 +202,7 @@ def _draw(console: Console, outcomes: Sequence[ReplayOutcome]) -> None:
         if o.description:
             console.print(Text(o.description, style="italic"))
         if o.report is not None:
-            console.print(render.table(o.report))
+            console.print(render.table(shown(o)))
         console.print(expectation_line(o))
     if several:
         console.print(summary(outcomes))

@@ -13,19 +13,21 @@ every delivery is given a *cause*, walking them in arrival order:
 From that come the timeline lines ("step 3 (line 33): drop worker-2: 5 in-flight task(s)
 (...) re-dispatched to worker-1") and the per-step delivery breakdown.
 
-Lost work is marked too: the copies a worker still had in flight when its connection ended
-get ``Delivery.completed=False`` (the worker never finished them), except QoS 2 copies when
-the worker later reconnects with its session present — the broker completes those exchanges
-to the same member (MQTT 5.0 4.8.2), so the task is done there (when the broker re-sends the
-PUBLISH rather than only the PUBREL, the re-sent copy is the one that completes it).
+Lost work is derived too, as a new value next to the harness's records (which stay as
+recorded): the copies a worker still had in flight when its connection ended are
+``Effects.abandoned`` (the worker never finished them), except QoS 2 copies when the worker
+later reconnects with its session present — the broker completes those exchanges to the same
+member (MQTT 5.0 4.8.2), so the task is done there (when the broker re-sends the PUBLISH rather
+than only the PUBREL, the re-sent copy is the one that completes it). ``analysis.analyse``
+takes that set as an input. The values themselves live in ``model.py``.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from ..analysis import DEFAULT_POOL
+from ..analysis import DEFAULT_POOL, CopyRef
 from ..harness.model import Delivery, RunResult, WorkerSpec
 from ..scenario.model import (
     Disconnect,
@@ -37,56 +39,11 @@ from ..scenario.model import (
     Subscribe,
     Unsubscribe,
 )
+from .model import Effects, StepEffect, StepRecord
 
-__all__ = ["StepEffect", "StepRecord", "derive"]
+__all__ = ["derive"]
 
 ID_LIST_LIMIT = 5  # task ids quoted in one timeline line
-
-
-@dataclass(frozen=True, kw_only=True)
-class StepRecord:
-    """What one step did at the fleet level. ``step`` is None for the implicit final settle.
-
-    Times are seconds since the run started (the clock of ``Delivery.at``). Only the fields
-    that belong to the step's kind are set; ``skipped`` names why a step did not run.
-    """
-
-    step: Step | None
-    started: float
-    ended: float
-    sent: int | None = None  # publish: tasks handed to the broker
-    in_flight: tuple[str, ...] = ()  # drop / disconnect: received, not yet acknowledged
-    session_present: bool | None = None  # reconnect
-    reason_code: int | None = None  # subscribe: the SUBACK code (None: no answer)
-    confirmed: bool | None = None  # unsubscribe: UNSUBACK received
-    settled: bool | None = None  # settle: False when its timeout cut the wait short
-    skipped: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class StepEffect:
-    """One timeline entry: a step (or the final settle), what it caused, who got what."""
-
-    index: int | None  # None: the implicit final settle
-    line: int | None
-    kind: str
-    description: str  # the step itself, e.g. "drop worker-2"
-    effect: str  # what it caused; "" when there is nothing to add
-    started: float
-    ended: float
-    deliveries: tuple[tuple[str, int], ...] = ()  # (worker, copies this step caused)
-
-    @property
-    def label(self) -> str:
-        if self.index is None:
-            return "after the last step"
-        return f"step {self.index} (line {self.line})"
-
-    @property
-    def text(self) -> str:
-        """``step 3 (line 33): drop worker-2: 5 in-flight task(s) ... re-dispatched ...``."""
-        head = f"{self.label}: {self.description}"
-        return f"{head}: {self.effect}" if self.effect else head
 
 
 @dataclass
@@ -118,8 +75,9 @@ class _Tally:
 
 def derive(
     result: RunResult, records: tuple[StepRecord, ...], workers: tuple[WorkerSpec, ...]
-) -> tuple[RunResult, tuple[StepEffect, ...]]:
-    """``(result with completed flags set, one StepEffect per record)``."""
+) -> Effects:
+    """One ``StepEffect`` per record, and the copies the workers' lost connections abandoned.
+    ``result`` is only read."""
     return _Deriver(result, records, workers).run()
 
 
@@ -179,14 +137,15 @@ class _Deriver:
                 return i, bool(rec.session_present)
         return None
 
-    # -- completed flags -------------------------------------------------------------------------
+    # -- abandoned copies ------------------------------------------------------------------------
 
-    def _completed_flags(self, deliveries: tuple[Delivery, ...]) -> list[bool]:
+    def _abandoned(self) -> frozenset[CopyRef]:
         """The copies in flight at a loss were not finished by that worker. Exception: a QoS 2
         copy whose exchange the broker completes when the worker returns to its session by
         PUBREL alone (the worker had answered PUBREC, so the message is its own); when the
         broker re-sends the PUBLISH instead, the re-sent copy is the one that counts."""
-        done = [d.completed for d in deliveries]
+        deliveries = self.result.deliveries
+        lost: set[int] = set()  # positions in ``deliveries``
         for loss in self.losses:
             back = self._reconnect_after(loss.worker, loss.at)
             returned = self.records[back[0]].started if back is not None and back[1] else None
@@ -198,20 +157,16 @@ class _Deriver:
                     for d in deliveries)
                 for i in mine[-n:]:
                     if not (returned is not None and deliveries[i].qos == 2 and not resent):
-                        done[i] = False
-        return done
+                        lost.add(i)
+        return frozenset(_copy_refs(deliveries, lost))
 
     # -- attribution -----------------------------------------------------------------------------
 
-    def run(self) -> tuple[RunResult, tuple[StepEffect, ...]]:
-        deliveries = self.result.deliveries
-        flags = self._completed_flags(deliveries)
-        fixed = tuple(d if d.completed == ok else replace(d, completed=ok)
-                      for d, ok in zip(deliveries, flags, strict=True))
+    def run(self) -> Effects:
         seen: Counter[tuple[str, str]] = Counter()
         # (pool, task) -> [(worker, time of its first copy)]
         holders: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
-        for d in fixed:
+        for d in self.result.deliveries:
             task = d.task_id
             if task is None or task not in self.published or d.worker not in self.pool:
                 continue
@@ -222,8 +177,8 @@ class _Deriver:
                 self._first(d, task, holders[(pool, task)])
                 holders[(pool, task)].append((d.worker, d.at))
             seen[(d.worker, task)] += 1
-        effects = tuple(self._effect(i, rec) for i, rec in enumerate(self.records))
-        return replace(self.result, deliveries=fixed), effects
+        steps = tuple(self._effect(i, rec) for i, rec in enumerate(self.records))
+        return Effects(steps=steps, abandoned=self._abandoned())
 
     def _repeat(self, d: Delivery, task: str) -> None:
         for loss in reversed(self.losses):
@@ -401,6 +356,19 @@ class _Deriver:
 
 def _step(rec: StepRecord) -> Step | None:
     return rec.step
+
+
+def _copy_refs(deliveries: tuple[Delivery, ...], positions: set[int]) -> list[CopyRef]:
+    """The deliveries at ``positions`` as ``CopyRef`` (the how-manieth copy of its task that
+    worker got), the way ``analysis.analyse`` counts them."""
+    nth: Counter[tuple[str, str | None]] = Counter()
+    refs: list[CopyRef] = []
+    for i, d in enumerate(deliveries):
+        key = (d.worker, d.task_id)
+        if i in positions and d.task_id is not None:
+            refs.append(CopyRef(d.worker, d.task_id, nth[key]))
+        nth[key] += 1
+    return refs
 
 
 def _ids(ids: list[str]) -> str:

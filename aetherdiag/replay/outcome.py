@@ -1,13 +1,15 @@
-"""A replay run -> the ``workers`` report plus the timeline and the scenario's expectations.
+"""A replay run -> the ``workers`` report, the timeline and the scenario's expectations.
 
 How this works: ``build_outcome`` derives what each step caused (``effects``), runs the
 same ``analyse`` as ``aetherdiag workers`` with the file's verdict knobs (``max_imbalance``,
-``allow_redelivery``), then compares the report with the file's ``expect`` block. Each
-expectation becomes one more check in the report (``expect duplicates``: "expected 10, got
-10"), so the table, JSON and JUnit all show it; the report's verdict and exit code stay the
-run's own. What a file contributes to the process exit code depends on the mode: by default
-the verdict (``replay scenarios/seed-bug-fanout.yaml`` exits 1: the run has duplicates); with
-``check_expect`` 0 when every expectation holds and ``UNEXPECTED`` (6) otherwise. Pure: no I/O.
+``allow_redelivery``) and the copies the drops abandoned, then checks the file's ``expect``
+block against the report. The outcome keeps the three side by side: the report as analysis
+judged it, the step effects, and one ``ExpectResult`` per expectation; ``render.replay``
+merges them for display (the timeline, and one more check per expectation in the table, JSON
+and JUnit). The report's verdict and exit code stay the run's own. What a file contributes to
+the process exit code depends on the mode: by default the verdict (``replay
+scenarios/seed-bug-fanout.yaml`` exits 1: the run has duplicates); with ``check_expect`` 0 when
+every expectation holds and ``UNEXPECTED`` (6) otherwise. Pure: no I/O, no fleet.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from ..analysis import Check, Expectations, Report, analyse
+from ..analysis import Expectations, Report, analyse
 from ..exitcodes import ExitCode
 from ..scenario.model import Count, Expect, Scenario
-from .effects import StepEffect, derive
-from .run import ReplayRun
+from .effects import derive
+from .model import ReplayRun, StepEffect
 
 __all__ = ["RUN_FAILURES", "ExpectResult", "ReplayOutcome", "build_outcome", "check_expect_block",
            "failed_outcome", "worst_exit_code"]
@@ -37,14 +39,17 @@ class ExpectResult:
 
 @dataclass(frozen=True, kw_only=True)
 class ReplayOutcome:
-    """One file's result: its report (None when the run could not happen) and exit code."""
+    """One file's result: its report (None when the run could not happen) and exit code, and
+    beside the report what rendering shows with it: the run's setup, the step effects (the
+    timeline) and the expectations."""
 
     file: str
     name: str
     description: str
-    report: Report | None
+    report: Report | None  # as analysis judged it: no title, setup, timeline or expectations
     exit_code: ExitCode  # what this file contributes to the process exit code
     check_expect: bool
+    setup: tuple[tuple[str, str], ...] = ()  # how the run was set up (file, workers, ...)
     steps: tuple[StepEffect, ...] = ()
     expectations: tuple[ExpectResult, ...] = ()
     expected_exit: int | None = None
@@ -61,28 +66,20 @@ class ReplayOutcome:
 def build_outcome(run: ReplayRun, *, check_expect: bool = False) -> ReplayOutcome:
     """Analyse ``run`` and check the scenario's expectations."""
     sc = run.scenario
-    result, effects = derive(run.result, run.records, run.workers)
+    effects = derive(run.result, run.records, run.workers)
+    result = run.result
     if run.notes:
         result = replace(result, notes=tuple(run.notes) + result.notes)
-    protocols = sorted({w.protocol for w in run.workers})
     report = analyse(
         result, run.workers,
         Expectations(max_imbalance=sc.expect.max_imbalance,
                      allow_redelivery=sc.expect.allow_redelivery),
-        title=f"aetherdiag replay {sc.name}",
-        timeline=[e.text for e in effects], steps=len(sc.steps),
-        context={
-            "file": sc.path, "workers": str(len(run.workers)), "steps": str(len(sc.steps)),
-            "tasks": str(len(sc.tasks)), "mqtt": "/".join(protocols),
-        },
+        steps=len(sc.steps), abandoned=effects.abandoned,
     )
+    protocols = sorted({w.protocol for w in run.workers})
+    setup = (("file", sc.path), ("workers", str(len(run.workers))), ("steps", str(len(sc.steps))),
+             ("tasks", str(len(sc.tasks))), ("mqtt", "/".join(protocols)))
     results = check_expect_block(sc.expect, report)
-    extra = tuple(
-        Check(name=f"expect {r.name}", passed=r.passed, code=ExitCode.UNEXPECTED,
-              detail=f"expected {r.expected}, got {r.actual}")
-        for r in results
-    )
-    report = replace(report, checks=report.checks + extra)
     code = report.exit_code
     if check_expect and results:
         code = ExitCode.OK if all(r.passed for r in results) else ExitCode.UNEXPECTED
@@ -93,8 +90,8 @@ def build_outcome(run: ReplayRun, *, check_expect: bool = False) -> ReplayOutcom
             code = report.exit_code
     return ReplayOutcome(
         file=sc.path, name=sc.name, description=sc.description, report=report,
-        exit_code=code, check_expect=check_expect, steps=effects, expectations=results,
-        expected_exit=sc.expect.exit_code,
+        exit_code=code, check_expect=check_expect, setup=setup, steps=effects.steps,
+        expectations=results, expected_exit=sc.expect.exit_code,
     )
 
 

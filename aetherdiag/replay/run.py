@@ -8,7 +8,8 @@ bound, the file's ``timeout`` and an optional deadline for the whole scenario) a
 ``StepRecord``: when it ran and what the fleet answered (the task ids a drop left in flight,
 whether a reconnect found its session, the SUBACK code...). After the last step the run
 settles once more unless that step was a ``settle``. What each step *caused* is derived
-afterwards from the recorded deliveries, without I/O, in ``effects.py``.
+afterwards from the recorded deliveries, without I/O, in ``effects.py``; the values this
+module produces (``StepRecord``, ``ReplayRun``) live in ``model.py``.
 
 Nothing here prints; broker failures become ``Abort(..., UNREACHABLE)``.
 """
@@ -19,12 +20,12 @@ import math
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from ..exitcodes import Abort, ExitCode
 from ..harness.embedded import describe, quiet_emulator_logs, start_emulator
 from ..harness.fleet import BrokerUnreachable, Fleet
-from ..harness.model import BrokerTarget, RunResult, WorkerSpec
+from ..harness.model import BrokerTarget
 from ..scenario.model import (
     Disconnect,
     Drop,
@@ -38,25 +39,12 @@ from ..scenario.model import (
     Unsubscribe,
     Wait,
 )
-from .effects import StepRecord
+from .model import ReplayRun, StepRecord
 
-__all__ = ["ReplayRun", "StepRecord", "run_scenario"]
+__all__ = ["run_scenario"]
 
 ProgressCallback = Callable[[int, int], None]
 FINAL_QUIET_S = 0.3  # quiet period of the implicit final settle (the steps' default too)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReplayRun:
-    """Everything one scenario run observed, before analysis."""
-
-    scenario: Scenario
-    result: RunResult
-    records: tuple[StepRecord, ...]
-    workers: tuple[WorkerSpec, ...]  # as run (``--mqtt`` may have changed the protocol)
-    on_emulator: bool
-    target: str  # display form of where it ran
-    notes: tuple[str, ...] = ()  # about the run as a whole (overrides, deadline)
 
 
 def scenario_seed(scenario: Scenario) -> int:

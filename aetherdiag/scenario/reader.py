@@ -16,7 +16,6 @@ nesting and size (``yaml_nodes``), durations up to ``MAX_SECONDS``, at most
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable
@@ -26,7 +25,6 @@ from typing import Any, TypeVar
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..emulator.sharing import FAULTS, STRATEGIES
-from ..emulator.topics import InvalidFilter, parse_filter
 from ..harness.model import EmulatorSettings, WorkerSpec
 from ..layout import Layout, LayoutError, aethermagic, generic, template_problem
 from .model import (
@@ -37,7 +35,7 @@ from .model import (
     ScenarioError,
     WorkerExpect,
 )
-from .steps import MAX_SECONDS, MAX_WORK_MS, StepReader
+from .steps import MAX_SECONDS, MAX_WORK_MS, StepContext, StepReader
 from .yaml_nodes import Fields, NodeReader, compose, suggest
 
 __all__ = ["Scenario", "ScenarioError", "load_scenario", "parse_scenario"]
@@ -113,7 +111,10 @@ class ScenarioReader(NodeReader):
         if "layout" in top:
             self.layout = self.layout_of(top["layout"][1])
         self.workers_of(top["workers"][1])
-        steps = StepReader(self).steps(top["steps"][1])
+        known = StepContext(workers=dict(self.workers), groups=dict(self.groups),
+                            replica_groups=dict(self.replica_groups), layout=self.layout,
+                            qos=self.qos, timeout_s=self.timeout)
+        steps = StepReader(self.filename, known).steps(top["steps"][1])
         published = {t.task_id for s in steps if isinstance(s, Publish) for t in s.tasks}
         expect = self.expect(top["expect"][1], published) if "expect" in top else Expect()
         return Scenario(
@@ -125,31 +126,12 @@ class ScenarioReader(NodeReader):
 
     # -- small typed values ---------------------------------------------------------------------
 
-    def qos_of(self, node: Node) -> int:
-        return self.integer(node, "qos", 0, 2)
-
     def protocol_of(self, node: Node) -> str:
         raw = self.value(node)
         text = raw if isinstance(raw, str) else repr(raw)
         if isinstance(raw, bool) or text not in PROTOCOLS:
             self.fail(node, f"protocol: expected \"3.1.1\" or \"5\", got {self.describe(node)}")
         return PROTOCOLS[text]
-
-    def share_name(self, node: Node, what: str) -> str:
-        name = self.string(node, what)
-        if any(ch in name for ch in "/+#"):
-            self.fail(node, f"{what} {name!r}: a share name has no '/', '+' or '#'")
-        return name
-
-    def worker_ref(self, node: Node, what: str) -> str:
-        name = self.string(node, what)
-        if name in self.workers:
-            return name
-        if name in self.replica_groups:
-            members = self.replica_groups[name]
-            self.fail(node, f"{what}: {name!r} is a replica group; name one worker "
-                      f"({members[0]} .. {members[-1]})")
-        self.fail(node, f"{what}: unknown worker {name!r}{suggest(name, list(self.workers))}")
 
     # -- target and layout ----------------------------------------------------------------------
 
@@ -288,7 +270,7 @@ class ScenarioReader(NodeReader):
         if "subscriptions" in fields:
             subs = []
             for item in self.sequence(fields["subscriptions"][1], "subscriptions"):
-                topic_filter = self.subscription(item, group)
+                topic_filter = self.subscription(item, self.layout, group)
                 if topic_filter in subs:
                     self.fail(item, f"subscription {topic_filter!r} is listed twice")
                 subs.append(topic_filter)
@@ -301,26 +283,6 @@ class ScenarioReader(NodeReader):
                                lambda n: self.number(n, "work_jitter_ms", 0, MAX_WORK_MS), 0.0),
             pool=opt("pool", lambda n: self.string(n, "pool"), ""),
         )
-
-    def subscription(self, node: Node, group: str) -> str:
-        """``shared`` | ``plain`` | ``{shared: GROUP}`` | an explicit filter -> a full filter."""
-        if isinstance(node, MappingNode):
-            fields = self.mapping(node, "a subscription", ("shared",), required=("shared",))
-            return self.layout.subscription(group=self.share_name(fields["shared"][1], "shared"))
-        text = self.string(node, "subscription")
-        if text == "shared":
-            return self.layout.subscription(group=group)
-        if text == "plain":
-            return self.layout.subscription(plain=True)
-        close = difflib.get_close_matches(text, ["shared", "plain"], n=1, cutoff=0.6)
-        if close and "/" not in text:
-            self.fail(node, f"subscription {text!r}: did you mean {close[0]!r}? (an explicit "
-                      "one-level filter would be taken literally)")
-        try:
-            parse_filter(text)
-        except InvalidFilter as exc:
-            self.fail(node, f"invalid topic filter: {exc}")
-        return text
 
     # -- expectations ---------------------------------------------------------------------------
 
@@ -355,7 +317,8 @@ class ScenarioReader(NodeReader):
         if "workers" in fields:
             per: list[WorkerExpect] = []
             for _, key_node, value_node in self.pairs(fields["workers"][1], "expect workers"):
-                name = self.worker_ref(key_node, "expect workers")
+                name = self.worker_ref(key_node, "expect workers", self.workers,
+                                       self.replica_groups)
                 figures = self.mapping(value_node, name, ("tasks", "received", "repeats"))
                 counts = {k: self.count(v, k) for k, (_, v) in figures.items()}
                 per.append(WorkerExpect(name=name, tasks=counts.get("tasks"),

@@ -5,6 +5,8 @@ How this works: ``StepReader`` walks the list once. Each item is a one-key mappi
 and which filters each holds, so that "drop a worker that already left", "unsubscribe from a
 filter it never held" and "publish a task id twice" fail at the step that is wrong, before
 anything runs. ``count:`` numbering continues from the previous ``count:`` step by default.
+What the steps refer to (workers, their groups, the layout, the file's defaults) comes in as
+one ``StepContext`` value, read before the steps; the node reading is ``yaml_nodes``'.
 Sizes are bounded before any id is built: ``MAX_COUNT`` per ``count:``, ``MAX_TASK_LIST`` ids
 per explicit ``tasks:`` list, ``MAX_TASKS`` in the whole file; id and topic templates may only
 substitute their documented placeholders (``template_problem``).
@@ -12,15 +14,16 @@ substitute their documented placeholders (``template_problem``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from string import Formatter
-from typing import TYPE_CHECKING, TypedDict
+from typing import TypedDict
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from ..emulator.topics import valid_topic_name
-from ..harness.model import TaskSpec
-from ..layout import template_problem
+from ..harness.model import TaskSpec, WorkerSpec
+from ..layout import Layout, template_problem
 from .model import (
     Disconnect,
     Drop,
@@ -33,10 +36,7 @@ from .model import (
     Unsubscribe,
     Wait,
 )
-from .yaml_nodes import Fields, placeholder_problem, suggest
-
-if TYPE_CHECKING:
-    from .reader import ScenarioReader
+from .yaml_nodes import Fields, NodeReader, placeholder_problem, suggest
 
 STEP_KINDS = ("publish", "wait", "disconnect", "drop", "reconnect", "subscribe", "unsubscribe",
               "slow", "settle")
@@ -61,165 +61,177 @@ class _At(TypedDict):
     column: int
 
 
-class StepReader:
+@dataclass(frozen=True, kw_only=True)
+class StepContext:
+    """What the steps refer to, as read from the rest of the file before them."""
+
+    workers: Mapping[str, WorkerSpec]
+    groups: Mapping[str, str]  # worker -> the share name `shared` means for it
+    replica_groups: Mapping[str, tuple[str, ...]]  # replica group name -> its workers
+    layout: Layout
+    qos: int  # the file's default QoS
+    timeout_s: float  # the file's timeout (a settle's default bound)
+
+
+class StepReader(NodeReader):
     """``steps:`` in order, tracking which workers are connected and what they hold."""
 
-    def __init__(self, p: ScenarioReader) -> None:
-        self.p = p
-        self.connected = dict.fromkeys(p.workers, True)
+    def __init__(self, filename: str, known: StepContext) -> None:
+        super().__init__(filename)
+        self.known = known
+        self.connected = dict.fromkeys(known.workers, True)
         self.left_at: dict[str, str] = {}  # worker -> the step that last changed its connection
-        self.holds = {name: list(w.subscriptions) for name, w in p.workers.items()}
+        self.holds = {name: list(w.subscriptions) for name, w in known.workers.items()}
         self.published: dict[str, str] = {}  # task id -> the step that published it
         self.next_n = 1  # where the next `count:` numbering starts by default
         self.total = 0  # tasks of every publish step so far (bounded by MAX_TASKS)
 
     def steps(self, node: Node) -> tuple[Step, ...]:
-        out = [self.step(item, i) for i, item in enumerate(self.p.sequence(node, "steps"), 1)]
+        out = [self.step(item, i) for i, item in enumerate(self.sequence(node, "steps"), 1)]
         if not any(isinstance(s, Publish) for s in out):
-            self.p.fail(node, "steps: no publish step, so there is nothing to deliver")
+            self.fail(node, "steps: no publish step, so there is nothing to deliver")
         return tuple(out)
 
+    def worker(self, node: Node, what: str) -> str:
+        return self.worker_ref(node, what, self.known.workers, self.known.replica_groups)
+
     def step(self, item: Node, index: int) -> Step:
-        p = self.p
         kind, body = self.kind_of(item)
         at = _At(index=index, line=item.start_mark.line + 1, column=item.start_mark.column + 1)
         if kind == "settle":
             return self.settle(body, at)
-        if body is None or p.is_null(body):
-            p.fail(item, f"{kind}: needs a value (see the scenario format)")
+        if body is None or self.is_null(body):
+            self.fail(item, f"{kind}: needs a value (see the scenario format)")
         if kind == "publish":
             return self.publish(body, at)
         if kind == "wait":
-            return Wait(seconds=p.number(body, "wait", 0, MAX_SECONDS, above=True), **at)
+            return Wait(seconds=self.number(body, "wait", 0, MAX_SECONDS, above=True), **at)
         if kind in ("disconnect", "drop", "reconnect"):
             return self.connection(kind, body, at)
         keys = {"subscribe": ("worker", "filter", "qos"), "unsubscribe": ("worker", "filter"),
                 "slow": ("worker", "work_ms")}[kind]
-        fields = p.mapping(body, kind, keys, required=keys[:2])
-        worker = p.worker_ref(fields["worker"][1], "worker")
+        fields = self.mapping(body, kind, keys, required=keys[:2])
+        worker = self.worker(fields["worker"][1], "worker")
         if kind == "slow":
-            work_ms = p.number(fields["work_ms"][1], "work_ms", 0, MAX_WORK_MS)
+            work_ms = self.number(fields["work_ms"][1], "work_ms", 0, MAX_WORK_MS)
             return Slow(worker=worker, work_ms=work_ms, **at)
         if not self.connected[worker]:
-            p.fail(fields["worker"][1], f"{kind}: {worker} is not connected (since "
-                   f"{self.left_at[worker]})")
+            self.fail(fields["worker"][1], f"{kind}: {worker} is not connected (since "
+                      f"{self.left_at[worker]})")
         filter_node = fields["filter"][1]
-        topic_filter = p.subscription(filter_node, p.groups[worker])
+        topic_filter = self.subscription(filter_node, self.known.layout, self.known.groups[worker])
         held = self.holds[worker]
         if kind == "unsubscribe":
             if topic_filter not in held:
-                p.fail(filter_node, f"unsubscribe: {worker} does not hold {topic_filter!r} at "
-                       f"this step (it holds: {', '.join(held) or 'nothing'})")
+                self.fail(filter_node, f"unsubscribe: {worker} does not hold {topic_filter!r} at "
+                          f"this step (it holds: {', '.join(held) or 'nothing'})")
             held.remove(topic_filter)
             return Unsubscribe(worker=worker, topic_filter=topic_filter, **at)
         if topic_filter in held:
-            p.fail(filter_node, f"subscribe: {worker} already holds {topic_filter!r}")
+            self.fail(filter_node, f"subscribe: {worker} already holds {topic_filter!r}")
         held.append(topic_filter)
-        qos = p.qos_of(fields["qos"][1]) if "qos" in fields else p.workers[worker].qos
+        qos = self.qos_of(fields["qos"][1]) if "qos" in fields else self.known.workers[worker].qos
         return Subscribe(worker=worker, topic_filter=topic_filter, qos=qos, **at)
 
     def kind_of(self, item: Node) -> tuple[str, Node | None]:
         """``- settle`` -> ("settle", None); ``- wait: 1`` -> ("wait", <node 1>)."""
-        p = self.p
-        if isinstance(item, ScalarNode) and isinstance(p.value(item), str):
-            kind, body, where = p.value(item), None, item
+        if isinstance(item, ScalarNode) and isinstance(self.value(item), str):
+            kind, body, where = self.value(item), None, item
         elif isinstance(item, MappingNode) and len(item.value) == 1:
             where, body = item.value[0]
-            kind = p.string(where, "step")
+            kind = self.string(where, "step")
         elif isinstance(item, MappingNode) and item.value:
-            keys = ", ".join(str(p.value(k)) for k, _ in item.value)
-            p.fail(item, f"a step has one key, found several ({keys}); indent the options "
-                   f"under '{p.value(item.value[0][0])}:'")
+            keys = ", ".join(str(self.value(k)) for k, _ in item.value)
+            self.fail(item, f"a step has one key, found several ({keys}); indent the options "
+                      f"under '{self.value(item.value[0][0])}:'")
         else:
-            p.fail(item, f"a step: expected e.g. 'publish: {{count: 9}}' or 'settle', got "
-                   f"{p.describe(item)}")
+            self.fail(item, f"a step: expected e.g. 'publish: {{count: 9}}' or 'settle', got "
+                      f"{self.describe(item)}")
         if kind not in STEP_KINDS:
-            p.fail(where, f"unknown step {kind!r}{suggest(kind, STEP_KINDS)}")
+            self.fail(where, f"unknown step {kind!r}{suggest(kind, STEP_KINDS)}")
         return kind, body
 
     def connection(self, kind: str, body: Node, at: _At) -> Step:
-        worker = self.p.worker_ref(body, kind)
+        worker = self.worker(body, kind)
         online = kind == "reconnect"
         if self.connected[worker] == online:
             state = ("is already connected" if online
                      else f"is not connected (since {self.left_at[worker]})")
-            self.p.fail(body, f"{kind}: {worker} {state}")
+            self.fail(body, f"{kind}: {worker} {state}")
         self.connected[worker] = online
         self.left_at[worker] = f"step {at['index']} (line {at['line']})"
         cls = {"disconnect": Disconnect, "drop": Drop, "reconnect": Reconnect}[kind]
         return cls(worker=worker, **at)
 
     def settle(self, body: Node | None, at: _At) -> Settle:
-        p = self.p
-        timeout, quiet = p.timeout, DEFAULT_QUIET_S
-        if body is not None and not p.is_null(body):
-            fields = p.mapping(body, "settle", ("timeout", "quiet"))
+        timeout, quiet = self.known.timeout_s, DEFAULT_QUIET_S
+        if body is not None and not self.is_null(body):
+            fields = self.mapping(body, "settle", ("timeout", "quiet"))
             if "timeout" in fields:
-                timeout = p.number(fields["timeout"][1], "timeout", 0, MAX_SECONDS,
-                                   above=True)
+                timeout = self.number(fields["timeout"][1], "timeout", 0, MAX_SECONDS,
+                                      above=True)
             if "quiet" in fields:
-                quiet = p.number(fields["quiet"][1], "quiet", 0, MAX_QUIET_S)
+                quiet = self.number(fields["quiet"][1], "quiet", 0, MAX_QUIET_S)
         return Settle(timeout_s=timeout, quiet_s=quiet, **at)
 
     def publish(self, body: Node, at: _At) -> Publish:
-        p = self.p
-        fields = p.mapping(body, "publish", PUBLISH_KEYS)
+        fields = self.mapping(body, "publish", PUBLISH_KEYS)
         if ("tasks" in fields) == ("count" in fields):
-            p.fail(body, "publish: give either 'tasks' (a list of ids) or 'count'")
-        qos = p.qos_of(fields["qos"][1]) if "qos" in fields else p.qos
-        retain = p.boolean(fields["retain"][1], "retain") if "retain" in fields else False
+            self.fail(body, "publish: give either 'tasks' (a list of ids) or 'count'")
+        qos = self.qos_of(fields["qos"][1]) if "qos" in fields else self.known.qos
+        retain = self.boolean(fields["retain"][1], "retain") if "retain" in fields else False
         rate = None
-        if "rate" in fields and not p.is_null(fields["rate"][1]):
-            rate = p.number(fields["rate"][1], "rate", 0, MAX_RATE, above=True)
+        if "rate" in fields and not self.is_null(fields["rate"][1]):
+            rate = self.number(fields["rate"][1], "rate", 0, MAX_RATE, above=True)
         topic_of = self.topic_template(fields)
         label = f"step {at['index']} (line {at['line']})"
         tasks = []
         for task_id, n, blame in self.task_ids(body, fields):
             if not task_id or any(ch in task_id for ch in "/+#\x00"):
-                p.fail(blame, f"task id {task_id!r}: must be non-empty without / + #")
+                self.fail(blame, f"task id {task_id!r}: must be non-empty without / + #")
             if task_id in self.published:
-                p.fail(blame, f"task id {task_id!r} is already published by "
-                       f"{self.published[task_id]}")
+                self.fail(blame, f"task id {task_id!r} is already published by "
+                          f"{self.published[task_id]}")
             self.published[task_id] = label
             topic = topic_of(task_id, n)
             if not valid_topic_name(topic):
-                p.fail(blame, f"task {task_id!r}: {topic!r} is not a valid topic name")
+                self.fail(blame, f"task {task_id!r}: {topic!r} is not a valid topic name")
             tasks.append(TaskSpec(task_id=task_id, topic=topic, qos=qos, retain=retain))
         return Publish(tasks=tuple(tasks), rate=rate, **at)
 
     def task_ids(self, body: Node, fields: Fields) -> list[tuple[str, int, Node]]:
         """``(task id, n, node to blame)`` for ``tasks: [...]`` or ``count`` + ``id_pattern``."""
-        p = self.p
         if "tasks" in fields:
             for key in ("id_pattern", "start"):
                 if key in fields:
-                    p.fail(fields[key][0], f"{key} goes with count, not with tasks")
-            items = p.sequence(fields["tasks"][1], "tasks")
+                    self.fail(fields[key][0], f"{key} goes with count, not with tasks")
+            items = self.sequence(fields["tasks"][1], "tasks")
             if not items:
-                p.fail(fields["tasks"][1], "tasks: expected at least one task id")
+                self.fail(fields["tasks"][1], "tasks: expected at least one task id")
             if len(items) > MAX_TASK_LIST:
-                p.fail(fields["tasks"][1], f"tasks: {len(items):,} ids; a list holds at most "
-                       f"{MAX_TASK_LIST:,} (use count and id_pattern for more)")
+                self.fail(fields["tasks"][1], f"tasks: {len(items):,} ids; a list holds at most "
+                          f"{MAX_TASK_LIST:,} (use count and id_pattern for more)")
             self.reserve(len(items), fields["tasks"][1])
-            return [(p.string(item, "task id"), n, item) for n, item in enumerate(items, 1)]
-        count = p.integer(fields["count"][1], "count", 1, MAX_COUNT)
-        start = (p.integer(fields["start"][1], "start", 0, MAX_START) if "start" in fields
+            return [(self.string(item, "task id"), n, item) for n, item in enumerate(items, 1)]
+        count = self.integer(fields["count"][1], "count", 1, MAX_COUNT)
+        start = (self.integer(fields["start"][1], "start", 0, MAX_START) if "start" in fields
                  else self.next_n)
         pattern, blame = "task-{n}", body
         if "id_pattern" in fields:
             blame = fields["id_pattern"][1]
-            pattern = p.string(blame, "id_pattern")
+            pattern = self.string(blame, "id_pattern")
         problem = template_problem(pattern, ("n",))
         if problem is not None:
-            p.fail(blame, f"id_pattern {pattern!r}: {problem}")
+            self.fail(blame, f"id_pattern {pattern!r}: {problem}")
         if not any(field == "n" for _, field, _, _ in Formatter().parse(pattern)):
-            p.fail(blame, f"id_pattern {pattern!r}: needs an {{n}} placeholder, e.g. 'task-{{n}}'")
+            self.fail(blame, f"id_pattern {pattern!r}: needs an {{n}} placeholder, "
+                      "e.g. 'task-{n}'")
         self.reserve(count, fields["count"][1])
         try:
             ids = [(pattern.format(n=n), n, blame) for n in range(start, start + count)]
         except (KeyError, IndexError, ValueError) as exc:
-            p.fail(blame, f"id_pattern {pattern!r}: {placeholder_problem(exc)} (only {{n}} "
-                   "is known)")
+            self.fail(blame, f"id_pattern {pattern!r}: {placeholder_problem(exc)} (only {{n}} "
+                      "is known)")
         self.next_n = start + count
         return ids
 
@@ -227,28 +239,29 @@ class StepReader:
         """Count ``count`` more tasks against ``MAX_TASKS`` before any of them is built."""
         self.total += count
         if self.total > MAX_TASKS:
-            self.p.fail(blame, f"more than {MAX_TASKS:,} tasks in the file (this step brings "
-                        f"the total to {self.total:,})")
+            self.fail(blame, f"more than {MAX_TASKS:,} tasks in the file (this step brings "
+                      f"the total to {self.total:,})")
 
     def topic_template(self, fields: Fields) -> Callable[[str, int], str]:
-        p, layout = self.p, self.p.layout
-        to_share = "to_share_topic" in fields and p.boolean(fields["to_share_topic"][1],
-                                                             "to_share_topic")
+        layout = self.known.layout
+        to_share = "to_share_topic" in fields and self.boolean(fields["to_share_topic"][1],
+                                                               "to_share_topic")
         if "topic" not in fields:
             if to_share:
                 return lambda tid, n: f"$share/{layout.group}/{layout.topic(tid, n)}"
             return layout.topic
         if "to_share_topic" in fields:
-            p.fail(fields["to_share_topic"][0], "give either topic or to_share_topic")
+            self.fail(fields["to_share_topic"][0], "give either topic or to_share_topic")
         node = fields["topic"][1]
-        text = p.string(node, "topic")
+        text = self.string(node, "topic")
         problem = template_problem(text, ("task_id", "n"))
         if problem is not None:
-            p.fail(node, f"topic {text!r}: {problem}")
+            self.fail(node, f"topic {text!r}: {problem}")
         try:
             text.format(task_id="x", n=0)
         except (KeyError, IndexError, ValueError) as exc:
-            p.fail(node, f"topic {text!r}: {placeholder_problem(exc)} (use {{task_id}} or {{n}})")
+            self.fail(node, f"topic {text!r}: {placeholder_problem(exc)} "
+                      "(use {task_id} or {n})")
         if not valid_topic_name(text.format(task_id="x", n=0)):
-            p.fail(node, f"topic {text!r}: not a valid topic name (no '+' or '#' in a topic)")
+            self.fail(node, f"topic {text!r}: not a valid topic name (no '+' or '#' in a topic)")
         return lambda tid, n: text.format(task_id=tid, n=n)

@@ -4,7 +4,10 @@ How this works: ``compose`` turns text into PyYAML's node tree (``yaml.compose``
 ``safe_load``, so nothing loses its position) and turns syntax errors into ``ScenarioError``.
 ``NodeReader`` reads typed values out of nodes and fails at the node that is wrong: unknown
 keys (with the closest valid key suggested), duplicate keys, missing keys and wrong types.
-Lines and columns are 1-based in messages (PyYAML's marks are 0-based).
+It also reads the few scenario values that both the top-level reader and the steps reader
+resolve (a QoS, a share name, a worker name, a subscription), given what they refer to (the
+workers, the layout) as arguments. Lines and columns are 1-based in messages (PyYAML's marks
+are 0-based).
 
 Hostile input is bounded while composing (``_BoundedLoader``): nesting deeper than
 ``MAX_DEPTH`` levels and documents of more than ``MAX_NODES`` values (aliases counted at their
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NoReturn
 
 import yaml
@@ -25,6 +28,8 @@ from yaml.error import Mark
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ..emulator.topics import InvalidFilter, parse_filter
+from ..layout import Layout
 from .model import ScenarioError
 
 Fields = dict[str, tuple[Node, Node]]  # key -> (key node, value node)
@@ -282,3 +287,47 @@ class NodeReader:
         if name not in choices:
             self.fail(node, f"unknown {what} {name!r}{suggest(name, choices)}")
         return name
+
+    # -- scenario values the top-level keys and the steps share ---------------------------------
+
+    def qos_of(self, node: Node) -> int:
+        return self.integer(node, "qos", 0, 2)
+
+    def share_name(self, node: Node, what: str) -> str:
+        name = self.string(node, what)
+        if any(ch in name for ch in "/+#"):
+            self.fail(node, f"{what} {name!r}: a share name has no '/', '+' or '#'")
+        return name
+
+    def worker_ref(self, node: Node, what: str, workers: Collection[str],
+                   replica_groups: Mapping[str, tuple[str, ...]]) -> str:
+        """A worker's name, one of ``workers`` (a replica group's name is not one worker)."""
+        name = self.string(node, what)
+        if name in workers:
+            return name
+        if name in replica_groups:
+            members = replica_groups[name]
+            self.fail(node, f"{what}: {name!r} is a replica group; name one worker "
+                      f"({members[0]} .. {members[-1]})")
+        self.fail(node, f"{what}: unknown worker {name!r}{suggest(name, list(workers))}")
+
+    def subscription(self, node: Node, layout: Layout, group: str) -> str:
+        """``shared`` | ``plain`` | ``{shared: GROUP}`` | an explicit filter -> a full filter
+        (``shared`` means ``group``)."""
+        if isinstance(node, MappingNode):
+            fields = self.mapping(node, "a subscription", ("shared",), required=("shared",))
+            return layout.subscription(group=self.share_name(fields["shared"][1], "shared"))
+        text = self.string(node, "subscription")
+        if text == "shared":
+            return layout.subscription(group=group)
+        if text == "plain":
+            return layout.subscription(plain=True)
+        close = difflib.get_close_matches(text, ["shared", "plain"], n=1, cutoff=0.6)
+        if close and "/" not in text:
+            self.fail(node, f"subscription {text!r}: did you mean {close[0]!r}? (an explicit "
+                      "one-level filter would be taken literally)")
+        try:
+            parse_filter(text)
+        except InvalidFilter as exc:
+            self.fail(node, f"invalid topic filter: {exc}")
+        return text

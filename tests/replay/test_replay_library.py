@@ -120,9 +120,10 @@ def replay(name: str, target: BrokerTarget | None = None) -> ReplayOutcome:
 def assert_figures(outcome: ReplayOutcome, want: Figures) -> None:
     report = outcome.report
     assert report is not None, outcome.error
+    timeline = [s.text for s in outcome.steps]
     summary = (f"exit {int(report.exit_code)}, checks "
                f"{[(c.name, c.passed, c.detail) for c in report.checks]}, "
-               f"timeline {list(report.timeline)}, notes {list(report.notes)}")
+               f"timeline {timeline}, notes {list(report.notes)}")
     assert int(report.exit_code) == want.exit_code, summary
     assert len(report.cross_worker) == want.duplicates, summary
     assert report.repeats == want.repeats, summary
@@ -137,7 +138,7 @@ def assert_figures(outcome: ReplayOutcome, want: Figures) -> None:
         else:
             assert unique[worker] == expected, (worker, summary)
     for pattern in want.timeline:
-        assert any(re.search(pattern, line) for line in report.timeline), (pattern, summary)
+        assert any(re.search(pattern, line) for line in timeline), (pattern, summary)
 
 
 def test_every_shipped_scenario_has_figures() -> None:
