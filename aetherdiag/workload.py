@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .exitcodes import Abort, ExitCode
-from .harness.embedded import describe, quiet_emulator_logs, start_emulator
 from .harness.fleet import BrokerUnreachable, Fleet
 from .harness.model import BrokerTarget, EmulatorSettings, RunResult, TaskSpec, WorkerSpec
+from .harness.run import open_broker
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,40 +48,26 @@ def run_workers(
     Ctrl-C/SIGTERM (``KeyboardInterrupt``), or by a broker lost mid-run still returns what it
     observed; the result says what was not done.
     """
-    handle = None
-    target = plan.target
-    label = None
-    if target is None:
-        label = describe(plan.emulator)
-        target, handle = start_emulator(
-            plan.emulator, protocol=plan.protocol,
-            expected_clients=len(plan.workers) + 1, expected_messages=len(plan.tasks),
-        )
     try:
-        with quiet_emulator_logs(), Fleet(
-                target, connect_timeout=plan.connect_timeout_s, seed=plan.seed, label=label,
-                run_id=plan.run_id) as fleet:
-            fleet.start(plan.workers)
-            deadline = time.monotonic() + plan.timeout_s
-            interrupted = False
-            try:
-                fleet.publish(plan.tasks, rate=plan.rate, on_progress=on_progress,
-                              timeout_s=plan.timeout_s)
-                fleet.settle(expected=len(plan.tasks), quiet_s=plan.quiet_s,
-                             timeout_s=max(0.0, deadline - time.monotonic()),
-                             on_progress=on_progress)
-            except KeyboardInterrupt:
-                interrupted = True
-                fleet.stop_clock()
-            result = replace(fleet.result(), interrupted=interrupted,
-                             timeout_s=plan.timeout_s)
-        if handle is not None:
-            stats = handle.stats()
-            if stats is not None:
-                result = replace(result, emulator_stats=stats)
-        return result
+        with open_broker(plan.target, plan.emulator, protocol=plan.protocol,
+                         expected_clients=len(plan.workers) + 1,
+                         expected_messages=len(plan.tasks)) as broker:
+            with Fleet(broker.target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
+                       label=broker.label, run_id=plan.run_id) as fleet:
+                fleet.start(plan.workers)
+                deadline = time.monotonic() + plan.timeout_s
+                interrupted = False
+                try:
+                    fleet.publish(plan.tasks, rate=plan.rate, on_progress=on_progress,
+                                  timeout_s=plan.timeout_s)
+                    fleet.settle(expected=len(plan.tasks), quiet_s=plan.quiet_s,
+                                 timeout_s=max(0.0, deadline - time.monotonic()),
+                                 on_progress=on_progress)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    fleet.stop_clock()
+                result = replace(fleet.result(), interrupted=interrupted,
+                                 timeout_s=plan.timeout_s)
+            return replace(result, emulator_stats=broker.stats())
     except BrokerUnreachable as exc:
         raise Abort(str(exc), ExitCode.UNREACHABLE) from None
-    finally:
-        if handle is not None:
-            handle.stop()

@@ -15,19 +15,18 @@ unreachable broker) still writes its JSON/JUnit document with the error and the 
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
 from .. import render
-from ..emulator import FAULTS, STRATEGIES, Emulator
+from ..emulator import FAULTS, STRATEGIES
 from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
 from ..harness.clients import BrokerUnreachable
-from ..harness.model import BrokerTarget
+from ..harness.model import EmulatorSettings
+from ..harness.run import OpenBroker, open_broker
 from ..probe import ProbeOptions, ProbeReport, ProbeUnreachable, run_probe
 from ..probe.context import DEFAULT_PREFIX, check_topic_prefix
 from ..probe.model import TOPIC_PREFIX_HINT
@@ -111,7 +110,7 @@ def command(
     try:
         report = _probe(broker, strategy, fault, seed,
                         TargetOptions(ca_file, cert_file, key_file, insecure, password_env),
-                        mqtt, messages, timeout, topic_prefix, quiet, debug, where)
+                        mqtt, messages, timeout, topic_prefix, quiet, where)
     except Abort as exc:
         _emit_failure(where["target"], exc, fmt, output, time.monotonic() - started)
         raise
@@ -135,7 +134,7 @@ def _emit_failure(target: str, exc: Abort, fmt: Format, output: Path | None,
 
 def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None,
            tls: TargetOptions, mqtt: str | None, messages: int,
-           timeout: float, topic_prefix: str, quiet: bool, debug: bool,
+           timeout: float, topic_prefix: str, quiet: bool,
            where: dict[str, str]) -> ProbeReport:
     try:
         prefix = check_topic_prefix(topic_prefix)
@@ -161,28 +160,20 @@ def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None
                 target = tls.target(broker, "5")
                 where["target"] = target.display()
                 return run_probe(target, options, on_step=update)
-            with _embedded(strategy, fault, seed, debug) as (target, label):
+            settings = EmulatorSettings(strategy=strategy, faults=tuple(fault), seed=seed)
+            with open_broker(None, settings, mode="thread") as embedded:
+                label = _label(embedded, strategy, fault)
                 where["target"] = label
-                return run_probe(target, options, label=label, on_step=update)
+                return run_probe(embedded.target, options, label=label, on_step=update)
         except (ProbeUnreachable, BrokerUnreachable) as exc:
             raise Abort(str(exc), ExitCode.UNREACHABLE) from None
 
 
-@contextlib.contextmanager
-def _embedded(strategy: str, faults: list[str], seed: int | None, debug: bool
-              ) -> Iterator[tuple[BrokerTarget, str]]:
-    """The emulator on a free loopback port; its drop warnings stay quiet unless --debug."""
-    emulator_log = logging.getLogger("aetherdiag.emulator")
-    level = emulator_log.level
-    if not debug:
-        emulator_log.setLevel(logging.ERROR)
-    try:
-        with Emulator(strategy=strategy, faults=faults, seed=seed) as em:
-            detail = f"strategy={strategy}" + (f", faults={','.join(faults)}" if faults else "")
-            yield BrokerTarget(host=em.host, port=em.port), f"embedded emulator {em.url} " \
-                f"({detail})"
-    finally:
-        emulator_log.setLevel(level)
+def _label(broker: OpenBroker, strategy: str, faults: list[str]) -> str:
+    """``embedded emulator mqtt://127.0.0.1:PORT (strategy=round_robin)`` for the report."""
+    t = broker.target
+    detail = f"strategy={strategy}" + (f", faults={','.join(faults)}" if faults else "")
+    return f"embedded emulator mqtt://{t.host}:{t.port} ({detail})"
 
 
 __all__ = ["EPILOG", "check_output", "command"]
