@@ -10,10 +10,12 @@ configure the emulator it gets.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .emulator import Emulator
+if TYPE_CHECKING:  # the emulator (asyncio, the server) loads only when a test asks for it
+    from .emulator import Emulator
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,6 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def mqtt_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     """A fresh aetherdiag broker emulator on a free loopback port, stopped after the test."""
+    from .emulator import Emulator
+
     marker = request.node.get_closest_marker("mqtt_emulator")
     kwargs = dict(marker.kwargs) if marker else {}
     with Emulator(**kwargs) as emulator:

@@ -2,7 +2,8 @@
 
 ``serve`` stops on SIGINT, SIGTERM or SIGHUP and then prints its exit summary (``stopped: ...``)
 on stderr. ``--exit-on-stdin-eof`` and ``--parent-pid`` make it end with the process that
-started it (``harness/embedded.py`` passes both to the child it starts for large runs).
+started it; ``--machine`` puts JSON lines on stdout (``emulator/announce.py``) and the human
+lines on stderr. ``harness/embedded.py`` passes all three to the child it starts for large runs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 
 import typer
 
-from ..emulator import FAULTS, STRATEGIES, Broker, EmulatorServer
+from ..emulator import FAULTS, STRATEGIES, Broker, EmulatorServer, announce
 from ..emulator.sharing import UnknownName
 from ..exitcodes import Abort, ExitCode
 from ..harness.target import host_for_url
@@ -68,6 +69,12 @@ def serve(
         help="Stop when process PID is no longer this process's parent (PR_SET_PDEATHSIG "
         "on Linux, plus a check every half second). Used by the workers harness.",
     ),
+    machine: bool = typer.Option(
+        False, "--machine",
+        help='For programs: stdout carries one JSON object per line, '
+        '{"event": "listening", "host": ..., "port": ...} once bound and '
+        '{"event": "stopped", "stats": {...}} at exit; the human lines go to stderr.',
+    ),
 ) -> None:
     """Serve MQTT 3.1.1 and 5.0 on HOST:PORT until Ctrl-C (or SIGTERM, SIGHUP)."""
     if parent_pid is not None and not _die_with_parent(parent_pid):
@@ -80,7 +87,7 @@ def serve(
     except UnknownName as exc:
         raise Abort(str(exc), ExitCode.USAGE) from None
     try:
-        asyncio.run(_serve(broker, host, port, exit_on_stdin_eof, parent_pid))
+        asyncio.run(_serve(broker, host, port, exit_on_stdin_eof, parent_pid, machine))
     except OSError as exc:
         reason = exc.strerror or exc
         raise Abort(f"cannot listen on {host}:{port}: {reason}", ExitCode.USAGE) from None
@@ -125,7 +132,7 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
 
 async def _serve(
     broker: Broker, host: str, port: int, exit_on_stdin_eof: bool = False,
-    parent_pid: int | None = None,
+    parent_pid: int | None = None, machine: bool = False,
 ) -> None:
     server = EmulatorServer(broker)
     stop = asyncio.Event()
@@ -142,16 +149,21 @@ async def _serve(
         _watch_stdin(loop, stop)
     watcher = None if parent_pid is None else asyncio.create_task(_watch_parent(parent_pid, stop))
     faults = ",".join(sorted(broker.faults)) or "none"
+    if machine:
+        print(announce.dump(announce.Listening(host=bound_host, port=bound_port)), flush=True)
     print(
         f"aetherdiag emulator listening on mqtt://{host_for_url(bound_host)}:{bound_port} "
         f"(strategy {broker.strategy}, faults {faults}); Ctrl-C stops it",
-        flush=True,
+        file=sys.stderr if machine else sys.stdout, flush=True,
     )
     await stop.wait()
     if watcher is not None:
         watcher.cancel()
     await server.stop()
     s = broker.stats
+    if machine:
+        with contextlib.suppress(OSError):  # nobody reads it any more (the parent is gone)
+            print(announce.dump(announce.Stopped(stats=s.as_dict())), flush=True)
     print(
         f"stopped: {s.messages_in} messages in, {s.deliveries} deliveries, "
         f"{s.total_dropped} dropped",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import codec as c
+from . import packets as pk
 from .lifecycle import Lifecycle
 from .routing import Router, SubscriptionIndex, share_key
 from .session import Limits, Message, Session, Stats, Subscription, new_message
@@ -79,10 +79,6 @@ class Broker:
     def retained(self) -> dict[str, Message]:
         return self._state.retained
 
-    @property
-    def _conns(self) -> dict[int, Conn]:
-        return self._state.conns
-
     def _new_dispatcher(self, share_name: str) -> Dispatcher:
         strategy = self.group_strategies.get(share_name, self.strategy)
         return make_dispatcher(strategy, self.seed, self.faults)
@@ -96,9 +92,9 @@ class Broker:
 
     def version(self, conn_id: int) -> int:
         conn = self._state.conns.get(conn_id)
-        return (conn.version or c.MQTT_3_1_1) if conn else c.MQTT_3_1_1
+        return (conn.version or pk.MQTT_3_1_1) if conn else pk.MQTT_3_1_1
 
-    def handle(self, conn_id: int, packet: c.Packet, now: float) -> list[Out]:
+    def handle(self, conn_id: int, packet: pk.Packet, now: float) -> list[Out]:
         state = self._state
         conn = state.conns.get(conn_id)
         if conn is None or conn.closing:
@@ -108,9 +104,9 @@ class Broker:
         session = conn.session
         try:
             # The packets of every message first; then the rest, in _dispatch.
-            if type(packet) is c.Publish and session is not None:
+            if type(packet) is pk.Publish and session is not None:
                 self._on_publish(conn, session, packet)
-            elif type(packet) is c.PubAck and session is not None:
+            elif type(packet) is pk.PubAck and session is not None:
                 self._on_puback(session, packet)
             else:
                 self._dispatch(conn, packet)
@@ -119,7 +115,7 @@ class Broker:
         out, state.out = state.out, []  # state.drain(), inline on the hot path
         return out
 
-    def reject(self, conn_id: int, error: c.MalformedPacket, now: float) -> list[Out]:
+    def reject(self, conn_id: int, error: pk.MalformedPacket, now: float) -> list[Out]:
         """The bytes from ``conn_id`` could not be decoded: answer per spec and close."""
         state = self._state
         conn = state.conns.get(conn_id)
@@ -128,12 +124,12 @@ class Broker:
         if conn.version is None:
             state.stats.protocol_errors += 1
             log.info("connection %d: bad CONNECT: %s", conn_id, error)
-            if isinstance(error, c.UnsupportedVersion):
-                if error.level == c.MQTT_5:
-                    conn.version = c.MQTT_5  # so the CONNACK is encoded with its properties
-                    state.send(conn, c.ConnAck(reason_code=c.RC_UNSUPPORTED_PROTOCOL_VERSION))
+            if isinstance(error, pk.UnsupportedVersion):
+                if error.level == pk.MQTT_5:
+                    conn.version = pk.MQTT_5  # so the CONNACK is encoded with its properties
+                    state.send(conn, pk.ConnAck(reason_code=pk.RC_UNSUPPORTED_PROTOCOL_VERSION))
                 else:
-                    state.send(conn, c.ConnAck(reason_code=c.RC311_BAD_PROTOCOL))
+                    state.send(conn, pk.ConnAck(reason_code=pk.RC311_BAD_PROTOCOL))
             state.close(conn)
         else:
             state.violation(conn, error.reason_code, str(error))
@@ -176,8 +172,8 @@ class Broker:
                 state.close(conn)
             if conn.keepalive and not conn.closing and now - conn.last_seen > 1.5 * conn.keepalive:
                 log.info("connection %d: keep-alive timeout", conn.id)
-                if conn.version == c.MQTT_5:
-                    state.send(conn, c.Disconnect(reason_code=c.RC_KEEP_ALIVE_TIMEOUT))
+                if conn.version == pk.MQTT_5:
+                    state.send(conn, pk.Disconnect(reason_code=pk.RC_KEEP_ALIVE_TIMEOUT))
                 state.close(conn)
         self._life.expire(now)
         return state.drain()
@@ -185,8 +181,8 @@ class Broker:
     def shutdown(self) -> list[Out]:
         state = self._state
         for conn in list(state.conns.values()):
-            if conn.version == c.MQTT_5 and conn.session is not None:
-                state.send(conn, c.Disconnect(reason_code=c.RC_SERVER_SHUTTING_DOWN))
+            if conn.version == pk.MQTT_5 and conn.session is not None:
+                state.send(conn, pk.Disconnect(reason_code=pk.RC_SERVER_SHUTTING_DOWN))
             state.close(conn)
         return state.drain()
 
@@ -197,75 +193,75 @@ class Broker:
 
     # -- packets from clients -----------------------------------------------------------------
 
-    def _dispatch(self, conn: Conn, p: c.Packet) -> None:
+    def _dispatch(self, conn: Conn, p: pk.Packet) -> None:
         state = self._state
-        if isinstance(p, c.Connect):
+        if isinstance(p, pk.Connect):
             if conn.version is not None:
-                raise ProtocolViolation(c.RC_PROTOCOL_ERROR, "second CONNECT on one connection")
+                raise ProtocolViolation(pk.RC_PROTOCOL_ERROR, "second CONNECT on one connection")
             self._life.connect(conn, p)
             return
         session = conn.session
         if session is None:
-            raise ProtocolViolation(c.RC_PROTOCOL_ERROR, "packet before CONNECT")
-        if isinstance(p, c.Publish):
+            raise ProtocolViolation(pk.RC_PROTOCOL_ERROR, "packet before CONNECT")
+        if isinstance(p, pk.Publish):
             self._on_publish(conn, session, p)
-        elif isinstance(p, c.PubAck):
+        elif isinstance(p, pk.PubAck):
             self._on_puback(session, p)
-        elif isinstance(p, c.PubRec):
+        elif isinstance(p, pk.PubRec):
             self._on_pubrec(conn, session, p)
-        elif isinstance(p, c.PubComp):
+        elif isinstance(p, pk.PubComp):
             om = session.outflight.get(p.packet_id)
             if om is not None and om.qos == 2 and om.released:
                 del session.outflight[p.packet_id]
                 state.stats.acked += 1
                 self._router.flush(session)
-        elif isinstance(p, c.PubRel):
+        elif isinstance(p, pk.PubRel):
             if p.packet_id in session.inbound_qos2:
                 session.inbound_qos2.discard(p.packet_id)
-                state.send(conn, c.PubComp(packet_id=p.packet_id))
+                state.send(conn, pk.PubComp(packet_id=p.packet_id))
             else:
-                rc = c.RC_PACKET_ID_NOT_FOUND if conn.version == c.MQTT_5 else 0
-                state.send(conn, c.PubComp(packet_id=p.packet_id, reason_code=rc))
-        elif isinstance(p, c.Subscribe):
+                rc = pk.RC_PACKET_ID_NOT_FOUND if conn.version == pk.MQTT_5 else 0
+                state.send(conn, pk.PubComp(packet_id=p.packet_id, reason_code=rc))
+        elif isinstance(p, pk.Subscribe):
             self._on_subscribe(conn, session, p)
-        elif isinstance(p, c.Unsubscribe):
+        elif isinstance(p, pk.Unsubscribe):
             self._on_unsubscribe(conn, session, p)
-        elif isinstance(p, c.PingReq):
-            state.send(conn, c.PingResp())
-        elif isinstance(p, c.Disconnect):
-            if p.reason_code != c.RC_DISCONNECT_WITH_WILL:
+        elif isinstance(p, pk.PingReq):
+            state.send(conn, pk.PingResp())
+        elif isinstance(p, pk.Disconnect):
+            if p.reason_code != pk.RC_DISCONNECT_WITH_WILL:
                 conn.clean_disconnect = True
-            expiry = p.properties.get(c.PROP_SESSION_EXPIRY)
+            expiry = p.properties.get(pk.PROP_SESSION_EXPIRY)
             if expiry is not None:
                 if session.expiry == 0 and expiry != 0:
                     raise ProtocolViolation(
-                        c.RC_PROTOCOL_ERROR, "session expiry set on DISCONNECT after 0"
+                        pk.RC_PROTOCOL_ERROR, "session expiry set on DISCONNECT after 0"
                     )
                 session.expiry = expiry
             state.close(conn)
         else:
             raise ProtocolViolation(
-                c.RC_PROTOCOL_ERROR, f"{type(p).__name__} is not sent to a server"
+                pk.RC_PROTOCOL_ERROR, f"{type(p).__name__} is not sent to a server"
             )
 
-    def _on_publish(self, conn: Conn, session: Session, p: c.Publish) -> None:
+    def _on_publish(self, conn: Conn, session: Session, p: pk.Publish) -> None:
         state = self._state
-        v5 = conn.version == c.MQTT_5
+        v5 = conn.version == pk.MQTT_5
         given = p.properties
-        if given and c.PROP_TOPIC_ALIAS in given:
+        if given and pk.PROP_TOPIC_ALIAS in given:
             raise ProtocolViolation(0x94, "topic alias used but Topic Alias Maximum is 0")
         topic = p.topic
         if not valid_topic_name(topic):
-            raise ProtocolViolation(c.RC_TOPIC_NAME_INVALID, f"invalid topic name {topic!r}")
+            raise ProtocolViolation(pk.RC_TOPIC_NAME_INVALID, f"invalid topic name {topic!r}")
         qos = p.qos
         if qos == 2 and p.packet_id in session.inbound_qos2:
-            state.send(conn, c.PubRec(packet_id=p.packet_id or 0))
+            state.send(conn, pk.PubRec(packet_id=p.packet_id or 0))
             return
         rc = 0
         if topic.startswith(SHARE_PREFIX) and "share-literal" not in self.faults:
             # A topic name may not be a shared-subscription filter; Mosquitto refuses it too.
             state.drop("publish_to_share_topic", session.client_id)
-            rc = c.RC_NOT_AUTHORIZED
+            rc = pk.RC_NOT_AUTHORIZED
         else:
             if given:
                 props = {k: v for k, v in given.items() if k in FORWARDED}
@@ -279,40 +275,40 @@ class Broker:
             if p.retain:
                 state.retain(msg)
             if not self._router.route(msg) and v5:
-                rc = c.RC_NO_MATCHING_SUBSCRIBERS
+                rc = pk.RC_NO_MATCHING_SUBSCRIBERS
         if not v5:
             rc = 0
         if qos == 1:
-            state.out.append((conn.id, c.new_puback(p.packet_id or 0, rc, {})))
+            state.out.append((conn.id, pk.new_puback(p.packet_id or 0, rc, {})))
         elif qos == 2:
             if rc < 0x80:
                 if len(session.inbound_qos2) >= self.limits.max_inbound_qos2:
                     raise ProtocolViolation(
-                        c.RC_RECEIVE_MAXIMUM_EXCEEDED, "too many QoS 2 messages awaiting PUBREL"
+                        pk.RC_RECEIVE_MAXIMUM_EXCEEDED, "too many QoS 2 messages awaiting PUBREL"
                     )
                 session.inbound_qos2.add(p.packet_id or 0)
-            state.send(conn, c.PubRec(packet_id=p.packet_id or 0, reason_code=rc))
+            state.send(conn, pk.PubRec(packet_id=p.packet_id or 0, reason_code=rc))
 
-    def _on_puback(self, session: Session, p: c.PubAck) -> None:
+    def _on_puback(self, session: Session, p: pk.PubAck) -> None:
         om = session.outflight.get(p.packet_id)
         if om is not None and om.qos == 1:
             del session.outflight[p.packet_id]
             self._state.stats.acked += 1
             self._router.flush(session)
 
-    def _on_pubrec(self, conn: Conn, session: Session, p: c.PubRec) -> None:
+    def _on_pubrec(self, conn: Conn, session: Session, p: pk.PubRec) -> None:
         state = self._state
         om = session.outflight.get(p.packet_id)
         if om is None or om.qos != 2:
-            rc = c.RC_PACKET_ID_NOT_FOUND if conn.version == c.MQTT_5 else 0
-            state.send(conn, c.PubRel(packet_id=p.packet_id, reason_code=rc))
+            rc = pk.RC_PACKET_ID_NOT_FOUND if conn.version == pk.MQTT_5 else 0
+            state.send(conn, pk.PubRel(packet_id=p.packet_id, reason_code=rc))
             return
         if p.reason_code >= 0x80:  # refused: discard, never try another member
             del session.outflight[p.packet_id]
             self._router.flush(session)
             return
         om.released = True
-        state.send(conn, c.PubRel(packet_id=p.packet_id))
+        state.send(conn, pk.PubRel(packet_id=p.packet_id))
 
     # -- SUBSCRIBE / UNSUBSCRIBE --------------------------------------------------------------
 
@@ -321,33 +317,33 @@ class Broker:
             return literal_filter(raw)
         return parse_filter(raw, queue_prefix=self.queue_prefix)
 
-    def _on_subscribe(self, conn: Conn, session: Session, p: c.Subscribe) -> None:
+    def _on_subscribe(self, conn: Conn, session: Session, p: pk.Subscribe) -> None:
         state = self._state
-        v5 = conn.version == c.MQTT_5
-        sub_ids = p.properties.get(c.PROP_SUBSCRIPTION_ID, ())
+        v5 = conn.version == pk.MQTT_5
+        sub_ids = p.properties.get(pk.PROP_SUBSCRIPTION_ID, ())
         sub_id = sub_ids[0] if sub_ids else None
         if sub_id == 0:
-            raise ProtocolViolation(c.RC_PROTOCOL_ERROR, "subscription identifier 0")
+            raise ProtocolViolation(pk.RC_PROTOCOL_ERROR, "subscription identifier 0")
         codes: list[int] = []
         retained: list[tuple[Subscription, Message]] = []
         for req in p.subscriptions:
             try:
                 pf = self._parse(req.topic_filter)
             except InvalidFilter:
-                codes.append(c.RC_TOPIC_FILTER_INVALID if v5 else 0x80)
+                codes.append(pk.RC_TOPIC_FILTER_INVALID if v5 else 0x80)
                 continue
             if pf.share_name is not None:
                 if "share-unsupported" in self.faults:
-                    codes.append(c.RC_SHARED_SUBS_NOT_SUPPORTED if v5 else 0x80)
+                    codes.append(pk.RC_SHARED_SUBS_NOT_SUPPORTED if v5 else 0x80)
                     continue
                 if req.no_local and v5:
                     raise ProtocolViolation(
-                        c.RC_PROTOCOL_ERROR, "No Local set on a shared subscription"
+                        pk.RC_PROTOCOL_ERROR, "No Local set on a shared subscription"
                     )
             key = share_key(pf.share_name, pf.topic_filter) if pf.shared else pf.topic_filter
             existed = key in session.subscriptions
             sub = Subscription(
-                client_id=session.client_id, raw=key, topic_filter=pf.topic_filter,
+                client_id=session.client_id, topic_filter=pf.topic_filter,
                 share_name=pf.share_name, qos=req.qos, no_local=req.no_local,
                 retain_as_published=req.retain_as_published, sub_id=sub_id,
             )
@@ -364,25 +360,25 @@ class Broker:
                     state.stats.retained = len(state.retained)
                 elif matches(pf.topic_filter, topic):
                     retained.append((sub, msg))
-        state.send(conn, c.SubAck(packet_id=p.packet_id, reason_codes=tuple(codes)))
+        state.send(conn, pk.SubAck(packet_id=p.packet_id, reason_codes=tuple(codes)))
         for sub, msg in retained:
             share = (sub.share_name, sub.topic_filter) if sub.share_name is not None else None
             self._router.deliver(session, msg, sub.qos, True, share,
                                  (sub.sub_id,) if sub.sub_id else ())
 
-    def _on_unsubscribe(self, conn: Conn, session: Session, p: c.Unsubscribe) -> None:
+    def _on_unsubscribe(self, conn: Conn, session: Session, p: pk.Unsubscribe) -> None:
         codes: list[int] = []
         for raw in p.topic_filters:
             try:
                 pf = self._parse(raw)
             except InvalidFilter:
-                codes.append(c.RC_TOPIC_FILTER_INVALID)
+                codes.append(pk.RC_TOPIC_FILTER_INVALID)
                 continue
             key = share_key(pf.share_name, pf.topic_filter) if pf.shared else pf.topic_filter
             sub = session.subscriptions.pop(key, None)
             if sub is None:
-                codes.append(c.RC_NO_SUBSCRIPTION_EXISTED)
+                codes.append(pk.RC_NO_SUBSCRIPTION_EXISTED)
             else:
                 self._index.remove(sub)
-                codes.append(c.RC_SUCCESS)
-        self._state.send(conn, c.UnsubAck(packet_id=p.packet_id, reason_codes=tuple(codes)))
+                codes.append(pk.RC_SUCCESS)
+        self._state.send(conn, pk.UnsubAck(packet_id=p.packet_id, reason_codes=tuple(codes)))

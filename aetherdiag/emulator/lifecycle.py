@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codec as c
+from . import packets as pk
 from .routing import Router, SubscriptionIndex
 from .session import NEVER_EXPIRES, Message, Session
 from .state import FORWARDED, BrokerState, Conn
@@ -39,40 +39,40 @@ class Lifecycle:
 
     # -- CONNECT ------------------------------------------------------------------------------
 
-    def connect(self, conn: Conn, p: c.Connect) -> None:
+    def connect(self, conn: Conn, p: pk.Connect) -> None:
         state = self.state
         conn.version = p.protocol_level
-        v5 = p.protocol_level == c.MQTT_5
+        v5 = p.protocol_level == pk.MQTT_5
         if self.users is not None and (
             p.username is None
             or self.users.get(p.username) != (p.password or b"").decode("utf-8", "replace")
         ):
-            state.send(conn, c.ConnAck(reason_code=0x86 if v5 else 4))
+            state.send(conn, pk.ConnAck(reason_code=0x86 if v5 else 4))
             state.close(conn)
             return
         if p.will is not None and not valid_topic_name(p.will.topic):
             if v5:
-                state.send(conn, c.ConnAck(reason_code=c.RC_TOPIC_NAME_INVALID))
+                state.send(conn, pk.ConnAck(reason_code=pk.RC_TOPIC_NAME_INVALID))
             state.close(conn)
             return
         if v5 and (
-            p.properties.get(c.PROP_RECEIVE_MAXIMUM) == 0
-            or p.properties.get(c.PROP_MAXIMUM_PACKET_SIZE) == 0
+            p.properties.get(pk.PROP_RECEIVE_MAXIMUM) == 0
+            or p.properties.get(pk.PROP_MAXIMUM_PACKET_SIZE) == 0
         ):  # 3.1.2.11: a Protocol Error; refuse before any session is touched
-            state.send(conn, c.ConnAck(reason_code=c.RC_PROTOCOL_ERROR))
+            state.send(conn, pk.ConnAck(reason_code=pk.RC_PROTOCOL_ERROR))
             state.close(conn)
             return
         client_id = p.client_id
         assigned = None
         if not client_id:
             if not v5 and not p.clean_start:
-                state.send(conn, c.ConnAck(reason_code=c.RC311_ID_REJECTED))
+                state.send(conn, pk.ConnAck(reason_code=pk.RC311_ID_REJECTED))
                 state.close(conn)
                 return
             self._auto_id += 1
             client_id = assigned = f"aetherdiag-auto-{self._auto_id}"
         if v5:
-            expiry = int(p.properties.get(c.PROP_SESSION_EXPIRY, 0))
+            expiry = int(p.properties.get(pk.PROP_SESSION_EXPIRY, 0))
         else:
             expiry = 0 if p.clean_start else NEVER_EXPIRES
 
@@ -93,48 +93,48 @@ class Lifecycle:
         session.will = p.will
         session.will_at = None
         session.paused = False
-        receive_max = int(p.properties.get(c.PROP_RECEIVE_MAXIMUM, 65535))
+        receive_max = int(p.properties.get(pk.PROP_RECEIVE_MAXIMUM, 65535))
         session.window = max(1, min(receive_max, state.limits.max_inflight))
         conn.session = session
         conn.keepalive = p.keepalive
-        conn.max_packet = int(p.properties.get(c.PROP_MAXIMUM_PACKET_SIZE, 0))
+        conn.max_packet = int(p.properties.get(pk.PROP_MAXIMUM_PACKET_SIZE, 0))
         state.stats.connected += 1
 
         props: dict[int, Any] = {}
         if v5:
             props = {
-                c.PROP_RETAIN_AVAILABLE: 1,
-                c.PROP_WILDCARD_SUB_AVAILABLE: 1,
-                c.PROP_SUB_ID_AVAILABLE: 1,
-                c.PROP_SHARED_SUB_AVAILABLE: 0 if "share-unsupported" in state.faults else 1,
-                c.PROP_MAXIMUM_PACKET_SIZE: state.limits.max_packet_size,
+                pk.PROP_RETAIN_AVAILABLE: 1,
+                pk.PROP_WILDCARD_SUB_AVAILABLE: 1,
+                pk.PROP_SUB_ID_AVAILABLE: 1,
+                pk.PROP_SHARED_SUB_AVAILABLE: 0 if "share-unsupported" in state.faults else 1,
+                pk.PROP_MAXIMUM_PACKET_SIZE: state.limits.max_packet_size,
             }
             if assigned:
-                props[c.PROP_ASSIGNED_CLIENT_ID] = assigned
-        state.send(conn, c.ConnAck(session_present=present, properties=props))
+                props[pk.PROP_ASSIGNED_CLIENT_ID] = assigned
+        state.send(conn, pk.ConnAck(session_present=present, properties=props))
         if present:
             # Resume: resend what was in flight (DUP), then whatever queued while away.
             for om in list(session.outflight.values()):
                 if om.released:
-                    state.send(conn, c.PubRel(packet_id=om.packet_id))
+                    state.send(conn, pk.PubRel(packet_id=om.packet_id))
                 else:
                     state.send(conn, self.router.publish_packet(session, om, dup=True))
             self.router.flush(session)
 
-    def _take_over(self, session: Session, p: c.Connect) -> Session | None:
+    def _take_over(self, session: Session, p: pk.Connect) -> Session | None:
         """A CONNECT for a connected session: close the old link; None if the session ended."""
         state = self.state
         assert session.conn is not None
         old = state.conns.get(session.conn)
         if old is not None:
-            if old.version == c.MQTT_5:
-                state.send(old, c.Disconnect(reason_code=c.RC_SESSION_TAKEN_OVER))
+            if old.version == pk.MQTT_5:
+                state.send(old, pk.Disconnect(reason_code=pk.RC_SESSION_TAKEN_OVER))
             state.close(old)
         state.stats.connected -= 1
         session.conn = None
         ends = p.clean_start or session.expiry == 0  # a clean session ends with its link
         if session.will is not None:
-            if ends or not session.will.properties.get(c.PROP_WILL_DELAY, 0):
+            if ends or not session.will.properties.get(pk.PROP_WILL_DELAY, 0):
                 self.publish_will(session)
             else:  # resumed within the Will Delay Interval: no will (3.1.3.2.2)
                 session.will = None
@@ -152,7 +152,7 @@ class Lifecycle:
         if clean:
             session.will = None
         elif session.will is not None:
-            delay = int(session.will.properties.get(c.PROP_WILL_DELAY, 0))
+            delay = int(session.will.properties.get(pk.PROP_WILL_DELAY, 0))
             if delay and session.expiry:
                 session.will_at = now + min(delay, session.expiry)
             else:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import codec as c
+from . import packets as pk
 from .session import Message, OutMsg, Session, Subscription
 from .sharing import DispatchContext, Dispatcher, ShareGroup
 from .state import BrokerState
@@ -302,7 +302,7 @@ class Router:
             session.outflight[pid] = om
         if expires_at is None and not om.sub_ids:  # publish_packet(session, om, False), inline
             msg = om.message
-            packet = c.new_publish(msg.topic, msg.payload, qos, om.retain, False, pid,
+            packet = pk.new_publish(msg.topic, msg.payload, qos, om.retain, False, pid,
                                    msg.properties)
         else:
             packet = self.publish_packet(session, om, False)
@@ -314,15 +314,15 @@ class Router:
             state.out.append((conn.id, self.publish_packet(session, om, True)))
             stats.dup_resends += 1
 
-    def publish_packet(self, session: Session, om: OutMsg, dup: bool) -> c.Publish:
+    def publish_packet(self, session: Session, om: OutMsg, dup: bool) -> pk.Publish:
         msg = om.message
         props = msg.properties
         if msg.expires_at is not None:  # 3.3.2.3.3: the lifetime left, not the original
             left = max(1, math.ceil(msg.expires_at - self.state.now))
-            props = {**props, c.PROP_MESSAGE_EXPIRY: left}
-        if om.sub_ids and session.version == c.MQTT_5:
-            props = {**props, c.PROP_SUBSCRIPTION_ID: om.sub_ids}
-        return c.new_publish(
+            props = {**props, pk.PROP_MESSAGE_EXPIRY: left}
+        if om.sub_ids and session.version == pk.MQTT_5:
+            props = {**props, pk.PROP_SUBSCRIPTION_ID: om.sub_ids}
+        return pk.new_publish(
             msg.topic, msg.payload, om.qos, om.retain, dup, om.packet_id or None, props
         )
 

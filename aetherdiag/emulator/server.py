@@ -18,8 +18,10 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from . import codec
+from . import packets as pk
 from .broker import Broker, Out
+from .codec import Decoder
+from .encoding import encode
 from .session import Limits, Stats
 
 log = logging.getLogger("aetherdiag.emulator")
@@ -35,7 +37,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.server = server
         self.id = next(server.ids)
         self.transport: asyncio.Transport | None = None
-        self.decoder = codec.Decoder(max_packet_size=server.broker.limits.max_packet_size)
+        self.decoder = Decoder(max_packet_size=server.broker.limits.max_packet_size)
         self._rbuf = memoryview(bytearray(_READ_SIZE))
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -54,15 +56,15 @@ class _Connection(asyncio.BufferedProtocol):
     def data_received(self, data: bytes) -> None:
         broker = self.server.broker
         now = time.monotonic()  # once per read: every packet in it arrived at the same time
-        error: codec.MalformedPacket | None = None
+        error: pk.MalformedPacket | None = None
         try:
             packets = self.decoder.feed(data)
-        except codec.MalformedPacket as exc:
+        except pk.MalformedPacket as exc:
             # Answer the good packets that came before the bad one, then the error.
             packets, error = exc.packets, exc
         except Exception as exc:  # never let one client take the server down
             log.exception("connection %d: unexpected decoding failure", self.id)
-            self.server.emit(broker.reject(self.id, codec.MalformedPacket(str(exc)), now))
+            self.server.emit(broker.reject(self.id, pk.MalformedPacket(str(exc)), now))
             return
         handle = broker.handle
         conn_id = self.id
@@ -74,7 +76,7 @@ class _Connection(asyncio.BufferedProtocol):
                 log.exception("connection %d: broker failed on %r", conn_id, packet)
                 out += broker.reject(
                     conn_id,
-                    codec.MalformedPacket("internal error", codec.RC_IMPLEMENTATION_SPECIFIC),
+                    pk.MalformedPacket("internal error", pk.RC_IMPLEMENTATION_SPECIFIC),
                     now,
                 )
                 break
@@ -159,7 +161,7 @@ class EmulatorServer:
         conns = self.conns
         if len(out) == 1:  # the common case: one packet (or close) for one connection
             conn_id, packet = out[0]
-            data = None if packet is None else codec.encode(packet, self.broker.version(conn_id))
+            data = None if packet is None else encode(packet, self.broker.version(conn_id))
             conn = conns.get(conn_id)
             if conn is not None and conn.transport is not None:
                 if data is None:
@@ -171,7 +173,7 @@ class EmulatorServer:
         # this output is complete), into one bytes object or list per connection; then one
         # write per connection, in order of first appearance; closes last.
         version = self.broker.version
-        encode = codec.encode
+        enc = encode  # a local name: this loop runs once per packet
         pending: dict[int, bytes | list[bytes]] = {}
         closing: list[int] = []
         last_id = -1
@@ -182,7 +184,7 @@ class EmulatorServer:
                 continue
             if conn_id != last_id:
                 last_id, v = conn_id, version(conn_id)
-            chunk = encode(packet, v)
+            chunk = enc(packet, v)
             prev = pending.get(conn_id)
             if prev is None:
                 pending[conn_id] = chunk

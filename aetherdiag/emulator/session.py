@@ -10,7 +10,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import Will
+from .packets import Will
 
 NEVER_EXPIRES = 0xFFFFFFFF
 
@@ -68,7 +68,6 @@ def new_message(
 @dataclass(slots=True)
 class Subscription:
     client_id: str
-    raw: str
     topic_filter: str
     share_name: str | None
     qos: int
@@ -149,6 +148,7 @@ class Stats:
         return sum(self.dropped.values())
 
     def as_dict(self) -> dict[str, Any]:
+        """Every counter, JSON-ready; ``dropped`` maps a reason to a count."""
         return {
             "connections": self.connections,
             "connected": self.connected,
@@ -161,4 +161,5 @@ class Stats:
             "retained": self.retained,
             "deliveries_by_client": dict(self.deliveries_by_client),
             "dropped": dict(self.dropped),
+            "dropped_total": self.total_dropped,
         }

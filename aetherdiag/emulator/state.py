@@ -18,16 +18,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import codec as c
+from . import packets as pk
 from .session import Limits, Message, Session, Stats
 
-Out = tuple[int, c.Packet | None]
+Out = tuple[int, pk.Packet | None]
 log = logging.getLogger("aetherdiag.emulator")
 
 # Properties a broker forwards from a PUBLISH to its subscribers (MQTT 5.0 3.3.2.3).
 FORWARDED = frozenset({
-    c.PROP_PAYLOAD_FORMAT, c.PROP_MESSAGE_EXPIRY, c.PROP_CONTENT_TYPE, c.PROP_RESPONSE_TOPIC,
-    c.PROP_CORRELATION_DATA, c.PROP_USER_PROPERTY,
+    pk.PROP_PAYLOAD_FORMAT, pk.PROP_MESSAGE_EXPIRY, pk.PROP_CONTENT_TYPE, pk.PROP_RESPONSE_TOPIC,
+    pk.PROP_CORRELATION_DATA, pk.PROP_USER_PROPERTY,
 })
 
 
@@ -71,7 +71,7 @@ class BrokerState:
         out, self.out = self.out, []
         return out
 
-    def send(self, conn: Conn, packet: c.Packet) -> None:
+    def send(self, conn: Conn, packet: pk.Packet) -> None:
         self.out.append((conn.id, packet))
 
     def close(self, conn: Conn) -> None:
@@ -82,9 +82,9 @@ class BrokerState:
     def violation(self, conn: Conn, reason_code: int, message: str) -> None:
         self.stats.protocol_errors += 1
         log.info("connection %d: protocol error 0x%02X: %s", conn.id, reason_code, message)
-        if conn.version == c.MQTT_5 and conn.session is not None:
-            props = {c.PROP_REASON_STRING: message[:200]}
-            self.send(conn, c.Disconnect(reason_code=reason_code, properties=props))
+        if conn.version == pk.MQTT_5 and conn.session is not None:
+            props = {pk.PROP_REASON_STRING: message[:200]}
+            self.send(conn, pk.Disconnect(reason_code=reason_code, properties=props))
         self.close(conn)
 
     def drop(self, reason: str, client_id: str, count: int = 1) -> None:
@@ -97,7 +97,7 @@ class BrokerState:
 
     def expiry(self, props: Mapping[int, Any]) -> float | None:
         """Broker clock time a message with these properties expires (None: never)."""
-        interval = props.get(c.PROP_MESSAGE_EXPIRY)
+        interval = props.get(pk.PROP_MESSAGE_EXPIRY)
         return None if interval is None else self.now + int(interval)
 
     def retain(self, msg: Message) -> None:

@@ -6,9 +6,10 @@ inside its cold-start budget. Large runs start ``python -m aetherdiag emulator s
 as a child process, so the broker and the fleet each get a core instead of sharing one GIL:
 measured on two cores, 1,000 workers x 100,000 QoS 1 tasks took 29 s with the emulator on a
 thread and 21 s with it in its own process (see benchmarks/README.md); spawning the child
-costs about 0.5 s, which small runs cannot afford. The child's first stdout line names its
-port; the wait for it is bounded, the child is terminated with SIGTERM (then killed) on
-``stop()``, and its exit summary on stderr becomes ``stats()``.
+costs about 0.5 s, which small runs cannot afford. The child runs with ``--machine``: its
+stdout carries JSON lines (``emulator/announce.py``). The first names its port, and the wait
+for it is bounded; the child is terminated with SIGTERM (then killed) on ``stop()``, and its
+``stopped`` line becomes ``stats()``. Both modes give ``stats()`` one shape (``report_stats``).
 
 The child never outlives this process, even when this process is killed with SIGKILL and no
 ``finally:`` runs: its stdin is a pipe from us and it stops when that pipe reaches end of file
@@ -24,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import selectors
 import signal
 import subprocess
@@ -32,9 +32,10 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import IO, Literal, Protocol
+from collections.abc import Iterator, Mapping
+from typing import IO, Any, Literal, Protocol
 
+from ..emulator import announce
 from .clients import BrokerUnreachable
 from .model import BrokerTarget, EmulatorSettings
 
@@ -45,12 +46,6 @@ PROCESS_MIN_CLIENTS = 500
 PROCESS_MIN_MESSAGES = 20_000
 START_TIMEOUT = 15.0
 
-_LISTENING = re.compile(r"listening on mqtt://(?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+)")
-_STOPPED = re.compile(
-    r"stopped: (?P<messages_in>\d+) messages in, (?P<deliveries>\d+) deliveries, "
-    r"(?P<dropped>\d+) dropped"
-)
-
 
 class EmulatorStartError(BrokerUnreachable):
     """The embedded emulator could not be started; the message says why (one line)."""
@@ -59,13 +54,24 @@ class EmulatorStartError(BrokerUnreachable):
 class EmbeddedBroker(Protocol):
     """What ``start_emulator`` returns next to the target."""
 
-    mode: str  # "thread" or "process"
+    @property
+    def mode(self) -> Literal["thread", "process"]:
+        """Where the emulator runs."""
 
     def stop(self) -> None:
         """Stop the emulator (bounded; safe to call twice)."""
 
     def stats(self) -> dict[str, object] | None:
-        """The emulator's counters, or None when unavailable."""
+        """The emulator's counters (``report_stats``), or None when unavailable."""
+
+
+def report_stats(
+    mode: Literal["thread", "process"], counters: Mapping[str, Any],
+) -> dict[str, object]:
+    """The report's ``emulator`` object, the same in both modes: ``mode`` first, then
+    ``Stats.as_dict()`` (read from the emulator in thread mode, from the child's ``stopped``
+    line in process mode)."""
+    return {"mode": mode, **counters}
 
 
 def ensure_fd_limit(needed: int) -> None:
@@ -149,7 +155,7 @@ def describe(settings: EmulatorSettings) -> str:
 class ThreadEmulator:
     """The emulator on a background thread of this process."""
 
-    mode = "thread"
+    mode: Literal["thread"] = "thread"
 
     def __init__(self, settings: EmulatorSettings) -> None:
         self.settings = settings
@@ -178,7 +184,7 @@ class ThreadEmulator:
         em = self._emulator
         if isinstance(em, Emulator):
             try:
-                return {"mode": self.mode, **em.stats().as_dict()}
+                return report_stats(self.mode, em.stats().as_dict())
             except Exception:  # the loop is gone: fall back to the last snapshot
                 return self._final
         return self._final
@@ -196,13 +202,14 @@ class ThreadEmulator:
 class ProcessEmulator:
     """``python -m aetherdiag emulator serve --port 0`` as a child process."""
 
-    mode = "process"
+    mode: Literal["process"] = "process"
 
     def __init__(self, settings: EmulatorSettings, start_timeout: float = START_TIMEOUT) -> None:
         self.settings = settings
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[str] | None = None
         self._stderr: deque[str] = deque(maxlen=200)
+        self._stdout: deque[str] = deque(maxlen=20)  # JSON lines after "listening"
         self._drains: list[threading.Thread] = []
         self._stats: dict[str, object] | None = None
 
@@ -210,7 +217,7 @@ class ProcessEmulator:
         s = self.settings
         cmd = [sys.executable, "-m", "aetherdiag", "emulator", "serve",
                "--host", "127.0.0.1", "--port", "0", "--strategy", s.strategy,
-               "--exit-on-stdin-eof"]
+               "--exit-on-stdin-eof", "--machine"]
         if threading.current_thread() is threading.main_thread():
             cmd += ["--parent-pid", str(os.getpid())]
         for fault in s.faults:
@@ -245,16 +252,16 @@ class ProcessEmulator:
         assert proc.stdout is not None and proc.stderr is not None
         self._drain(proc.stderr, self._stderr)
         line = self._first_line(proc, proc.stdout)
-        match = _LISTENING.search(line or "")
-        if match is None:
+        event = announce.load(line) if line else None
+        if not isinstance(event, announce.Listening):
             self.stop()
             detail = " ".join(x.strip() for x in list(self._stderr)[-3:] if x.strip())
             what = f"said {line.strip()!r}" if line else "printed no address"
             raise EmulatorStartError(
                 f"the emulator process {what}" + (f": {detail}" if detail else "")
             )
-        self._drain(proc.stdout, None)
-        return match.group("host").strip("[]"), int(match.group("port"))
+        self._drain(proc.stdout, self._stdout)
+        return event.host, event.port
 
     def _first_line(self, proc: subprocess.Popen[str], stream: IO[str]) -> str | None:
         """The child's first stdout line, or None if it exits or the wait runs out."""
@@ -297,13 +304,14 @@ class ProcessEmulator:
                 proc.wait(timeout)
         for t in self._drains:
             t.join(1.0)
-        for line in self._stderr:
-            m = _STOPPED.search(line)
-            if m:
-                self._stats = {"mode": self.mode, **{k: int(v) for k, v in m.groupdict().items()}}
+        for line in self._stdout:
+            event = announce.load(line)
+            if isinstance(event, announce.Stopped):
+                self._stats = report_stats(self.mode, event.stats)
 
     def stats(self) -> dict[str, object] | None:
-        """The child's exit summary; the child is stopped first if still running."""
+        """The counters of the child's ``stopped`` line; the child is stopped first if still
+        running."""
         if self.proc is not None and self.proc.poll() is None:
             self.stop()
         return self._stats

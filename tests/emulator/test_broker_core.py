@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from aetherdiag.emulator import codec as c
+from aetherdiag.emulator import packets as pk
 from aetherdiag.emulator.broker import Broker, Out
-from aetherdiag.emulator.codec import (
+from aetherdiag.emulator.codec import Decoder
+from aetherdiag.emulator.encoding import encode
+from aetherdiag.emulator.packets import (
     ConnAck,
     Connect,
     Disconnect,
@@ -38,8 +40,8 @@ from aetherdiag.emulator.codec import (
 )
 from aetherdiag.emulator.session import Limits
 
-V3 = c.MQTT_3_1_1
-V5 = c.MQTT_5
+V3 = pk.MQTT_3_1_1
+V5 = pk.MQTT_5
 CLOSED = None  # what the broker emits to mean "close this connection"
 
 
@@ -62,8 +64,8 @@ class Net:
             if packet is None:
                 continue
             version = self.version.get(conn_id, V3)
-            wire = c.encode(packet, version)
-            again = c.Decoder(version).feed(wire)
+            wire = encode(packet, version)
+            again = Decoder(version).feed(wire)
             assert len(again) == 1 and type(again[0]) is type(packet), (packet, again)
             if version == V5:
                 assert again[0] == packet, (packet, again[0])
@@ -75,7 +77,7 @@ class Net:
         self.broker.open(conn_id, self.now)
         return conn_id
 
-    def send(self, conn_id: int, packet: c.Packet) -> list[Out]:
+    def send(self, conn_id: int, packet: pk.Packet) -> list[Out]:
         return self._check(self.broker.handle(conn_id, packet, self.now))
 
     def lost(self, conn_id: int) -> list[Out]:
@@ -139,7 +141,7 @@ def publishes(out: Iterable[Out], conn_id: int) -> list[Publish]:
     return [p for cid, p in out if cid == conn_id and isinstance(p, Publish)]
 
 
-def packets_to(out: Iterable[Out], conn_id: int) -> list[c.Packet | None]:
+def packets_to(out: Iterable[Out], conn_id: int) -> list[pk.Packet | None]:
     return [p for cid, p in out if cid == conn_id]
 
 
@@ -171,11 +173,11 @@ def test_connack_v5_advertises_capabilities() -> None:
     net = Net()
     _, ack = net.connect("a", V5)
     assert ack == ConnAck(properties={
-        c.PROP_RETAIN_AVAILABLE: 1,
-        c.PROP_WILDCARD_SUB_AVAILABLE: 1,
-        c.PROP_SUB_ID_AVAILABLE: 1,
-        c.PROP_SHARED_SUB_AVAILABLE: 1,
-        c.PROP_MAXIMUM_PACKET_SIZE: Limits().max_packet_size,
+        pk.PROP_RETAIN_AVAILABLE: 1,
+        pk.PROP_WILDCARD_SUB_AVAILABLE: 1,
+        pk.PROP_SUB_ID_AVAILABLE: 1,
+        pk.PROP_SHARED_SUB_AVAILABLE: 1,
+        pk.PROP_MAXIMUM_PACKET_SIZE: Limits().max_packet_size,
     })
 
 
@@ -188,8 +190,8 @@ def test_v5_empty_client_id_is_assigned_and_unique() -> None:
     net = Net()
     _, first = net.connect("", V5)
     _, second = net.connect("", V5)
-    a = first.properties[c.PROP_ASSIGNED_CLIENT_ID]
-    b = second.properties[c.PROP_ASSIGNED_CLIENT_ID]
+    a = first.properties[pk.PROP_ASSIGNED_CLIENT_ID]
+    b = second.properties[pk.PROP_ASSIGNED_CLIENT_ID]
     assert a and b and a != b
     assert set(net.broker.sessions) == {a, b}
 
@@ -199,7 +201,7 @@ def test_v311_empty_client_id_needs_clean_session() -> None:
     _, ok = net.connect("", V3, clean=True)
     assert ok.reason_code == 0
     conn_id, refused = net.connect("", V3, clean=False)
-    assert refused.reason_code == c.RC311_ID_REJECTED
+    assert refused.reason_code == pk.RC311_ID_REJECTED
     assert net.log[-1] == (conn_id, CLOSED)
 
 
@@ -218,16 +220,16 @@ def test_bad_credentials_refused(version: int, code: int) -> None:
 def test_will_with_invalid_topic_refused() -> None:
     net = Net()
     conn_id, ack = net.connect("a", V5, will=Will(topic="a/#", payload=b"x"))
-    assert ack.reason_code == c.RC_TOPIC_NAME_INVALID
+    assert ack.reason_code == pk.RC_TOPIC_NAME_INVALID
     assert net.log[-1] == (conn_id, CLOSED)
     assert not net.broker.sessions
 
 
-@pytest.mark.parametrize("prop", [c.PROP_RECEIVE_MAXIMUM, c.PROP_MAXIMUM_PACKET_SIZE])
+@pytest.mark.parametrize("prop", [pk.PROP_RECEIVE_MAXIMUM, pk.PROP_MAXIMUM_PACKET_SIZE])
 def test_zero_receive_maximum_or_packet_size_is_a_protocol_error(prop: int) -> None:
     net = Net()
     conn_id, ack = net.connect("a", V5, props={prop: 0})
-    assert ack.reason_code == c.RC_PROTOCOL_ERROR
+    assert ack.reason_code == pk.RC_PROTOCOL_ERROR
     assert net.log[-1] == (conn_id, CLOSED)
     net.lost(conn_id)
     assert not net.broker.sessions  # nothing left behind
@@ -248,7 +250,7 @@ def test_second_connect_is_a_protocol_error() -> None:
     conn_id = net.client("a", V5)
     out = net.send(conn_id, Connect(protocol_level=V5, client_id="b"))
     first = out[0][1]
-    assert isinstance(first, Disconnect) and first.reason_code == c.RC_PROTOCOL_ERROR
+    assert isinstance(first, Disconnect) and first.reason_code == pk.RC_PROTOCOL_ERROR
     assert out[-1] == (conn_id, CLOSED)
     assert set(net.broker.sessions) == {"a"}
 
@@ -263,7 +265,7 @@ def test_reject_before_connect_unsupported_version() -> None:
     net = Net()
     conn_id = net.open()
     out = net.broker.reject(conn_id, UnsupportedVersion("MQTT", 6), net.now)
-    assert out == [(conn_id, ConnAck(reason_code=c.RC311_BAD_PROTOCOL)), (conn_id, CLOSED)]
+    assert out == [(conn_id, ConnAck(reason_code=pk.RC311_BAD_PROTOCOL)), (conn_id, CLOSED)]
 
 
 def test_reject_before_connect_unsupported_name_at_level_5() -> None:
@@ -288,7 +290,7 @@ def test_reject_after_connect_v5_sends_disconnect(reason: int) -> None:
     assert len(out) == 2 and out[1] == (conn_id, CLOSED)
     disconnect = out[0][1]
     assert isinstance(disconnect, Disconnect) and disconnect.reason_code == reason
-    assert disconnect.properties[c.PROP_REASON_STRING] == "bad"
+    assert disconnect.properties[pk.PROP_REASON_STRING] == "bad"
     # Once closing, the connection is ignored.
     assert net.send(conn_id, PingReq()) == []
 
@@ -306,7 +308,7 @@ def test_connect_timeout() -> None:
     assert net.advance(5) == []
     assert net.advance(0.1) == [(silent, CLOSED)]
     assert net.advance(100) == []  # connected clients without keep-alive stay
-    assert talker in net.broker._conns
+    assert net.broker.sessions["a"].conn == talker
 
 
 # -- Shared subscriptions: dispatch strategies ----------------------------------------------
@@ -472,7 +474,7 @@ def test_subscribing_twice_is_one_membership_and_unsubscribe_leaves() -> None:
 
 def test_offline_persistent_member_only_gets_messages_when_nobody_is_online() -> None:
     net = Net()
-    a = net.client("a", props={c.PROP_SESSION_EXPIRY: 300}, clean=False)
+    a = net.client("a", props={pk.PROP_SESSION_EXPIRY: 300}, clean=False)
     net.subscribe(a, "$share/g/jobs")
     members(net, ["b"])
     net.send(a, Disconnect())
@@ -496,7 +498,7 @@ def test_no_member_at_all_means_no_matching_subscribers() -> None:
     net = Net()
     pub = net.client("p")
     out = net.publish(pub, "jobs", "x", qos=1, pid=5)
-    assert out == [(pub, PubAck(packet_id=5, reason_code=c.RC_NO_MATCHING_SUBSCRIBERS))]
+    assert out == [(pub, PubAck(packet_id=5, reason_code=pk.RC_NO_MATCHING_SUBSCRIBERS))]
 
 
 # -- Shared subscriptions: protocol rules ---------------------------------------------------
@@ -520,8 +522,8 @@ def test_no_local_on_a_shared_subscription_is_a_protocol_error() -> None:
     out = net.send(a, Subscribe(packet_id=1, subscriptions=(
         SubscriptionRequest(topic_filter="$share/g/t", no_local=True),)))
     assert out[0][1] == Disconnect(
-        reason_code=c.RC_PROTOCOL_ERROR,
-        properties={c.PROP_REASON_STRING: "No Local set on a shared subscription"},
+        reason_code=pk.RC_PROTOCOL_ERROR,
+        properties={pk.PROP_REASON_STRING: "No Local set on a shared subscription"},
     )
     assert out[-1] == (a, CLOSED)
 
@@ -588,8 +590,8 @@ def test_fault_share_literal_takes_the_filter_literally() -> None:
 def test_fault_share_unsupported_v5() -> None:
     net = Net(faults=["share-unsupported"])
     conn_id, ack = net.connect("a", V5)
-    assert ack.properties[c.PROP_SHARED_SUB_AVAILABLE] == 0
-    assert net.subscribe(conn_id, "$share/g/t", "t") == (c.RC_SHARED_SUBS_NOT_SUPPORTED, 1)
+    assert ack.properties[pk.PROP_SHARED_SUB_AVAILABLE] == 0
+    assert net.subscribe(conn_id, "$share/g/t", "t") == (pk.RC_SHARED_SUBS_NOT_SUPPORTED, 1)
 
 
 def test_fault_share_unsupported_v311() -> None:
@@ -641,7 +643,7 @@ def test_redispatch_also_moves_queued_messages() -> None:
 
 def test_expired_member_session_hands_shared_qos1_on() -> None:
     net = Net()
-    a = net.client("a", props={c.PROP_SESSION_EXPIRY: 10})
+    a = net.client("a", props={pk.PROP_SESSION_EXPIRY: 10})
     net.subscribe(a, "$share/g/jobs")
     net.lost(a)
     pub = net.client("p")
@@ -653,7 +655,7 @@ def test_expired_member_session_hands_shared_qos1_on() -> None:
 
 def test_clean_start_takeover_hands_shared_qos1_on() -> None:
     net = Net()
-    a = net.client("a", props={c.PROP_SESSION_EXPIRY: 300})
+    a = net.client("a", props={pk.PROP_SESSION_EXPIRY: 300})
     net.subscribe(a, "$share/g/jobs")
     (b,) = members(net, ["b"])
     pub = net.client("p")
@@ -676,7 +678,7 @@ def test_fault_lose_on_disconnect_discards_and_counts() -> None:
 
 def test_fault_lose_on_disconnect_persistent_member_keeps_its_messages() -> None:
     net = Net(faults=["lose-on-disconnect"])
-    a = net.client("a", props={c.PROP_SESSION_EXPIRY: 300})
+    a = net.client("a", props={pk.PROP_SESSION_EXPIRY: 300})
     net.subscribe(a, "$share/g/jobs")
     members(net, ["b"])
     pub = net.client("p")
@@ -814,7 +816,7 @@ def test_qos2_is_never_moved_to_another_member() -> None:
 
 def test_qos2_completes_with_the_same_member_after_reconnect() -> None:
     net = Net()
-    a = net.client("a", props={c.PROP_SESSION_EXPIRY: 300})
+    a = net.client("a", props={pk.PROP_SESSION_EXPIRY: 300})
     net.subscribe(a, "$share/g/jobs", qos=2)
     (b,) = members(net, ["b"], qos=2)
     pub = net.client("p")
@@ -823,7 +825,7 @@ def test_qos2_completes_with_the_same_member_after_reconnect() -> None:
     net.send(b, PubRec(packet_id=m1.packet_id or 0))  # m1 released, waiting for PUBCOMP
     assert publishes(net.lost(a), b) == []
     assert publishes(net.lost(b), a) == []  # b's clean session ends: m1 dropped, not moved
-    a2, ack = net.connect("a", clean=False, props={c.PROP_SESSION_EXPIRY: 300})
+    a2, ack = net.connect("a", clean=False, props={pk.PROP_SESSION_EXPIRY: 300})
     assert ack.session_present
     (again,) = publishes(net.log, a2)
     assert again.payload == b"m0" and again.dup and again.packet_id == m0.packet_id
@@ -859,7 +861,7 @@ def test_wildcard_in_publish_topic_is_a_protocol_violation() -> None:
 def test_topic_alias_is_refused() -> None:
     net = Net()
     pub = net.client("p")
-    out = net.publish(pub, "t", "x", properties={c.PROP_TOPIC_ALIAS: 1})
+    out = net.publish(pub, "t", "x", properties={pk.PROP_TOPIC_ALIAS: 1})
     assert isinstance(out[0][1], Disconnect) and out[0][1].reason_code == 0x94
 
 
@@ -867,23 +869,23 @@ def test_subscription_identifier_zero_is_a_protocol_error() -> None:
     net = Net()
     conn_id = net.client("a")
     out = net.send(conn_id, Subscribe(packet_id=1, subscriptions=(
-        SubscriptionRequest(topic_filter="t"),), properties={c.PROP_SUBSCRIPTION_ID: (0,)}))
+        SubscriptionRequest(topic_filter="t"),), properties={pk.PROP_SUBSCRIPTION_ID: (0,)}))
     first = out[0][1]
-    assert isinstance(first, Disconnect) and first.reason_code == c.RC_PROTOCOL_ERROR
+    assert isinstance(first, Disconnect) and first.reason_code == pk.RC_PROTOCOL_ERROR
 
 
 def test_forwarded_properties_and_subscription_ids() -> None:
     net = Net()
     sub = net.client("s")
     net.send(sub, Subscribe(packet_id=1, subscriptions=(
-        SubscriptionRequest(topic_filter="t/#"),), properties={c.PROP_SUBSCRIPTION_ID: (9,)}))
+        SubscriptionRequest(topic_filter="t/#"),), properties={pk.PROP_SUBSCRIPTION_ID: (9,)}))
     net.send(sub, Subscribe(packet_id=2, subscriptions=(
-        SubscriptionRequest(topic_filter="t/+"),), properties={c.PROP_SUBSCRIPTION_ID: (4,)}))
+        SubscriptionRequest(topic_filter="t/+"),), properties={pk.PROP_SUBSCRIPTION_ID: (4,)}))
     pub = net.client("p")
-    props = {c.PROP_USER_PROPERTY: (("k", "v"),), c.PROP_CONTENT_TYPE: "text/plain",
-             c.PROP_MESSAGE_EXPIRY: 30}
+    props = {pk.PROP_USER_PROPERTY: (("k", "v"),), pk.PROP_CONTENT_TYPE: "text/plain",
+             pk.PROP_MESSAGE_EXPIRY: 30}
     (msg,) = publishes(net.publish(pub, "t/x", "x", properties=props), sub)  # one copy
-    assert msg.properties == {**props, c.PROP_SUBSCRIPTION_ID: (9, 4)}
+    assert msg.properties == {**props, pk.PROP_SUBSCRIPTION_ID: (9, 4)}
 
 
 # -- Limits: in-flight window and queue -------------------------------------------------------
@@ -911,7 +913,7 @@ def test_inflight_window_and_queue_limit_count_drops() -> None:
 
 def test_receive_maximum_narrows_the_window() -> None:
     net = Net()
-    sub = net.client("s", props={c.PROP_RECEIVE_MAXIMUM: 1})
+    sub = net.client("s", props={pk.PROP_RECEIVE_MAXIMUM: 1})
     net.subscribe(sub, "t")
     pub = net.client("p")
     for i in range(3):
@@ -948,7 +950,7 @@ def test_paused_transport_holds_messages_then_flushes() -> None:
 
 def test_client_maximum_packet_size_is_respected() -> None:
     net = Net()
-    sub = net.client("s", props={c.PROP_MAXIMUM_PACKET_SIZE: 64})
+    sub = net.client("s", props={pk.PROP_MAXIMUM_PACKET_SIZE: 64})
     net.subscribe(sub, "t")
     pub = net.client("p")
     assert publishes(net.publish(pub, "t", "x" * 200), sub) == []
@@ -968,7 +970,7 @@ def test_keepalive_timeout(version: int) -> None:
     assert net.advance(15) == []
     out = net.advance(0.01)
     if version == V5:
-        assert out == [(conn_id, Disconnect(reason_code=c.RC_KEEP_ALIVE_TIMEOUT)),
+        assert out == [(conn_id, Disconnect(reason_code=pk.RC_KEEP_ALIVE_TIMEOUT)),
                        (conn_id, CLOSED)]
     else:
         assert out == [(conn_id, CLOSED)]
@@ -994,7 +996,7 @@ def test_keepalive_timeout_publishes_the_will() -> None:
 
 def test_session_expiry() -> None:
     net = Net()
-    sub = net.client("s", props={c.PROP_SESSION_EXPIRY: 10})
+    sub = net.client("s", props={pk.PROP_SESSION_EXPIRY: 10})
     net.subscribe(sub, "t")
     net.lost(sub)
     pub = net.client("p")
@@ -1025,14 +1027,14 @@ def test_persistent_session_resumes_with_queued_messages() -> None:
 def test_disconnect_cannot_set_expiry_after_zero() -> None:
     net = Net()
     conn_id = net.client("a")
-    out = net.send(conn_id, Disconnect(properties={c.PROP_SESSION_EXPIRY: 30}))
+    out = net.send(conn_id, Disconnect(properties={pk.PROP_SESSION_EXPIRY: 30}))
     assert isinstance(out[0][1], Disconnect) and out[0][1].reason_code == 0x82
 
 
 def test_disconnect_can_shorten_expiry() -> None:
     net = Net()
-    conn_id = net.client("a", props={c.PROP_SESSION_EXPIRY: 300})
-    net.send(conn_id, Disconnect(properties={c.PROP_SESSION_EXPIRY: 0}))
+    conn_id = net.client("a", props={pk.PROP_SESSION_EXPIRY: 300})
+    net.send(conn_id, Disconnect(properties={pk.PROP_SESSION_EXPIRY: 0}))
     net.lost(conn_id)
     assert "a" not in net.broker.sessions
 
@@ -1053,15 +1055,15 @@ def test_will_on_lost_connection_not_on_clean_disconnect() -> None:
     net.send(b, Disconnect())
     assert publishes(net.lost(b), watcher) == []
     c5 = net.client("c", will=will)
-    net.send(c5, Disconnect(reason_code=c.RC_DISCONNECT_WITH_WILL))
+    net.send(c5, Disconnect(reason_code=pk.RC_DISCONNECT_WITH_WILL))
     assert [p.payload for p in publishes(net.lost(c5), watcher)] == [b"gone"]
 
 
 def test_will_delay() -> None:
     net = Net()
     watcher = _will_watch(net)
-    will = Will(topic="wills/a", payload=b"gone", properties={c.PROP_WILL_DELAY: 5})
-    a = net.client("a", will=will, props={c.PROP_SESSION_EXPIRY: 100})
+    will = Will(topic="wills/a", payload=b"gone", properties={pk.PROP_WILL_DELAY: 5})
+    a = net.client("a", will=will, props={pk.PROP_SESSION_EXPIRY: 100})
     assert publishes(net.lost(a), watcher) == []
     assert publishes(net.advance(4.9), watcher) == []
     assert [p.payload for p in publishes(net.advance(0.1), watcher)] == [b"gone"]
@@ -1071,19 +1073,19 @@ def test_will_delay() -> None:
 def test_will_delay_cancelled_by_reconnect() -> None:
     net = Net()
     watcher = _will_watch(net)
-    will = Will(topic="wills/a", payload=b"gone", properties={c.PROP_WILL_DELAY: 5})
-    a = net.client("a", will=will, props={c.PROP_SESSION_EXPIRY: 100})
+    will = Will(topic="wills/a", payload=b"gone", properties={pk.PROP_WILL_DELAY: 5})
+    a = net.client("a", will=will, props={pk.PROP_SESSION_EXPIRY: 100})
     net.lost(a)
     net.advance(2)
-    net.connect("a", clean=False, props={c.PROP_SESSION_EXPIRY: 100})
+    net.connect("a", clean=False, props={pk.PROP_SESSION_EXPIRY: 100})
     assert publishes(net.advance(10), watcher) == []
 
 
 def test_will_delay_cut_short_by_session_end() -> None:
     net = Net()
     watcher = _will_watch(net)
-    will = Will(topic="wills/a", payload=b"gone", properties={c.PROP_WILL_DELAY: 50})
-    a = net.client("a", will=will, props={c.PROP_SESSION_EXPIRY: 5})
+    will = Will(topic="wills/a", payload=b"gone", properties={pk.PROP_WILL_DELAY: 50})
+    a = net.client("a", will=will, props={pk.PROP_SESSION_EXPIRY: 5})
     net.lost(a)
     assert [p.payload for p in publishes(net.advance(5), watcher)] == [b"gone"]
 
@@ -1102,15 +1104,15 @@ def test_retained_will() -> None:
 @pytest.mark.parametrize("version", [V3, V5])
 def test_takeover(version: int) -> None:
     net = Net()
-    old = net.client("a", version, clean=False, props={c.PROP_SESSION_EXPIRY: 300}
+    old = net.client("a", version, clean=False, props={pk.PROP_SESSION_EXPIRY: 300}
                      if version == V5 else None)
     net.subscribe(old, "t")
     new, ack = net.connect("a", version, clean=False,
-                           props={c.PROP_SESSION_EXPIRY: 300} if version == V5 else None)
+                           props={pk.PROP_SESSION_EXPIRY: 300} if version == V5 else None)
     assert ack.session_present
     to_old = packets_to(net.log, old)
     if version == V5:
-        assert to_old[-2:] == [Disconnect(reason_code=c.RC_SESSION_TAKEN_OVER), CLOSED]
+        assert to_old[-2:] == [Disconnect(reason_code=pk.RC_SESSION_TAKEN_OVER), CLOSED]
     else:
         assert to_old[-1] == CLOSED
     assert net.broker.stats.connected == 1
@@ -1137,7 +1139,7 @@ def test_shutdown_tells_v5_clients() -> None:
     a5 = net.client("a5", V5)
     a3 = net.client("a3", V3)
     out = net.broker.shutdown()
-    assert (a5, Disconnect(reason_code=c.RC_SERVER_SHUTTING_DOWN)) in out
+    assert (a5, Disconnect(reason_code=pk.RC_SERVER_SHUTTING_DOWN)) in out
     assert (a5, CLOSED) in out and (a3, CLOSED) in out
     assert not [p for cid, p in out if cid == a3 and p is not None]
 

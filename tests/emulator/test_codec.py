@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from aetherdiag.emulator import codec as c
-from aetherdiag.emulator.codec import (
+from aetherdiag.emulator import packets as pk
+from aetherdiag.emulator.codec import Decoder
+from aetherdiag.emulator.encoding import encode
+from aetherdiag.emulator.packets import (
     Auth,
     ConnAck,
     Connect,
-    Decoder,
     Disconnect,
     MalformedPacket,
     PingReq,
@@ -33,11 +34,10 @@ from aetherdiag.emulator.codec import (
     Unsubscribe,
     UnsupportedVersion,
     Will,
-    encode,
 )
 
-V3 = c.MQTT_3_1_1
-V5 = c.MQTT_5
+V3 = pk.MQTT_3_1_1
+V5 = pk.MQTT_5
 SR = SubscriptionRequest
 
 
@@ -45,7 +45,7 @@ def h(text: str) -> bytes:
     return bytes.fromhex(text)
 
 
-def decode_one(data: bytes, version: int | None) -> c.Packet:
+def decode_one(data: bytes, version: int | None) -> pk.Packet:
     decoder = Decoder(version)
     packets = decoder.feed(data)
     assert len(packets) == 1, packets
@@ -58,13 +58,13 @@ MQTT = "00 04 4d 51 54 54"
 SHARE_G_T = "24 73 68 61 72 65 2f 67 2f 74"
 SHARE_G_B = "24 73 68 61 72 65 2f 67 2f 62"
 
-ROUND_TRIP: list[tuple[str, c.Packet, int, str]] = [
+ROUND_TRIP: list[tuple[str, pk.Packet, int, str]] = [
     # -- CONNECT (3.1) ---------------------------------------------------------------------
     ("connect-311-minimal", Connect(client_id="c1"), V3,
      f"10 0e {MQTT} 04 02 00 3c 00 02 63 31"),
     ("connect-31-mqisdp",
-     Connect(protocol_level=c.MQTT_3_1, protocol_name="MQIsdp", client_id="c",
-             clean_start=False, keepalive=0), c.MQTT_3_1,
+     Connect(protocol_level=pk.MQTT_3_1, protocol_name="MQIsdp", client_id="c",
+             clean_start=False, keepalive=0), pk.MQTT_3_1,
      "10 0f 00 06 4d 51 49 73 64 70 03 00 00 00 00 01 63"),
     ("connect-311-will-user-pass",
      Connect(client_id="c", keepalive=10,
@@ -73,14 +73,14 @@ ROUND_TRIP: list[tuple[str, c.Packet, int, str]] = [
      f"10 19 {MQTT} 04 ee 00 0a 00 01 63 00 01 77 00 01 78 00 01 75 00 01 70"),
     ("connect-5-properties",
      Connect(protocol_level=V5, client_id="c",
-             properties={c.PROP_SESSION_EXPIRY: 3600, c.PROP_RECEIVE_MAXIMUM: 10}), V5,
+             properties={pk.PROP_SESSION_EXPIRY: 3600, pk.PROP_RECEIVE_MAXIMUM: 10}), V5,
      f"10 16 {MQTT} 05 02 00 3c 08 11 00 00 0e 10 21 00 0a 00 01 63"),
     ("connect-5-will-properties-password-only",
      Connect(protocol_level=V5, client_id="", clean_start=False, keepalive=0,
              will=Will(topic="w", payload=b"", qos=2,
-                       properties={c.PROP_WILL_DELAY: 5,
-                                   c.PROP_USER_PROPERTY: (("a", "b"), ("a", "c"))}),
-             password=b"pw", properties={c.PROP_USER_PROPERTY: (("k", "v"),)}), V5,
+                       properties={pk.PROP_WILL_DELAY: 5,
+                                   pk.PROP_USER_PROPERTY: (("a", "b"), ("a", "c"))}),
+             password=b"pw", properties={pk.PROP_USER_PROPERTY: (("k", "v"),)}), V5,
      f"10 31 {MQTT} 05 54 00 00 07 26 00 01 6b 00 01 76 00 00"
      " 13 18 00 00 00 05 26 00 01 61 00 01 62 26 00 01 61 00 01 63"
      " 00 01 77 00 00 00 02 70 77"),
@@ -89,8 +89,8 @@ ROUND_TRIP: list[tuple[str, c.Packet, int, str]] = [
     ("connack-311-refused", ConnAck(reason_code=5), V3, "20 02 00 05"),
     ("connack-5-no-properties", ConnAck(), V5, "20 03 00 00 00"),
     ("connack-5-properties",
-     ConnAck(properties={c.PROP_SHARED_SUB_AVAILABLE: 1, c.PROP_RECEIVE_MAXIMUM: 10,
-                         c.PROP_ASSIGNED_CLIENT_ID: "id"}), V5,
+     ConnAck(properties={pk.PROP_SHARED_SUB_AVAILABLE: 1, pk.PROP_RECEIVE_MAXIMUM: 10,
+                         pk.PROP_ASSIGNED_CLIENT_ID: "id"}), V5,
      "20 0d 00 00 0a 2a 01 21 00 0a 12 00 02 69 64"),
     ("connack-5-unsupported-version", ConnAck(reason_code=0x84), V5, "20 03 00 84 00"),
     # -- PUBLISH (3.3) ---------------------------------------------------------------------
@@ -107,18 +107,18 @@ ROUND_TRIP: list[tuple[str, c.Packet, int, str]] = [
      "30 08 00 03 61 2f 62 00 68 69"),
     ("publish-5-all-forwarded-properties",
      Publish(topic="t", payload=b"x", qos=1, packet_id=1, properties={
-         c.PROP_PAYLOAD_FORMAT: 1,
-         c.PROP_MESSAGE_EXPIRY: 60,
-         c.PROP_CONTENT_TYPE: "t",
-         c.PROP_RESPONSE_TOPIC: "r",
-         c.PROP_CORRELATION_DATA: b"\x00\x01",
-         c.PROP_USER_PROPERTY: (("k", "v"), ("k", "v")),  # repeatable, even identical pairs
-         c.PROP_SUBSCRIPTION_ID: (1, 268435455),  # repeatable; largest varint
+         pk.PROP_PAYLOAD_FORMAT: 1,
+         pk.PROP_MESSAGE_EXPIRY: 60,
+         pk.PROP_CONTENT_TYPE: "t",
+         pk.PROP_RESPONSE_TOPIC: "r",
+         pk.PROP_CORRELATION_DATA: b"\x00\x01",
+         pk.PROP_USER_PROPERTY: (("k", "v"), ("k", "v")),  # repeatable, even identical pairs
+         pk.PROP_SUBSCRIPTION_ID: (1, 268435455),  # repeatable; largest varint
      }), V5,
      "32 30 00 01 74 00 01 29 01 01 02 00 00 00 3c 03 00 01 74 08 00 01 72"
      " 09 00 02 00 01 26 00 01 6b 00 01 76 26 00 01 6b 00 01 76 0b 01 0b ff ff ff 7f 78"),
     ("publish-5-topic-alias-empty-topic",
-     Publish(topic="", properties={c.PROP_TOPIC_ALIAS: 5}), V5,
+     Publish(topic="", properties={pk.PROP_TOPIC_ALIAS: 5}), V5,
      "30 06 00 00 03 23 00 05"),
     # -- PUBACK / PUBREC / PUBREL / PUBCOMP (3.4-3.7) -----------------------------------------
     ("puback-311", PubAck(packet_id=10), V3, "40 02 00 0a"),
@@ -129,11 +129,11 @@ ROUND_TRIP: list[tuple[str, c.Packet, int, str]] = [
     ("puback-5-no-matching-subscribers", PubAck(packet_id=10, reason_code=0x10), V5,
      "40 03 00 0a 10"),
     ("pubrec-5-reason-string",
-     PubRec(packet_id=10, reason_code=0x80, properties={c.PROP_REASON_STRING: "no"}), V5,
+     PubRec(packet_id=10, reason_code=0x80, properties={pk.PROP_REASON_STRING: "no"}), V5,
      "50 09 00 0a 80 05 1f 00 02 6e 6f"),
     ("pubrel-5-id-not-found", PubRel(packet_id=10, reason_code=0x92), V5, "62 03 00 0a 92"),
     ("pubcomp-5-user-property",
-     PubComp(packet_id=10, properties={c.PROP_USER_PROPERTY: (("a", "b"),)}), V5,
+     PubComp(packet_id=10, properties={pk.PROP_USER_PROPERTY: (("a", "b"),)}), V5,
      "70 0b 00 0a 00 07 26 00 01 61 00 01 62"),
     # -- SUBSCRIBE / SUBACK (3.8, 3.9) -------------------------------------------------------
     ("subscribe-311",
@@ -144,7 +144,7 @@ ROUND_TRIP: list[tuple[str, c.Packet, int, str]] = [
          SR(topic_filter="$share/g/t", qos=1),
          SR(topic_filter="t", qos=2, no_local=True, retain_as_published=True,
             retain_handling=2),
-     ), properties={c.PROP_SUBSCRIPTION_ID: (5,)}), V5,
+     ), properties={pk.PROP_SUBSCRIPTION_ID: (5,)}), V5,
      f"82 16 00 02 02 0b 05 00 0a {SHARE_G_T} 01 00 01 74 2e"),
     ("subscribe-5-retain-handling-1",
      Subscribe(packet_id=3, subscriptions=(SR(topic_filter="t", retain_handling=1),)), V5,
@@ -153,7 +153,7 @@ ROUND_TRIP: list[tuple[str, c.Packet, int, str]] = [
     ("suback-5", SubAck(packet_id=2, reason_codes=(0x01, 0x8F, 0x9E)), V5,
      "90 06 00 02 00 01 8f 9e"),
     ("suback-5-reason-string",
-     SubAck(packet_id=2, reason_codes=(0x9E,), properties={c.PROP_REASON_STRING: "x"}), V5,
+     SubAck(packet_id=2, reason_codes=(0x9E,), properties={pk.PROP_REASON_STRING: "x"}), V5,
      "90 08 00 02 04 1f 00 01 78 9e"),
     # -- UNSUBSCRIBE / UNSUBACK (3.10, 3.11) -------------------------------------------------
     ("unsubscribe-311", Unsubscribe(packet_id=3, topic_filters=("a", "$share/g/b")), V3,
@@ -173,30 +173,30 @@ ROUND_TRIP: list[tuple[str, c.Packet, int, str]] = [
     ("disconnect-5-with-will", Disconnect(reason_code=0x04), V5, "e0 01 04"),
     ("disconnect-5-taken-over", Disconnect(reason_code=0x8E), V5, "e0 01 8e"),
     ("disconnect-5-session-expiry",
-     Disconnect(properties={c.PROP_SESSION_EXPIRY: 0}), V5, "e0 07 00 05 11 00 00 00 00"),
+     Disconnect(properties={pk.PROP_SESSION_EXPIRY: 0}), V5, "e0 07 00 05 11 00 00 00 00"),
     ("disconnect-5-reason-string",
-     Disconnect(reason_code=0x82, properties={c.PROP_REASON_STRING: "x"}), V5,
+     Disconnect(reason_code=0x82, properties={pk.PROP_REASON_STRING: "x"}), V5,
      "e0 06 82 04 1f 00 01 78"),
     ("auth-5",
-     Auth(reason_code=0x18, properties={c.PROP_AUTH_METHOD: "m", c.PROP_AUTH_DATA: b"\x01"}),
+     Auth(reason_code=0x18, properties={pk.PROP_AUTH_METHOD: "m", pk.PROP_AUTH_DATA: b"\x01"}),
      V5, "f0 0a 18 08 15 00 01 6d 16 00 01 01"),
 ]
 
 
-def _decoder_version(packet: c.Packet, version: int) -> int | None:
+def _decoder_version(packet: pk.Packet, version: int) -> int | None:
     # A CONNECT is what teaches a fresh decoder its version; everything else needs one.
     return None if isinstance(packet, Connect) else version
 
 
 @pytest.mark.parametrize(("packet", "version", "wire"),
                          [pytest.param(p, v, w, id=i) for i, p, v, w in ROUND_TRIP])
-def test_encode_matches_spec_bytes(packet: c.Packet, version: int, wire: str) -> None:
+def test_encode_matches_spec_bytes(packet: pk.Packet, version: int, wire: str) -> None:
     assert encode(packet, version).hex(" ") == h(wire).hex(" ")
 
 
 @pytest.mark.parametrize(("packet", "version", "wire"),
                          [pytest.param(p, v, w, id=i) for i, p, v, w in ROUND_TRIP])
-def test_decode_spec_bytes(packet: c.Packet, version: int, wire: str) -> None:
+def test_decode_spec_bytes(packet: pk.Packet, version: int, wire: str) -> None:
     decoder = Decoder(_decoder_version(packet, version))
     assert decoder.feed(h(wire)) == [packet]
     assert decoder.buffered() == 0
@@ -205,7 +205,7 @@ def test_decode_spec_bytes(packet: c.Packet, version: int, wire: str) -> None:
 
 
 # Other encodings of the same packet that a peer may legally send (decode only).
-DECODE_ONLY: list[tuple[str, str, int, c.Packet]] = [
+DECODE_ONLY: list[tuple[str, str, int, pk.Packet]] = [
     ("puback-5-explicit-success", "40 03 00 0a 00", V5, PubAck(packet_id=10)),
     ("puback-5-empty-properties", "40 04 00 0a 00 00", V5, PubAck(packet_id=10)),
     ("pubrel-5-empty-properties", "62 04 00 0a 00 00", V5, PubRel(packet_id=10)),
@@ -216,34 +216,34 @@ DECODE_ONLY: list[tuple[str, str, int, c.Packet]] = [
     ("unsuback-5-no-codes", "b0 03 00 03 00", V5, UnsubAck(packet_id=3)),
     ("publish-5-unicode-user-property",
      "30 0e 00 01 74 0a 26 00 02 c3 bc 00 03 e2 98 83", V5,
-     Publish(topic="t", properties={c.PROP_USER_PROPERTY: (("\u00fc", "\u2603"),)})),
+     Publish(topic="t", properties={pk.PROP_USER_PROPERTY: (("\u00fc", "\u2603"),)})),
 ]
 
 
 @pytest.mark.parametrize(("wire", "version", "packet"),
                          [pytest.param(w, v, p, id=i) for i, w, v, p in DECODE_ONLY])
-def test_decode_alternative_encodings(wire: str, version: int, packet: c.Packet) -> None:
+def test_decode_alternative_encodings(wire: str, version: int, packet: pk.Packet) -> None:
     assert decode_one(h(wire), version) == packet
 
 
 # What a version drops when a packet carries fields it cannot express (encode only).
-ENCODE_FOR_OLDER_PEER: list[tuple[str, c.Packet, str]] = [
+ENCODE_FOR_OLDER_PEER: list[tuple[str, pk.Packet, str]] = [
     ("puback-reason-code-dropped", PubAck(packet_id=10, reason_code=0x10), "40 02 00 0a"),
     ("publish-properties-dropped",
-     Publish(topic="t", properties={c.PROP_USER_PROPERTY: (("k", "v"),)}), "30 03 00 01 74"),
+     Publish(topic="t", properties={pk.PROP_USER_PROPERTY: (("k", "v"),)}), "30 03 00 01 74"),
     ("disconnect-reason-dropped", Disconnect(reason_code=0x8E), "e0 00"),
     ("suback-properties-dropped",
-     SubAck(packet_id=1, reason_codes=(0,), properties={c.PROP_REASON_STRING: "x"}),
+     SubAck(packet_id=1, reason_codes=(0,), properties={pk.PROP_REASON_STRING: "x"}),
      "90 03 00 01 00"),
     ("unsuback-codes-dropped", UnsubAck(packet_id=3, reason_codes=(0x11,)), "b0 02 00 03"),
     ("connack-properties-dropped",
-     ConnAck(properties={c.PROP_SHARED_SUB_AVAILABLE: 1}), "20 02 00 00"),
+     ConnAck(properties={pk.PROP_SHARED_SUB_AVAILABLE: 1}), "20 02 00 00"),
 ]
 
 
 @pytest.mark.parametrize(("packet", "wire"),
                          [pytest.param(p, w, id=i) for i, p, w in ENCODE_FOR_OLDER_PEER])
-def test_encode_for_311_peer_drops_v5_fields(packet: c.Packet, wire: str) -> None:
+def test_encode_for_311_peer_drops_v5_fields(packet: pk.Packet, wire: str) -> None:
     assert encode(packet, V3) == h(wire)
 
 
@@ -269,7 +269,7 @@ def test_varint_in_a_property(value: int, wire: str) -> None:
     body = b"\x00\x01" + bytes((len(props),)) + props + h("00 01 74 00")
     expected = bytes((0x82, len(body))) + body
     packet = Subscribe(packet_id=1, subscriptions=(SR(topic_filter="t"),),
-                       properties={c.PROP_SUBSCRIPTION_ID: (value,)})
+                       properties={pk.PROP_SUBSCRIPTION_ID: (value,)})
     assert encode(packet, V5) == expected
     assert decode_one(expected, V5) == packet
 
@@ -306,7 +306,7 @@ def test_oversized_packet_refused_from_its_header_alone() -> None:
     decoder = Decoder(V3)
     with pytest.raises(MalformedPacket) as info:
         decoder.feed(h("30 ff ff ff 7f"))
-    assert info.value.reason_code == c.RC_PACKET_TOO_LARGE
+    assert info.value.reason_code == pk.RC_PACKET_TOO_LARGE
 
 
 def test_max_packet_size_counts_the_whole_packet() -> None:
@@ -329,11 +329,11 @@ def test_remaining_length_split_across_feeds() -> None:
 
 # -- Streams: byte by byte, several packets per chunk -----------------------------------------
 
-CLIENT_STREAM_5: list[c.Packet] = [
-    Connect(protocol_level=V5, client_id="w1", properties={c.PROP_SESSION_EXPIRY: 60}),
+CLIENT_STREAM_5: list[pk.Packet] = [
+    Connect(protocol_level=V5, client_id="w1", properties={pk.PROP_SESSION_EXPIRY: 60}),
     Subscribe(packet_id=1, subscriptions=(SR(topic_filter="$share/g/jobs/+", qos=1),)),
     Publish(topic="jobs/1", payload=b"task" * 40, qos=1, packet_id=2,
-            properties={c.PROP_USER_PROPERTY: (("a", "1"), ("b", "2"))}),
+            properties={pk.PROP_USER_PROPERTY: (("a", "1"), ("b", "2"))}),
     PubAck(packet_id=7),
     Publish(topic="jobs/2", payload=b"", qos=2, packet_id=3),
     PubRel(packet_id=3),
@@ -342,7 +342,7 @@ CLIENT_STREAM_5: list[c.Packet] = [
     Disconnect(reason_code=0x04),
 ]
 
-CLIENT_STREAM_311: list[c.Packet] = [
+CLIENT_STREAM_311: list[pk.Packet] = [
     Connect(client_id="w1", clean_start=False),
     Subscribe(packet_id=1, subscriptions=(SR(topic_filter="jobs/#", qos=2),)),
     Publish(topic="jobs/1", payload=b"x" * 300, qos=1, packet_id=2),
@@ -354,11 +354,11 @@ CLIENT_STREAM_311: list[c.Packet] = [
 
 
 @pytest.mark.parametrize("stream", [CLIENT_STREAM_5, CLIENT_STREAM_311], ids=["v5", "v311"])
-def test_feed_byte_by_byte(stream: list[c.Packet]) -> None:
+def test_feed_byte_by_byte(stream: list[pk.Packet]) -> None:
     version = stream[0].protocol_level  # type: ignore[union-attr]
     frames = [encode(p, version) for p in stream]
     decoder = Decoder()
-    got: list[c.Packet] = []
+    got: list[pk.Packet] = []
     for frame, expected in zip(frames, stream, strict=True):
         for i in range(len(frame)):
             out = decoder.feed(frame[i:i + 1])
@@ -373,7 +373,7 @@ def test_feed_byte_by_byte(stream: list[c.Packet]) -> None:
 
 
 @pytest.mark.parametrize("stream", [CLIENT_STREAM_5, CLIENT_STREAM_311], ids=["v5", "v311"])
-def test_several_packets_in_one_chunk(stream: list[c.Packet]) -> None:
+def test_several_packets_in_one_chunk(stream: list[pk.Packet]) -> None:
     version = stream[0].protocol_level  # type: ignore[union-attr]
     data = b"".join(encode(p, version) for p in stream)
     decoder = Decoder()
@@ -504,7 +504,7 @@ def test_unsupported_protocol(wire: str, level: int) -> None:
     decoder = Decoder()
     with pytest.raises(UnsupportedVersion) as info:
         decoder.feed(h(wire))
-    assert info.value.reason_code == c.RC_UNSUPPORTED_PROTOCOL_VERSION
+    assert info.value.reason_code == pk.RC_UNSUPPORTED_PROTOCOL_VERSION
     assert info.value.level == level
     assert decoder.version is None
 
@@ -515,7 +515,7 @@ def test_non_connect_first_byte_refused_at_once(first: bytes) -> None:
     # say): the first byte settles it.
     with pytest.raises(MalformedPacket) as info:
         Decoder().feed(first)
-    assert info.value.reason_code == c.RC_PROTOCOL_ERROR
+    assert info.value.reason_code == pk.RC_PROTOCOL_ERROR
 
 
 def test_packets_before_a_malformed_one_are_not_lost() -> None:
@@ -536,7 +536,7 @@ def test_malformed_error_without_earlier_packets_has_empty_list() -> None:
 
 
 def test_malformed_packet_default_reason() -> None:
-    assert MalformedPacket("x").reason_code == c.RC_MALFORMED
+    assert MalformedPacket("x").reason_code == pk.RC_MALFORMED
 
 
 def test_encode_rejects_non_packets() -> None:

@@ -1,7 +1,7 @@
 """Conformance: ``aetherdiag emulator serve`` as a separate process, used by paho-mqtt clients.
 
-The command prints the address it listens on (``--port 0`` picks a free one), serves until
-SIGINT (Ctrl-C) and then exits cleanly.
+The command prints the address it listens on (``--port 0`` picks a free one; ``--machine``
+prints it as a JSON line), serves until SIGINT (Ctrl-C) and then exits cleanly.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 from mqttclient import V5, V311, PahoClient, by_payload
+
+from aetherdiag.emulator import announce
 
 START_TIMEOUT = 15.0  # a cold Python start with typer and rich on a busy machine
 
@@ -83,3 +85,27 @@ def test_serve_refuses_an_unknown_fault(serve):
     assert proc.wait(timeout=START_TIMEOUT) == 2
     err = proc.stderr.read() if proc.stderr else ""
     assert "share-everything" in err and "Traceback" not in err
+
+
+def test_serve_machine_prints_json_lines_on_stdout_and_the_human_lines_on_stderr(serve, clients):
+    proc = serve("--port", "0", "--machine")
+    assert proc.stdout is not None and proc.stderr is not None
+    ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
+    assert ready, "the emulator printed no address in time"
+    listening = announce.load(proc.stdout.readline())
+    assert isinstance(listening, announce.Listening)
+    assert listening.host == "127.0.0.1" and listening.port > 0
+    pub = PahoClient(listening.host, listening.port, version=V5, client_id="pub")
+    clients.append(pub)
+    pub.connect()
+    pub.publish("t", "x", qos=1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1
+    stopped = announce.load(lines[0])
+    assert isinstance(stopped, announce.Stopped)
+    assert stopped.stats["messages_in"] == 1 and stopped.stats["dropped_total"] == 0
+    assert "aetherdiag emulator listening on mqtt://127.0.0.1:" in err
+    assert "stopped: 1 messages in, 0 deliveries, 0 dropped" in err

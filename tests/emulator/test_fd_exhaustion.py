@@ -4,7 +4,6 @@ costs one warning line, never a traceback, and the emulator serves again once th
 from __future__ import annotations
 
 import os
-import re
 import resource
 import socket
 import subprocess
@@ -12,6 +11,8 @@ import sys
 import time
 
 import paho.mqtt.client as mqtt
+
+from aetherdiag.emulator import announce
 
 LIMIT = 40
 
@@ -22,16 +23,16 @@ def _low_limit() -> None:
 
 def test_a_connection_flood_under_a_low_fd_limit_is_one_line_and_survivable() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aetherdiag", "emulator", "serve", "--port", "0"],
+        [sys.executable, "-m", "aetherdiag", "emulator", "serve", "--port", "0", "--machine"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_low_limit)
     flood: list[socket.socket] = []
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        match = re.search(r"mqtt://127\.0\.0\.1:(\d+)", line)
-        assert match, line
-        port = int(match.group(1))
+        listening = announce.load(line)
+        assert isinstance(listening, announce.Listening), line
+        port = listening.port
         for _ in range(LIMIT + 10):  # more than the emulator can hold open
             flood.append(socket.create_connection(("127.0.0.1", port), timeout=5))
         time.sleep(1.5)

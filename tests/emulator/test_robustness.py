@@ -23,12 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aetherdiag.emulator import Emulator, Limits
-from aetherdiag.emulator import codec as c
-from aetherdiag.emulator.codec import (
+from aetherdiag.emulator import packets as pk
+from aetherdiag.emulator.codec import Decoder
+from aetherdiag.emulator.encoding import encode
+from aetherdiag.emulator.packets import (
     Auth,
     ConnAck,
     Connect,
-    Decoder,
     Disconnect,
     MalformedPacket,
     PingReq,
@@ -44,11 +45,10 @@ from aetherdiag.emulator.codec import (
     UnsubAck,
     Unsubscribe,
     Will,
-    encode,
 )
 
-V3 = c.MQTT_3_1_1
-V5 = c.MQTT_5
+V3 = pk.MQTT_3_1_1
+V5 = pk.MQTT_5
 WAIT = 5.0
 CONNECT_TIMEOUT = 1.0  # the emulator's limit for a connection that never sends CONNECT
 
@@ -166,7 +166,7 @@ def read_until_closed(sock: socket.socket, wait: float) -> tuple[bytes, bool]:
 
 
 def exchange(port: int, *chunks: bytes, version: int = V5, wait: float = WAIT,
-             pause: float = 0.05) -> tuple[list[c.Packet], bool]:
+             pause: float = 0.05) -> tuple[list[pk.Packet], bool]:
     """Send ``chunks`` (with a pause between them), then read until the server closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -186,7 +186,7 @@ def connect_bytes(version: int, client_id: str, keepalive: int = 0) -> bytes:
                   version)
 
 
-def expect_refusal(packets: list[c.Packet], closed: bool, version: int, reason: int) -> None:
+def expect_refusal(packets: list[pk.Packet], closed: bool, version: int, reason: int) -> None:
     """After a CONNACK: a v5 client gets DISCONNECT ``reason``; a 3.1.1 client a close."""
     assert closed, packets
     assert isinstance(packets[0], ConnAck) and packets[0].reason_code == 0, packets
@@ -239,7 +239,7 @@ def test_oversized_connect_is_closed_at_once(live: Live) -> None:
 def test_unsupported_protocol_level_gets_connack_0x01(live: Live) -> None:
     bad = encode(Connect(protocol_level=6, client_id="x"))
     packets, closed = exchange(live.port, bad, version=V3)
-    assert closed and packets == [ConnAck(reason_code=c.RC311_BAD_PROTOCOL)]
+    assert closed and packets == [ConnAck(reason_code=pk.RC311_BAD_PROTOCOL)]
     live.check_healthy()
 
 
@@ -262,7 +262,7 @@ def test_invalid_utf8_client_id_is_closed(live: Live) -> None:
 
 # -- after CONNECT ----------------------------------------------------------------------------
 
-AFTER_CONNECT: list[tuple[str, bytes | c.Packet, int]] = [
+AFTER_CONNECT: list[tuple[str, bytes | pk.Packet, int]] = [
     ("garbage", b"\xff\xff\xff\xff\xff", 0x81),
     ("publish-qos-3", bytes.fromhex("36 05 00 01 74 00 01"), 0x81),
     ("publish-dup-at-qos-0", bytes.fromhex("38 04 00 01 74 78"), 0x81),
@@ -271,7 +271,7 @@ AFTER_CONNECT: list[tuple[str, bytes | c.Packet, int]] = [
     ("publish-truncated-topic", bytes.fromhex("30 04 00 09 61 62"), 0x81),
     ("publish-wildcard-plus", Publish(topic="jobs/+", payload=b"x"), 0x90),
     ("publish-wildcard-hash", Publish(topic="#", payload=b"x", qos=1, packet_id=1), 0x90),
-    ("publish-topic-alias", Publish(topic="t", properties={c.PROP_TOPIC_ALIAS: 1}),
+    ("publish-topic-alias", Publish(topic="t", properties={pk.PROP_TOPIC_ALIAS: 1}),
      0x94),
     ("publish-packet-id-0", bytes.fromhex("32 05 00 01 74 00 00"), 0x81),
     ("subscribe-bad-flags", bytes.fromhex("80 06 00 01 00 01 74 00"), 0x81),
@@ -288,7 +288,7 @@ AFTER_CONNECT: list[tuple[str, bytes | c.Packet, int]] = [
 @pytest.mark.parametrize(("bad", "reason"), [pytest.param(b, r, id=i) for i, b, r in
                                             AFTER_CONNECT])
 @pytest.mark.parametrize("same_chunk", [False, True], ids=["separate", "same-chunk"])
-def test_bad_packet_after_connect(live: Live, version: int, bad: bytes | c.Packet,
+def test_bad_packet_after_connect(live: Live, version: int, bad: bytes | pk.Packet,
                                   reason: int, same_chunk: bool) -> None:
     hello = connect_bytes(version, f"bad-{version}-{reason}")
     if isinstance(bad, Connect):
@@ -329,7 +329,7 @@ def test_half_a_packet_then_silence_hits_keepalive(live: Live, version: int) -> 
     packets, closed = exchange(live.port, hello, half, version=version, wait=WAIT)
     elapsed = time.monotonic() - start
     assert 1.4 <= elapsed < WAIT
-    expect_refusal(packets, closed, version, c.RC_KEEP_ALIVE_TIMEOUT)
+    expect_refusal(packets, closed, version, pk.RC_KEEP_ALIVE_TIMEOUT)
     live.check_healthy()
 
 
@@ -343,13 +343,13 @@ def test_member_vanishing_mid_packet_and_mid_flow(live: Live) -> None:
         sock.sendall(connect_bytes(V5, "vanish") + encode(Subscribe(
             packet_id=1, subscriptions=(SubscriptionRequest(topic_filter=group, qos=1),)), V5))
         got = Decoder(V5)
-        seen: list[c.Packet] = []
+        seen: list[pk.Packet] = []
         while len(seen) < 2:  # CONNACK, SUBACK
             seen += got.feed(sock.recv(4096))
         payloads = [f"turn {i}".encode() for i in range(6)]
         for p in payloads:
             healthy.client.publish(healthy.topic, p, qos=1)
-        taken: list[c.Packet] = []
+        taken: list[pk.Packet] = []
         deadline = time.monotonic() + WAIT
         while len(taken) < 3:  # round robin: every other message comes here
             assert time.monotonic() < deadline, taken
@@ -387,7 +387,7 @@ def test_many_bad_clients_at_once(live: Live) -> None:
 # -- hypothesis: random frames at a live emulator ---------------------------------------------
 
 _VALID_FRAMES: list[tuple[int, bytes]] = [
-    (v, encode(p, v)) for v in (V3, V5) for p in list[c.Packet]([
+    (v, encode(p, v)) for v in (V3, V5) for p in list[pk.Packet]([
         Publish(topic="jobs/1", payload=b"task", qos=1, packet_id=1),
         Publish(topic="jobs/2", payload=b"", qos=2, packet_id=2, retain=True),
         Publish(topic="healthy/x", payload=b"intruder"),
@@ -400,7 +400,7 @@ _VALID_FRAMES: list[tuple[int, bytes]] = [
         PubAck(packet_id=1), PubRec(packet_id=1), PubRel(packet_id=1), PubComp(packet_id=1),
         PingReq(), Disconnect(reason_code=0x04 if v == V5 else 0),
         Publish(topic="jobs/p", payload=b"x", properties={
-            c.PROP_USER_PROPERTY: (("k", "v"),), c.PROP_SUBSCRIPTION_ID: (1,)}),
+            pk.PROP_USER_PROPERTY: (("k", "v"),), pk.PROP_SUBSCRIPTION_ID: (1,)}),
     ])
 ]
 
@@ -477,20 +477,20 @@ _u32 = st.integers(0, 2**32 - 1)
 _varint = st.integers(0, 268435455)
 _pair = st.tuples(_text, _text)
 _PROPERTY_VALUES = {
-    c.PROP_PAYLOAD_FORMAT: st.integers(0, 1),
-    c.PROP_MESSAGE_EXPIRY: _u32,
-    c.PROP_CONTENT_TYPE: _text,
-    c.PROP_RESPONSE_TOPIC: _text,
-    c.PROP_CORRELATION_DATA: st.binary(max_size=8),
-    c.PROP_SESSION_EXPIRY: _u32,
-    c.PROP_RECEIVE_MAXIMUM: _u16,
-    c.PROP_TOPIC_ALIAS: _u16,
-    c.PROP_MAXIMUM_PACKET_SIZE: _u32,
-    c.PROP_REASON_STRING: _text,
-    c.PROP_SHARED_SUB_AVAILABLE: st.integers(0, 255),
-    c.PROP_AUTH_DATA: st.binary(max_size=8),
-    c.PROP_USER_PROPERTY: st.lists(_pair, min_size=1, max_size=3).map(tuple),
-    c.PROP_SUBSCRIPTION_ID: st.lists(_varint, min_size=1, max_size=3).map(tuple),
+    pk.PROP_PAYLOAD_FORMAT: st.integers(0, 1),
+    pk.PROP_MESSAGE_EXPIRY: _u32,
+    pk.PROP_CONTENT_TYPE: _text,
+    pk.PROP_RESPONSE_TOPIC: _text,
+    pk.PROP_CORRELATION_DATA: st.binary(max_size=8),
+    pk.PROP_SESSION_EXPIRY: _u32,
+    pk.PROP_RECEIVE_MAXIMUM: _u16,
+    pk.PROP_TOPIC_ALIAS: _u16,
+    pk.PROP_MAXIMUM_PACKET_SIZE: _u32,
+    pk.PROP_REASON_STRING: _text,
+    pk.PROP_SHARED_SUB_AVAILABLE: st.integers(0, 255),
+    pk.PROP_AUTH_DATA: st.binary(max_size=8),
+    pk.PROP_USER_PROPERTY: st.lists(_pair, min_size=1, max_size=3).map(tuple),
+    pk.PROP_SUBSCRIPTION_ID: st.lists(_varint, min_size=1, max_size=3).map(tuple),
 }
 
 
@@ -503,8 +503,8 @@ def _props(draw: st.DrawFn, version: int) -> dict[int, object]:
 
 
 @st.composite
-def _packets(draw: st.DrawFn) -> tuple[c.Packet, int]:
-    version = draw(st.sampled_from([c.MQTT_3_1, V3, V5]))
+def _packets(draw: st.DrawFn) -> tuple[pk.Packet, int]:
+    version = draw(st.sampled_from([pk.MQTT_3_1, V3, V5]))
     v5 = version == V5
     props = _props(version)
     rc = st.integers(0, 255) if v5 else st.just(0)
@@ -512,7 +512,7 @@ def _packets(draw: st.DrawFn) -> tuple[c.Packet, int]:
         "connect", "connack", "publish", "ack", "subscribe", "suback", "unsubscribe",
         "unsuback", "ping", "pong", "disconnect", "auth",
     ]))
-    packet: c.Packet
+    packet: pk.Packet
     if kind == "connect":
         will = draw(st.none() | st.builds(
             Will, topic=_text, payload=st.binary(max_size=8), qos=st.integers(0, 2),
@@ -545,8 +545,8 @@ def _packets(draw: st.DrawFn) -> tuple[c.Packet, int]:
             retain_handling=st.integers(0, 2) if v5 else st.just(0)),
             min_size=1, max_size=3))
         sub_props = draw(props)
-        if c.PROP_SUBSCRIPTION_ID in sub_props:  # at most one in a SUBSCRIBE (3.8.2.1.2)
-            sub_props[c.PROP_SUBSCRIPTION_ID] = (draw(_varint),)
+        if pk.PROP_SUBSCRIPTION_ID in sub_props:  # at most one in a SUBSCRIBE (3.8.2.1.2)
+            sub_props[pk.PROP_SUBSCRIPTION_ID] = (draw(_varint),)
         packet = Subscribe(packet_id=draw(_pid), subscriptions=tuple(reqs),
                            properties=sub_props)
     elif kind == "suback":
@@ -573,7 +573,7 @@ def _packets(draw: st.DrawFn) -> tuple[c.Packet, int]:
 
 @settings(max_examples=300, deadline=None)
 @given(_packets())
-def test_codec_round_trip(generated: tuple[c.Packet, int]) -> None:
+def test_codec_round_trip(generated: tuple[pk.Packet, int]) -> None:
     packet, version = generated
     wire = encode(packet, version)
     decoder = Decoder(None if isinstance(packet, Connect) else version)

@@ -31,7 +31,7 @@ topics = st.lists(LEVELS, min_size=1, max_size=5).map("/".join)
 
 
 def sub(client: str, topic_filter: str) -> Subscription:
-    return Subscription(client_id=client, raw=topic_filter, topic_filter=topic_filter,
+    return Subscription(client_id=client, topic_filter=topic_filter,
                         share_name=None, qos=0)
 
 

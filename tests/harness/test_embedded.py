@@ -19,6 +19,11 @@ from aetherdiag.harness.embedded import (
 from aetherdiag.harness.fleet import BrokerUnreachable, Fleet
 from aetherdiag.harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
 
+# the report's "emulator" object: one shape in both modes
+STATS_KEYS = ["mode", "connections", "connected", "messages_in", "deliveries", "acked",
+              "redispatched", "dup_resends", "protocol_errors", "retained",
+              "deliveries_by_client", "dropped", "dropped_total"]
+
 
 def run(target: BrokerTarget, n_workers: int = 2, n_tasks: int = 4) -> dict[str, list[str]]:
     specs = [WorkerSpec(name=f"worker-{i}", subscriptions=("$share/g/e/+",))
@@ -50,6 +55,10 @@ def test_emulator_modes_serve_a_run_and_report_stats(mode: str) -> None:
         assert stats is not None
         assert stats["mode"] == mode
         assert stats["messages_in"] == 4 and stats["deliveries"] == 4
+        assert list(stats) == STATS_KEYS
+        assert stats["dropped"] == {} and stats["dropped_total"] == 0
+        by_client = stats["deliveries_by_client"]
+        assert isinstance(by_client, dict) and sorted(by_client.values()) == [2, 2]
     finally:
         handle.stop()
         handle.stop()  # twice is fine
