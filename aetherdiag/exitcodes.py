@@ -12,7 +12,7 @@ class ExitCode(IntEnum):
     UNREACHABLE = 3
     MISSING = 4
     IMBALANCE = 5
-    UNEXPECTED = 6  # replay --check-expect: a scenario's `expect` block was not met
+    EXPECTATIONS_NOT_MET = 6  # replay --check-expect: a scenario's `expect` block did not hold
     INCOMPLETE = 7  # the run did not finish its job: tasks not sent or not finished, steps
     #                 not run, --timeout reached before the run settled
     INTERNAL = 8  # a bug in aetherdiag (rerun with --debug for the traceback)

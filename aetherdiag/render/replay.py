@@ -40,7 +40,7 @@ def _title(o: ReplayOutcome) -> str:
 
 def _expect_check(e: ExpectResult) -> Check:
     """One expectation as a check line (``expect duplicates``: "expected 10, got 10")."""
-    return Check(name=f"expect {e.name}", passed=e.passed, code=ExitCode.UNEXPECTED,
+    return Check(name=f"expect {e.name}", passed=e.passed, code=ExitCode.EXPECTATIONS_NOT_MET,
                  detail=f"expected {e.expected}, got {e.actual}")
 
 

@@ -45,7 +45,6 @@ class ReplayRun:
     result: RunResult
     records: tuple[StepRecord, ...]
     workers: tuple[WorkerSpec, ...]  # as run (``--mqtt`` may have changed the protocol)
-    on_emulator: bool
     target: str  # display form of where it ran
     notes: tuple[str, ...] = ()  # about the run as a whole (overrides, deadline)
 

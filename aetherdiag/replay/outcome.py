@@ -9,7 +9,7 @@ merges them for display (the timeline, and one more check per expectation in the
 and JUnit). The report's verdict and exit code stay the run's own. What a file contributes to
 the process exit code depends on the mode: by default the verdict (``replay
 scenarios/seed-bug-fanout.yaml`` exits 1: the run has duplicates); with ``check_expect`` 0 when
-every expectation holds and ``UNEXPECTED`` (6) otherwise. Pure: no I/O, no fleet.
+every expectation holds and ``EXPECTATIONS_NOT_MET`` (6) otherwise. Pure: no I/O, no fleet.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def build_outcome(run: ReplayRun, *, check_expect: bool = False) -> ReplayOutcom
     results = check_expect_block(sc.expect, report)
     code = report.exit_code
     if check_expect and results:
-        code = ExitCode.OK if all(r.passed for r in results) else ExitCode.UNEXPECTED
+        code = ExitCode.OK if all(r.passed for r in results) else ExitCode.EXPECTATIONS_NOT_MET
         if code is ExitCode.OK and report.exit_code in RUN_FAILURES and (
                 sc.expect.exit_code != report.exit_code):
             # Expectations can hold by chance on a run that did not do its job (cut off by

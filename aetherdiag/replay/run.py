@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..exitcodes import Abort, ExitCode
-from ..harness.embedded import describe, quiet_emulator_logs, start_emulator
+from ..harness.embedded import describe
 from ..harness.fleet import BrokerUnreachable, Fleet
 from ..harness.model import BrokerTarget
+from ..harness.run import open_broker
 from ..scenario.model import (
     Disconnect,
     Drop,
@@ -74,19 +75,7 @@ def run_scenario(
         workers = tuple(replace(w, protocol=protocol) for w in workers)
     publisher_protocol = protocol or scenario.protocol
     notes: list[str] = []
-    handle = None
-    label: str | None = None
-    if target is None:
-        label = describe(scenario.emulator)
-        try:
-            with quiet_emulator_logs():
-                target, handle = start_emulator(
-                    scenario.emulator, protocol=publisher_protocol,
-                    expected_clients=len(workers) + 1, expected_messages=len(scenario.tasks),
-                )
-        except BrokerUnreachable as exc:  # EmulatorStartError: the emulator could not start
-            raise Abort(str(exc), ExitCode.UNREACHABLE) from None
-    else:
+    if target is not None:
         target = replace(target, protocol=publisher_protocol)
         em = scenario.emulator
         if em.faults or em.strategy != "round_robin" or em.group_strategies:
@@ -96,34 +85,27 @@ def run_scenario(
         notes.append(f"--mqtt {protocol}: every client uses MQTT {protocol} instead of the "
                      "file's protocol settings")
     try:
-        with quiet_emulator_logs(), Fleet(
-            target, connect_timeout=connect_timeout_s, label=label,
-            seed=seed if seed is not None else scenario_seed(scenario),
-        ) as fleet:
-            fleet.start(workers)
-            runner = _StepRunner(fleet, scenario, timeout_s, on_progress)
-            records = runner.run_all()
-            notes += runner.notes
-            result = fleet.result()
-            if runner.cut_short or runner.interrupted:
-                result = replace(result, settled=False, timeout_s=timeout_s,
-                                 interrupted=runner.interrupted,
-                                 steps_not_run=tuple(
-                                     r.step.label for r in records
-                                     if r.skipped and r.step is not None))
-        if handle is not None:
-            stats = handle.stats()
-            if stats is not None:
-                result = replace(result, emulator_stats=stats)
-    except BrokerUnreachable as exc:
+        with open_broker(target, scenario.emulator, protocol=publisher_protocol,
+                         expected_clients=len(workers) + 1,
+                         expected_messages=len(scenario.tasks)) as broker:
+            with Fleet(broker.target, connect_timeout=connect_timeout_s, label=broker.label,
+                       seed=seed if seed is not None else scenario_seed(scenario)) as fleet:
+                fleet.start(workers)
+                runner = _StepRunner(fleet, scenario, timeout_s, on_progress)
+                records = runner.run_all()
+                notes += runner.notes
+                result = fleet.result()
+                if runner.cut_short or runner.interrupted:
+                    result = replace(result, settled=False, timeout_s=timeout_s,
+                                     interrupted=runner.interrupted,
+                                     steps_not_run=tuple(
+                                         r.step.label for r in records
+                                         if r.skipped and r.step is not None))
+            result = replace(result, emulator_stats=broker.stats())
+    except BrokerUnreachable as exc:  # the emulator could not start, or the broker is gone
         raise Abort(str(exc), ExitCode.UNREACHABLE) from None
-    finally:
-        if handle is not None:
-            handle.stop()
-    return ReplayRun(
-        scenario=scenario, result=result, records=tuple(records), workers=workers,
-        on_emulator=handle is not None, target=result.target, notes=tuple(notes),
-    )
+    return ReplayRun(scenario=scenario, result=result, records=tuple(records),
+                     workers=workers, target=result.target, notes=tuple(notes))
 
 
 class _StepRunner:

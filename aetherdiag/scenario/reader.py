@@ -27,6 +27,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ..emulator.sharing import FAULTS, STRATEGIES
 from ..harness.model import EmulatorSettings, WorkerSpec
 from ..layout import Layout, LayoutError, aethermagic, generic, template_problem
+from ..mqtt.protocol import Protocol, UnknownProtocol, parse_protocol
 from .model import (
     Count,
     Expect,
@@ -46,7 +47,6 @@ WORKER_KEYS = ("name", "replicas", "subscriptions", "group", "pool", "qos", "pro
                "session", "session_expiry", "work_ms", "work_jitter_ms")
 EXPECT_KEYS = ("exit_code", "duplicates", "repeats", "missing", "redispatched",
                "max_imbalance", "allow_redelivery", "workers")
-PROTOCOLS = {"5": "5", "5.0": "5", "3.1.1": "3.1.1", "311": "3.1.1"}
 DEFAULT_PERSISTENT_EXPIRY = 3600  # seconds, for `session: persistent` under MQTT 5
 MAX_FILE_CHARS = 8 * 1024 * 1024  # a scenario file; far more than any real one needs
 MAX_IMBALANCE = 1_000_000.0
@@ -126,12 +126,14 @@ class ScenarioReader(NodeReader):
 
     # -- small typed values ---------------------------------------------------------------------
 
-    def protocol_of(self, node: Node) -> str:
+    def protocol_of(self, node: Node) -> Protocol:
         raw = self.value(node)
-        text = raw if isinstance(raw, str) else repr(raw)
-        if isinstance(raw, bool) or text not in PROTOCOLS:
+        try:
+            if isinstance(raw, bool):
+                raise UnknownProtocol(raw)
+            return parse_protocol(raw if isinstance(raw, str) else repr(raw))
+        except UnknownProtocol:
             self.fail(node, f"protocol: expected \"3.1.1\" or \"5\", got {self.describe(node)}")
-        return PROTOCOLS[text]
 
     # -- target and layout ----------------------------------------------------------------------
 
@@ -169,12 +171,8 @@ class ScenarioReader(NodeReader):
                                       group_strategies=groups, seed=seed)
 
     def check_url(self, node: Node, url: str) -> None:
-        try:
-            from ..harness.target import InvalidTarget, parse_broker_url
-        except ImportError:  # pragma: no cover - a basic check until the harness ships it
-            if not re.fullmatch(r"(mqtts?|wss?)://[^/:@]+(:\d{1,5})?(/.*)?", url):
-                self.fail(node, f"broker: {url!r} is not mqtt[s]://host[:port] or ws[s]://...")
-            return
+        from ..harness.target import InvalidTarget, parse_broker_url
+
         try:
             parse_broker_url(url, protocol=self.protocol, password_env=None)
         except InvalidTarget as exc:
