@@ -16,6 +16,7 @@ from .exitcodes import Abort, ExitCode
 from .harness.fleet import BrokerUnreachable, Fleet
 from .harness.model import BrokerTarget, EmulatorSettings, RunResult, TaskSpec, WorkerSpec
 from .harness.run import open_broker
+from .mqtt.protocol import Protocol
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +29,7 @@ class WorkersPlan:
     timeout_s: float = 30.0  # bounds publishing and waiting, --rate pacing included
     quiet_s: float = 0.3
     connect_timeout_s: float = 5.0
-    protocol: str = "5"
+    protocol: Protocol = "5"
     seed: int = 0
     run_id: str | None = None  # client ids (and run-scoped topics) use it; None: a fresh one
 

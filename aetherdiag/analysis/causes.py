@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from ..harness.model import RunResult, WorkerSpec
+from ..mqtt.reasons import reason_text
 from .report import Report
 
 
@@ -65,8 +66,7 @@ def likely_causes(
             causes += refusal_causes[1:]
             refusal_causes = []
         elif refused:
-            codes = "; ".join(f"0x{rc:02X} = {_SUBACK_MEANING.get(rc, 'refused')}"
-                              for rc in sorted({rc for *_, rc in refused}))
+            codes = "; ".join(_suback_text(rc) for rc in sorted({rc for *_, rc in refused}))
             causes.append(f"nothing arrived: the broker refused the subscriptions ({codes})")
         elif report.connection_lost and not report.delivered:
             pass  # the broker was lost before anything could arrive: said above
@@ -128,17 +128,17 @@ def likely_causes(
 
 # What a SUBACK failure code means for a worker pool (MQTT 5.0 3.9.3; 0x80 is also the only
 # failure code MQTT 3.1.1 has, so an ACL denial looks like it there).
-_SUBACK_MEANING = {
-    0x80: "unspecified error (in MQTT 3.1.1 also an ACL denial)",
-    0x83: "implementation specific error",
-    0x87: "not authorized: an ACL denies this subscription",
-    0x8F: "topic filter invalid",
-    0x91: "packet identifier in use",
-    0x97: "quota exceeded",
-    0x9E: "shared subscriptions not supported",
-    0xA1: "subscription identifiers not supported",
-    0xA2: "wildcard subscriptions not supported",
+# What a SUBACK failure code means for a worker pool, beyond its name (MQTT 5.0 3.9.3; 0x80 is
+# the only failure code MQTT 3.1.1 has, so an ACL denial looks like it there).
+_SUBACK_ADVICE = {
+    0x80: "in MQTT 3.1.1 also an ACL denial",
+    0x87: "an ACL denies this subscription",
 }
+
+
+def _suback_text(code: int) -> str:
+    advice = _SUBACK_ADVICE.get(code)
+    return reason_text(code) + (f": {advice}" if advice else "")
 
 
 def _publish_refusal_causes(result: RunResult) -> list[str]:

@@ -8,20 +8,11 @@ lines on stderr. ``harness/embedded.py`` passes all three to the child it starts
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ctypes
-import os
-import signal
-import sys
-import threading
-
 import typer
 
-from ..emulator import FAULTS, STRATEGIES, Broker, EmulatorServer, announce
+from ..emulator import FAULTS, STRATEGIES, Broker
 from ..emulator.sharing import UnknownName
 from ..exitcodes import Abort, ExitCode
-from ..harness.target import host_for_url
 
 app = typer.Typer(help="Run the embedded MQTT broker emulator.", no_args_is_help=True)
 
@@ -77,7 +68,9 @@ def serve(
     ),
 ) -> None:
     """Serve MQTT 3.1.1 and 5.0 on HOST:PORT until Ctrl-C (or SIGTERM, SIGHUP)."""
-    if parent_pid is not None and not _die_with_parent(parent_pid):
+    from ..emulator.standalone import die_with_parent, serve_until_stopped
+
+    if parent_pid is not None and not die_with_parent(parent_pid):
         raise Abort(f"parent process {parent_pid} is gone", ExitCode.UNREACHABLE)
     try:
         broker = Broker(
@@ -87,85 +80,8 @@ def serve(
     except UnknownName as exc:
         raise Abort(str(exc), ExitCode.USAGE) from None
     try:
-        asyncio.run(_serve(broker, host, port, exit_on_stdin_eof, parent_pid, machine))
+        serve_until_stopped(broker, host, port, exit_on_stdin_eof=exit_on_stdin_eof,
+                            parent_pid=parent_pid, machine=machine)
     except OSError as exc:
         reason = exc.strerror or exc
         raise Abort(f"cannot listen on {host}:{port}: {reason}", ExitCode.USAGE) from None
-
-
-def _die_with_parent(parent_pid: int) -> bool:
-    """Ask for SIGTERM when our parent dies (Linux); False if ``parent_pid`` is already gone.
-
-    The check after prctl closes the race with a parent that died before it: then we have
-    been reparented and getppid() no longer names it.
-    """
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(pr_set_pdeathsig, ctypes.c_ulong(signal.SIGTERM), ctypes.c_ulong(0),
-                       ctypes.c_ulong(0), ctypes.c_ulong(0))
-    return os.getppid() == parent_pid
-
-
-def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Set ``stop`` when stdin reaches end of file (read on a daemon thread: any platform,
-    any kind of stdin)."""
-
-    def run() -> None:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            fd = sys.stdin.fileno()
-            while os.read(fd, 65536):
-                pass
-        with contextlib.suppress(RuntimeError):  # the loop is already closed
-            loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=run, name="aetherdiag-stdin-eof", daemon=True).start()
-
-
-async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
-    """Set ``stop`` once ``parent_pid`` is no longer our parent (where PDEATHSIG is missing)."""
-    while os.getppid() == parent_pid:
-        await asyncio.sleep(0.5)
-    stop.set()
-
-
-async def _serve(
-    broker: Broker, host: str, port: int, exit_on_stdin_eof: bool = False,
-    parent_pid: int | None = None, machine: bool = False,
-) -> None:
-    server = EmulatorServer(broker)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # before the address is printed: whoever reads it may signal us right away. Signals
-    # ignored at start-up (nohup) stay ignored.
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        sig = getattr(signal, name, None)
-        if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
-    bound_host, bound_port = await server.start(host, port)
-    if exit_on_stdin_eof:
-        _watch_stdin(loop, stop)
-    watcher = None if parent_pid is None else asyncio.create_task(_watch_parent(parent_pid, stop))
-    faults = ",".join(sorted(broker.faults)) or "none"
-    if machine:
-        print(announce.dump(announce.Listening(host=bound_host, port=bound_port)), flush=True)
-    print(
-        f"aetherdiag emulator listening on mqtt://{host_for_url(bound_host)}:{bound_port} "
-        f"(strategy {broker.strategy}, faults {faults}); Ctrl-C stops it",
-        file=sys.stderr if machine else sys.stdout, flush=True,
-    )
-    await stop.wait()
-    if watcher is not None:
-        watcher.cancel()
-    await server.stop()
-    s = broker.stats
-    if machine:
-        with contextlib.suppress(OSError):  # nobody reads it any more (the parent is gone)
-            print(announce.dump(announce.Stopped(stats=s.as_dict())), flush=True)
-    print(
-        f"stopped: {s.messages_in} messages in, {s.deliveries} deliveries, "
-        f"{s.total_dropped} dropped",
-        file=sys.stderr, flush=True,
-    )

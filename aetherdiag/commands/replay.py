@@ -11,6 +11,7 @@ from .. import render
 from ..exitcodes import Abort, ExitCode
 from ..harness.fleet import FleetError
 from ..harness.model import BrokerTarget
+from ..mqtt.protocol import Protocol, parse_protocol
 from ..render.replay import render_outcomes
 from ..replay import run_scenario
 from ..replay.outcome import ReplayOutcome, build_outcome, failed_outcome, worst_exit_code
@@ -95,7 +96,7 @@ def _replay(files: list[Path], broker: str | None, mqtt: str | None, tls: Target
             check_expect: bool, timeout: float | None, connect_timeout: float,
             seed: int | None, fmt: render.Format, output: Path | None,
             quiet: bool) -> ExitCode:
-    protocol = mqtt  # parsed by the option's callback
+    protocol = parse_protocol(mqtt) if mqtt is not None else None  # checked by the callback
     scenarios = _load_all(files)
     targets = _targets(scenarios, broker, protocol, tls)
     check_output(output)
@@ -150,7 +151,7 @@ def _load_all(files: list[Path]) -> list[Scenario]:
     return scenarios
 
 
-def _targets(scenarios: list[Scenario], broker: str | None, protocol: str | None,
+def _targets(scenarios: list[Scenario], broker: str | None, protocol: Protocol | None,
              tls: TargetOptions) -> list[BrokerTarget | None]:
     """Where each file runs: ``--broker``, else its own ``broker:`` URL, else the emulator."""
     if broker is not None:

@@ -17,6 +17,7 @@ from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
 from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
 from ..layout import Layout, LayoutError, aethermagic, generic
+from ..mqtt.protocol import parse_protocol
 from .common import (
     CA_FILE_OPTION,
     CERT_FILE_OPTION,
@@ -154,6 +155,7 @@ def command(
     if broker is not None and (fault or strategy != "round_robin" or groups):
         raise Abort("--fault, --strategy and --group-strategy configure the embedded emulator; "
                     "they cannot be used with --broker")
+    protocol = parse_protocol(mqtt)  # already checked by the option's callback
     tls = TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
     target: BrokerTarget | None = None
     if broker is not None:
@@ -193,7 +195,7 @@ def command(
     slow = _parse_slow(slow_worker, count)
     subscription = layout.subscription(plain=plain)
     specs = tuple(
-        WorkerSpec(name=f"worker-{i}", subscriptions=(subscription,), qos=qos, protocol=mqtt,
+        WorkerSpec(name=f"worker-{i}", subscriptions=(subscription,), qos=qos, protocol=protocol,
                    work_ms=slow.get(f"worker-{i}", work_ms), work_jitter_ms=work_jitter_ms)
         for i in range(1, count + 1)
     )
@@ -209,7 +211,7 @@ def command(
                                   group_strategies=tuple(groups.items()), seed=seed),
         workers=specs, tasks=task_specs, rate=rate,
         timeout_s=timeout if timeout is not None else default_timeout(tasks, rate),
-        quiet_s=settle_ms / 1000.0, connect_timeout_s=connect_timeout, protocol=mqtt,
+        quiet_s=settle_ms / 1000.0, connect_timeout_s=connect_timeout, protocol=protocol,
         seed=seed if seed is not None else random.randrange(1 << 30), run_id=run_id,
     )
     try:

@@ -36,6 +36,7 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any, Literal, Protocol
 
 from ..emulator import announce
+from ..mqtt import protocol as mqtt_protocol
 from .clients import BrokerUnreachable
 from .model import BrokerTarget, EmulatorSettings
 
@@ -108,7 +109,7 @@ def choose_mode(expected_clients: int, expected_messages: int) -> Literal["threa
 def start_emulator(
     settings: EmulatorSettings,
     *,
-    protocol: str = "5",
+    protocol: mqtt_protocol.Protocol = "5",
     expected_clients: int = 0,
     expected_messages: int = 0,
     mode: Mode = "auto",

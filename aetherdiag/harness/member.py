@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..mqtt.protocol import Protocol
 from ..mqtt.reasons import reason_text
 from .clients import KEEPALIVE, connect_properties, describe_connect_error
 from .loop import Loop
@@ -34,7 +35,7 @@ class Member:
     """A paho client plus the state the fleet tracks for it."""
 
     def __init__(
-        self, name: str, client_id: str, protocol: str, client: mqtt.Client, loop: Loop,
+        self, name: str, client_id: str, protocol: Protocol, client: mqtt.Client, loop: Loop,
         rec: Recorder, *, clean_start: bool = True, session_expiry: int = 0,
     ) -> None:
         self.name = name

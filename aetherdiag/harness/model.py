@@ -9,6 +9,10 @@ I/O, so analysis and rendering are tested without brokers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from ..mqtt.protocol import Protocol
+from ..mqtt.urls import host_for_url
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,7 +29,7 @@ class BrokerTarget:
     cert_file: str | None = None
     key_file: str | None = None
     insecure: bool = False
-    protocol: str = "5"  # "3.1.1" or "5"
+    protocol: Protocol = "5"
 
     @property
     def tls(self) -> bool:
@@ -39,10 +43,6 @@ class BrokerTarget:
         """The URL without the password, for reports and errors; it parses back to this
         target (``--broker``): the user name percent-encoded, an IPv6 host in brackets, a
         websocket path other than ``/mqtt`` kept."""
-        from urllib.parse import quote
-
-        from .target import host_for_url
-
         user = f"{quote(self.username, safe='')}@" if self.username else ""
         host = host_for_url(self.host)
         path = self.path if self.websocket and self.path != "/mqtt" else ""
@@ -66,7 +66,7 @@ class WorkerSpec:
     name: str
     subscriptions: tuple[str, ...]  # full filters, e.g. "$share/g/a/+/b" or "a/+/b"
     qos: int = 1
-    protocol: str = "5"  # "3.1.1" or "5"
+    protocol: Protocol = "5"
     clean_start: bool = True
     session_expiry: int = 0  # v5 only; seconds a persistent session outlives its connection
     work_ms: float = 0.0  # processing time per task before it is acknowledged

@@ -19,6 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from ..mqtt.protocol import Protocol
 from ..mqtt.reasons import reason_text
 from .loop import Loop
 from .member import Member
@@ -40,7 +41,7 @@ class Publisher(Member):
     """Publishes ``TaskSpec``s; the loop thread calls everything except the counters."""
 
     def __init__(
-        self, client_id: str, protocol: str, client: mqtt.Client, loop: Loop, rec: Recorder,
+        self, client_id: str, protocol: Protocol, client: mqtt.Client, loop: Loop, rec: Recorder,
         *, run_id: str, window: int = DEFAULT_WINDOW,
     ) -> None:
         super().__init__("publisher", client_id, protocol, client, loop, rec)

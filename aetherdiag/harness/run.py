@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ..mqtt.protocol import Protocol
 from .embedded import EmbeddedBroker, Mode, describe, quiet_emulator_logs, start_emulator
 from .model import BrokerTarget, EmulatorSettings
 
@@ -39,7 +40,7 @@ def open_broker(
     target: BrokerTarget | None,
     emulator: EmulatorSettings,
     *,
-    protocol: str = "5",
+    protocol: Protocol = "5",
     expected_clients: int = 0,
     expected_messages: int = 0,
     mode: Mode = "auto",

@@ -45,14 +45,6 @@ def _redact(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{tail}"
 
 
-def host_for_url(host: str) -> str:
-    """``host`` as a URL writes it: IPv6 addresses in brackets (``[::1]``), a zone's ``%`` as
-    ``%25``; names and IPv4 addresses unchanged."""
-    if ":" in host and not host.startswith("["):
-        return "[" + host.replace("%", "%25") + "]"
-    return host
-
-
 class _EncryptedKey(Exception):
     """Raised from the passphrase callback: OpenSSL must never prompt on the terminal."""
 

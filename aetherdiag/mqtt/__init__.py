@@ -1,7 +1,8 @@
 """MQTT facts every layer uses: protocol versions and reason codes. No I/O, no paho import.
 
 - ``protocol``: the one ``Protocol`` type (``"3.1.1"`` or ``"5"``) and its one parser;
-- ``reasons``: reason-code names (MQTT 5.0 2.4) and how reports print them.
+- ``reasons``: reason-code names (MQTT 5.0 2.4) and how reports print them;
+- ``urls``: how a broker address is written in a URL (IPv6 in brackets).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from ..harness.embedded import describe
 from ..harness.fleet import BrokerUnreachable, Fleet
 from ..harness.model import BrokerTarget
 from ..harness.run import open_broker
+from ..mqtt.protocol import Protocol
 from ..scenario.model import (
     Disconnect,
     Drop,
@@ -57,7 +58,7 @@ def run_scenario(
     scenario: Scenario,
     target: BrokerTarget | None = None,
     *,
-    protocol: str | None = None,
+    protocol: Protocol | None = None,
     timeout_s: float | None = None,
     connect_timeout_s: float = 5.0,
     seed: int | None = None,

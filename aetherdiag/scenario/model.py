@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from ..harness.model import EmulatorSettings, TaskSpec, WorkerSpec
 from ..layout import Layout
+from ..mqtt.protocol import Protocol
 
 
 class ScenarioError(ValueError):
@@ -214,7 +215,7 @@ class Scenario:
     broker_url: str | None
     emulator: EmulatorSettings
     layout: Layout
-    protocol: str  # "3.1.1" or "5": the publisher's, and the workers' default
+    protocol: Protocol  # the publisher's, and the workers' default
     timeout_s: float  # bound on each settle, including the final one
     workers: tuple[WorkerSpec, ...]
     steps: tuple[Step, ...]

@@ -83,7 +83,7 @@ class ScenarioReader(NodeReader):
 
     def __init__(self, filename: str) -> None:
         super().__init__(filename)
-        self.protocol = "5"
+        self.protocol: Protocol = "5"
         self.qos = 1
         self.timeout = 30.0
         self.layout: Layout = aethermagic()
