@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import aetherdiag
-from aetherdiag.emulator import codec as c
+from aetherdiag.emulator import packets as c
 from aetherdiag.emulator.broker import Broker
+from aetherdiag.emulator.encoding import encode
 from aetherdiag.emulator.server import EmulatorServer, _Connection
 
 SUB_FILTER = "$share/bench/bench/job/task/ctx/+/run"
@@ -66,19 +67,19 @@ def run(qos: int, tasks: int, workers: int, pub_batch: int, ack_batch: int) -> f
     for i in range(workers + 1):
         conn = _Connection(server)
         conn.connection_made(_Sink())
-        _feed(conn, c.encode(c.Connect(client_id=f"c{i}")))
+        _feed(conn, encode(c.Connect(client_id=f"c{i}")))
         conns.append(conn)
     publisher, members = conns[0], conns[1:]
     for conn in members:
         req = c.SubscriptionRequest(topic_filter=SUB_FILTER, qos=qos)
-        _feed(conn, c.encode(c.Subscribe(packet_id=1, subscriptions=(req,))))
+        _feed(conn, encode(c.Subscribe(packet_id=1, subscriptions=(req,))))
     payload = bytes(64)
     publishes = [
-        c.encode(c.Publish(topic=f"bench/job/task/ctx/{n}/run", payload=payload, qos=qos,
+        encode(c.Publish(topic=f"bench/job/task/ctx/{n}/run", payload=payload, qos=qos,
                            packet_id=n % 65535 + 1 if qos else None))
         for n in range(tasks)
     ]
-    acks = [c.encode(c.PubAck(packet_id=pid)) for pid in range(65536)]
+    acks = [encode(c.PubAck(packet_id=pid)) for pid in range(65536)]
     # Round robin in subscription order; each worker's packet ids count up from 1.
     next_pid = [1] * workers
     pending: list[list[int]] = [[] for _ in range(workers)]
