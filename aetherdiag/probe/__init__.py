@@ -1,7 +1,9 @@
 """``aetherdiag probe``: what does this broker really do with shared subscriptions?
 
 fingerprint.py is pure (delivery sequences -> strategy guess); client.py is a small blocking
-paho wrapper; context.py, dispatch.py, checks.py and inflight.py are the experiments;
+paho wrapper (clients built and connect errors worded by ``harness.clients``); context.py is
+what every step shares (run naming, time budget, clients); share.py is the shared-subscription
+run and its pure verdict; dispatch.py, checks.py and inflight.py are the experiments;
 runner.py orders them into a ``ProbeReport`` (model.py).
 """
 

@@ -10,15 +10,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..mqtt.protocol import Protocol
 from .client import V5, ConnectFailed
-from .context import Context, StepFailed, rc_text, share_run
+from .context import Context, StepFailed, rc_text
 from .fingerprint import design
-from .model import BALANCED, FANOUT, LITERAL, REFUSED, Check, ProtocolInfo, Status
+from .model import (
+    BALANCED,
+    FANOUT,
+    LITERAL,
+    REFUSED,
+    Check,
+    ProtocolInfo,
+    Status,
+    version_label,
+)
+from .share import share_run
 
 # -- protocol versions -------------------------------------------------------------------------
 
 
-def probe_protocol(ctx: Context, version: str) -> tuple[ProtocolInfo, bool]:
+def probe_protocol(ctx: Context, version: Protocol) -> tuple[ProtocolInfo, bool]:
     """CONNECT with ``version``; returns the answer and whether the broker was reachable."""
     client = ctx.client(f"hello{version.replace('.', '')}", version)
     try:
@@ -43,7 +54,7 @@ def probe_protocol(ctx: Context, version: str) -> tuple[ProtocolInfo, bool]:
 
 
 def connect_check(info: ProtocolInfo) -> Check:
-    name = "3.1.1" if info.version == "3.1.1" else "5.0"
+    name = version_label(info.version)
     cid = "connect_v311" if info.version == "3.1.1" else "connect_v5"
     if info.accepted:
         return Check(id=cid, title=f"MQTT {name} connect", status=Status.PASS,

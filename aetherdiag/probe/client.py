@@ -24,12 +24,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from ..harness.clients import new_client, tls_context
+from ..harness.clients import connect_properties, describe_connect_error, new_client, tls_context
 from ..harness.model import BrokerTarget
+from ..mqtt.protocol import Protocol
 
-V311 = "3.1.1"
-V5 = "5"
-KEEPALIVE = 30
+V311: Protocol = "3.1.1"
+V5: Protocol = "5"
+KEEPALIVE = 30  # shorter than the fleet's: a probe client lives for seconds
 
 
 class ConnectFailed(Exception):
@@ -106,7 +107,7 @@ class ProbeClient:
         target: BrokerTarget,
         client_id: str,
         *,
-        version: str = V5,
+        version: Protocol = V5,
         clean: bool = True,
         session_expiry: int = 0,
         manual_ack: bool = False,
@@ -198,19 +199,16 @@ class ProbeClient:
         """
         self._t0 = time.monotonic()
         self._paho.connect_timeout = max(0.1, timeout)
-        props: Properties | None = None
-        if self.version == V5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            if self.session_expiry:
-                props.SessionExpiryInterval = self.session_expiry
         try:
             if self.version == V5:
                 self._paho.connect(self.target.host, self.target.port, keepalive=KEEPALIVE,
-                                   clean_start=self.clean, properties=props)
+                                   clean_start=self.clean,
+                                   properties=connect_properties(self.session_expiry))
             else:
                 self._paho.connect(self.target.host, self.target.port, keepalive=KEEPALIVE)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ConnectFailed(_describe(exc)) from None
+            raise ConnectFailed(describe_connect_error(exc, self.target,
+                                                       self._paho.connect_timeout)) from None
         self._paho.loop_start()
         self._loop = True
         self.wait(lambda: self.connack is not None or self.disconnect_code is not None,
@@ -330,19 +328,6 @@ class ProbeClient:
             self._loop = False
             with contextlib.suppress(Exception):
                 self._paho.loop_stop()
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "connection timed out"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host ({exc.strerror or exc})"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed ({exc.reason or exc})"
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return str(text)
 
 
 def close_all(clients: Iterable[ProbeClient], *, end_session: bool = False) -> None:

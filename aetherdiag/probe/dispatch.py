@@ -1,7 +1,7 @@
 """The dispatch experiments: does ``$share`` work per protocol, and which strategy is it?
 
 How this works: ``main_run`` subscribes three members and publishes the fingerprint schedule
-(6 publishers taking turns in blocks of 4, 10 topics) through ``context.share_run``; its
+(6 publishers taking turns in blocks of 4, 10 topics) through ``share.share_run``; its
 outcome is the ``$share`` behaviour for that protocol and its sequence feeds
 ``fingerprint.fingerprint``. A short 9-message run covers the other protocol version. When the
 sequence looks like round robin or random, ``pull_run`` repeats it with one member that does
@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .context import Context, ShareRun, StepFailed, share_run
+from ..mqtt.protocol import Protocol
+from .context import Context, StepFailed
 from .fingerprint import Guess, Slot, combine, design, fingerprint, percent, pull_test
 from .model import BALANCED, DENIED, FANOUT, LITERAL, REFUSED, Check, Status
+from .share import ShareRun, share_run
 
 MEMBERS = 3
 PUBLISHERS = 6
@@ -31,7 +33,7 @@ PULL_MESSAGES = 30
 STICKY_PUBLISHERS = 12
 
 
-def main_run(ctx: Context, version: str, messages: int) -> ShareRun:
+def main_run(ctx: Context, version: Protocol, messages: int) -> ShareRun:
     """Three members, the fingerprint schedule."""
     tag = "d"
     schedule = design(messages, PUBLISHERS, TOPICS, BLOCK)
@@ -42,7 +44,7 @@ def main_run(ctx: Context, version: str, messages: int) -> ShareRun:
     )
 
 
-def small_run(ctx: Context, version: str) -> ShareRun:
+def small_run(ctx: Context, version: Protocol) -> ShareRun:
     """Three members, nine messages from one publisher: enough to tell the four behaviours."""
     tag = "s" + version.replace(".", "")
     schedule = design(9, 1, 9, 9)
@@ -53,7 +55,7 @@ def small_run(ctx: Context, version: str) -> ShareRun:
     )
 
 
-def pull_run(ctx: Context, version: str) -> ShareRun:
+def pull_run(ctx: Context, version: Protocol) -> ShareRun:
     """Member 1 never acknowledges; messages go one at a time."""
     tag = "pull"
     schedule = design(PULL_MESSAGES, 1, TOPICS, PULL_MESSAGES)
@@ -65,7 +67,7 @@ def pull_run(ctx: Context, version: str) -> ShareRun:
     )
 
 
-def sticky_run(ctx: Context, version: str) -> ShareRun:
+def sticky_run(ctx: Context, version: Protocol) -> ShareRun:
     """One message from each of several fresh publishers, on one topic."""
     tag = "stk"
     schedule = tuple(Slot(seq=i, publisher=i, topic=0) for i in range(STICKY_PUBLISHERS))
@@ -156,7 +158,7 @@ _SHARE_MEANING = {
 }
 
 
-def share_check(version: str, run: ShareRun | None, other_balanced: bool,
+def share_check(version: Protocol, run: ShareRun | None, other_balanced: bool,
                 skipped: str | None = None) -> Check:
     """``share_v311`` / ``share_v5``."""
     cid = "share_v311" if version == "3.1.1" else "share_v5"

@@ -31,6 +31,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..analysis.stats import chi_square_sf
+
 STRATEGIES = ("round_robin", "random", "sticky", "hash_clientid", "hash_topic", "least_inflight")
 UNKNOWN = "unknown"
 
@@ -356,24 +358,4 @@ def chi_square_p(counts: Sequence[int]) -> float:
         return 1.0
     expected = n / k
     x = sum((c - expected) ** 2 / expected for c in counts)
-    return _chi2_sf(x, k - 1)
-
-
-def _chi2_sf(x: float, df: int) -> float:
-    """Survival function of the chi-square distribution (integer degrees of freedom)."""
-    if x <= 0:
-        return 1.0
-    half = x / 2.0
-    if df % 2 == 0:
-        term = total = 1.0
-        for i in range(1, df // 2):
-            term *= half / i
-            total += term
-        return min(1.0, math.exp(-half) * total)
-    total = math.erfc(math.sqrt(half))
-    term = math.sqrt(2.0 * x / math.pi) * math.exp(-half)
-    for i in range(1, (df - 1) // 2 + 1):
-        if i > 1:
-            term *= x / (2 * i - 1)
-        total += term
-    return max(0.0, min(1.0, total))
+    return chi_square_sf(x, k - 1)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..exitcodes import ExitCode
+from ..mqtt.protocol import Protocol
 from .fingerprint import Guess
 
 BALANCED = "balanced"
@@ -23,12 +24,16 @@ REFUSED = "refused"
 # The broker refused (or silently dropped) the probe's OWN plain subscriptions or publishes,
 # e.g. an ACL: nothing about $share can be concluded, so this is never "literal" or "refused".
 DENIED = "denied"
-SHARE_BEHAVIOURS = (BALANCED, FANOUT, LITERAL, REFUSED, DENIED)
 
 TOPIC_PREFIX_HINT = (
     "hint: the broker refused the probe's own subscriptions or publishes (an ACL?); rerun "
     "with --topic-prefix PREFIX, a topic tree this client may publish and subscribe to, "
     "with $share subscriptions allowed on it")
+
+
+def version_label(version: str) -> str:
+    """How reports name a protocol version: ``"5"`` -> ``"5.0"``, ``"3.1.1"`` unchanged."""
+    return "5.0" if version == "5" else version
 
 
 class Status(StrEnum):
@@ -53,7 +58,7 @@ class Check:
 
 @dataclass(frozen=True, kw_only=True)
 class ProtocolInfo:
-    version: str  # "3.1.1" or "5"
+    version: Protocol
     accepted: bool
     connack: int | None  # CONNACK reason / return code; None: closed before CONNACK
     detail: str
@@ -68,7 +73,7 @@ class ProbeReport:
     run_id: str
     topic_prefix: str  # every topic the probe used starts with this
     protocols: tuple[ProtocolInfo, ...]
-    share_behaviour: Mapping[str, str | None]  # "3.1.1" / "5" -> one of SHARE_BEHAVIOURS
+    share_behaviour: Mapping[str, str | None]  # "3.1.1" / "5" -> one of the behaviours above
     strategy: Guess | None
     checks: tuple[Check, ...]
     duration_s: float
@@ -116,9 +121,9 @@ def verdict(share: Mapping[str, str | None], checks: Sequence[Check]) -> str:
     behaviours = {v: b for v, b in share.items() if b is not None}
     failed = [c.title for c in checks if c.status is Status.FAIL]
     if DENIED in behaviours.values() and not _findings(share, checks):
-        which = ", ".join(f"MQTT {'5.0' if v == '5' else v}" for v, b in behaviours.items()
+        which = ", ".join(f"MQTT {version_label(v)}" for v, b in behaviours.items()
                           if b == DENIED)
-        rest = "; ".join(f"MQTT {'5.0' if v == '5' else v}: {DESCRIBE[b]}"
+        rest = "; ".join(f"MQTT {version_label(v)}: {DESCRIBE[b]}"
                          for v, b in behaviours.items() if b != DENIED)
         return (f"not tested: the broker refused the probe's own subscriptions or publishes "
                 f"({which}), so $share could not be judged there" + (f" ({rest})" if rest
@@ -128,7 +133,7 @@ def verdict(share: Mapping[str, str | None], checks: Sequence[Check]) -> str:
     parts = []
     for version, b in behaviours.items():
         if b != BALANCED:
-            parts.append(f"MQTT {'5.0' if version == '5' else version}: {DESCRIBE[b]}")
+            parts.append(f"MQTT {version_label(version)}: {DESCRIBE[b]}")
     if failed:
         parts.append("failed: " + "; ".join(failed))
     if BALANCED in behaviours.values() and all(

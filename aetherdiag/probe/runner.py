@@ -27,7 +27,7 @@ from typing import TypeVar
 from ..harness.model import BrokerTarget
 from . import checks, dispatch, inflight
 from .client import V5, V311
-from .context import NOT_AUTHORIZED, Budget, Context, ShareRun, StepFailed, check_topic_prefix
+from .context import Budget, Context, StepFailed, check_topic_prefix
 from .fingerprint import Guess
 from .model import (
     BALANCED,
@@ -39,7 +39,9 @@ from .model import (
     ProbeReport,
     ProtocolInfo,
     Status,
+    version_label,
 )
+from .share import NOT_AUTHORIZED, ShareRun
 
 log = logging.getLogger("aetherdiag.probe")
 
@@ -142,7 +144,7 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
     # The broker refuses the probe's own topics: every rule check would only measure that.
     needs_topics = (None if main_behaviour != DENIED else
                     f"the broker refused the probe's own subscriptions or publishes with "
-                    f"MQTT {_label(ctx.version)} (see the $share rows)")
+                    f"MQTT {version_label(ctx.version)} (see the $share rows)")
     step("strategy follow-up and rule checks (retained, No Local, $share topics, in-flight "
          "QoS 1/2, $queue)")
     found: list[Guess] = []
@@ -207,8 +209,8 @@ def _same_refusal(runs: dict[str, ShareRun | None]) -> None:
         return
     for version, run in runs.items():
         if run is not None and run.outcome.behaviour == REFUSED and run.refused_code == 0x80:
-            detail = (f"{run.outcome.detail}; with MQTT {_label(denied[0].version)} the same "
-                      f"subscription was refused as not authorized")
+            detail = (f"{run.outcome.detail}; with MQTT {version_label(denied[0].version)} "
+                      f"the same subscription was refused as not authorized")
             runs[version] = replace(run, outcome=replace(run.outcome, behaviour=DENIED,
                                                          detail=detail))
 
@@ -274,10 +276,6 @@ def _guarded(ctx: Context, cid: str, title: str, fn: Callable[[], Check]) -> Che
 def _skipped(cid: str, title: str, why: str) -> Check:
     return Check(id=cid, title=title, status=Status.SKIP, result="not tested", evidence=why,
                  spec="-", meaning="-")
-
-
-def _label(version: str) -> str:
-    return "5.0" if version == V5 else version
 
 
 __all__ = ["ProbeOptions", "ProbeUnreachable", "ProtocolInfo", "run_probe"]

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..probe.fingerprint import percent
-from ..probe.model import ProbeReport, Status
+from ..probe.model import ProbeReport, Status, version_label
 from .output import Format, write
 
 SCHEMA = "aetherdiag.probe/1"
@@ -170,10 +170,10 @@ def table(report: ProbeReport) -> Group:
     summary.add_column()
     summary.add_row("target", report.target)
     summary.add_row("protocols", ", ".join(
-        f"MQTT {_v(p.version)}: {'accepted' if p.accepted else 'refused'}"
+        f"MQTT {version_label(p.version)}: {'accepted' if p.accepted else 'refused'}"
         for p in report.protocols))
     summary.add_row("$share", ", ".join(
-        f"MQTT {_v(v)}: {b or 'not tested'}" for v, b in report.share_behaviour.items()))
+        f"MQTT {version_label(v)}: {b or 'not tested'}" for v, b in report.share_behaviour.items()))
     g = report.strategy
     if g is not None:
         summary.add_row("strategy", f"{g.label} (confidence {percent(g.confidence)}; "
@@ -198,10 +198,6 @@ def table(report: ProbeReport) -> Group:
     style = "bold green" if report.exit_code == 0 else "bold red"
     parts.append(Text(f"verdict: {report.verdict} (exit {int(report.exit_code)})", style=style))
     return Group(*parts)
-
-
-def _v(version: str) -> str:
-    return "5.0" if version == "5" else version
 
 
 def render(report: ProbeReport, fmt: Format, output: TextIO | None = None) -> None:

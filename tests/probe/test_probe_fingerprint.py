@@ -11,7 +11,6 @@ from collections.abc import Callable
 import pytest
 
 from aetherdiag.emulator.sharing import STRATEGIES, DispatchContext, make_dispatcher
-from aetherdiag.probe.context import classify_share
 from aetherdiag.probe.fingerprint import (
     Guess,
     PullResult,
@@ -26,6 +25,7 @@ from aetherdiag.probe.fingerprint import (
     publisher_blocks,
     pull_test,
 )
+from aetherdiag.probe.share import classify_share
 
 MEMBERS = ["m1", "m2", "m3"]
 SCHEDULE = design(96, 6, 10, 4)

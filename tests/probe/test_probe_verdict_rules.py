@@ -13,9 +13,10 @@ from __future__ import annotations
 import pytest
 
 from aetherdiag.exitcodes import ExitCode
-from aetherdiag.probe.context import check_topic_prefix, classify_share, plain_filter
+from aetherdiag.probe.context import check_topic_prefix
 from aetherdiag.probe.fingerprint import Guess, combine, pull_test
 from aetherdiag.probe.model import Check, ProbeReport, Status
+from aetherdiag.probe.share import classify_share, plain_filter
 
 
 def _none(n: int) -> dict[int, list[tuple[int, bool]]]:
