@@ -2,7 +2,8 @@
 
 Layout, sans-IO first: ``packets`` (the packet dataclasses and constants), ``codec`` (bytes to
 packets, re-exporting ``packets`` and ``encoding``), ``topics`` (filters and matching),
-``session`` (records), ``sharing`` (share groups, strategies, faults), ``state`` (what the
+``session`` (records and read-only views), ``journal`` (the optional record of what was sent
+to subscribers), ``sharing`` (share groups, strategies, faults), ``state`` (what the
 broker's parts share), ``routing`` (subscription index, delivery), ``lifecycle`` (sessions
 from CONNECT to expiry), ``broker`` (the facade); ``server`` is the asyncio front end;
 ``announce`` is the line format ``aetherdiag emulator serve --machine`` prints.
@@ -18,19 +19,27 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .broker import Broker
+    from .journal import Journal, SentMessage
     from .server import Emulator, EmulatorServer
-    from .session import Limits, Stats
+    from .session import ClientView, Limits, Stats, SubscriptionView
     from .sharing import FAULTS, STRATEGIES
 
-__all__ = ["FAULTS", "STRATEGIES", "Broker", "Emulator", "EmulatorServer", "Limits", "Stats"]
+__all__ = [
+    "FAULTS", "STRATEGIES", "Broker", "ClientView", "Emulator", "EmulatorServer", "Journal",
+    "Limits", "SentMessage", "Stats", "SubscriptionView",
+]
 
 # public name -> the module (of this package) that defines it
 _HOMES = {
     "Broker": "broker",
     "Emulator": "server",
     "EmulatorServer": "server",
+    "Journal": "journal",
+    "SentMessage": "journal",
+    "ClientView": "session",
     "Limits": "session",
     "Stats": "session",
+    "SubscriptionView": "session",
     "FAULTS": "sharing",
     "STRATEGIES": "sharing",
 }

@@ -19,9 +19,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from . import packets as pk
+from .journal import Journal, SentMessage
 from .lifecycle import Lifecycle
 from .routing import Router, SubscriptionIndex, share_key
-from .session import Limits, Message, Session, Stats, Subscription, new_message
+from .session import (
+    ClientView,
+    Limits,
+    Message,
+    Session,
+    Stats,
+    Subscription,
+    SubscriptionView,
+    new_message,
+)
 from .sharing import Dispatcher, check_fault, make_dispatcher
 from .state import FORWARDED, BrokerState, Conn, Out, ProtocolViolation, log
 from .topics import (
@@ -50,6 +60,7 @@ class Broker:
         limits: Limits | None = None,
         users: Mapping[str, str] | None = None,
         queue_prefix: bool = True,
+        journal: bool | Journal = False,
     ) -> None:
         self.faults = frozenset(check_fault(f) for f in faults)
         make_dispatcher(strategy, seed, self.faults)  # validates the name early
@@ -61,7 +72,12 @@ class Broker:
         self.limits = limits or Limits()
         self.users = dict(users) if users is not None else None
         self.queue_prefix = queue_prefix
-        self._state = BrokerState(self.faults, self.limits)
+        sends: Journal | None = None
+        if isinstance(journal, Journal):
+            sends = journal
+        elif journal:
+            sends = Journal()
+        self._state = BrokerState(self.faults, self.limits, sends)
         self._index = SubscriptionIndex(self._new_dispatcher)
         self._router = Router(self._state, self._index)
         self._life = Lifecycle(self._state, self._index, self._router, self.users)
@@ -79,15 +95,46 @@ class Broker:
     def retained(self) -> dict[str, Message]:
         return self._state.retained
 
+    @property
+    def journal(self) -> Journal | None:
+        """The send journal (None unless the broker was made with ``journal=True``)."""
+        return self._state.journal
+
+    def sent(self) -> tuple[SentMessage, ...]:
+        """Every PUBLISH sent to a subscriber so far, oldest first (``journal.py``)."""
+        journal = self._state.journal
+        if journal is None:
+            raise RuntimeError("the send journal is off: make the broker with journal=True")
+        return journal.snapshot()
+
+    def clients(self) -> tuple[ClientView, ...]:
+        """A read-only view of every session: connected or not, its TCP peer, its
+        subscriptions (in the order they were made)."""
+        conns = self._state.conns
+        views = []
+        for session in self._state.sessions.values():
+            conn = conns.get(session.conn) if session.conn is not None else None
+            views.append(ClientView(
+                client_id=session.client_id,
+                connected=conn is not None,
+                peer=conn.peer if conn is not None else None,
+                subscriptions=tuple(
+                    SubscriptionView(sub.topic_filter, sub.share_name, sub.qos)
+                    for sub in session.subscriptions.values()
+                ),
+            ))
+        return tuple(views)
+
     def _new_dispatcher(self, share_name: str) -> Dispatcher:
         strategy = self.group_strategies.get(share_name, self.strategy)
         return make_dispatcher(strategy, self.seed, self.faults)
 
     # -- transport entry points ----------------------------------------------------------------
 
-    def open(self, conn_id: int, now: float) -> None:
+    def open(self, conn_id: int, now: float, peer: tuple[str, int] | None = None) -> None:
+        """A new connection; ``peer`` is its TCP peer address (host, port) when known."""
         self._state.now = now
-        self._state.conns[conn_id] = Conn(id=conn_id, last_seen=now)
+        self._state.conns[conn_id] = Conn(id=conn_id, last_seen=now, peer=peer)
         self._state.stats.connections += 1
 
     def version(self, conn_id: int) -> int:
@@ -148,8 +195,10 @@ class Broker:
             self._life.detach(session, clean=conn.clean_disconnect, now=now)
         return state.drain()
 
-    def set_paused(self, conn_id: int, paused: bool) -> list[Out]:
+    def set_paused(self, conn_id: int, paused: bool, now: float | None = None) -> list[Out]:
         """The transport's send buffer is full (True) or drained again (False)."""
+        if now is not None:
+            self._state.now = now
         conn = self._state.conns.get(conn_id)
         if conn is not None and conn.session is not None and conn.session.conn == conn_id:
             conn.session.paused = paused
@@ -214,6 +263,8 @@ class Broker:
             if om is not None and om.qos == 2 and om.released:
                 del session.outflight[p.packet_id]
                 state.stats.acked += 1
+                if state.journal is not None:
+                    state.journal.acked(session.client_id, p.packet_id)
                 self._router.flush(session)
         elif isinstance(p, pk.PubRel):
             if p.packet_id in session.inbound_qos2:
@@ -293,7 +344,10 @@ class Broker:
         om = session.outflight.get(p.packet_id)
         if om is not None and om.qos == 1:
             del session.outflight[p.packet_id]
-            self._state.stats.acked += 1
+            state = self._state
+            state.stats.acked += 1
+            if state.journal is not None:
+                state.journal.acked(session.client_id, p.packet_id)
             self._router.flush(session)
 
     def _on_pubrec(self, conn: Conn, session: Session, p: pk.PubRec) -> None:

@@ -119,6 +119,10 @@ class Lifecycle:
                     state.send(conn, pk.PubRel(packet_id=om.packet_id))
                 else:
                     state.send(conn, self.router.publish_packet(session, om, dup=True))
+                    if state.journal is not None:
+                        msg = om.message
+                        state.journal.sent(state.now, session.client_id, conn.id, msg.topic,
+                                           msg.payload, om.qos, True, om.packet_id)
             self.router.flush(session)
 
     def _take_over(self, session: Session, p: pk.Connect) -> Session | None:

@@ -13,7 +13,7 @@ a message is transmitted at once when the session is connected, not paused and h
 in-flight window, otherwise it waits in the session's queue (bounded by ``Limits.max_queued``;
 an offline session drops QoS 0) until ``flush`` is called after an acknowledgement, a resume
 or a drained socket. ``transmit`` assigns the packet id, records the in-flight message and
-emits the PUBLISH.
+emits the PUBLISH (and notes it in ``state.journal`` when there is one).
 """
 
 from __future__ import annotations
@@ -310,6 +310,14 @@ class Router:
         stats = state.stats
         stats.deliveries += 1
         stats.deliveries_by_client[session.client_id] += 1
+        journal = state.journal
+        if journal is not None:
+            msg = om.message
+            journal.sent(state.now, session.client_id, conn.id, msg.topic, msg.payload, qos,
+                         False, pid)
+            if qos and self._redeliver:
+                journal.sent(state.now, session.client_id, conn.id, msg.topic, msg.payload,
+                             qos, True, pid)
         if qos and self._redeliver:
             state.out.append((conn.id, self.publish_packet(session, om, True)))
             stats.dup_resends += 1

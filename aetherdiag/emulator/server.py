@@ -22,7 +22,8 @@ from . import packets as pk
 from .broker import Broker, Out
 from .codec import Decoder
 from .encoding import encode
-from .session import Limits, Stats
+from .journal import SentMessage
+from .session import ClientView, Limits, Stats
 
 log = logging.getLogger("aetherdiag.emulator")
 _HIGH_WATER = 4 << 20  # bytes buffered per connection before the broker holds messages back
@@ -51,7 +52,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=_HIGH_WATER)
         self.server.conns[self.id] = self
-        self.server.broker.open(self.id, time.monotonic())
+        self.server.broker.open(self.id, time.monotonic(), _peer(transport))
 
     def data_received(self, data: bytes) -> None:
         broker = self.server.broker
@@ -96,10 +97,18 @@ class _Connection(asyncio.BufferedProtocol):
             log.exception("connection %d: broker failed while closing", self.id)
 
     def pause_writing(self) -> None:
-        self.server.emit(self.server.broker.set_paused(self.id, True))
+        self.server.emit(self.server.broker.set_paused(self.id, True, time.monotonic()))
 
     def resume_writing(self) -> None:
-        self.server.emit(self.server.broker.set_paused(self.id, False))
+        self.server.emit(self.server.broker.set_paused(self.id, False, time.monotonic()))
+
+
+def _peer(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
+    """The (host, port) of the other end; None when the transport does not say."""
+    name = transport.get_extra_info("peername")
+    if isinstance(name, (tuple, list)) and len(name) >= 2:
+        return str(name[0]), int(name[1])
+    return None
 
 
 def _one_line_accept_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -207,6 +216,8 @@ class Emulator:
 
     >>> with Emulator(strategy="round_robin", faults=["share-fanout"]) as broker:
     ...     broker.port  # connect any MQTT client to 127.0.0.1:broker.port
+
+    ``journal=True`` records every PUBLISH sent to a subscriber (``sent()``, ``journal.py``).
     """
 
     def __init__(
@@ -220,10 +231,11 @@ class Emulator:
         seed: int | None = None,
         limits: Limits | None = None,
         users: Mapping[str, str] | None = None,
+        journal: bool = False,
     ) -> None:
         self.broker = Broker(
             strategy=strategy, group_strategies=group_strategies, faults=faults, seed=seed,
-            limits=limits, users=users,
+            limits=limits, users=users, journal=journal,
         )
         self._host = host
         self._port = port
@@ -287,6 +299,19 @@ class Emulator:
     def stats(self) -> Stats:
         """A consistent snapshot of the emulator's counters."""
         return self.call(self.broker.stats.snapshot)  # type: ignore[no-any-return]
+
+    def sent(self) -> tuple[SentMessage, ...]:
+        """Every PUBLISH sent to a subscriber so far, oldest first; needs ``journal=True``."""
+        return self.call(self.broker.sent)  # type: ignore[no-any-return]
+
+    def sent_dropped(self) -> int:
+        """Sends the journal only counted because it was full (0: ``sent()`` is complete)."""
+        journal = self.broker.journal
+        return journal.dropped if journal is not None else 0
+
+    def clients(self) -> tuple[ClientView, ...]:
+        """Every session: client id, connected, TCP peer (host, port), subscriptions."""
+        return self.call(self.broker.clients)  # type: ignore[no-any-return]
 
     def __enter__(self) -> Emulator:
         return self.start()

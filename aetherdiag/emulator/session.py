@@ -1,4 +1,4 @@
-"""Broker-side records: messages, subscriptions, sessions, limits and counters.
+"""Broker-side records: messages, subscriptions, sessions, limits, counters and read-only views.
 
 How this works: plain mutable records owned by ``broker.Broker``; no behaviour beyond small
 helpers (packet-id allocation, load). Kept apart so broker.py holds only the protocol rules.
@@ -74,6 +74,26 @@ class Subscription:
     no_local: bool = False
     retain_as_published: bool = False
     sub_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionView:
+    """One subscription as ``Broker.clients()`` shows it (``share_name`` None: not shared)."""
+
+    topic_filter: str
+    share_name: str | None
+    qos: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientView:
+    """One session as ``Broker.clients()`` shows it; ``peer`` is the TCP (host, port) of
+    its connection, when connected over a transport that knows it."""
+
+    client_id: str
+    connected: bool
+    peer: tuple[str, int] | None
+    subscriptions: tuple[SubscriptionView, ...]
 
 
 @dataclass(slots=True)

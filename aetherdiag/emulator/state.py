@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import packets as pk
+from .journal import Journal
 from .session import Limits, Message, Session, Stats
 
 Out = tuple[int, pk.Packet | None]
@@ -51,12 +52,15 @@ class Conn:
     clean_disconnect: bool = False
     closing: bool = False
     max_packet: int = 0  # client's Maximum Packet Size (0: no limit)
+    peer: tuple[str, int] | None = None  # the TCP peer (host, port), when the transport knows
 
 
 class BrokerState:
     """State and plumbing shared by the broker's parts (see the module docstring)."""
 
-    def __init__(self, faults: frozenset[str], limits: Limits) -> None:
+    def __init__(
+        self, faults: frozenset[str], limits: Limits, journal: Journal | None = None
+    ) -> None:
         self.faults = faults
         self.limits = limits
         self.stats = Stats()
@@ -65,6 +69,7 @@ class BrokerState:
         self.conns: dict[int, Conn] = {}
         self.out: list[Out] = []
         self.now = 0.0  # time of the input being handled (for message expiry)
+        self.journal = journal  # the send journal; None (the default): nothing recorded
         self._warned: set[str] = set()
 
     def drain(self) -> list[Out]:

@@ -1,0 +1,94 @@
+"""The send journal: every PUBLISH the broker sent to a subscriber, and whether it was acked.
+
+How this works: off by default (``BrokerState.journal`` is None, and the broker's hot path pays
+one ``is None`` check). When on, ``routing.Router.transmit`` (and the resend of in-flight
+messages on resume, in ``lifecycle``) calls ``sent`` with what went out, which appends one tuple;
+the broker calls ``acked`` when a PUBACK (QoS 1) or PUBCOMP (QoS 2) completes a delivery, which
+marks the latest unacknowledged send of that (client id, packet id). The records become frozen
+``SentMessage`` objects only in ``snapshot``. The journal is bounded: past ``max_entries``
+sends it only counts them in ``dropped``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger("aetherdiag.emulator")
+
+MAX_ENTRIES = 2_000_000
+
+# (at, client_id, conn_id, topic, payload, qos, dup, packet_id)
+_Entry = tuple[float, str, int, str, bytes, int, bool, "int | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """One PUBLISH sent to a subscriber.
+
+    ``at`` is the broker's clock (``time.monotonic()`` under the TCP server) when it was sent;
+    ``acked`` is None for QoS 0, else whether the client completed it (PUBACK / PUBCOMP).
+    """
+
+    at: float
+    client_id: str
+    conn_id: int
+    topic: str
+    payload: bytes
+    qos: int
+    dup: bool
+    packet_id: int | None
+    acked: bool | None
+
+
+class Journal:
+    """A bounded record of the PUBLISH packets sent to subscribers (see the module docstring)."""
+
+    __slots__ = ("_acked", "_entries", "_pending", "dropped", "max_entries")
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        if max_entries < 0:
+            raise ValueError("max_entries must be >= 0")
+        self.max_entries = max_entries
+        self.dropped = 0  # sends not recorded: the journal was full
+        self._entries: list[_Entry] = []
+        self._acked: set[int] = set()  # indices into _entries
+        # (client id, packet id) -> index of its latest unacknowledged send
+        self._pending: dict[tuple[str, int], int] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def sent(
+        self, at: float, client_id: str, conn_id: int, topic: str, payload: bytes, qos: int,
+        dup: bool, packet_id: int | None,
+    ) -> None:
+        entries = self._entries
+        n = len(entries)
+        if n >= self.max_entries:
+            if not self.dropped:
+                log.warning("send journal full (%d entries): further sends only counted",
+                            self.max_entries)
+            self.dropped += 1
+            if packet_id is not None:  # an ack must not mark an older send of this id
+                self._pending.pop((client_id, packet_id), None)
+            return
+        entries.append((at, client_id, conn_id, topic, payload, qos, dup, packet_id))
+        if packet_id is not None:
+            self._pending[(client_id, packet_id)] = n
+
+    def acked(self, client_id: str, packet_id: int) -> None:
+        """The delivery of ``packet_id`` to ``client_id`` is complete (PUBACK / PUBCOMP)."""
+        i = self._pending.pop((client_id, packet_id), None)
+        if i is not None:
+            self._acked.add(i)
+
+    def snapshot(self) -> tuple[SentMessage, ...]:
+        """Every recorded send, oldest first."""
+        acked = self._acked
+        return tuple(
+            SentMessage(at, client_id, conn_id, topic, payload, qos, dup, pid,
+                        None if not qos else i in acked)
+            for i, (at, client_id, conn_id, topic, payload, qos, dup, pid)
+            in enumerate(self._entries)
+        )
