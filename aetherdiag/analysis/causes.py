@@ -50,6 +50,10 @@ def likely_causes(
             causes.append("every worker got every task: each worker is in a different share "
                           f"group ({', '.join(sorted(groups))}); members must use the same "
                           "group name")
+        elif result.own_processes and any(
+                not sub.startswith(("$share/", "$queue/")) for sub in subs):
+            causes.append("every process got every task: some hold a plain subscription to "
+                          "the task topics besides (or instead of) the shared one (named below)")
         else:
             causes.append("every worker got every task although they share one group: the "
                           "broker treats $share/... like a plain subscription (no real "
@@ -119,6 +123,8 @@ def likely_causes(
             text += (f"; the workers also took {report.foreign} message(s) that this run did not "
                      "publish, and each one uses up a worker's turn")
         causes.append(text)
+    if result.own_processes:
+        causes += _process_causes(report)
     if report.foreign:
         causes.append(f"{report.foreign} message(s) on the task topics were not published by "
                       "this run: another publisher (a live pool?) uses the same topics, so this "
@@ -126,8 +132,40 @@ def likely_causes(
     return causes
 
 
-# What a SUBACK failure code means for a worker pool (MQTT 5.0 3.9.3; 0x80 is also the only
-# failure code MQTT 3.1.1 has, so an ACL denial looks like it there).
+def _process_causes(report: Report) -> list[str]:
+    """Findings about the team's own worker processes (``--exec``), naming each one."""
+    out: list[str] = []
+    rows = report.workers
+    groups = {r.name: {s.split("/")[1] for s in r.subscriptions if s.startswith("$share/")}
+              for r in rows}
+    for r in rows:
+        plain = [s for s in r.subscriptions if not s.startswith(("$share/", "$queue/"))]
+        if plain and groups[r.name]:
+            out.append(f"{r.name} also holds the plain subscription {plain[0]!r} next to its "
+                       "$share subscription, so it gets a copy of every task besides its "
+                       "share")
+        elif plain and any(groups.values()):
+            out.append(f"{r.name} subscribes without $share ({plain[0]!r}) while the others "
+                       "share a group: it gets every task")
+    all_groups = {g for gs in groups.values() for g in gs}
+    if len(all_groups) > 1:
+        by_group = ", ".join(f"{r.name} in {sorted(groups[r.name])}" for r in rows
+                             if groups[r.name])
+        out.append(f"the processes are in different share groups ({by_group}): each group gets "
+                   "its own copy of every task")
+    for r in rows:
+        if r.never_handled:
+            out.append(f"{r.name} received {len(r.never_handled)} task(s) and never handled them "
+                       f"(e.g. {r.never_handled[0]}): its client drops them before the handler, "
+                       "e.g. a handler registered with message_callback_add on the $share/... "
+                       "filter never fires, because messages arrive with the plain topic")
+        if r.handled_twice:
+            out.append(f"{r.name} handled {len(r.handled_twice)} task(s) more than once (e.g. "
+                       f"{r.handled_twice[0]}): its handler runs twice per message (registered "
+                       "twice, or a second subscription that overlaps the first)")
+    return out
+
+
 # What a SUBACK failure code means for a worker pool, beyond its name (MQTT 5.0 3.9.3; 0x80 is
 # the only failure code MQTT 3.1.1 has, so an ACL denial looks like it there).
 _SUBACK_ADVICE = {

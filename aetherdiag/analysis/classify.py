@@ -124,17 +124,20 @@ def analyse(
         repeats_dup += dup
         repeats_fresh += fresh
         total = pool_unique.get(pool_of[name], 0)
+        app = _app_level(result, name, tasks, published_set)
         rows.append(WorkerRow(
             name=name, pool=pool_of[name], received=received, unique=len(tasks),
             repeats=dup + fresh, dup_repeats=dup,
             share=(len(tasks) / total) if total else 0.0, tasks=tuple(tasks),
             subscriptions=specs[name].subscriptions if name in specs else (),
+            handled=app[0], handled_twice=app[1], never_handled=app[2],
         ))
 
     balance = _balance(rows, pools, len(published), expect)
     unfinished = tuple((w, t) for w, t in result.unfinished if t in published_set)
-    checks = _checks(published, missing, cross, repeats_dup, repeats_fresh, balance, expect,
-                     allowed) + _completion_checks(result, unfinished, steps)
+    checks = (_checks(published, missing, cross, repeats_dup, repeats_fresh, balance, expect,
+                      allowed) + _handler_checks(result, rows)
+              + _completion_checks(result, unfinished, steps))
     failing = [c.code for c in checks if c.passed is False]
     code = min(failing) if failing else ExitCode.OK
     if result.interrupted:
@@ -242,6 +245,43 @@ def _checks(
               detail=f"{len(missing)} of {n} tasks reached no worker" if missing
               else f"all {n} tasks delivered"),
         balance_check,
+    )
+
+
+def _app_level(result: RunResult, worker: str, tasks: list[str], published: set[str]
+               ) -> tuple[int | None, tuple[str, ...], tuple[str, ...]]:
+    """What a worker process did with its tasks, from its replies (``--exec`` profiles):
+    how many it handled, those it handled more than once, those it got and never handled."""
+    if not result.expects_replies:
+        return None, (), ()
+    answered: set[str] = set()
+    completes: dict[str, int] = defaultdict(int)
+    for who, task, action in result.replies:
+        if who == worker and task in published:
+            answered.add(task)
+            if action == "complete":
+                completes[task] += 1
+    twice = tuple(t for t, n in completes.items() if n > 1)
+    never = tuple(t for t in tasks if t not in answered)
+    return len(answered), twice, never
+
+
+def _handler_checks(result: RunResult, rows: list[WorkerRow]) -> tuple[Check, ...]:
+    """App-level checks of ``--exec`` workers that answer: every task a process received was
+    handled, and no process ran its handler twice for one task."""
+    if not result.expects_replies:
+        return ()
+    never = [(r.name, t) for r in rows for t in r.never_handled]
+    twice = [(r.name, t) for r in rows for t in r.handled_twice]
+    return (
+        Check(name="every delivered task handled", passed=not never, code=ExitCode.MISSING,
+              detail=f"{len(never)} task(s) delivered to a process that never handled them: "
+              f"{names([f'{t} on {w}' for w, t in never])}" if never
+              else "every process answered every task it received"),
+        Check(name="each task handled once", passed=not twice, code=ExitCode.DUPLICATES,
+              detail=f"{len(twice)} task(s) handled more than once by one process: "
+              f"{names([f'{t} on {w}' for w, t in twice])}" if twice
+              else "no process ran its handler twice for a task"),
     )
 
 

@@ -44,6 +44,9 @@ class WorkerRow:
     share: float  # unique / unique tasks delivered to the pool
     tasks: tuple[str, ...]  # unique task ids in the order first received
     subscriptions: tuple[str, ...] = ()
+    handled: int | None = None  # tasks it answered (--exec with replies); None: not known
+    handled_twice: tuple[str, ...] = ()  # tasks whose handler it ran more than once
+    never_handled: tuple[str, ...] = ()  # tasks it received and never answered
 
 
 @dataclass(frozen=True, kw_only=True)

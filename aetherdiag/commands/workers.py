@@ -16,6 +16,7 @@ from ..emulator import FAULTS, STRATEGIES
 from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
 from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
+from ..harness.profile import PROFILES
 from ..layout import Layout, LayoutError, aethermagic, generic
 from ..mqtt.protocol import parse_protocol
 from .common import (
@@ -69,8 +70,31 @@ def command(
         None, "--broker", "-b", metavar="URL",
         help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. "
         "Default: the embedded emulator on a free loopback port."),
-    mqtt: str = typer.Option("5", "--mqtt", callback=mqtt_version,
-                             help="Protocol version for every client: 3.1.1 or 5."),
+    mqtt: str | None = typer.Option(
+        None, "--mqtt", callback=mqtt_version,
+        help="Protocol version for every client: 3.1.1 or 5 (default 5; 3.1.1 with --profile "
+        "aethermagic, as the library)."),
+    exec_command: str | None = typer.Option(
+        None, "--exec", metavar="'CMD ...'",
+        help="Run COUNT copies of your own worker command instead of the built-in workers. "
+        "Split like a shell; {name} {index} {host} {port} {url} are filled in, and "
+        "AETHERDIAG_WORKER, AETHERDIAG_BROKER_URL, MQTT_HOST, MQTT_PORT are set."),
+    profile: str = typer.Option(
+        "generic", "--profile",
+        help="Wire format of the tasks: generic (aetherdiag's JSON) or aethermagic (the "
+        "AetherMagic library's perform/status/complete messages)."),
+    logs: Path | None = typer.Option(
+        None, "--logs", metavar="DIR",
+        help="--exec: keep every worker's output in DIR/worker-N.log (by default the logs are "
+        "kept only when the run fails)."),
+    warmup: float = typer.Option(
+        3.0, "--warmup", min=0, max=600, callback=finite,
+        help="--exec on a real broker: seconds the workers get to subscribe before tasks go "
+        "out (on the emulator the tool sees when they have)."),
+    ready_timeout: float = typer.Option(
+        20.0, "--ready-timeout", min=0.1, max=600, callback=finite,
+        help="--exec on the emulator: seconds every worker gets to subscribe to the task "
+        "topics."),
     ca_file: Path | None = CA_FILE_OPTION,
     cert_file: Path | None = CERT_FILE_OPTION,
     key_file: Path | None = KEY_FILE_OPTION,
@@ -106,7 +130,9 @@ def command(
         False, "--use-production-topics",
         help="With --broker: publish to and join the real topics and group. Live workers "
         "will get these fake tasks and this run will take live tasks."),
-    qos: int = typer.Option(1, "--qos", "-q", min=0, max=2, help="QoS of tasks and workers."),
+    qos: int | None = typer.Option(None, "--qos", "-q", min=0, max=2,
+                                   help="QoS of tasks and workers (default 1; 0 with --profile "
+                                   "aethermagic, as the library)."),
     rate: float | None = typer.Option(None, "--rate", min=0.001, callback=finite,
                                       help="Tasks per second (default: as fast as possible)."),
     work_ms: float = typer.Option(0.0, "--work-ms", min=0, max=3_600_000, callback=finite,
@@ -155,7 +181,21 @@ def command(
     if broker is not None and (fault or strategy != "round_robin" or groups):
         raise Abort("--fault, --strategy and --group-strategy configure the embedded emulator; "
                     "they cannot be used with --broker")
-    protocol = parse_protocol(mqtt)  # already checked by the option's callback
+    if profile not in PROFILES:
+        raise Abort(f"--profile {profile!r}: choose {' or '.join(PROFILES)}")
+    library = profile == "aethermagic"
+    protocol = parse_protocol(mqtt or ("3.1.1" if library else "5"))  # checked by the callback
+    mqtt = protocol
+    qos = qos if qos is not None else (0 if library else 1)
+    if exec_command is not None:
+        builtin = [flag for flag, given in (
+            ("--plain", plain), ("--work-ms", work_ms), ("--work-jitter-ms", work_jitter_ms),
+            ("--slow-worker", slow_worker)) if given]
+        if builtin:
+            raise Abort(f"{', '.join(builtin)} configure the built-in workers; they cannot be "
+                        "used with --exec (your workers decide how they subscribe and work)")
+    elif logs is not None:
+        raise Abort("--logs needs --exec (the built-in workers write no logs)")
     tls = TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
     target: BrokerTarget | None = None
     if broker is not None:
@@ -179,6 +219,20 @@ def command(
     check_output(output)
     _check_fd_limit(count, embedded=target is None)
     run_id = uuid.uuid4().hex[:8]
+    if exec_command is not None:
+        if target is not None and not use_production_topics:
+            raise Abort("--exec with --broker publishes to the topics your workers listen on; "
+                        "add --use-production-topics to confirm (or give --union/--topic a "
+                        "test tree your workers use)")
+        from .workers_exec import run_exec_command
+
+        run_exec_command(
+            command=exec_command, count=count, tasks=tasks, target=target, layout=layout,
+            profile=profile, qos=qos, protocol=protocol, strategy=strategy, faults=fault,
+            groups=groups, seed=seed, rate=rate, timeout=timeout, settle_ms=settle_ms,
+            connect_timeout=connect_timeout, warmup=warmup, ready_timeout=ready_timeout,
+            logs=logs, max_imbalance=max_imbalance, allow_redelivery=allow_redelivery,
+            fmt=fmt, output=output, quiet=quiet, run_id=run_id)
     if target is not None:
         if use_production_topics:
             render.warning(
@@ -200,7 +254,8 @@ def command(
         for i in range(1, count + 1)
     )
     task_specs = tuple(
-        TaskSpec(task_id=f"task-{n}", topic=layout.topic(f"task-{n}", n), qos=qos)
+        TaskSpec(task_id=f"task-{n}", topic=layout.topic(f"task-{n}", n), qos=qos,
+                 profile=profile)
         for n in range(1, tasks + 1)
     )
     from ..workload import WorkersPlan, default_timeout, run_workers

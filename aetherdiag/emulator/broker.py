@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from . import packets as pk
-from .journal import Journal, SentMessage
+from .journal import Journal, PublishedMessage, SentMessage
 from .lifecycle import Lifecycle
 from .routing import Router, SubscriptionIndex, share_key
 from .session import (
@@ -106,6 +106,13 @@ class Broker:
         if journal is None:
             raise RuntimeError("the send journal is off: make the broker with journal=True")
         return journal.snapshot()
+
+    def published(self) -> tuple[PublishedMessage, ...]:
+        """Every PUBLISH a client sent so far, oldest first (needs the journal)."""
+        journal = self._state.journal
+        if journal is None:
+            raise RuntimeError("the journal is off: make the broker with journal=True")
+        return journal.published_snapshot()
 
     def clients(self) -> tuple[ClientView, ...]:
         """A read-only view of every session: connected or not, its TCP peer, its
@@ -305,6 +312,9 @@ class Broker:
         if not valid_topic_name(topic):
             raise ProtocolViolation(pk.RC_TOPIC_NAME_INVALID, f"invalid topic name {topic!r}")
         qos = p.qos
+        journal = state.journal
+        if journal is not None:
+            journal.published(state.now, session.client_id, conn.id, topic, p.payload)
         if qos == 2 and p.packet_id in session.inbound_qos2:
             state.send(conn, pk.PubRec(packet_id=p.packet_id or 0))
             return

@@ -41,10 +41,21 @@ class SentMessage:
     acked: bool | None
 
 
+@dataclass(frozen=True, slots=True)
+class PublishedMessage:
+    """One PUBLISH a client sent to the broker."""
+
+    at: float
+    client_id: str
+    conn_id: int
+    topic: str
+    payload: bytes
+
+
 class Journal:
     """A bounded record of the PUBLISH packets sent to subscribers (see the module docstring)."""
 
-    __slots__ = ("_acked", "_entries", "_pending", "dropped", "max_entries")
+    __slots__ = ("_acked", "_entries", "_pending", "_published", "dropped", "max_entries")
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         if max_entries < 0:
@@ -52,6 +63,9 @@ class Journal:
         self.max_entries = max_entries
         self.dropped = 0  # sends not recorded: the journal was full
         self._entries: list[_Entry] = []
+        # what clients published: (at, client_id, conn_id, topic, payload), e.g. a worker's
+        # replies, attributed to the connection that sent them
+        self._published: list[tuple[float, str, int, str, bytes]] = []
         self._acked: set[int] = set()  # indices into _entries
         # (client id, packet id) -> index of its latest unacknowledged send
         self._pending: dict[tuple[str, int], int] = {}
@@ -76,6 +90,18 @@ class Journal:
         entries.append((at, client_id, conn_id, topic, payload, qos, dup, packet_id))
         if packet_id is not None:
             self._pending[(client_id, packet_id)] = n
+
+    def published(self, at: float, client_id: str, conn_id: int, topic: str,
+                  payload: bytes) -> None:
+        """A client published ``topic`` (bounded like the sends)."""
+        if len(self._published) >= self.max_entries:
+            self.dropped += 1
+            return
+        self._published.append((at, client_id, conn_id, topic, payload))
+
+    def published_snapshot(self) -> tuple[PublishedMessage, ...]:
+        """Every recorded publish from a client, oldest first."""
+        return tuple(PublishedMessage(*row) for row in self._published)
 
     def acked(self, client_id: str, packet_id: int) -> None:
         """The delivery of ``packet_id`` to ``client_id`` is complete (PUBACK / PUBCOMP)."""

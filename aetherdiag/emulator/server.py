@@ -22,7 +22,7 @@ from . import packets as pk
 from .broker import Broker, Out
 from .codec import Decoder
 from .encoding import encode
-from .journal import SentMessage
+from .journal import PublishedMessage, SentMessage
 from .session import ClientView, Limits, Stats
 
 log = logging.getLogger("aetherdiag.emulator")
@@ -303,6 +303,10 @@ class Emulator:
     def sent(self) -> tuple[SentMessage, ...]:
         """Every PUBLISH sent to a subscriber so far, oldest first; needs ``journal=True``."""
         return self.call(self.broker.sent)  # type: ignore[no-any-return]
+
+    def published(self) -> tuple[PublishedMessage, ...]:
+        """Every PUBLISH a client sent so far (a worker's replies, with their connection)."""
+        return self.call(self.broker.published)  # type: ignore[no-any-return]
 
     def sent_dropped(self) -> int:
         """Sends the journal only counted because it was full (0: ``sent()`` is complete)."""

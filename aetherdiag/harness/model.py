@@ -57,6 +57,7 @@ class EmulatorSettings:
     faults: tuple[str, ...] = ()
     group_strategies: tuple[tuple[str, str], ...] = ()
     seed: int | None = None
+    journal: bool = False  # record every delivery (``--exec``: which connection got what)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,12 +77,14 @@ class WorkerSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class TaskSpec:
-    """One task to publish. The payload carries ``task_id`` so deliveries can be matched."""
+    """One task to publish. The payload carries ``task_id`` so deliveries can be matched, in
+    the wire format of ``profile`` (``harness/profile.py``)."""
 
     task_id: str
     topic: str
     qos: int = 1
     retain: bool = False
+    profile: str = "generic"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,3 +143,7 @@ class RunResult:
     steps_not_run: tuple[str, ...] = ()  # replay steps skipped when its deadline passed
     timeout_s: float | None = None  # the bound that cut the run short (settled is False)
     interrupted: bool = False  # Ctrl-C / SIGTERM / SIGHUP stopped the run
+    # --exec with a profile whose workers answer: (worker, task id, "status" | "complete")
+    replies: tuple[tuple[str, str, str], ...] = ()
+    expects_replies: bool = False
+    own_processes: bool = False  # the workers are the team's own processes (--exec)

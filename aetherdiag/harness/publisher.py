@@ -24,6 +24,7 @@ from ..mqtt.reasons import reason_text
 from .loop import Loop
 from .member import Member
 from .model import TaskSpec
+from .profile import task_payload as profile_payload
 from .recorder import Recorder
 
 DEFAULT_WINDOW = 1000
@@ -117,7 +118,9 @@ class Publisher(Member):
                     return
                 self.next_at = max(self.next_at, now - interval) + interval
             task = queue.popleft()
-            payload = task_payload(task.task_id, self.run_id, time.time())
+            payload = (task_payload(task.task_id, self.run_id, time.time())
+                       if task.profile == "generic"
+                       else profile_payload(task.profile, task.task_id, self.run_id, time.time()))
             try:
                 info = client.publish(task.topic, payload, task.qos, task.retain)
             except ValueError as exc:

@@ -159,6 +159,8 @@ class Worker(Member):
         latency: float | None = None
         try:
             data = json.loads(msg.payload)
+            if type(data) is dict and type(data.get("data")) is dict:  # --profile aethermagic
+                data = data["data"]
             if type(data) is dict and data.get("run_id") == self.run_id:
                 tid = data.get("task_id")
                 task_id = tid if isinstance(tid, str) else None

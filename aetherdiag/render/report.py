@@ -70,6 +70,9 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "share": round(w.share, 4),
                 "tasks": list(w.tasks),
                 "subscriptions": list(w.subscriptions),
+                "handled": w.handled,
+                "handled_twice": list(w.handled_twice),
+                "never_handled": list(w.never_handled),
             }
             for w in report.workers
         ],
@@ -200,6 +203,9 @@ def table(report: Report) -> Group:
     workers.add_column("unique", justify="right")
     workers.add_column("repeats", justify="right")
     workers.add_column("share", justify="right")
+    app_level = any(w.handled is not None for w in report.workers)
+    if app_level:
+        workers.add_column("handled", justify="right")
     workers.add_column("tasks", overflow="fold")
     all_tasks = report.published
     for w in report.workers:
@@ -213,8 +219,11 @@ def table(report: Report) -> Group:
             Text(str(w.unique), style="red" if everything else ""),
             Text(str(w.repeats), style=repeat_style),
             f"{w.share:.0%}",
-            Text(shorten_tasks(w.tasks), style="red" if everything else ""),
         ]
+        if app_level:
+            off = bool(w.never_handled or w.handled_twice)
+            cells.append(Text(str(w.handled), style="red" if off else ""))
+        cells.append(Text(shorten_tasks(w.tasks), style="red" if everything else ""))
         workers.add_row(*cells)
 
     summary = Table.grid(padding=(0, 2))
