@@ -33,12 +33,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
-from typing import IO, Any, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from ..emulator import announce
 from ..mqtt import protocol as mqtt_protocol
 from .clients import BrokerUnreachable
 from .model import BrokerTarget, EmulatorSettings
+
+if TYPE_CHECKING:
+    from ..emulator import Emulator
 
 Mode = Literal["auto", "thread", "process"]
 
@@ -163,6 +166,14 @@ class ThreadEmulator:
         self._emulator: object | None = None
         self._final: dict[str, object] | None = None
 
+    @property
+    def emulator(self) -> Emulator | None:
+        """The running emulator (its journal and client views), or None once stopped."""
+        from ..emulator import Emulator
+
+        em = self._emulator
+        return em if isinstance(em, Emulator) else None
+
     def start(self) -> tuple[str, int]:
         from ..emulator import Emulator
         from ..emulator.sharing import UnknownName
@@ -170,7 +181,7 @@ class ThreadEmulator:
         s = self.settings
         try:
             em = Emulator(strategy=s.strategy, group_strategies=dict(s.group_strategies),
-                          faults=s.faults, seed=s.seed)
+                          faults=s.faults, seed=s.seed, journal=s.journal)
             em.start()
         except UnknownName as exc:
             raise EmulatorStartError(str(exc)) from None
@@ -305,6 +316,10 @@ class ProcessEmulator:
                 proc.wait(timeout)
         for t in self._drains:
             t.join(1.0)
+        if not any(t.is_alive() for t in self._drains):  # a reader still blocked keeps its pipe
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
         for line in self._stdout:
             event = announce.load(line)
             if isinstance(event, announce.Stopped):
