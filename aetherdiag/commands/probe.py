@@ -32,19 +32,7 @@ from ..probe.context import DEFAULT_PREFIX, check_topic_prefix
 from ..probe.model import TOPIC_PREFIX_HINT
 from ..render import Format
 from ..render import probe as render_probe
-from .common import (
-    CA_FILE_OPTION,
-    CERT_FILE_OPTION,
-    DEBUG_OPTION,
-    INSECURE_OPTION,
-    KEY_FILE_OPTION,
-    PASSWORD_ENV_OPTION,
-    TargetOptions,
-    check_output,
-    emit,
-    finite,
-    mqtt_version,
-)
+from . import common
 
 EPILOG = """Examples:
 
@@ -77,18 +65,18 @@ def command(
         help=_FAULT_HELP),
     seed: int | None = typer.Option(None, "--seed",
                                     help="Seed for the emulator's random/sticky strategies."),
-    ca_file: Path | None = CA_FILE_OPTION,
-    cert_file: Path | None = CERT_FILE_OPTION,
-    key_file: Path | None = KEY_FILE_OPTION,
-    insecure: bool = INSECURE_OPTION,
-    password_env: str | None = PASSWORD_ENV_OPTION,
+    ca_file: Path | None = common.CA_FILE_OPTION,
+    cert_file: Path | None = common.CERT_FILE_OPTION,
+    key_file: Path | None = common.KEY_FILE_OPTION,
+    insecure: bool = common.INSECURE_OPTION,
+    password_env: str | None = common.PASSWORD_ENV_OPTION,
     mqtt: str | None = typer.Option(
-        None, "--mqtt", metavar="VERSION", callback=mqtt_version,
+        None, "--mqtt", metavar="VERSION", callback=common.mqtt_version,
         help="Protocol for the strategy fingerprint and rule checks: 3.1.1 or 5 "
         "(default: 5 when the broker accepts it). Both versions are always tried for $share."),
     messages: int = typer.Option(96, "--messages", min=30, max=2000,
                                  help="Messages in the strategy fingerprint run."),
-    timeout: float = typer.Option(30.0, "--timeout", min=5.0, max=600.0, callback=finite,
+    timeout: float = typer.Option(30.0, "--timeout", min=5.0, max=600.0, callback=common.finite,
                                   help="Upper bound in seconds on the whole probe."),
     topic_prefix: str = typer.Option(
         DEFAULT_PREFIX, "--topic-prefix", metavar="PREFIX",
@@ -99,22 +87,22 @@ def command(
                                        help="Write the report to FILE instead of stdout."),
     quiet: bool = typer.Option(False, "--quiet",
                                help="No spinner; with --format table, no report either."),
-    debug: bool = DEBUG_OPTION,
+    debug: bool = common.DEBUG_OPTION,
 ) -> None:
     """Probe a broker's shared subscriptions: protocol support, $share behaviour, dispatch
     strategy, retained / No Local / in-flight rules. Safe on a shared broker (unique topics,
     cleans up)."""
-    check_output(output)
+    common.check_output(output)
     started = time.monotonic()
     where = {"target": "embedded emulator" if broker is None else "-"}
     try:
         report = _probe(broker, strategy, fault, seed,
-                        TargetOptions(ca_file, cert_file, key_file, insecure, password_env),
+                        common.TargetOptions(ca_file, cert_file, key_file, insecure, password_env),
                         mqtt, messages, timeout, topic_prefix, quiet, where)
     except Abort as exc:
         _emit_failure(where["target"], exc, fmt, output, time.monotonic() - started)
         raise
-    emit(lambda stream: render_probe.render(report, fmt, stream), fmt, output, quiet)
+    common.emit(lambda stream: render_probe.render(report, fmt, stream), fmt, output, quiet)
     if report.denied and report.exit_code is ExitCode.UNREACHABLE:
         render.hint(TOPIC_PREFIX_HINT)
     raise typer.Exit(int(report.exit_code))
@@ -127,13 +115,13 @@ def _emit_failure(target: str, exc: Abort, fmt: Format, output: Path | None,
     if output is None and fmt is Format.table:
         return
     with contextlib.suppress(Abort):  # the error line below is what matters then
-        emit(lambda stream: render_probe.render_failure(target, str(exc), int(exc.code), fmt,
+        common.emit(lambda stream: render_probe.render_failure(target, str(exc), int(exc.code), fmt,
                                                         stream, duration_s),
              fmt, output, quiet=False)
 
 
 def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None,
-           tls: TargetOptions, mqtt: str | None, messages: int,
+           tls: common.TargetOptions, mqtt: str | None, messages: int,
            timeout: float, topic_prefix: str, quiet: bool,
            where: dict[str, str]) -> ProbeReport:
     try:
@@ -176,4 +164,4 @@ def _label(broker: OpenBroker, strategy: str, faults: list[str]) -> str:
     return f"embedded emulator mqtt://{t.host}:{t.port} ({detail})"
 
 
-__all__ = ["EPILOG", "check_output", "command"]
+__all__ = ["EPILOG", "command"]

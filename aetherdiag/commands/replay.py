@@ -16,19 +16,7 @@ from ..render.replay import render_outcomes
 from ..replay import run_scenario
 from ..replay.outcome import ReplayOutcome, build_outcome, failed_outcome, worst_exit_code
 from ..scenario import Scenario, ScenarioError, load_scenario
-from .common import (
-    CA_FILE_OPTION,
-    CERT_FILE_OPTION,
-    DEBUG_OPTION,
-    INSECURE_OPTION,
-    KEY_FILE_OPTION,
-    PASSWORD_ENV_OPTION,
-    TargetOptions,
-    check_output,
-    emit,
-    finite,
-    mqtt_version,
-)
+from . import common
 
 EPILOG = """Examples:
 
@@ -55,23 +43,23 @@ def command(
         help="Run against this broker instead of the file's target: mqtt://[user[:pass]@]"
         "host[:port], mqtts://, ws://, wss://."),
     mqtt: str | None = typer.Option(
-        None, "--mqtt", metavar="VERSION", callback=mqtt_version,
+        None, "--mqtt", metavar="VERSION", callback=common.mqtt_version,
         help="Override the files' protocol for every client: 3.1.1 or 5."),
-    ca_file: Path | None = CA_FILE_OPTION,
-    cert_file: Path | None = CERT_FILE_OPTION,
-    key_file: Path | None = KEY_FILE_OPTION,
-    insecure: bool = INSECURE_OPTION,
-    password_env: str = PASSWORD_ENV_OPTION,
+    ca_file: Path | None = common.CA_FILE_OPTION,
+    cert_file: Path | None = common.CERT_FILE_OPTION,
+    key_file: Path | None = common.KEY_FILE_OPTION,
+    insecure: bool = common.INSECURE_OPTION,
+    password_env: str = common.PASSWORD_ENV_OPTION,
     check_expect: bool = typer.Option(
         False, "--check-expect",
         help="Exit 0 when every file's expect block holds, 6 otherwise (instead of the "
         "runs' verdicts)."),
     timeout: float | None = typer.Option(
-        None, "--timeout", min=0.1, max=86_400, callback=finite,
+        None, "--timeout", min=0.1, max=86_400, callback=common.finite,
         help="Upper bound in seconds on each scenario run (steps after it are skipped). "
         "Each settle is also bounded by the file's timeout."),
     connect_timeout: float = typer.Option(5.0, "--connect-timeout", min=0.1, max=600,
-                                          callback=finite,
+                                          callback=common.finite,
                                           help="Seconds to wait for the broker."),
     seed: int | None = typer.Option(None, "--seed",
                                     help="Seed for work-time jitter (default: per scenario)."),
@@ -82,24 +70,24 @@ def command(
                                        help="Write the report(s) to FILE instead of stdout."),
     quiet: bool = typer.Option(False, "--quiet",
                                help="No progress bar; with --format table, no report either."),
-    debug: bool = DEBUG_OPTION,
+    debug: bool = common.DEBUG_OPTION,
 ) -> None:
     """Run scenario files (workers, steps such as drop/reconnect, expectations) and report
     each like `workers` does, with a timeline of what every step caused."""
-    tls = TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
+    tls = common.TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
     code = _replay(files, broker, mqtt, tls, check_expect, timeout, connect_timeout, seed, fmt,
                    output, quiet)
     raise typer.Exit(int(code))
 
 
-def _replay(files: list[Path], broker: str | None, mqtt: str | None, tls: TargetOptions,
+def _replay(files: list[Path], broker: str | None, mqtt: str | None, tls: common.TargetOptions,
             check_expect: bool, timeout: float | None, connect_timeout: float,
             seed: int | None, fmt: render.Format, output: Path | None,
             quiet: bool) -> ExitCode:
     protocol = parse_protocol(mqtt) if mqtt is not None else None  # checked by the callback
     scenarios = _load_all(files)
     targets = _targets(scenarios, broker, protocol, tls)
-    check_output(output)
+    common.check_output(output)
     outcomes: list[ReplayOutcome] = []
     unreachable: dict[str, str] = {}  # target -> error, so one dead broker costs one timeout
     interrupted = False
@@ -128,7 +116,7 @@ def _replay(files: list[Path], broker: str | None, mqtt: str | None, tls: Target
             if code == ExitCode.UNREACHABLE and target is not None:
                 unreachable[key] = str(exc)
             outcomes.append(failed_outcome(sc, str(exc), code, check_expect=check_expect))
-    emit(lambda stream: render_outcomes(outcomes, fmt, stream), fmt, output, quiet)
+    common.emit(lambda stream: render_outcomes(outcomes, fmt, stream), fmt, output, quiet)
     if interrupted:
         render.interrupted()
         return ExitCode.INTERRUPTED
@@ -152,7 +140,7 @@ def _load_all(files: list[Path]) -> list[Scenario]:
 
 
 def _targets(scenarios: list[Scenario], broker: str | None, protocol: Protocol | None,
-             tls: TargetOptions) -> list[BrokerTarget | None]:
+             tls: common.TargetOptions) -> list[BrokerTarget | None]:
     """Where each file runs: ``--broker``, else its own ``broker:`` URL, else the emulator."""
     if broker is not None:
         target = tls.target(broker, protocol or "5")

@@ -19,20 +19,7 @@ from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
 from ..harness.profile import PROFILES
 from ..layout import Layout, LayoutError, aethermagic, generic
 from ..mqtt.protocol import parse_protocol
-from .common import (
-    CA_FILE_OPTION,
-    CERT_FILE_OPTION,
-    DEBUG_OPTION,
-    INSECURE_OPTION,
-    KEY_FILE_OPTION,
-    PASSWORD_ENV_OPTION,
-    TargetOptions,
-    check_output,
-    emit_failure,
-    emit_report,
-    finite,
-    mqtt_version,
-)
+from . import common
 from .emulator import parse_group_strategies
 
 EPILOG = """Examples:
@@ -71,7 +58,7 @@ def command(
         help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. "
         "Default: the embedded emulator on a free loopback port."),
     mqtt: str | None = typer.Option(
-        None, "--mqtt", callback=mqtt_version,
+        None, "--mqtt", callback=common.mqtt_version,
         help="Protocol version for every client: 3.1.1 or 5 (default 5; 3.1.1 with --profile "
         "aethermagic, as the library)."),
     exec_command: str | None = typer.Option(
@@ -88,18 +75,18 @@ def command(
         help="--exec: keep every worker's output in DIR/worker-N.log (by default the logs are "
         "kept only when the run fails)."),
     warmup: float = typer.Option(
-        3.0, "--warmup", min=0, max=600, callback=finite,
+        3.0, "--warmup", min=0, max=600, callback=common.finite,
         help="--exec on a real broker: seconds the workers get to subscribe before tasks go "
         "out (on the emulator the tool sees when they have)."),
     ready_timeout: float = typer.Option(
-        20.0, "--ready-timeout", min=0.1, max=600, callback=finite,
+        20.0, "--ready-timeout", min=0.1, max=600, callback=common.finite,
         help="--exec on the emulator: seconds every worker gets to subscribe to the task "
         "topics."),
-    ca_file: Path | None = CA_FILE_OPTION,
-    cert_file: Path | None = CERT_FILE_OPTION,
-    key_file: Path | None = KEY_FILE_OPTION,
-    insecure: bool = INSECURE_OPTION,
-    password_env: str = PASSWORD_ENV_OPTION,
+    ca_file: Path | None = common.CA_FILE_OPTION,
+    cert_file: Path | None = common.CERT_FILE_OPTION,
+    key_file: Path | None = common.KEY_FILE_OPTION,
+    insecure: bool = common.INSECURE_OPTION,
+    password_env: str = common.PASSWORD_ENV_OPTION,
     strategy: str = typer.Option(
         "round_robin", "--strategy", "-s",
         help=_STRATEGY_HELP),
@@ -133,30 +120,30 @@ def command(
     qos: int | None = typer.Option(None, "--qos", "-q", min=0, max=2,
                                    help="QoS of tasks and workers (default 1; 0 with --profile "
                                    "aethermagic, as the library)."),
-    rate: float | None = typer.Option(None, "--rate", min=0.001, callback=finite,
+    rate: float | None = typer.Option(None, "--rate", min=0.001, callback=common.finite,
                                       help="Tasks per second (default: as fast as possible)."),
-    work_ms: float = typer.Option(0.0, "--work-ms", min=0, max=3_600_000, callback=finite,
+    work_ms: float = typer.Option(0.0, "--work-ms", min=0, max=3_600_000, callback=common.finite,
                                   help="Processing time per task before the worker acks."),
     work_jitter_ms: float = typer.Option(0.0, "--work-jitter-ms", min=0, max=3_600_000,
-                                         callback=finite,
+                                         callback=common.finite,
                                          help="Random extra processing time, 0..J ms."),
     slow_worker: list[str] = typer.Option(
         [], "--slow-worker", metavar="NAME=MS",
         help="Processing time for one worker, e.g. worker-2=200 (repeatable)."),
-    max_imbalance: float = typer.Option(1.5, "--max-imbalance", min=1.0, callback=finite,
+    max_imbalance: float = typer.Option(1.5, "--max-imbalance", min=1.0, callback=common.finite,
                                         help="Largest max/min split allowed."),
     allow_redelivery: bool = typer.Option(
         False, "--allow-redelivery",
         help="Accept QoS 1 redelivery after a member loss (not counted as duplicates)."),
     timeout: float | None = typer.Option(
-        None, "--timeout", min=0.1, max=86_400, callback=finite,
+        None, "--timeout", min=0.1, max=86_400, callback=common.finite,
         help="Upper bound in seconds on publishing and waiting, --rate pacing included "
         "(default: 30 plus the seconds --rate pacing needs). A run it cuts off is "
         "incomplete (exit 7)."),
-    settle_ms: float = typer.Option(300.0, "--settle-ms", min=0, max=60_000, callback=finite,
+    settle_ms: float = typer.Option(300.0, "--settle-ms", min=0, max=60_000, callback=common.finite,
                                     help="Quiet period that ends the run once all is acked."),
     connect_timeout: float = typer.Option(5.0, "--connect-timeout", min=0.1, max=600,
-                                          callback=finite,
+                                          callback=common.finite,
                                           help="Seconds to wait for the broker."),
     fmt: render.Format = typer.Option(render.Format.table, "--format",
                                       help="table, json or junit."),
@@ -166,7 +153,7 @@ def command(
                                help="No progress bar; with --format table, no report either."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for random choices (jitter, "
                                     "emulator random/sticky strategies)."),
-    debug: bool = DEBUG_OPTION,
+    debug: bool = common.DEBUG_OPTION,
 ) -> None:
     """Spawn COUNT workers on a shared subscription, publish TASKS tasks, show who got what."""
     try:
@@ -196,7 +183,7 @@ def command(
                         "used with --exec (your workers decide how they subscribe and work)")
     elif logs is not None:
         raise Abort("--logs needs --exec (the built-in workers write no logs)")
-    tls = TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
+    tls = common.TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
     target: BrokerTarget | None = None
     if broker is not None:
         target = tls.target(broker, mqtt)
@@ -216,7 +203,7 @@ def command(
         raise Abort(f"--count {count} x --tasks {tasks}: with every worker getting every task "
                     f"that is {count * tasks:,} deliveries to record, above the "
                     f"{MAX_FANOUT_DELIVERIES:,} one run keeps in memory")
-    check_output(output)
+    common.check_output(output)
     _check_fd_limit(count, embedded=target is None)
     run_id = uuid.uuid4().hex[:8]
     if exec_command is not None:
@@ -273,7 +260,7 @@ def command(
         with render.progress(tasks, "publishing", enabled=not quiet) as update:
             result = run_workers(plan, on_progress=update)
     except Abort as exc:
-        emit_failure("aetherdiag workers", target.display() if target else "emulator", exc,
+        common.emit_failure("aetherdiag workers", target.display() if target else "emulator", exc,
                      fmt, output)
         raise
     judged = analyse(
@@ -285,7 +272,7 @@ def command(
         ("tasks", f"{tasks} to {layout.topic('task-N', 0) if tasks else '-'}"),
         ("qos", str(qos)), ("mqtt", mqtt),
     ))
-    emit_report(report, fmt, output, quiet)
+    common.emit_report(report, fmt, output, quiet)
     if report.interrupted:
         render.interrupted()
     raise typer.Exit(int(report.exit_code))

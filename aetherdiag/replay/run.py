@@ -28,19 +28,7 @@ from ..harness.fleet import BrokerUnreachable, Fleet
 from ..harness.model import BrokerTarget
 from ..harness.run import open_broker
 from ..mqtt.protocol import Protocol
-from ..scenario.model import (
-    Disconnect,
-    Drop,
-    Publish,
-    Reconnect,
-    Scenario,
-    Settle,
-    Slow,
-    Step,
-    Subscribe,
-    Unsubscribe,
-    Wait,
-)
+from ..scenario import model as sm
 from .model import ReplayRun, StepRecord
 
 __all__ = ["run_scenario"]
@@ -49,13 +37,13 @@ ProgressCallback = Callable[[int, int], None]
 FINAL_QUIET_S = 0.3  # quiet period of the implicit final settle (the steps' default too)
 
 
-def scenario_seed(scenario: Scenario) -> int:
+def scenario_seed(scenario: sm.Scenario) -> int:
     """A stable seed per scenario name, so work-time jitter repeats from run to run."""
     return zlib.crc32(scenario.name.encode("utf-8"))
 
 
 def run_scenario(
-    scenario: Scenario,
+    scenario: sm.Scenario,
     target: BrokerTarget | None = None,
     *,
     protocol: Protocol | None = None,
@@ -112,7 +100,7 @@ def run_scenario(
 class _StepRunner:
     """Walks the steps in order against one started fleet, each bounded."""
 
-    def __init__(self, fleet: Fleet, scenario: Scenario, timeout_s: float | None,
+    def __init__(self, fleet: Fleet, scenario: sm.Scenario, timeout_s: float | None,
                  on_progress: ProgressCallback | None) -> None:
         self.fleet = fleet
         self.scenario = scenario
@@ -163,14 +151,14 @@ class _StepRunner:
                 return
             started = self.now()
             record = self.run(step)
-            if not isinstance(step, Publish | Wait | Settle):
+            if not isinstance(step, sm.Publish | sm.Wait | sm.Settle):
                 # A settle's quiet period counts from the broker's last answer; a reconnect or
                 # a subscription may trigger deliveries a moment later (queued messages,
                 # resumed exchanges), so the step's end counts as activity too.
                 rec = self.fleet.rec
                 rec.last_activity = max(rec.last_activity, time.monotonic())
             records.append(replace(record, step=step, started=started, ended=self.now()))
-        if not steps or not isinstance(steps[-1], Settle):
+        if not steps or not isinstance(steps[-1], sm.Settle):
             started = self.now()
             ok = self.settle(self.scenario.timeout_s, FINAL_QUIET_S)
             records.append(StepRecord(step=None, started=started, ended=self.now(), settled=ok))
@@ -179,36 +167,36 @@ class _StepRunner:
         return self.fleet.settle(quiet_s=quiet_s, timeout_s=min(timeout_s, self.remaining()),
                                  on_progress=self.on_progress)
 
-    def run(self, step: Step) -> StepRecord:
+    def run(self, step: sm.Step) -> StepRecord:
         """Carry out one step; the caller fills in the step and its times."""
         fleet = self.fleet
         blank = StepRecord(step=step, started=0.0, ended=0.0)
-        if isinstance(step, Publish):
+        if isinstance(step, sm.Publish):
             paced = len(step.tasks) / step.rate if step.rate else 0.0
             sent = fleet.publish(step.tasks, rate=step.rate, on_progress=self.on_progress,
                                  timeout_s=min(self.scenario.timeout_s + paced, self.remaining()))
             return replace(blank, sent=sent)
-        if isinstance(step, Wait):
+        if isinstance(step, sm.Wait):
             fleet.wait(min(step.seconds, self.remaining()))
             return blank
-        if isinstance(step, Settle):
+        if isinstance(step, sm.Settle):
             return replace(blank, settled=self.settle(step.timeout_s, step.quiet_s))
-        if isinstance(step, Drop):
+        if isinstance(step, sm.Drop):
             return replace(blank, in_flight=fleet.drop(step.worker))
-        if isinstance(step, Disconnect):
+        if isinstance(step, sm.Disconnect):
             since = self.now()
             fleet.disconnect(step.worker)
             gone = [e for e in fleet.rec.events()
                     if e.worker == step.worker and e.kind == "disconnected" and e.at >= since]
             return replace(blank, in_flight=gone[-1].task_ids if gone else ())
-        if isinstance(step, Reconnect):
+        if isinstance(step, sm.Reconnect):
             return replace(blank, session_present=fleet.reconnect(step.worker))
-        if isinstance(step, Subscribe):
+        if isinstance(step, sm.Subscribe):
             code = fleet.subscribe(step.worker, step.topic_filter, step.qos)
             return replace(blank, reason_code=code)
-        if isinstance(step, Unsubscribe):
+        if isinstance(step, sm.Unsubscribe):
             return replace(blank, confirmed=fleet.unsubscribe(step.worker, step.topic_filter))
-        if isinstance(step, Slow):
+        if isinstance(step, sm.Slow):
             fleet.set_work_ms(step.worker, step.work_ms)
             return blank
         raise TypeError(f"unknown step {step!r}")  # pragma: no cover - the parser forbids it
