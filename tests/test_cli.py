@@ -26,7 +26,8 @@ def test_an_internal_error_is_exit_8_never_unreachable(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(workers_cmd, "analyse", _broken_analysis)
     code, out, err = run(["workers", "--count", "2", "--tasks", "2"], capsys)
-    assert code == ExitCode.INTERNAL != ExitCode.UNREACHABLE
+    assert code == ExitCode.INTERNAL
+    assert code != ExitCode.UNREACHABLE
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "internal error" in lines[0] and "--debug" in lines[0], err
     assert "Traceback" not in err and out == ""

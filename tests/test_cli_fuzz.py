@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.brokers import free_port
 
 from aetherdiag.cli import main
 
@@ -25,13 +25,7 @@ DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 7}  # 8 (internal error) and 130 (interrupted
 SLACK_S = 15.0  # start-up, connecting and teardown on a loaded two-core machine
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-CLOSED = _closed_port()
+CLOSED = free_port()  # nothing listens there: connecting is refused
 
 WEIRD_NUMBERS = st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1e308", "abc", "", "1e-9"])
 

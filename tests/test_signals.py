@@ -192,21 +192,21 @@ def _serve(*extra: str) -> subprocess.Popen[str]:
 
 
 def test_serve_stops_at_the_end_of_stdin_and_still_reports() -> None:
-    proc = _serve("--exit-on-stdin-eof")
-    try:
-        assert proc.stdout is not None and proc.stdin is not None
-        assert "listening on mqtt://" in proc.stdout.readline()
-        time.sleep(0.3)
-        assert proc.poll() is None  # still serving while the pipe is open
-        proc.stdin.close()
-        assert proc.wait(CHILD_GONE_BOUND) == 0
-        assert proc.stderr is not None
-        err = proc.stderr.read()
-        assert "stopped: 0 messages in, 0 deliveries, 0 dropped" in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with _serve("--exit-on-stdin-eof") as proc:  # the with block closes the pipes
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            assert "listening on mqtt://" in proc.stdout.readline()
+            time.sleep(0.3)
+            assert proc.poll() is None  # still serving while the pipe is open
+            proc.stdin.close()
+            assert proc.wait(CHILD_GONE_BOUND) == 0
+            assert proc.stderr is not None
+            err = proc.stderr.read()
+            assert "stopped: 0 messages in, 0 deliveries, 0 dropped" in err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])

@@ -20,9 +20,9 @@ from .. import render
 from ..analysis import Expectations, analyse
 from ..exitcodes import Abort, ExitCode
 from ..harness.clients import BrokerUnreachable
+from ..harness.command import CommandError, parse_command
 from ..harness.execrun import ExecError, ExecPlan, run_exec
 from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
-from ..harness.procs import CommandError, parse_command
 from ..harness.profile import Profile, check_layout
 from ..layout import Layout
 from ..mqtt.protocol import Protocol

@@ -29,7 +29,8 @@ from ..layout import Layout
 from ..mqtt.protocol import Protocol
 from .fleet import Fleet
 from .model import BrokerTarget, Delivery, EmulatorSettings, RunResult, TaskSpec
-from .procs import WorkerProcesses, tcp_peers
+from .peers import tcp_peers
+from .procs import WorkerProcesses
 from .profile import Profile, Reply, parse_reply, reply_filters, task_of
 from .run import OpenBroker, open_broker
 

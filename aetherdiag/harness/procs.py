@@ -35,77 +35,25 @@ import contextlib
 import errno as errno_mod
 import os
 import select
-import shlex
 import shutil
 import signal
-import string
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import psutil
 
-PLACEHOLDERS = ("name", "index", "host", "port", "url")
-_KNOWN = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+from .command import CommandError, parse_command
 
 # How long start() waits for the children's wrappers to exec the worker (or report why not).
 EXEC_TIMEOUT = 15.0
 # After SIGKILL: how long stop() waits for the groups to end before it gives up.
 KILL_WAIT = 1.0
 _POLL = 0.02
-
-
-class CommandError(ValueError):
-    """A bad worker command, or a worker that cannot be started; the message is one line."""
-
-
-def parse_command(template: str) -> tuple[str, ...]:
-    """Split ``template`` like a shell (no shell is run) and check its placeholders.
-
-    Only ``{name}``, ``{index}``, ``{host}``, ``{port}`` and ``{url}`` are known; ``{{`` and
-    ``}}`` stand for literal braces. Raises ``CommandError`` for an empty command, unbalanced
-    quotes or braces, an unknown placeholder, a format spec or a conversion.
-    """
-    try:
-        argv = tuple(shlex.split(template))
-    except ValueError as exc:  # "No closing quotation", "No escaped character"
-        raise CommandError(f"worker command: {str(exc).lower()}") from None
-    if not argv:
-        raise CommandError("worker command is empty")
-    for arg in argv:
-        _check_placeholders(arg)
-    return argv
-
-
-def _check_placeholders(arg: str) -> None:
-    try:
-        fields = list(string.Formatter().parse(arg))
-    except ValueError as exc:  # "Single '}' encountered", "expected '}' before end of string"
-        raise CommandError(
-            f"worker command: unbalanced brace in {arg!r} ({exc}); "
-            "write {{ and }} for literal braces"
-        ) from None
-    for _literal, field, spec, conversion in fields:
-        if field is None:
-            continue
-        if field not in PLACEHOLDERS:
-            raise CommandError(
-                f"worker command: unknown placeholder {{{field}}} in {arg!r} "
-                f"(known: {_KNOWN}; write {{{{ and }}}} for literal braces)"
-            )
-        if spec or conversion:
-            text = "{" + field + (f"!{conversion}" if conversion else "") + (
-                f":{spec}" if spec else "") + "}"
-            raise CommandError(
-                f"worker command: placeholder {text} in {arg!r} takes no format spec or "
-                f"conversion (write {{{field}}})"
-            )
 
 
 def _default_url(host: str, port: int) -> str:
@@ -493,61 +441,3 @@ def _group_alive(pgid: int) -> bool:
         except (OSError, psutil.Error):
             continue
     return False
-
-
-# -- connections -----------------------------------------------------------------------------
-
-def process_tree_pids(pid: int) -> set[int]:
-    """``pid`` and every descendant of it (empty when ``pid`` is gone)."""
-    try:
-        root = psutil.Process(pid)
-        out = {root.pid}
-        out.update(child.pid for child in root.children(recursive=True))
-    except psutil.NoSuchProcess:
-        return set()
-    except psutil.AccessDenied:
-        return {pid}
-    return out
-
-
-def _tcp_connections(proc: psutil.Process) -> list[Any]:
-    getter = getattr(proc, "net_connections", None) or proc.connections  # psutil < 6
-    return list(getter(kind="tcp"))
-
-
-def _loopback_match(ip: str, want: str | None) -> bool:
-    if want is None:
-        return True
-    return ip == want or ip == "::ffff:" + want
-
-
-def _plain_ip(ip: str) -> str:
-    return ip[7:] if ip.startswith("::ffff:") and "." in ip else ip
-
-
-def tcp_peers(
-    pids: Iterable[int], remote_port: int, *, remote_host: str | None = "127.0.0.1",
-) -> dict[tuple[str, int], int]:
-    """Which local TCP endpoints connected to ``remote_host:remote_port`` belong to which of
-    ``pids``: ``{(local ip, local port): pid}``. A connection held by a descendant of a pid
-    (a worker's own child) maps to that pid. ``remote_host=None`` accepts any remote host;
-    an IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) is given as plain IPv4.
-    """
-    out: dict[tuple[str, int], int] = {}
-    for root in pids:
-        for member in sorted(process_tree_pids(root)):
-            for conn in _connections_of(member):
-                raddr = conn.raddr
-                if not raddr or raddr.port != remote_port:
-                    continue
-                if not _loopback_match(raddr.ip, remote_host) or not conn.laddr:
-                    continue
-                out.setdefault((_plain_ip(conn.laddr.ip), conn.laddr.port), root)
-    return out
-
-
-def _connections_of(pid: int) -> Iterator[Any]:
-    try:
-        yield from _tcp_connections(psutil.Process(pid))
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return

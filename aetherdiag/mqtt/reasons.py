@@ -7,7 +7,8 @@ from typing import Any
 
 REASON_NAMES: dict[int, str] = {
     0x10: "no matching subscribers",
-    0x80: "unspecified error", 0x81: "malformed packet", 0x82: "protocol error",
+    # 0x80 is also MQTT 3.1.1's only SUBACK failure code, called "Failure" there
+    0x80: "unspecified error / failure", 0x81: "malformed packet", 0x82: "protocol error",
     0x83: "implementation specific error", 0x84: "unsupported protocol version",
     0x85: "client identifier not valid", 0x86: "bad user name or password",
     0x87: "not authorized", 0x88: "server unavailable", 0x8B: "server shutting down",

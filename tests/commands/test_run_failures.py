@@ -15,35 +15,12 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from support.cli import failed_checks, invoke, run_json
+from support.paths import SCENARIOS
 
-from aetherdiag.cli import app, main
-
-runner = CliRunner()
-SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
-
-
-def invoke(*args: str) -> Any:
-    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-    assert "Traceback" not in result.output, result.output
-    if result.exception is not None:
-        assert isinstance(result.exception, SystemExit), repr(result.exception)
-    return result
-
-
-def run_json(*args: str) -> tuple[Any, dict[str, Any]]:
-    result = invoke("workers", "--format", "json", *args)
-    doc = json.loads(result.stdout)
-    assert doc["exit_code"] == result.exit_code
-    return result, doc
-
-
-def failed(doc: dict[str, Any]) -> set[str]:
-    return {c["name"] for c in doc["checks"] if c["passed"] is False}
-
+from aetherdiag.cli import main
 
 # --------------------------------------------------------------------------- timeouts
 
@@ -53,7 +30,7 @@ def test_a_slow_worker_cut_off_by_the_timeout_is_incomplete() -> None:
     assert result.exit_code == 7, result.output
     assert doc["timed_out"] is True and "timed out after 2 s" in doc["verdict"]
     assert {u["worker"] for u in doc["unfinished"]} == {"worker-2"}
-    assert failed(doc) == {"every task finished", "settled within the timeout"}
+    assert failed_checks(doc) == {"every task finished", "settled within the timeout"}
 
 
 def test_long_work_cut_off_by_the_timeout_is_incomplete() -> None:
@@ -76,7 +53,7 @@ def test_the_timeout_bounds_rate_pacing_too() -> None:
     assert result.exit_code in (4, 7), result.output
     assert doc["timed_out"] is True and "timed out after 3 s" in doc["verdict"]
     assert doc["published"] < 100 and len(doc["unsent"]) == 100 - doc["published"]
-    assert "every task sent" in failed(doc)
+    assert "every task sent" in failed_checks(doc)
     assert elapsed < 3 + 10  # the bound, plus start-up and teardown; it ran 60 s before
 
 
@@ -92,7 +69,7 @@ def test_replay_cut_off_by_its_timeout_is_incomplete() -> None:
     assert result.exit_code == 7, result.output
     doc = json.loads(result.stdout)
     assert len(doc["steps_not_run"]) == 6
-    assert "every step ran" in failed(doc) and "timed out" in doc["verdict"]
+    assert "every step ran" in failed_checks(doc) and "timed out" in doc["verdict"]
 
 
 def test_replay_check_expect_cannot_vouch_for_a_run_that_was_cut_off() -> None:

@@ -4,7 +4,7 @@ Every strategy and fault mode must give the verdict and exit code it should, and
 hold the numbers that make it so (``assert_consistent`` re-derives the exit code from them).
 Then the output options (junit, --output, --quiet, table), the protocol/QoS/layout options, and
 usage errors (exit 2, one line on stderr, no traceback). The last tests run the real entry point
-in a subprocess. Real-broker runs are in test_workers_mosquitto.py.
+in a subprocess. Real-broker runs are in test_workers_real_broker.py.
 """
 
 from __future__ import annotations
@@ -18,44 +18,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from support.cli import ALL, ROUND_ROBIN, causes, run_json, tasks_of, workers
+from typer.testing import Result
 
-from aetherdiag.cli import app, main
+from aetherdiag.cli import main
 
-runner = CliRunner()
-
-ALL = [f"task-{n}" for n in range(1, 10)]
-ROUND_ROBIN = [["task-1", "task-4", "task-7"], ["task-2", "task-5", "task-8"],
-               ["task-3", "task-6", "task-9"]]
 SHARE = "$share/production_engine_workers/production/engine/process-data/batch1/+/perform"
 CHECKS = ["no cross-worker duplicates", "no same-worker repeats", "no missing tasks", "balance",
           "broker connection held", "every task sent", "every task finished",
           "settled within the timeout"]
 
 
-def workers(*args: str) -> Any:
-    """``aetherdiag workers ARGS``; never a traceback, whatever the exit code. The table gets
-    200 columns so a worker's task list stays on one line."""
-    result = runner.invoke(app, ["workers", *args], env={"COLUMNS": "200"})
-    assert "Traceback" not in result.output, result.output
-    if result.exception is not None:
-        assert isinstance(result.exception, SystemExit), repr(result.exception)
-    return result
-
-
-def run_json(*args: str) -> tuple[Any, dict[str, Any]]:
-    """A run with ``--format json``: the result and the parsed, self-consistent document."""
-    result = workers("--count", "3", "--tasks", "9", "--format", "json", *args)
-    assert result.stdout.startswith("{"), result.output
-    doc = json.loads(result.stdout)
-    assert doc["exit_code"] == result.exit_code
+def nine_tasks(*args: str) -> tuple[Result, dict[str, Any]]:
+    """``workers --count 3 --tasks 9 --format json ARGS``: the result and the parsed,
+    self-consistent document."""
+    result, doc = run_json("--count", "3", "--tasks", "9", *args)
     limit = float(args[args.index("--max-imbalance") + 1]) if "--max-imbalance" in args else 1.5
     assert_consistent(doc, limit)
     return result, doc
-
-
-def tasks_of(doc: dict[str, Any]) -> list[list[str]]:
-    return [w["tasks"] for w in doc["workers"]]
 
 
 def unique_counts(doc: dict[str, Any]) -> list[int]:
@@ -104,15 +84,11 @@ def assert_consistent(doc: dict[str, Any], max_imbalance: float = 1.5) -> None:
     assert doc["exit_code"] == 0 or doc["causes"], "a failing verdict comes with likely causes"
 
 
-def causes(doc: dict[str, Any]) -> str:
-    return "\n".join(doc["causes"])
-
-
 # --------------------------------------------------------------------------- the default
 
 
 def test_default_run_is_round_robin_and_healthy() -> None:
-    result, doc = run_json()
+    result, doc = nine_tasks()
     assert result.exit_code == 0, result.output
     assert tasks_of(doc) == ROUND_ROBIN
     assert doc["published"] == doc["delivered"] == doc["unique_delivered"] == 9
@@ -149,7 +125,7 @@ def test_default_table_shows_the_split_at_a_glance() -> None:
 
 
 def test_share_fanout_every_worker_gets_every_task() -> None:
-    result, doc = run_json("--fault", "share-fanout")
+    result, doc = nine_tasks("--fault", "share-fanout")
     assert result.exit_code == 1, result.output
     assert tasks_of(doc) == [ALL, ALL, ALL]
     assert doc["published"] == 9 and doc["delivered"] == 27 and doc["missing"] == []
@@ -174,7 +150,7 @@ def test_share_fanout_table_lists_all_nine_tasks_per_worker() -> None:
 
 
 def test_plain_subscriptions_on_the_emulator_fan_out() -> None:
-    result, doc = run_json("--plain")
+    result, doc = nine_tasks("--plain")
     assert result.exit_code == 1, result.output
     assert tasks_of(doc) == [ALL, ALL, ALL]
     assert doc["duplicates"]["cross_worker"] == 9 and doc["delivered"] == 27
@@ -186,7 +162,7 @@ def test_plain_subscriptions_on_the_emulator_fan_out() -> None:
 
 def test_share_literal_nothing_arrives() -> None:
     # nothing can arrive, so the run lasts until --timeout: keep it short
-    result, doc = run_json("--fault", "share-literal", "--timeout", "1")
+    result, doc = nine_tasks("--fault", "share-literal", "--timeout", "1")
     assert result.exit_code == 4, result.output
     assert doc["delivered"] == 0 and doc["unique_delivered"] == 0
     assert doc["missing"] == ALL
@@ -200,7 +176,7 @@ def test_share_literal_nothing_arrives() -> None:
 
 @pytest.mark.parametrize(("mqtt", "code"), [("5", "0x9E"), ("3.1.1", "0x80")])
 def test_share_unsupported_subscriptions_are_refused(mqtt: str, code: str) -> None:
-    result, doc = run_json("--fault", "share-unsupported", "--mqtt", mqtt, "--timeout", "1")
+    result, doc = nine_tasks("--fault", "share-unsupported", "--mqtt", mqtt, "--timeout", "1")
     assert result.exit_code == 4, result.output
     assert doc["missing"] == ALL and doc["delivered"] == 0
     assert f"the broker refused the subscriptions ({code}" in causes(doc)
@@ -212,7 +188,7 @@ def test_share_unsupported_subscriptions_are_refused(mqtt: str, code: str) -> No
 
 
 def test_redeliver_counts_dup_repeats() -> None:
-    result, doc = run_json("--fault", "redeliver")
+    result, doc = nine_tasks("--fault", "redeliver")
     assert result.exit_code == 1, result.output
     assert tasks_of(doc) == ROUND_ROBIN  # still shared: the copies go to the same worker
     assert doc["duplicates"]["cross_worker"] == 0
@@ -225,7 +201,7 @@ def test_redeliver_counts_dup_repeats() -> None:
 
 
 def test_redeliver_spares_qos0() -> None:
-    result, doc = run_json("--fault", "redeliver", "--qos", "0", "--settle-ms", "100")
+    result, doc = nine_tasks("--fault", "redeliver", "--qos", "0", "--settle-ms", "100")
     assert result.exit_code == 0, result.output
     assert doc["duplicates"]["repeats"] == 0 and doc["delivered"] == 9
 
@@ -235,14 +211,14 @@ def test_faults_that_need_a_trigger_the_plain_run_lacks(fault: str) -> None:
     """No member drops (lose-on-disconnect), no task is retained (share-retained) and one
     publisher sends everything (per-publisher-rr keeps one turn per publisher): the workers
     run is healthy and identical to plain round robin. Scenarios exercise the triggers."""
-    result, doc = run_json("--fault", fault, "--settle-ms", "100")
+    result, doc = nine_tasks("--fault", fault, "--settle-ms", "100")
     assert result.exit_code == 0, result.output
     assert tasks_of(doc) == ROUND_ROBIN
     assert doc["target"] == f"emulator (strategy round_robin, faults {fault})"
 
 
 def test_several_faults_lowest_code_wins() -> None:
-    result, doc = run_json("--fault", "share-fanout", "--fault", "redeliver")
+    result, doc = nine_tasks("--fault", "share-fanout", "--fault", "redeliver")
     assert result.exit_code == 1, result.output
     assert doc["duplicates"]["cross_worker"] == 9
     assert doc["duplicates"]["repeats_dup"] == 27 and doc["delivered"] == 54
@@ -253,8 +229,8 @@ def test_several_faults_lowest_code_wins() -> None:
 
 def test_random_strategy_is_reproducible_and_judged_by_its_numbers() -> None:
     args = ("--strategy", "random", "--seed", "7", "--tasks", "30", "--settle-ms", "100")
-    first, doc = run_json(*args)
-    second, again = run_json(*args)
+    first, doc = nine_tasks(*args)
+    second, again = nine_tasks(*args)
     assert tasks_of(doc) == tasks_of(again)
     assert first.exit_code == second.exit_code
     assert sum(unique_counts(doc)) == 30 and doc["duplicates"]["cross_worker"] == 0
@@ -263,18 +239,18 @@ def test_random_strategy_is_reproducible_and_judged_by_its_numbers() -> None:
     assert doc["balance"]["chi_square"] is not None  # 10 tasks per worker: chi-square runs
     assert 0.0 <= doc["balance"]["p_value"] <= 1.0
     # a different seed gives a different split (with overwhelming probability: 3**30 splits)
-    _, other = run_json("--strategy", "random", "--seed", "8", "--tasks", "30",
+    _, other = nine_tasks("--strategy", "random", "--seed", "8", "--tasks", "30",
                         "--settle-ms", "100")
     assert tasks_of(other) != tasks_of(doc)
     # and a lenient threshold turns an uneven-but-complete split into a pass
-    lenient, doc = run_json(*args, "--max-imbalance", "1000")
+    lenient, doc = nine_tasks(*args, "--max-imbalance", "1000")
     if doc["balance"]["max_over_min"] is not None:
         assert lenient.exit_code == 0, lenient.output
 
 
 @pytest.mark.parametrize("strategy", ["sticky", "hash_clientid"])
 def test_one_worker_gets_everything(strategy: str) -> None:
-    result, doc = run_json("--strategy", strategy, "--settle-ms", "100")
+    result, doc = nine_tasks("--strategy", strategy, "--settle-ms", "100")
     assert result.exit_code == 5, result.output
     counts = unique_counts(doc)
     assert sorted(counts) == [0, 0, 9]
@@ -289,14 +265,14 @@ def test_one_worker_gets_everything(strategy: str) -> None:
 
 
 def test_sticky_with_too_few_tasks_is_not_judged() -> None:
-    result, doc = run_json("--strategy", "sticky", "--tasks", "2", "--settle-ms", "50")
+    result, doc = nine_tasks("--strategy", "sticky", "--tasks", "2", "--settle-ms", "50")
     assert result.exit_code == 0, result.output
     assert sorted(unique_counts(doc)) == [0, 0, 2]
     assert doc["balance"]["judged"] is False and check(doc, "balance") is None
 
 
 def test_hash_topic_split_follows_the_topic_hash() -> None:
-    result, doc = run_json("--strategy", "hash_topic", "--settle-ms", "100")
+    result, doc = nine_tasks("--strategy", "hash_topic", "--settle-ms", "100")
     expected: list[list[str]] = [[], [], []]
     for n in range(1, 10):
         topic = f"production/engine/process-data/batch1/task-{n}/perform"
@@ -310,7 +286,7 @@ def test_hash_topic_split_follows_the_topic_hash() -> None:
 
 
 def test_least_inflight_without_load_is_round_robin() -> None:
-    result, doc = run_json("--strategy", "least_inflight", "--settle-ms", "100")
+    result, doc = nine_tasks("--strategy", "least_inflight", "--settle-ms", "100")
     assert result.exit_code == 0, result.output
     assert tasks_of(doc) == ROUND_ROBIN
 
@@ -318,7 +294,7 @@ def test_least_inflight_without_load_is_round_robin() -> None:
 def test_least_inflight_with_slow_workers_spreads_the_backlog() -> None:
     """All 9 tasks are published while every worker still holds its first one (200 ms each):
     fewest-unacked with round-robin ties gives an even split, each worker acking in turn."""
-    result, doc = run_json("--strategy", "least_inflight", "--work-ms", "200",
+    result, doc = nine_tasks("--strategy", "least_inflight", "--work-ms", "200",
                            "--settle-ms", "100")
     assert result.exit_code == 0, result.output
     assert tasks_of(doc) == ROUND_ROBIN
@@ -326,7 +302,7 @@ def test_least_inflight_with_slow_workers_spreads_the_backlog() -> None:
 
 
 def test_exit_code_precedence_duplicates_before_imbalance() -> None:
-    result, doc = run_json("--strategy", "sticky", "--fault", "redeliver")
+    result, doc = nine_tasks("--strategy", "sticky", "--fault", "redeliver")
     assert result.exit_code == 1, result.output
     assert check(doc, "balance") is False and check(doc, "no same-worker repeats") is False
     assert doc["duplicates"]["repeats_dup"] == 9
@@ -338,7 +314,7 @@ def test_exit_code_precedence_duplicates_before_imbalance() -> None:
 @pytest.mark.parametrize(("option", "value"), [("--mqtt", "3.1.1"), ("--mqtt", "5"),
                                                ("--qos", "0"), ("--qos", "2")])
 def test_protocol_and_qos_runs_are_healthy(option: str, value: str) -> None:
-    result, doc = run_json(option, value, "--settle-ms", "100")
+    result, doc = nine_tasks(option, value, "--settle-ms", "100")
     assert result.exit_code == 0, result.output
     assert tasks_of(doc) == ROUND_ROBIN
     key = "mqtt" if option == "--mqtt" else "qos"
@@ -346,13 +322,13 @@ def test_protocol_and_qos_runs_are_healthy(option: str, value: str) -> None:
 
 
 def test_mqtt_311_fanout_is_the_same_bug() -> None:
-    result, doc = run_json("--mqtt", "3.1.1", "--fault", "share-fanout")
+    result, doc = nine_tasks("--mqtt", "3.1.1", "--fault", "share-fanout")
     assert result.exit_code == 1, result.output
     assert doc["duplicates"]["cross_worker"] == 9 and doc["run"]["mqtt"] == "3.1.1"
 
 
 def test_generic_layout() -> None:
-    result, doc = run_json("--topic", "jobs/{task_id}", "--group", "g", "--settle-ms", "100")
+    result, doc = nine_tasks("--topic", "jobs/{task_id}", "--group", "g", "--settle-ms", "100")
     assert result.exit_code == 0, result.output
     assert doc["run"]["subscription"] == "$share/g/jobs/+"
     assert doc["run"]["tasks"] == "9 to jobs/task-N"
@@ -360,7 +336,7 @@ def test_generic_layout() -> None:
 
 
 def test_generic_layout_with_n_and_an_explicit_filter() -> None:
-    result, doc = run_json("--topic", "q/{n}/run", "--filter", "q/#", "--group", "pool",
+    result, doc = nine_tasks("--topic", "q/{n}/run", "--filter", "q/#", "--group", "pool",
                            "--settle-ms", "100")
     assert result.exit_code == 0, result.output
     assert doc["run"]["subscription"] == "$share/pool/q/#"
@@ -369,14 +345,14 @@ def test_generic_layout_with_n_and_an_explicit_filter() -> None:
 
 
 def test_generic_layout_plain_reproduces_the_bug() -> None:
-    result, doc = run_json("--topic", "jobs/{task_id}", "--plain")
+    result, doc = nine_tasks("--topic", "jobs/{task_id}", "--plain")
     assert result.exit_code == 1, result.output
     assert doc["run"]["subscription"] == "jobs/+"
     assert tasks_of(doc) == [ALL, ALL, ALL]
 
 
 def test_aethermagic_options_shape_topics_and_group() -> None:
-    result, doc = run_json("--union", "u", "--job", "j", "--task", "t", "--context", "c",
+    result, doc = nine_tasks("--union", "u", "--job", "j", "--task", "t", "--context", "c",
                            "--action", "a", "--workgroup", "w", "--settle-ms", "100")
     assert result.exit_code == 0, result.output
     assert doc["run"]["subscription"] == "$share/u_j_w/u/j/t/c/+/a"
@@ -472,7 +448,7 @@ def test_quiet_table_prints_nothing_but_keeps_the_exit_code() -> None:
 
 
 def test_quiet_json_still_prints_the_document() -> None:
-    result, doc = run_json("--quiet", "--settle-ms", "50")
+    result, doc = nine_tasks("--quiet", "--settle-ms", "50")
     assert result.exit_code == 0, result.output
     assert result.stderr == "" and doc["published"] == 9
 
@@ -574,7 +550,7 @@ def test_entry_point_usage_errors_exit_2(args: list[str], message: str) -> None:
 
 
 def test_one_slow_worker_gets_fewer_tasks_under_least_inflight() -> None:
-    _, doc = run_json("--tasks", "30", "--strategy", "least_inflight", "--rate", "30",
+    _, doc = nine_tasks("--tasks", "30", "--strategy", "least_inflight", "--rate", "30",
                            "--slow-worker", "worker-2=250", "--max-imbalance", "1.5")
     counts = dict(zip([w["name"] for w in doc["workers"]], unique_counts(doc), strict=True))
     assert counts["worker-2"] < min(counts["worker-1"], counts["worker-3"]), counts
@@ -597,6 +573,6 @@ def test_missing_tasks_end_promptly_not_at_the_timeout() -> None:
     import time
 
     started = time.monotonic()
-    result, doc = run_json("--fault", "share-literal", "--timeout", "20")
+    result, doc = nine_tasks("--fault", "share-literal", "--timeout", "20")
     assert result.exit_code == 4 and len(doc["missing"]) == 9
     assert time.monotonic() - started < 10

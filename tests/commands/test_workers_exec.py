@@ -17,16 +17,16 @@ from typing import Any
 
 import psutil
 import pytest
-from typer.testing import CliRunner
+from support.cli import causes, failed_checks, run_json
+from support.paths import TESTS
 
-from aetherdiag.cli import app, main
+from aetherdiag.cli import main
 
 pytest.importorskip("aethermagic", reason="the test extra installs aethermagic[mqtt]")
 pytestmark = pytest.mark.slow
 
-WORKERS = Path(__file__).resolve().parents[1] / "workers"
+WORKERS = TESTS / "workers"  # the worker programs the runs start
 PY = shlex.quote(sys.executable)
-runner = CliRunner()
 
 
 def script(name: str) -> str:
@@ -38,18 +38,6 @@ def mixed(good: str, broken: str) -> str:
     inner = (f'if [ "{{index}}" = 2 ]; then exec {script(broken)}; '
              f'else exec {script(good)}; fi')
     return f"sh -c {shlex.quote(inner)}"
-
-
-def run_json(*args: str) -> tuple[Any, dict[str, Any]]:
-    result = runner.invoke(app, ["workers", "--format", "json", "--quiet", *args])
-    assert "Traceback" not in result.output, result.output
-    doc = json.loads(result.stdout)
-    assert doc["exit_code"] == result.exit_code
-    return result, doc
-
-
-def causes(doc: dict[str, Any]) -> str:
-    return "\n".join(doc["causes"])
 
 
 def no_children_left(keep: frozenset[int] = frozenset()) -> None:
@@ -69,7 +57,7 @@ def no_children_left(keep: frozenset[int] = frozenset()) -> None:
 
 def test_three_aethermagic_workers_share_nine_tasks() -> None:
     result, doc = run_json("--exec", script("am_worker.py"), "--profile", "aethermagic",
-                           "--count", "3", "--tasks", "9")
+                           "--count", "3", "--tasks", "9", "--quiet")
     assert result.exit_code == 0, result.output
     assert [w["unique"] for w in doc["workers"]] == [3, 3, 3]
     assert [w["handled"] for w in doc["workers"]] == [3, 3, 3]
@@ -79,7 +67,7 @@ def test_three_aethermagic_workers_share_nine_tasks() -> None:
 
 def test_a_process_that_also_subscribes_plain_is_named() -> None:
     result, doc = run_json("--exec", mixed("am_worker.py", "am_worker_plain_too.py"),
-                           "--profile", "aethermagic", "--count", "3", "--tasks", "9")
+                           "--profile", "aethermagic", "--count", "3", "--tasks", "9", "--quiet")
     assert result.exit_code == 1, result.output
     assert doc["workers"][1]["unique"] == 9  # worker-2 got every task
     assert "worker-2 also holds the plain subscription" in causes(doc)
@@ -88,18 +76,17 @@ def test_a_process_that_also_subscribes_plain_is_named() -> None:
 
 def test_a_handler_on_the_share_filter_is_delivered_but_never_handled() -> None:
     result, doc = run_json("--exec", mixed("am_worker.py", "am_worker_callback_on_share.py"),
-                           "--profile", "aethermagic", "--count", "3", "--tasks", "9")
+                           "--profile", "aethermagic", "--count", "3", "--tasks", "9", "--quiet")
     assert result.exit_code == 4, result.output
     w2 = doc["workers"][1]
     assert w2["unique"] == 3 and w2["handled"] == 0 and len(w2["never_handled"]) == 3
     assert "worker-2 received 3 task(s) and never handled them" in causes(doc)
-    failed = {c["name"] for c in doc["checks"] if c["passed"] is False}
-    assert "every delivered task handled" in failed
+    assert "every delivered task handled" in failed_checks(doc)
 
 
 def test_a_handler_that_runs_twice_is_a_repeat() -> None:
     result, doc = run_json("--exec", mixed("am_worker.py", "am_worker_twice.py"),
-                           "--profile", "aethermagic", "--count", "3", "--tasks", "9")
+                           "--profile", "aethermagic", "--count", "3", "--tasks", "9", "--quiet")
     assert result.exit_code == 1, result.output
     assert len(doc["workers"][1]["handled_twice"]) == 3
     assert doc["workers"][0]["handled_twice"] == []
@@ -108,7 +95,7 @@ def test_a_handler_that_runs_twice_is_a_repeat() -> None:
 
 def test_any_language_works_a_shell_worker() -> None:
     result, doc = run_json("--exec", "bash " + shlex.quote(str(WORKERS / "sh_worker.sh")),
-                           "--profile", "aethermagic", "--count", "3", "--tasks", "9")
+                           "--profile", "aethermagic", "--count", "3", "--tasks", "9", "--quiet")
     assert result.exit_code == 0, result.output
     assert [w["unique"] for w in doc["workers"]] == [3, 3, 3]
     no_children_left()
@@ -167,7 +154,7 @@ def test_ctrl_c_ends_every_worker_process_within_5_s() -> None:
         proc.send_signal(signal.SIGINT)
         start = time.monotonic()
         out, err = proc.communicate(timeout=30)
-        gone, alive = psutil.wait_procs(children, timeout=max(0.1, 5 - (time.monotonic() -
+        _, alive = psutil.wait_procs(children, timeout=max(0.1, 5 - (time.monotonic() -
                                                                            start)))
     finally:
         if proc.poll() is None:
@@ -189,7 +176,7 @@ def test_aethermagic_workers_on_mosquitto_are_attributed_from_their_replies(
     result, doc = run_json(
         "--exec", script("am_worker.py"), "--profile", "aethermagic", "--count", "3",
         "--tasks", "9", "--broker", f"mqtt://{mosquitto.host}:{mosquitto.port}",
-        "--union", union, "--use-production-topics", "--warmup", "2", "--timeout", "20")
+        "--union", union, "--use-production-topics", "--warmup", "2", "--timeout", "20", "--quiet")
     assert result.exit_code == 0, result.output
     assert len(doc["workers"]) == 3  # three identities answered
     assert sorted(w["unique"] for w in doc["workers"]) == [3, 3, 3]

@@ -3,7 +3,7 @@ and ``--plain`` runs, a password-protected one), and targets that cannot be reac
 
 The Mosquitto processes are private (free loopback ports, throw-away configs) and each run uses
 its own AetherMagic union, so tests sharing the session's Mosquitto never see each other's
-tasks. Without the binary the Mosquitto tests skip (fail in CI), as in tests/conftest.py.
+tasks. Without the binary the Mosquitto tests skip (fail in CI): see tests/support/brokers.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -22,56 +21,20 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from typer.testing import CliRunner
+from paho.mqtt.enums import CallbackAPIVersion
+from support.brokers import MosquittoProcess, free_port, readable_tempdir, running_mosquitto
+from support.cli import ALL, ROUND_ROBIN, failed_checks, one_error_line, run_json, tasks_of, workers
+from typer.testing import Result
 
-from aetherdiag.cli import app
-
-runner = CliRunner()
-
-ALL = [f"task-{n}" for n in range(1, 10)]
-ROUND_ROBIN = [["task-1", "task-4", "task-7"], ["task-2", "task-5", "task-8"],
-               ["task-3", "task-6", "task-9"]]
 USER, PASSWORD = "alice", "s3cret-pw"
 
 
-def workers(*args: str, env: dict[str, str] | None = None) -> Any:
-    result = runner.invoke(app, ["workers", *args], env=env)
-    assert "Traceback" not in result.output, result.output
-    if result.exception is not None:
-        assert isinstance(result.exception, SystemExit), repr(result.exception)
-    return result
-
-
-def run_json(url: str, *args: str, env: dict[str, str] | None = None
-             ) -> tuple[Any, dict[str, Any]]:
+def run_on(url: str, *args: str, env: dict[str, str] | None = None
+           ) -> tuple[Result, dict[str, Any]]:
+    """``workers --format json`` on ``url``: 3 workers, 9 tasks, in a union of their own."""
     union = f"ad{uuid.uuid4().hex[:10]}"  # a topic tree of its own on the shared Mosquitto
-    result = workers("--broker", url, "--union", union, "--count", "3", "--tasks", "9",
-                     "--format", "json", "--connect-timeout", "5", "--timeout", "10", *args,
-                     env=env)
-    assert result.stdout.startswith("{"), result.output
-    doc = json.loads(result.stdout)
-    assert doc["exit_code"] == result.exit_code
-    return result, doc
-
-
-def tasks_of(doc: dict[str, Any]) -> list[list[str]]:
-    return [w["tasks"] for w in doc["workers"]]
-
-
-def one_error_line(result: Any) -> str:
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("aetherdiag: error: "), lines[0]
-    return str(lines[0])
-
-
-def _root_conftest(config: pytest.Config) -> Any:
-    """tests/conftest.py as loaded by pytest (importing it by name is ambiguous)."""
-    for plugin in config.pluginmanager.get_plugins():
-        if str(getattr(plugin, "__file__", "")).endswith(str(Path("tests", "conftest.py"))):
-            return plugin
-    pytest.skip("tests/conftest.py (the private-mosquitto helpers) is not loaded")
+    return run_json("--broker", url, "--union", union, "--count", "3", "--tasks", "9",
+                    "--connect-timeout", "5", "--timeout", "10", *args, env=env)
 
 
 # --------------------------------------------------------------------------- Mosquitto
@@ -81,7 +44,7 @@ def _root_conftest(config: pytest.Config) -> Any:
 @pytest.mark.parametrize("mqtt", ["5", "3.1.1"])
 def test_mosquitto_healthy_run_is_round_robin(mosquitto: Any, mqtt: str) -> None:
     url = f"mqtt://{mosquitto.host}:{mosquitto.port}"
-    result, doc = run_json(url, "--mqtt", mqtt)
+    result, doc = run_on(url, "--mqtt", mqtt)
     assert result.exit_code == 0, result.output
     assert tasks_of(doc) == ROUND_ROBIN
     assert doc["published"] == doc["delivered"] == 9 and doc["missing"] == []
@@ -94,7 +57,7 @@ def test_mosquitto_healthy_run_is_round_robin(mosquitto: Any, mqtt: str) -> None
 
 @pytest.mark.mosquitto
 def test_mosquitto_plain_run_fans_out(mosquitto: Any) -> None:
-    result, doc = run_json(f"mqtt://{mosquitto.host}:{mosquitto.port}", "--plain")
+    result, doc = run_on(f"mqtt://{mosquitto.host}:{mosquitto.port}", "--plain")
     assert result.exit_code == 1, result.output
     assert tasks_of(doc) == [ALL, ALL, ALL]
     assert doc["delivered"] == 27 and doc["duplicates"]["cross_worker"] == 9
@@ -112,31 +75,24 @@ def test_mosquitto_table_and_qos2(mosquitto: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def auth_mosquitto(request: pytest.FixtureRequest) -> Iterator[Any]:
+def auth_mosquitto() -> Iterator[MosquittoProcess]:
     """A private Mosquitto that wants user ``alice`` and her password."""
-    root = _root_conftest(request.config)
     passwd = shutil.which("mosquitto_passwd")
     if passwd is None:
         pytest.skip("mosquitto_passwd is not installed (needed for the password file)")
-    # mosquitto started as root reads the password file after dropping to its own user
-    d = Path(tempfile.mkdtemp(prefix="aetherdiag-auth-"))
-    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
-    d.chmod(0o755)
-    pw = d / "passwd"
-    subprocess.run([passwd, "-c", "-b", str(pw), USER, PASSWORD], check=True,
-                   capture_output=True, timeout=30)
-    pw.chmod(0o644)
-    mosq = root.start_mosquitto(d, f"allow_anonymous false\npassword_file {pw}\n")
-    try:
-        yield mosq
-    finally:
-        root.stop_process(mosq.proc)
+    with readable_tempdir("aetherdiag-auth-") as d:
+        pw = d / "passwd"
+        subprocess.run([passwd, "-c", "-b", str(pw), USER, PASSWORD], check=True,
+                       capture_output=True, timeout=30)
+        pw.chmod(0o644)
+        with running_mosquitto(d, f"allow_anonymous false\npassword_file {pw}\n") as mosq:
+            yield mosq
 
 
 @pytest.mark.mosquitto
 def test_mosquitto_with_the_right_password_from_the_environment(auth_mosquitto: Any) -> None:
     url = f"mqtt://{USER}@{auth_mosquitto.host}:{auth_mosquitto.port}"
-    result, doc = run_json(url, env={"AETHERDIAG_PASSWORD": PASSWORD})
+    result, doc = run_on(url, env={"AETHERDIAG_PASSWORD": PASSWORD})
     assert result.exit_code == 0, result.output
     assert tasks_of(doc) == ROUND_ROBIN
     assert PASSWORD not in result.output
@@ -162,9 +118,7 @@ def test_mosquitto_auth_failure_exits_3(auth_mosquitto: Any, who: str) -> None:
 
 
 def test_closed_port_exits_3_quickly() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again before the workers connect: refused
+    port = free_port()  # nothing listens there: refused
     start = time.monotonic()
     result = workers("--broker", f"mqtt://127.0.0.1:{port}", "--connect-timeout", "2")
     elapsed = time.monotonic() - start
@@ -198,25 +152,21 @@ def test_silent_listener_exits_3_within_the_connect_timeout() -> None:
 
 
 @pytest.mark.mosquitto
-def test_broker_killed_mid_run_is_exit_3_not_healthy(request: pytest.FixtureRequest,
-                                                     tmp_path: Path) -> None:
-    root = _root_conftest(request.config)
-    mosq = root.start_mosquitto(tmp_path)
-    killer = threading.Timer(1.5, mosq.proc.kill)
-    try:
-        killer.start()
-        result = workers("--broker", f"mqtt://{mosq.host}:{mosq.port}", "--rate", "50",
-                         "--tasks", "200", "--timeout", "20", "--format", "json")
-    finally:
-        killer.cancel()
-        root.stop_process(mosq.proc)
+def test_broker_killed_mid_run_is_exit_3_not_healthy(tmp_path: Path) -> None:
+    with running_mosquitto(tmp_path) as mosq:
+        killer = threading.Timer(1.5, mosq.proc.kill)
+        try:
+            killer.start()
+            result = workers("--broker", f"mqtt://{mosq.host}:{mosq.port}", "--rate", "50",
+                             "--tasks", "200", "--timeout", "20", "--format", "json")
+        finally:
+            killer.cancel()
     assert result.exit_code == 3, result.output
     doc = json.loads(result.stdout)
     assert doc["verdict"] == "broker lost" and doc["exit_code"] == 3
     assert "publisher" in doc["connection_lost"]
     assert 0 < doc["published"] < 200 and len(doc["unsent"]) == 200 - doc["published"]
-    failed = {c["name"] for c in doc["checks"] if c["passed"] is False}
-    assert {"broker connection held", "every task sent"} <= failed
+    assert {"broker connection held", "every task sent"} <= failed_checks(doc)
 
 
 # --------------------------------------------------------------------------- production safety
@@ -229,7 +179,7 @@ class LivePool:
     def __init__(self, host: str, port: int, union: str) -> None:
         self.received: list[str] = []
         self.union = union
-        self.sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"live-{union}",
+        self.sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"live-{union}",
                                protocol=mqtt.MQTTv5)
         self.sub.on_message = lambda c, u, msg: self.received.append(msg.topic)
         self.sub.connect(host, port)
@@ -237,7 +187,7 @@ class LivePool:
         info = self.sub.subscribe(
             f"$share/{union}_engine_workers/{union}/engine/process-data/batch1/+/perform", 1)
         assert info[0] == mqtt.MQTT_ERR_SUCCESS
-        self.pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"livepub-{union}",
+        self.pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"livepub-{union}",
                                protocol=mqtt.MQTTv5)
         self.pub.connect(host, port)
         self.pub.loop_start()
@@ -309,20 +259,14 @@ def test_production_topics_are_an_explicit_choice_with_a_warning(mosquitto: Any)
 
 
 @pytest.fixture(scope="module")
-def acl_mosquitto(request: pytest.FixtureRequest) -> Iterator[Any]:
+def acl_mosquitto() -> Iterator[MosquittoProcess]:
     """A private Mosquitto whose ACL allows aetherdiag/# and only reading under denied/#."""
-    root = _root_conftest(request.config)
-    d = Path(tempfile.mkdtemp(prefix="aetherdiag-acl-"))
-    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
-    d.chmod(0o755)  # mosquitto started as root reads the file as its own user
-    acl = d / "acl"
-    acl.write_text("topic readwrite aetherdiag/#\ntopic read denied/#\n")
-    acl.chmod(0o644)
-    mosq = root.start_mosquitto(d, f"acl_file {acl}\n")
-    try:
-        yield mosq
-    finally:
-        root.stop_process(mosq.proc)
+    with readable_tempdir("aetherdiag-acl-") as d:
+        acl = d / "acl"
+        acl.write_text("topic readwrite aetherdiag/#\ntopic read denied/#\n")
+        acl.chmod(0o644)
+        with running_mosquitto(d, f"acl_file {acl}\n") as mosq:
+            yield mosq
 
 
 @pytest.mark.mosquitto

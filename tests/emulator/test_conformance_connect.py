@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from mqttclient import V5, V311, PahoClient, RawClient, connack_code, disconnect_code
+from support.mqttclient import V5, V311, PahoClient, RawClient, connack_code, disconnect_code
 
 # Mosquitto 2.0.11 checks keep-alives about every 5 s, whatever the interval: allow for it.
 KEEPALIVE_BOUND = 10.0

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mqttclient import V311, PahoClient
+from support.mqttclient import V311, PahoClient
 
 from aetherdiag.emulator import Emulator
 

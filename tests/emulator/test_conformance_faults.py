@@ -9,7 +9,15 @@ from __future__ import annotations
 import time
 
 import pytest
-from mqttclient import PUBACK, V5, V311, RawClient, by_payload, connack_code
+from support.mqttclient import (
+    PUBACK,
+    V5,
+    V311,
+    PahoClient,
+    RawClient,
+    by_payload,
+    connack_code,
+)
 
 from aetherdiag.emulator import FAULTS
 
@@ -175,8 +183,6 @@ def test_every_fault_has_a_test():
 
 def test_v311_and_v5_members_see_the_same_fanout(emulator_factory, clients):
     """The fault is protocol-independent: a 3.1.1 and a 5.0 member both get everything."""
-    from mqttclient import PahoClient
-
     em = emulator_factory(faults=["share-fanout"])
     members = []
     for v in (V311, V5):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
-from mqttclient import V5, PahoClient, by_payload
+from support.mqttclient import V5, PahoClient, by_payload
 
 from aetherdiag.emulator import Emulator
 

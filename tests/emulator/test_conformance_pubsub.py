@@ -5,7 +5,7 @@ Each test runs against the emulator and a private Mosquitto, for MQTT 3.1.1 and 
 
 from __future__ import annotations
 
-from mqttclient import (
+from support.mqttclient import (
     DISCONNECT,
     PUBCOMP,
     PUBREC,

@@ -12,10 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from mqttclient import V5, V311, PahoClient, by_payload
+from support.mqttclient import V5, V311, PahoClient, by_payload
 
 from aetherdiag.emulator import announce
 
@@ -23,7 +23,9 @@ START_TIMEOUT = 15.0  # a cold Python start with typer and rich on a busy machin
 
 
 @pytest.fixture
-def serve() -> Iterator[subprocess.Popen[str]]:
+def serve() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """``serve(*args)``: ``aetherdiag emulator serve ARGS`` with its output piped; every
+    process is killed (if still running), reaped and its pipes closed after the test."""
     procs: list[subprocess.Popen[str]] = []
 
     def start(*args: str) -> subprocess.Popen[str]:
@@ -34,11 +36,14 @@ def serve() -> Iterator[subprocess.Popen[str]]:
         procs.append(proc)
         return proc
 
-    yield start  # type: ignore[misc]
+    yield start
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=5)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def _address(proc: subprocess.Popen[str]) -> tuple[str, int]:

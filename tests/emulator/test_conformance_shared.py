@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from mqttclient import (
+from support.mqttclient import (
     DISCONNECT,
     PUBACK,
     PUBCOMP,
@@ -18,6 +18,7 @@ from mqttclient import (
     SUBACK,
     V5,
     V311,
+    PahoClient,
     by_payload,
     connack_code,
     disconnect_code,
@@ -418,8 +419,6 @@ def test_queue_prefix_is_a_shared_subscription_on_the_emulator(connect, broker, 
 
 def test_shared_subscription_from_both_protocol_versions(broker, clients, topic, uid):
     """3.1.1 and 5.0 members in one group share the work."""
-    from mqttclient import PahoClient
-
     members = []
     for v in (V311, V5):
         c = PahoClient(broker.host, broker.port, version=v, client_id=f"m{v}-{uid}")

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
-from mqttclient import PahoClient, by_payload
+from support.mqttclient import PahoClient, by_payload
 
 from aetherdiag.emulator import STRATEGIES
 
@@ -104,7 +104,7 @@ def test_hash_clientid_keeps_each_publisher_on_one_member(emu, version):
         for i, p in enumerate(publishers):
             p.publish(f"jobs/{n}", f"{i}:{n}", qos=1)
     got = _drain(members, 24)
-    owner_of = {}
+    owner_of: dict[str, set[int]] = {}
     for idx, batch in enumerate(got):
         for payload in batch:
             owner_of.setdefault(payload.split(":")[0], set()).add(idx)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from mqttclient import V5, PahoClient, RawClient, connack_code
+from support.mqttclient import V5, PahoClient, RawClient, connack_code
 
 
 @pytest.fixture

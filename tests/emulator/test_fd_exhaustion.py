@@ -11,6 +11,7 @@ import sys
 import time
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from aetherdiag.emulator import announce
 
@@ -40,7 +41,7 @@ def test_a_connection_flood_under_a_low_fd_limit_is_one_line_and_survivable() ->
             s.close()
         flood.clear()
         time.sleep(1.5)  # asyncio retries the accept a second after EMFILE
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="after-the-flood")
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="after-the-flood")
         client.connect("127.0.0.1", port, keepalive=10)
         client.loop_start()
         try:

@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
 
 from aetherdiag.emulator import Emulator, Limits
 from aetherdiag.emulator import packets as pk
@@ -59,7 +60,7 @@ class Healthy:
     def __init__(self, port: int, version: int, name: str) -> None:
         self.topic = f"healthy/{name}"
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=name,
+            CallbackAPIVersion.VERSION2, client_id=name,
             protocol=mqtt.MQTTv5 if version == V5 else mqtt.MQTTv311,
         )
         self.inbox: queue.Queue[bytes] = queue.Queue()
@@ -535,7 +536,8 @@ def _packets(draw: st.DrawFn) -> tuple[pk.Packet, int]:
             retain=draw(st.booleans()), dup=draw(st.booleans()) if qos else False,
             packet_id=draw(_pid) if qos else None, properties=draw(props))
     elif kind == "ack":
-        cls = draw(st.sampled_from([PubAck, PubRec, PubRel, PubComp]))
+        acks: list[type[PubAck | PubRec | PubRel | PubComp]] = [PubAck, PubRec, PubRel, PubComp]
+        cls = draw(st.sampled_from(acks))
         packet = cls(packet_id=draw(_pid), reason_code=draw(rc), properties=draw(props))
     elif kind == "subscribe":
         reqs = draw(st.lists(st.builds(

@@ -7,10 +7,10 @@ Every wait is bounded: settle() and the fleet's own connect/step timeouts.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,10 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.brokers import (
+    BrokerUnderTest,
+    free_port,
+    readable_tempdir,
+    start_mosquitto,
+    stop_process,
+    wait_for_port,
+)
 
 from aetherdiag.emulator import Emulator
 from aetherdiag.harness.fleet import BrokerUnreachable, Fleet, FleetError
 from aetherdiag.harness.model import BrokerTarget, RunResult, TaskSpec, WorkerSpec
+from aetherdiag.mqtt.protocol import Protocol
 
 QUIET = 0.2
 
@@ -52,7 +61,7 @@ def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 @pytest.fixture
-def target(broker: Any) -> BrokerTarget:
+def target(broker: BrokerUnderTest) -> BrokerTarget:
     """The conftest ``broker`` (emulator, then Mosquitto) as a BrokerTarget."""
     return BrokerTarget(host=broker.host, port=broker.port)
 
@@ -71,7 +80,7 @@ def emu_target(em: Emulator, **kwargs: Any) -> BrokerTarget:
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 @pytest.mark.parametrize("qos", [0, 1, 2])
 def test_shared_run_delivers_each_task_once_round_robin(
-    target: BrokerTarget, topic: str, qos: int, protocol: str
+    target: BrokerTarget, topic: str, qos: int, protocol: Protocol
 ) -> None:
     with Fleet(target) as fleet:
         fleet.start(workers(3, f"$share/g/{topic}/+/do", qos=qos, protocol=protocol))
@@ -169,12 +178,6 @@ def test_refused_shared_subscription_is_recorded() -> None:
 
 
 # ----------------------------------------------------------------------------- unreachable
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class FakeServer:
     """A TCP server that accepts and then either stays silent or hangs up at once."""
 
@@ -198,6 +201,9 @@ class FakeServer:
                 self.conns.append(conn)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (Linux)
+        self.thread.join(5)
         self.sock.close()
         for c in self.conns:
             c.close()
@@ -211,7 +217,7 @@ def unreachable(target: BrokerTarget, timeout: float = 1.0) -> tuple[str, float]
 
 
 def test_refused_port_is_unreachable_quickly() -> None:
-    port = closed_port()
+    port = free_port()
     message, elapsed = unreachable(BrokerTarget(host="127.0.0.1", port=port))
     assert message == f"cannot connect to mqtt://127.0.0.1:{port}: connection refused"
     assert elapsed < 1.0
@@ -246,7 +252,7 @@ def test_unresolvable_host_is_unreachable_within_the_timeout() -> None:
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
-def test_bad_credentials_are_unreachable_and_good_ones_connect(protocol: str) -> None:
+def test_bad_credentials_are_unreachable_and_good_ones_connect(protocol: Protocol) -> None:
     with Emulator(users={"alice": "secret"}) as em:
         message, _ = unreachable(emu_target(em, username="alice", password="wrong",
                                             protocol=protocol))
@@ -269,13 +275,13 @@ def test_steps_on_unknown_workers_raise(emulator: Emulator) -> None:
         fleet.start(workers(1, "t/+"))
         with pytest.raises(FleetError, match="unknown worker 'worker-9'"):
             fleet.drop("worker-9")
-    with pytest.raises(FleetError, match="start"):
-        Fleet(emu_target(emulator)).publish(tasks(1, "t"))
+    with Fleet(emu_target(emulator)) as unstarted, pytest.raises(FleetError, match="start"):
+        unstarted.publish(tasks(1, "t"))
 
 
 # ----------------------------------------------------------------------------- churn steps
 def test_drop_mid_flight_then_the_broker_decides(target: BrokerTarget, topic: str,
-                                                 broker: Any) -> None:
+                                                 broker: BrokerUnderTest) -> None:
     """worker-2 is slow and dropped holding 2 unacknowledged tasks (clean session).
 
     The emulator re-dispatches them to worker-1; Mosquitto discards them (documented
@@ -302,7 +308,7 @@ def test_drop_mid_flight_then_the_broker_decides(target: BrokerTarget, topic: st
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_persistent_session_survives_a_drop_and_redelivers_with_dup(
-    target: BrokerTarget, topic: str, protocol: str
+    target: BrokerTarget, topic: str, protocol: Protocol
 ) -> None:
     spec = WorkerSpec(name="worker-1", subscriptions=(f"{topic}/+/do",), protocol=protocol,
                       clean_start=False, session_expiry=60, work_ms=10_000)
@@ -326,7 +332,7 @@ def test_persistent_session_survives_a_drop_and_redelivers_with_dup(
 
 
 def test_qos2_on_a_dropped_persistent_member_completes_on_the_same_member(
-    target: BrokerTarget, topic: str, broker: Any
+    target: BrokerTarget, topic: str, broker: BrokerUnderTest
 ) -> None:
     """The application saw both tasks (PUBREL arrived) but had not sent PUBCOMP yet."""
     specs = [WorkerSpec(name=f"worker-{i}", subscriptions=(f"$share/g/{topic}/+/do",), qos=2,
@@ -344,6 +350,7 @@ def test_qos2_on_a_dropped_persistent_member_completes_on_the_same_member(
         result = fleet.result()
         if broker.is_emulator:  # every QoS 2 flow completed (PUBCOMP sent after reconnect)
             em, cid = broker.emulator, fleet.client_id("worker-1")
+            assert em is not None
             assert em.call(lambda: len(em.broker.sessions[cid].outflight)) == 0
     got = by_worker(result)
     assert sorted(map(str, got["worker-1"] + got["worker-2"])) == ids(1, 2, 3, 4, 5, 6)
@@ -447,13 +454,6 @@ def test_jitter_is_seeded(emulator: Emulator) -> None:
 
 
 # ----------------------------------------------------------------------------- TLS, websockets
-def _root_conftest(config: pytest.Config) -> Any:
-    for plugin in config.pluginmanager.get_plugins():
-        if str(getattr(plugin, "__file__", "")).endswith(str(Path("tests", "conftest.py"))):
-            return plugin
-    pytest.skip("tests/conftest.py (the private-mosquitto helpers) is not loaded")
-
-
 def _make_certs(d: Path) -> None:
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
@@ -468,37 +468,32 @@ def _make_certs(d: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def secure_mosquitto(request: pytest.FixtureRequest) -> Iterator[dict[str, int | str]]:
+def secure_mosquitto() -> Iterator[dict[str, int | str]]:
     """A private Mosquitto with mqtts, ws and wss listeners, and its CA file."""
-    root = _root_conftest(request.config)
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make test certificates")
-    # mosquitto started as root reads certificates after dropping to its own user: the
-    # throw-away directory and files must be readable by others
-    d = Path(tempfile.mkdtemp(prefix="aetherdiag-tls-"))
-    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
-    d.chmod(0o755)
-    _make_certs(d)
-    for f in d.iterdir():
-        f.chmod(0o644)
-    ports = {name: root.free_port() for name in ("mqtts", "ws", "wss")}
-    tls = f"cafile {d / 'ca.pem'}\ncertfile {d / 'server.pem'}\nkeyfile {d / 'server.key'}\n"
-    secure = f"listener {ports['mqtts']} 127.0.0.1\n{tls}"
-    websockets = (f"listener {ports['ws']} 127.0.0.1\nprotocol websockets\n"
-                  f"listener {ports['wss']} 127.0.0.1\nprotocol websockets\n{tls}")
-    try:
-        mosq = root.start_mosquitto(d, secure + websockets)
-    except pytest.fail.Exception:  # websockets are an optional mosquitto build feature
-        mosq = root.start_mosquitto(d, secure)
-        del ports["ws"], ports["wss"]
-    try:
-        for port in ports.values():
-            if not root.wait_for_port("127.0.0.1", port, 10, mosq.proc):
-                pytest.fail(f"mosquitto's TLS/websocket listener did not open:\n"
-                            f"{mosq.log_text()}", pytrace=False)
-        yield {**ports, "ca": str(d / "ca.pem")}
-    finally:
-        root.stop_process(mosq.proc)
+    with readable_tempdir("aetherdiag-tls-") as d:
+        _make_certs(d)
+        for f in d.iterdir():
+            f.chmod(0o644)
+        ports = {name: free_port() for name in ("mqtts", "ws", "wss")}
+        tls = f"cafile {d / 'ca.pem'}\ncertfile {d / 'server.pem'}\nkeyfile {d / 'server.key'}\n"
+        secure = f"listener {ports['mqtts']} 127.0.0.1\n{tls}"
+        websockets = (f"listener {ports['ws']} 127.0.0.1\nprotocol websockets\n"
+                      f"listener {ports['wss']} 127.0.0.1\nprotocol websockets\n{tls}")
+        try:
+            mosq = start_mosquitto(d, secure + websockets)
+        except pytest.fail.Exception:  # websockets are an optional mosquitto build feature
+            mosq = start_mosquitto(d, secure)
+            del ports["ws"], ports["wss"]
+        try:
+            for port in ports.values():
+                if not wait_for_port("127.0.0.1", port, 10, mosq.proc):
+                    pytest.fail(f"mosquitto's TLS/websocket listener did not open:\n"
+                                f"{mosq.log_text()}", pytrace=False)
+            yield {**ports, "ca": str(d / "ca.pem")}
+        finally:
+            stop_process(mosq.proc)
 
 
 def _healthy(target: BrokerTarget) -> RunResult:

@@ -17,13 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from aetherdiag.harness.procs import (
-    CommandError,
-    WorkerProcesses,
-    parse_command,
-    process_tree_pids,
-    tcp_peers,
-)
+from aetherdiag.harness.command import CommandError, parse_command
+from aetherdiag.harness.peers import process_tree_pids, tcp_peers
+from aetherdiag.harness.procs import WorkerProcesses
 
 PY = shlex.quote(sys.executable)
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tlsdata import CERT_PEM, KEY_PEM  # tests/tlsdata.py (tests/ is on sys.path via conftest)
+from support.tlsdata import CERT_PEM, KEY_PEM
 
 from aetherdiag.harness.target import InvalidTarget, parse_broker_url
 

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from support.probe import explain, rows
 
 from aetherdiag.emulator import FAULTS, STRATEGIES, Emulator
 from aetherdiag.harness.model import BrokerTarget
@@ -85,14 +86,6 @@ def probe(strategy: str = "round_robin", faults: tuple[str, ...] = (), run_id: s
         elapsed = time.monotonic() - started
     assert elapsed < 15.0, f"probe took {elapsed:.1f} s"
     return report
-
-
-def rows(report: ProbeReport) -> dict[str, tuple[str, str]]:
-    return {c.id: (str(c.status), c.result) for c in report.checks}
-
-
-def explain(report: ProbeReport) -> str:
-    return "\n".join(f"{c.id}: {c.status} {c.result} | {c.evidence}" for c in report.checks)
 
 
 def test_fault_table_covers_every_fault() -> None:

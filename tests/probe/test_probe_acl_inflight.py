@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.brokers import MosquittoProcess, start_mosquitto, stop_process
+from support.probe import explain
 from typer.testing import CliRunner
 
 from aetherdiag.cli import app
@@ -30,15 +32,6 @@ from aetherdiag.exitcodes import ExitCode
 from aetherdiag.harness.model import BrokerTarget
 from aetherdiag.probe import ProbeOptions, ProbeReport, Status, run_probe
 
-try:
-    from conftest import MosquittoProcess, start_mosquitto, stop_process  # type: ignore
-except ImportError:  # pragma: no cover - tests/ imported as a package
-    from ..conftest import (  # type: ignore[no-redef]
-        MosquittoProcess,
-        start_mosquitto,
-        stop_process,
-    )
-
 pytestmark = pytest.mark.mosquitto
 
 ALLOWED = "ok"  # the only topic tree the ACL'd brokers below let anonymous clients use
@@ -46,10 +39,6 @@ ALLOWED = "ok"  # the only topic tree the ACL'd brokers below let anonymous clie
 # Mosquitto started as root drops to the "mosquitto" user before it reads the ACL file, which
 # lives in a private temporary directory: keep root then (a no-op when not run as root).
 AS_ROOT = "user root\n" if os.geteuid() == 0 else ""
-
-
-def explain(report: ProbeReport) -> str:
-    return "\n".join(f"{c.id}: {c.status} {c.result} | {c.evidence}" for c in report.checks)
 
 
 def probe(broker: MosquittoProcess, timeout: float = 10.0, prefix: str | None = None

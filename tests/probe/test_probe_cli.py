@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from support.brokers import free_port
 from typer.testing import CliRunner
 
 from aetherdiag.cli import app
@@ -73,9 +73,7 @@ def test_junit_and_table_for_a_broker_without_shared_subscriptions() -> None:
 
 
 def test_unreachable_broker_exits_3_with_one_line() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again before the probe connects: refused
+    port = free_port()  # nothing listens there: refused
     result = runner.invoke(app, ["probe", "--broker", f"mqtt://127.0.0.1:{port}"])
     assert result.exit_code == 3
     assert result.stdout == ""

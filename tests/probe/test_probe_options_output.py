@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.brokers import free_port
 from typer.testing import CliRunner
 
 from aetherdiag.cli import app
@@ -22,9 +23,7 @@ runner = CliRunner()
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port nothing listens on: connecting is refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture

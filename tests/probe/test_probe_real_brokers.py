@@ -18,28 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import mqttclient
+from support.brokers import MosquittoProcess, free_port, stop_process, wait_for_port
+from support.probe import explain, rows
 
 from aetherdiag.harness.model import BrokerTarget
 from aetherdiag.probe import ProbeOptions, ProbeReport, run_probe
-
-try:
-    from conftest import MosquittoProcess, free_port, stop_process, wait_for_port  # type: ignore
-except ImportError:  # pragma: no cover - tests/ imported as a package
-    from ..conftest import (  # type: ignore[no-redef]
-        MosquittoProcess,
-        free_port,
-        stop_process,
-        wait_for_port,
-    )
-import mqttclient  # type: ignore[import-not-found]
-
-
-def rows(report: ProbeReport) -> dict[str, tuple[str, str]]:
-    return {c.id: (str(c.status), c.result) for c in report.checks}
-
-
-def explain(report: ProbeReport) -> str:
-    return "\n".join(f"{c.id}: {c.status} {c.result} | {c.evidence}" for c in report.checks)
 
 
 def retained_reaches_shared(host: str, port: int, uid: str) -> bool:

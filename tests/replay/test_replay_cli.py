@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.brokers import free_port
+from support.paths import SCENARIOS
 from typer.testing import CliRunner
 
 from aetherdiag.cli import app
 
 runner = CliRunner()
-SCENARIOS = Path(__file__).resolve().parent.parent.parent / "scenarios"
 HEALTHY = str(SCENARIOS / "problem-task.yaml")
 FANOUT = str(SCENARIOS / "seed-bug-fanout.yaml")
 LITERAL = str(SCENARIOS / "no-share-support-literal.yaml")
@@ -39,12 +39,6 @@ def write(tmp_path: Path, text: str, name: str = "s.yaml") -> str:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return str(path)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again before anyone connects: refused
 
 
 def test_seed_bug_exits_1_like_the_issue_says() -> None:
@@ -200,7 +194,7 @@ def test_bad_options_are_usage_errors() -> None:
 
 
 def test_unreachable_broker_exits_3_and_is_tried_once() -> None:
-    url = f"mqtt://127.0.0.1:{closed_port()}"
+    url = f"mqtt://127.0.0.1:{free_port()}"
     result = runner.invoke(app, ["replay", HEALTHY, FANOUT, "--broker", url,
                                  "--connect-timeout", "2", "--format", "json"])
     assert result.exit_code == 3, result.output

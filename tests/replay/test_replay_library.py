@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.paths import SCENARIOS
 
 from aetherdiag.harness.model import BrokerTarget
 from aetherdiag.replay import run_scenario
 from aetherdiag.replay.outcome import ReplayOutcome, build_outcome
 from aetherdiag.scenario import load_scenario
 
-SCENARIOS = Path(__file__).resolve().parent.parent.parent / "scenarios"
 RUN_TIMEOUT = 30.0  # seconds, the bound on one scenario run (all steps)
 
 
@@ -162,8 +162,7 @@ def test_shipped_scenario_on_the_emulator(name: str) -> None:
 def test_scenario_on_mosquitto(name: str, mosquitto: Any, request: pytest.FixtureRequest) -> None:
     reason = ON_MOSQUITTO[name]
     if reason is not None:
-        request.applymarker(pytest.mark.xfail(reason=f"Mosquitto differs: {reason}",
-                                              strict=False))
+        request.applymarker(pytest.mark.xfail(reason=f"Mosquitto differs: {reason}"))
     target = BrokerTarget(host=mosquitto.host, port=mosquitto.port)
     outcome = replay(name, target)
     assert outcome.report is not None and outcome.report.target.startswith("mqtt://")

@@ -6,7 +6,7 @@ import os
 from aethermagic import AetherMagic, AetherTask
 
 
-async def on_perform(task, data):  # type: ignore[no-untyped-def]
+async def on_perform(task, data):
     await task.complete(True, {"done": data})
 
 

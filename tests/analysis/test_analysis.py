@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import replace
 
 from aetherdiag.analysis import CopyRef, Expectations, analyse, chi_square_sf
@@ -16,10 +17,10 @@ def specs(n: int, sub: str = SHARED, **kw: object) -> list[WorkerSpec]:
             for i in range(1, n + 1)]
 
 
-def run(assign: dict[str, list[str]], tasks: int, *, dup: set[tuple[str, str]] = frozenset(),
-        failures: tuple[str, ...] = (), incomplete: set[tuple[str, str]] = frozenset(),
+def run(assign: dict[str, list[str]], tasks: int, *, dup: Set[tuple[str, str]] = frozenset(),
+        failures: tuple[str, ...] = (), incomplete: Set[tuple[str, str]] = frozenset(),
         subacks: tuple[tuple[str, str, int], ...] = ()) -> RunResult:
-    deliveries = []
+    deliveries: list[Delivery] = []
     for worker, ids in assign.items():
         for t in ids:
             again = any(d.worker == worker and d.task_id == t for d in deliveries)

@@ -7,7 +7,7 @@ import json
 import xml.etree.ElementTree as ET
 
 from aetherdiag import render
-from aetherdiag.analysis import analyse
+from aetherdiag.analysis import Report, analyse
 from aetherdiag.exitcodes import ExitCode
 from aetherdiag.harness.model import Delivery, RunResult, WorkerSpec
 from aetherdiag.render.replay import to_json as replay_json
@@ -16,9 +16,9 @@ from aetherdiag.replay.model import StepEffect
 from aetherdiag.replay.outcome import ExpectResult, ReplayOutcome
 
 
-def report(fanout: bool):  # type: ignore[no-untyped-def]
+def report(fanout: bool) -> Report:
     tasks = [f"task-{n}" for n in range(1, 10)]
-    deliveries = []
+    deliveries: list[Delivery] = []
     for i in (1, 2, 3):
         mine = tasks if fanout else tasks[i - 1::3]
         deliveries += [Delivery(worker=f"worker-{i}", task_id=t, topic="t/" + t, qos=1,

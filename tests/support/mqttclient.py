@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -103,7 +104,7 @@ class PahoClient:
         self.keepalive = keepalive
         protocol = mqtt.MQTTv5 if version == V5 else mqtt.MQTTv311
         self._paho = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=None if version == V5 else clean,
             protocol=protocol,
@@ -215,7 +216,7 @@ class PahoClient:
             else:
                 items.append((topic, q))
         rc, mid = self._paho.subscribe(items, properties=props)
-        assert rc == mqtt.MQTT_ERR_SUCCESS, f"subscribe failed locally: {rc}"
+        assert rc == mqtt.MQTT_ERR_SUCCESS and mid is not None, f"subscribe failed locally: {rc}"
         with self._cond:  # the SUBACK may already be in: both sides use setdefault
             pending = self._pending.setdefault(mid, _Pending())
         if not pending.event.wait(timeout):
@@ -224,7 +225,8 @@ class PahoClient:
 
     def unsubscribe(self, *filters: str, timeout: float = WAIT) -> list[int]:
         rc, mid = self._paho.unsubscribe(list(filters))
-        assert rc == mqtt.MQTT_ERR_SUCCESS, f"unsubscribe failed locally: {rc}"
+        assert rc == mqtt.MQTT_ERR_SUCCESS and mid is not None, \
+            f"unsubscribe failed locally: {rc}"
         with self._cond:
             pending = self._pending.setdefault(mid, _Pending())
         if not pending.event.wait(timeout):
@@ -305,7 +307,7 @@ class PahoClient:
     def kill(self) -> None:
         """Vanish without DISCONNECT: shut the socket down under paho, then stop its thread."""
         sock = self._paho.socket()
-        if sock is not None:
+        if isinstance(sock, socket.socket):  # TCP (our clients use no websockets)
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         if self._loop_started:
@@ -559,3 +561,27 @@ def by_payload(messages: Iterable[Received]) -> dict[str, int]:
 
 def total(clients: Sequence[PahoClient]) -> int:
     return sum(len(c.messages) for c in clients)
+
+
+# -- factories the conftest fixtures hand to tests --------------------------------------------
+
+ClientFactory = Callable[..., PahoClient]
+RawFactory = Callable[..., RawClient]
+
+
+def connector(host: str, port: int, version: int, clients: list[Any], uid: str) -> ClientFactory:
+    """``factory(name, *, connect=True, **options)``: a recording paho client on host:port,
+    kept in ``clients`` (closed by the fixture). The client id is ``{name}-{uid}`` unless
+    ``client_id=`` is given; ``version`` is the default protocol level."""
+
+    def factory(name: str = "c", *, connect: bool = True, **kwargs: Any) -> PahoClient:
+        kwargs.setdefault("version", version)
+        kwargs.setdefault("client_id", f"{name}-{uid}")
+        client = PahoClient(host, port, **kwargs)
+        clients.append(client)
+        if connect:
+            result = client.connect()
+            assert result.reason_code == 0, f"CONNACK {result}"
+        return client
+
+    return factory

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.paths import REPO, SCENARIOS
 
 from aetherdiag.harness.model import EmulatorSettings, TaskSpec
 from aetherdiag.scenario import load_scenario, parse_scenario
@@ -29,7 +30,6 @@ from aetherdiag.scenario.model import (
     Wait,
 )
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 SHIPPED = {
     "problem-task.yaml": 0,
     "seed-bug-fanout.yaml": 1,
@@ -513,7 +513,7 @@ def test_long_worker_lists_are_shortened_in_messages() -> None:
 
 
 def test_the_documented_example_parses() -> None:
-    doc = Path(__file__).resolve().parent.parent / "docs" / "scenario-format.md"
+    doc = REPO / "docs" / "scenario-format.md"
     example = doc.read_text(encoding="utf-8").split("```yaml\n", 1)[1].split("```", 1)[0]
     s = parse_scenario(example, "example.yaml")
     assert [w.name for w in s.workers] == ["worker-1", "worker-2", "audit-1", "audit-2"]
