@@ -32,6 +32,22 @@ def _debug_logging(value: bool) -> bool:
 # way debug logs go on here and ``cli.main`` shows tracebacks instead of one-line errors.
 DEBUG_OPTION: Any = typer.Option(False, "--debug", callback=_debug_logging,
                                  help="Debug logs, and tracebacks instead of one-line errors.")
+def broker_option(default: str) -> Any:
+    """``--broker URL`` with what happens without it (``default``)."""
+    return typer.Option(None, "--broker", "-b", metavar="URL",
+                        help=f"mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. "
+                        f"Default: {default}.")
+
+
+def mqtt_option(meaning: str) -> Any:
+    """``--mqtt VERSION`` (3.1.1 or 5, parsed by ``mqtt_version``) and what it sets."""
+    return typer.Option(None, "--mqtt", metavar="VERSION", callback=mqtt_version,
+                        help=f"{meaning}: 3.1.1 or 5.")
+
+
+OUTPUT_OPTION: Any = typer.Option(
+    None, "--output", "-o", metavar="FILE",
+    help="Write the report to FILE instead of stdout (checked, and emptied, before the run).")
 PASSWORD_ENV_OPTION: Any = typer.Option(
     None, "--password-env", metavar="VAR", show_default=False,
     help="Environment variable holding the password when the URL names a user but no "

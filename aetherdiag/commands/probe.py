@@ -53,10 +53,7 @@ _FAULT_HELP = "Embedded emulator fault mode (repeatable): " + ", ".join(FAULTS) 
 
 
 def command(
-    broker: str | None = typer.Option(
-        None, "--broker", "-b", metavar="URL",
-        help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. "
-        "Default: the embedded emulator on a free loopback port."),
+    broker: str | None = common.broker_option("the embedded emulator on a free loopback port"),
     strategy: str = typer.Option(
         "round_robin", "--strategy", "-s",
         help=_STRATEGY_HELP),
@@ -70,10 +67,9 @@ def command(
     key_file: Path | None = common.KEY_FILE_OPTION,
     insecure: bool = common.INSECURE_OPTION,
     password_env: str | None = common.PASSWORD_ENV_OPTION,
-    mqtt: str | None = typer.Option(
-        None, "--mqtt", metavar="VERSION", callback=common.mqtt_version,
-        help="Protocol for the strategy fingerprint and rule checks: 3.1.1 or 5 "
-        "(default: 5 when the broker accepts it). Both versions are always tried for $share."),
+    mqtt: str | None = common.mqtt_option(
+        "Protocol for the strategy fingerprint and rule checks (default: 5 when the broker "
+        "accepts it; both versions are always tried for $share)"),
     messages: int = typer.Option(96, "--messages", min=30, max=2000,
                                  help="Messages in the strategy fingerprint run."),
     timeout: float = typer.Option(30.0, "--timeout", min=5.0, max=600.0, callback=common.finite,
@@ -83,8 +79,7 @@ def command(
         help="Topic tree for the probe's topics: PREFIX/{run id}/... (for brokers with ACLs: "
         "a tree this client may publish and subscribe to, $share included)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or junit."),
-    output: Path | None = typer.Option(None, "--output", "-o",
-                                       help="Write the report to FILE instead of stdout."),
+    output: Path | None = common.OUTPUT_OPTION,
     quiet: bool = typer.Option(False, "--quiet",
                                help="No spinner; with --format table, no report either."),
     debug: bool = common.DEBUG_OPTION,

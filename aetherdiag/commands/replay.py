@@ -38,13 +38,8 @@ with several files the lowest non-zero code wins. With --check-expect: 0 when ev
 def command(
     files: list[Path] = typer.Argument(..., metavar="FILE", show_default=False,
                                        help="Scenario YAML files (see docs/scenario-format.md)."),
-    broker: str | None = typer.Option(
-        None, "--broker", "-b", metavar="URL",
-        help="Run against this broker instead of the file's target: mqtt://[user[:pass]@]"
-        "host[:port], mqtts://, ws://, wss://."),
-    mqtt: str | None = typer.Option(
-        None, "--mqtt", metavar="VERSION", callback=common.mqtt_version,
-        help="Override the files' protocol for every client: 3.1.1 or 5."),
+    broker: str | None = common.broker_option("each file's own target"),
+    mqtt: str | None = common.mqtt_option("Override the files' protocol for every client"),
     ca_file: Path | None = common.CA_FILE_OPTION,
     cert_file: Path | None = common.CERT_FILE_OPTION,
     key_file: Path | None = common.KEY_FILE_OPTION,
@@ -66,8 +61,7 @@ def command(
     fmt: render.Format = typer.Option(render.Format.table, "--format",
                                       help="table, json (one object, or a list for several "
                                       "files) or junit (one testsuite per file)."),
-    output: Path | None = typer.Option(None, "--output", "-o",
-                                       help="Write the report(s) to FILE instead of stdout."),
+    output: Path | None = common.OUTPUT_OPTION,
     quiet: bool = typer.Option(False, "--quiet",
                                help="No progress bar; with --format table, no report either."),
     debug: bool = common.DEBUG_OPTION,

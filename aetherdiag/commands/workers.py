@@ -53,14 +53,9 @@ def command(
                               help="Number of worker clients (worker-1 ... worker-N)."),
     tasks: int = typer.Option(9, "--tasks", "-t", min=1, max=MAX_TASKS,
                               help="Number of tasks to publish."),
-    broker: str | None = typer.Option(
-        None, "--broker", "-b", metavar="URL",
-        help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. "
-        "Default: the embedded emulator on a free loopback port."),
-    mqtt: str | None = typer.Option(
-        None, "--mqtt", callback=common.mqtt_version,
-        help="Protocol version for every client: 3.1.1 or 5 (default 5; 3.1.1 with --profile "
-        "aethermagic, as the library)."),
+    broker: str | None = common.broker_option("the embedded emulator on a free loopback port"),
+    mqtt: str | None = common.mqtt_option(
+        "Protocol of every client (default 5; 3.1.1 with --profile aethermagic)"),
     exec_command: str | None = typer.Option(
         None, "--exec", metavar="'CMD ...'",
         help="Run COUNT copies of your own worker command instead of the built-in workers. "
@@ -147,8 +142,7 @@ def command(
                                           help="Seconds to wait for the broker."),
     fmt: render.Format = typer.Option(render.Format.table, "--format",
                                       help="table, json or junit."),
-    output: Path | None = typer.Option(None, "--output", "-o",
-                                       help="Write the report to FILE instead of stdout."),
+    output: Path | None = common.OUTPUT_OPTION,
     quiet: bool = typer.Option(False, "--quiet",
                                help="No progress bar; with --format table, no report either."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for random choices (jitter, "

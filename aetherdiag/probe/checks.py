@@ -105,24 +105,25 @@ def retained_check(ctx: Context) -> Check:
     title = "Retained message on a new shared subscription"
     spec = "MQTT 5.0 4.8.2: retained messages are NOT sent to a shared subscription when it " \
            "is made."
+
+    def skip(result: str, evidence: str) -> Check:
+        return Check(id="retained", title=title, status=Status.SKIP, result=result,
+                     evidence=evidence, spec=spec, meaning="-")
+
     with ctx.clients() as made:
         pub = ctx.connected(f"{tag}-p")
         made.append(pub)
         sent = pub.publish(topic, ctx.payload(tag, 1), 1, ctx.wait_step(), retain=True)
         try:
             if sent.codes is None or sent.refused:
-                return Check(id="retained", title=title, status=Status.SKIP,
-                             result="publish refused",
-                             evidence=f"retained PUBLISH answered {rc_text(_first(sent))}",
-                             spec=spec, meaning="-")
+                return skip("publish refused",
+                            f"retained PUBLISH answered {rc_text(_first(sent))}")
             shared = ctx.connected(f"{tag}-s")
             made.append(shared)
             answer = shared.subscribe(f"$share/{ctx.group(tag)}/{topic}", 1, ctx.wait_step())
             if answer.refused or answer.codes is None:
-                return Check(id="retained", title=title, status=Status.SKIP,
-                             result="not applicable",
-                             evidence=f"shared SUBSCRIBE answered {rc_text(_first(answer))}",
-                             spec=spec, meaning="-")
+                return skip("not applicable",
+                            f"shared SUBSCRIBE answered {rc_text(_first(answer))}")
             control = ctx.connected(f"{tag}-c")
             made.append(control)
             control.subscribe(topic, 1, ctx.wait_step())

@@ -22,7 +22,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from support.brokers import MosquittoProcess, free_port, readable_tempdir, running_mosquitto
+from support.brokers import (
+    MosquittoProcess,
+    free_port,
+    readable_file,
+    readable_tempdir,
+    running_mosquitto,
+)
 from support.cli import ALL, ROUND_ROBIN, failed_checks, one_error_line, run_json, tasks_of, workers
 from typer.testing import Result
 
@@ -81,10 +87,9 @@ def auth_mosquitto() -> Iterator[MosquittoProcess]:
     if passwd is None:
         pytest.skip("mosquitto_passwd is not installed (needed for the password file)")
     with readable_tempdir("aetherdiag-auth-") as d:
-        pw = d / "passwd"
-        subprocess.run([passwd, "-c", "-b", str(pw), USER, PASSWORD], check=True,
+        subprocess.run([passwd, "-c", "-b", str(d / "passwd"), USER, PASSWORD], check=True,
                        capture_output=True, timeout=30)
-        pw.chmod(0o644)
+        pw = readable_file(d, "passwd")
         with running_mosquitto(d, f"allow_anonymous false\npassword_file {pw}\n") as mosq:
             yield mosq
 
@@ -262,9 +267,7 @@ def test_production_topics_are_an_explicit_choice_with_a_warning(mosquitto: Any)
 def acl_mosquitto() -> Iterator[MosquittoProcess]:
     """A private Mosquitto whose ACL allows aetherdiag/# and only reading under denied/#."""
     with readable_tempdir("aetherdiag-acl-") as d:
-        acl = d / "acl"
-        acl.write_text("topic readwrite aetherdiag/#\ntopic read denied/#\n")
-        acl.chmod(0o644)
+        acl = readable_file(d, "acl", "topic readwrite aetherdiag/#\ntopic read denied/#\n")
         with running_mosquitto(d, f"acl_file {acl}\n") as mosq:
             yield mosq
 

@@ -18,26 +18,6 @@ from aetherdiag.emulator import packets as pk
 from aetherdiag.emulator.broker import Broker, Out
 from aetherdiag.emulator.codec import Decoder
 from aetherdiag.emulator.encoding import encode
-from aetherdiag.emulator.packets import (
-    ConnAck,
-    Connect,
-    Disconnect,
-    MalformedPacket,
-    PingReq,
-    PingResp,
-    PubAck,
-    PubComp,
-    Publish,
-    PubRec,
-    PubRel,
-    SubAck,
-    Subscribe,
-    SubscriptionRequest,
-    UnsubAck,
-    Unsubscribe,
-    UnsupportedVersion,
-    Will,
-)
 from aetherdiag.emulator.session import Limits
 
 V3 = pk.MQTT_3_1_1
@@ -91,17 +71,17 @@ class Net:
 
     def connect(
         self, client_id: str, version: int = V5, *, clean: bool = True, keepalive: int = 0,
-        props: dict[int, Any] | None = None, will: Will | None = None,
+        props: dict[int, Any] | None = None, will: pk.Will | None = None,
         username: str | None = None, password: bytes | None = None,
-    ) -> tuple[int, ConnAck]:
+    ) -> tuple[int, pk.ConnAck]:
         conn_id = self.open()
         self.version[conn_id] = version
-        out = self.send(conn_id, Connect(
+        out = self.send(conn_id, pk.Connect(
             protocol_level=version, client_id=client_id, clean_start=clean,
             keepalive=keepalive, properties=props or {}, will=will, username=username,
             password=password,
         ))
-        acks = [p for cid, p in out if cid == conn_id and isinstance(p, ConnAck)]
+        acks = [p for cid, p in out if cid == conn_id and isinstance(p, pk.ConnAck)]
         assert len(acks) == 1 and out.index((conn_id, acks[0])) == min(
             i for i, (cid, _) in enumerate(out) if cid == conn_id), out  # CONNACK comes first
         if acks[0].reason_code == 0:
@@ -116,9 +96,9 @@ class Net:
 
     def subscribe(self, conn_id: int, *filters: str, qos: int = 1, pid: int = 1,
                   **options: Any) -> tuple[int, ...]:
-        reqs = tuple(SubscriptionRequest(topic_filter=f, qos=qos, **options) for f in filters)
-        out = self.send(conn_id, Subscribe(packet_id=pid, subscriptions=reqs))
-        acks = [p for cid, p in out if cid == conn_id and isinstance(p, SubAck)]
+        reqs = tuple(pk.SubscriptionRequest(topic_filter=f, qos=qos, **options) for f in filters)
+        out = self.send(conn_id, pk.Subscribe(packet_id=pid, subscriptions=reqs))
+        acks = [p for cid, p in out if cid == conn_id and isinstance(p, pk.SubAck)]
         assert len(acks) == 1, out
         return acks[0].reason_codes
 
@@ -128,17 +108,17 @@ class Net:
             payload = payload.encode()
         if qos and pid is None:
             pid = next(self._ids) % 65535 + 1
-        return self.send(conn_id, Publish(topic=topic, payload=payload, qos=qos, packet_id=pid,
-                                          retain=retain, **kwargs))
+        return self.send(conn_id, pk.Publish(topic=topic, payload=payload, qos=qos, packet_id=pid,
+                                             retain=retain, **kwargs))
 
     def who(self, out: Iterable[Out]) -> list[tuple[str, str]]:
         """(receiver name, payload) for every PUBLISH in ``out``, in order."""
         return [(self.names.get(cid, str(cid)), p.payload.decode())
-                for cid, p in out if isinstance(p, Publish)]
+                for cid, p in out if isinstance(p, pk.Publish)]
 
 
-def publishes(out: Iterable[Out], conn_id: int) -> list[Publish]:
-    return [p for cid, p in out if cid == conn_id and isinstance(p, Publish)]
+def publishes(out: Iterable[Out], conn_id: int) -> list[pk.Publish]:
+    return [p for cid, p in out if cid == conn_id and isinstance(p, pk.Publish)]
 
 
 def packets_to(out: Iterable[Out], conn_id: int) -> list[pk.Packet | None]:
@@ -172,7 +152,7 @@ def receivers(net: Net, pub: int, count: int, topic: str = "jobs", qos: int = 0,
 def test_connack_v5_advertises_capabilities() -> None:
     net = Net()
     _, ack = net.connect("a", V5)
-    assert ack == ConnAck(properties={
+    assert ack == pk.ConnAck(properties={
         pk.PROP_RETAIN_AVAILABLE: 1,
         pk.PROP_WILDCARD_SUB_AVAILABLE: 1,
         pk.PROP_SUB_ID_AVAILABLE: 1,
@@ -183,7 +163,7 @@ def test_connack_v5_advertises_capabilities() -> None:
 
 def test_connack_v311_is_plain() -> None:
     _, ack = Net().connect("a", V3)
-    assert ack == ConnAck()
+    assert ack == pk.ConnAck()
 
 
 def test_v5_empty_client_id_is_assigned_and_unique() -> None:
@@ -219,7 +199,7 @@ def test_bad_credentials_refused(version: int, code: int) -> None:
 
 def test_will_with_invalid_topic_refused() -> None:
     net = Net()
-    conn_id, ack = net.connect("a", V5, will=Will(topic="a/#", payload=b"x"))
+    conn_id, ack = net.connect("a", V5, will=pk.Will(topic="a/#", payload=b"x"))
     assert ack.reason_code == pk.RC_TOPIC_NAME_INVALID
     assert net.log[-1] == (conn_id, CLOSED)
     assert not net.broker.sessions
@@ -241,16 +221,16 @@ def test_zero_receive_maximum_or_packet_size_is_a_protocol_error(prop: int) -> N
 def test_packet_before_connect_closes() -> None:
     net = Net()
     conn_id = net.open()
-    assert net.send(conn_id, PingReq()) == [(conn_id, CLOSED)]
+    assert net.send(conn_id, pk.PingReq()) == [(conn_id, CLOSED)]
     assert net.broker.stats.protocol_errors == 1
 
 
 def test_second_connect_is_a_protocol_error() -> None:
     net = Net()
     conn_id = net.client("a", V5)
-    out = net.send(conn_id, Connect(protocol_level=V5, client_id="b"))
+    out = net.send(conn_id, pk.Connect(protocol_level=V5, client_id="b"))
     first = out[0][1]
-    assert isinstance(first, Disconnect) and first.reason_code == pk.RC_PROTOCOL_ERROR
+    assert isinstance(first, pk.Disconnect) and first.reason_code == pk.RC_PROTOCOL_ERROR
     assert out[-1] == (conn_id, CLOSED)
     assert set(net.broker.sessions) == {"a"}
 
@@ -258,47 +238,47 @@ def test_second_connect_is_a_protocol_error() -> None:
 def test_pingreq_answered() -> None:
     net = Net()
     conn_id = net.client("a", V3)
-    assert net.send(conn_id, PingReq()) == [(conn_id, PingResp())]
+    assert net.send(conn_id, pk.PingReq()) == [(conn_id, pk.PingResp())]
 
 
 def test_reject_before_connect_unsupported_version() -> None:
     net = Net()
     conn_id = net.open()
-    out = net.broker.reject(conn_id, UnsupportedVersion("MQTT", 6), net.now)
-    assert out == [(conn_id, ConnAck(reason_code=pk.RC311_BAD_PROTOCOL)), (conn_id, CLOSED)]
+    out = net.broker.reject(conn_id, pk.UnsupportedVersion("MQTT", 6), net.now)
+    assert out == [(conn_id, pk.ConnAck(reason_code=pk.RC311_BAD_PROTOCOL)), (conn_id, CLOSED)]
 
 
 def test_reject_before_connect_unsupported_name_at_level_5() -> None:
     net = Net()
     conn_id = net.open()
-    out = net.broker.reject(conn_id, UnsupportedVersion("MQTX", V5), net.now)
-    assert out == [(conn_id, ConnAck(reason_code=0x84)), (conn_id, CLOSED)]
+    out = net.broker.reject(conn_id, pk.UnsupportedVersion("MQTX", V5), net.now)
+    assert out == [(conn_id, pk.ConnAck(reason_code=0x84)), (conn_id, CLOSED)]
     assert net.broker.version(conn_id) == V5  # the server encodes that CONNACK as v5
 
 
 def test_reject_before_connect_malformed_just_closes() -> None:
     net = Net()
     conn_id = net.open()
-    assert net.broker.reject(conn_id, MalformedPacket("x"), net.now) == [(conn_id, CLOSED)]
+    assert net.broker.reject(conn_id, pk.MalformedPacket("x"), net.now) == [(conn_id, CLOSED)]
 
 
 @pytest.mark.parametrize("reason", [0x81, 0x82, 0x95])
 def test_reject_after_connect_v5_sends_disconnect(reason: int) -> None:
     net = Net()
     conn_id = net.client("a", V5)
-    out = net.broker.reject(conn_id, MalformedPacket("bad", reason), net.now)
+    out = net.broker.reject(conn_id, pk.MalformedPacket("bad", reason), net.now)
     assert len(out) == 2 and out[1] == (conn_id, CLOSED)
     disconnect = out[0][1]
-    assert isinstance(disconnect, Disconnect) and disconnect.reason_code == reason
+    assert isinstance(disconnect, pk.Disconnect) and disconnect.reason_code == reason
     assert disconnect.properties[pk.PROP_REASON_STRING] == "bad"
     # Once closing, the connection is ignored.
-    assert net.send(conn_id, PingReq()) == []
+    assert net.send(conn_id, pk.PingReq()) == []
 
 
 def test_reject_after_connect_v311_just_closes() -> None:
     net = Net()
     conn_id = net.client("a", V3)
-    assert net.broker.reject(conn_id, MalformedPacket("bad"), net.now) == [(conn_id, CLOSED)]
+    assert net.broker.reject(conn_id, pk.MalformedPacket("bad"), net.now) == [(conn_id, CLOSED)]
 
 
 def test_connect_timeout() -> None:
@@ -353,7 +333,7 @@ def test_sticky_keeps_one_member_until_it_leaves() -> None:
     got = receivers(net, pub, 10)
     assert len(set(got)) == 1
     first = got[0]
-    net.send(conns[first], Disconnect())
+    net.send(conns[first], pk.Disconnect())
     net.lost(conns[first])
     after = receivers(net, pub, 10, start=10)
     assert len(set(after)) == 1 and after[0] != first
@@ -394,10 +374,10 @@ def test_least_inflight_prefers_the_idlest_member() -> None:
     assert [w for w, _ in net.who(out)] == ["a", "b", "c"]
     # b acknowledges: it is the only idle member, so it gets the next message.
     (mb,) = publishes(out, b)
-    net.send(b, PubAck(packet_id=mb.packet_id or 0))
+    net.send(b, pk.PubAck(packet_id=mb.packet_id or 0))
     assert net.who(net.publish(pub, "jobs", "m3", qos=1)) == [("b", "m3")]
     (ma,) = publishes(out, a)
-    net.send(a, PubAck(packet_id=ma.packet_id or 0))
+    net.send(a, pk.PubAck(packet_id=ma.packet_id or 0))
     assert net.who(net.publish(pub, "jobs", "m4", qos=1)) == [("a", "m4")]
     assert net.broker.pending("a") == net.broker.pending("b") == net.broker.pending("c") == 1
 
@@ -467,8 +447,8 @@ def test_subscribing_twice_is_one_membership_and_unsubscribe_leaves() -> None:
     members(net, ["b"])
     pub = net.client("p")
     assert receivers(net, pub, 4) == ["a", "b", "a", "b"]
-    out = net.send(a, Unsubscribe(packet_id=3, topic_filters=("$share/g/jobs", "$share/g/no")))
-    assert out == [(a, UnsubAck(packet_id=3, reason_codes=(0x00, 0x11)))]
+    out = net.send(a, pk.Unsubscribe(packet_id=3, topic_filters=("$share/g/jobs", "$share/g/no")))
+    assert out == [(a, pk.UnsubAck(packet_id=3, reason_codes=(0x00, 0x11)))]
     assert receivers(net, pub, 3, start=4) == ["b", "b", "b"]
 
 
@@ -477,11 +457,11 @@ def test_offline_persistent_member_only_gets_messages_when_nobody_is_online() ->
     a = net.client("a", props={pk.PROP_SESSION_EXPIRY: 300}, clean=False)
     net.subscribe(a, "$share/g/jobs")
     members(net, ["b"])
-    net.send(a, Disconnect())
+    net.send(a, pk.Disconnect())
     net.lost(a)
     pub = net.client("p")
     assert receivers(net, pub, 3, qos=1) == ["b", "b", "b"]
-    net.send(net.conn_of["b"], Disconnect())
+    net.send(net.conn_of["b"], pk.Disconnect())
     # b's clean session ends with three unacknowledged QoS 1 messages: they go to the
     # offline persistent member rather than being lost.
     assert net.who(net.lost(net.conn_of["b"])) == []
@@ -498,7 +478,7 @@ def test_no_member_at_all_means_no_matching_subscribers() -> None:
     net = Net()
     pub = net.client("p")
     out = net.publish(pub, "jobs", "x", qos=1, pid=5)
-    assert out == [(pub, PubAck(packet_id=5, reason_code=pk.RC_NO_MATCHING_SUBSCRIBERS))]
+    assert out == [(pub, pk.PubAck(packet_id=5, reason_code=pk.RC_NO_MATCHING_SUBSCRIBERS))]
 
 
 # -- Shared subscriptions: protocol rules ---------------------------------------------------
@@ -519,9 +499,9 @@ def test_malformed_share_names_refused(version: int, code: int) -> None:
 def test_no_local_on_a_shared_subscription_is_a_protocol_error() -> None:
     net = Net()
     a = net.client("a")
-    out = net.send(a, Subscribe(packet_id=1, subscriptions=(
-        SubscriptionRequest(topic_filter="$share/g/t", no_local=True),)))
-    assert out[0][1] == Disconnect(
+    out = net.send(a, pk.Subscribe(packet_id=1, subscriptions=(
+        pk.SubscriptionRequest(topic_filter="$share/g/t", no_local=True),)))
+    assert out[0][1] == pk.Disconnect(
         reason_code=pk.RC_PROTOCOL_ERROR,
         properties={pk.PROP_REASON_STRING: "No Local set on a shared subscription"},
     )
@@ -545,7 +525,7 @@ def test_publishing_to_a_share_topic_is_refused(version: int, code: int) -> None
     net.subscribe(watcher, "#", "$share/#")
     pub = net.client("p", version)
     out = net.publish(pub, "$share/g/t", "x", qos=1, pid=9)
-    assert out == [(pub, PubAck(packet_id=9, reason_code=code))]
+    assert out == [(pub, pk.PubAck(packet_id=9, reason_code=code))]
     assert net.broker.stats.dropped["publish_to_share_topic"] == 1
 
 
@@ -554,12 +534,12 @@ def test_retained_messages_not_sent_to_new_shared_subscriptions() -> None:
     pub = net.client("p")
     net.publish(pub, "jobs", "old", qos=1, retain=True)
     a = net.client("a")
-    out = net.send(a, Subscribe(packet_id=1, subscriptions=(
-        SubscriptionRequest(topic_filter="$share/g/jobs", qos=1),)))
+    out = net.send(a, pk.Subscribe(packet_id=1, subscriptions=(
+        pk.SubscriptionRequest(topic_filter="$share/g/jobs", qos=1),)))
     assert publishes(out, a) == []
     plain = net.client("plain")
-    out = net.send(plain, Subscribe(packet_id=1, subscriptions=(
-        SubscriptionRequest(topic_filter="jobs", qos=1),)))
+    out = net.send(plain, pk.Subscribe(packet_id=1, subscriptions=(
+        pk.SubscriptionRequest(topic_filter="jobs", qos=1),)))
     (retained,) = publishes(out, plain)
     assert retained.retain and retained.payload == b"old"
     # An empty retained payload clears it.
@@ -597,7 +577,7 @@ def test_fault_share_unsupported_v5() -> None:
 def test_fault_share_unsupported_v311() -> None:
     net = Net(faults=["share-unsupported"])
     conn_id, ack = net.connect("a", V3)
-    assert ack == ConnAck()
+    assert ack == pk.ConnAck()
     assert net.subscribe(conn_id, "$share/g/t", "t") == (0x80, 1)
 
 
@@ -637,7 +617,7 @@ def test_redispatch_also_moves_queued_messages() -> None:
     assert net.broker.stats.redispatched == 2
     assert net.broker.pending("b") == 4  # m1 in flight, m3, m0, m2 queued behind the window
     mb = publishes(net.log, b)[-1]
-    net.send(b, PubAck(packet_id=mb.packet_id or 0))
+    net.send(b, pk.PubAck(packet_id=mb.packet_id or 0))
     assert out == []
 
 
@@ -695,8 +675,8 @@ def test_fault_share_retained() -> None:
     pub = net.client("p")
     net.publish(pub, "jobs", "old", retain=True)
     a = net.client("a")
-    out = net.send(a, Subscribe(packet_id=1, subscriptions=(
-        SubscriptionRequest(topic_filter="$share/g/jobs"),)))
+    out = net.send(a, pk.Subscribe(packet_id=1, subscriptions=(
+        pk.SubscriptionRequest(topic_filter="$share/g/jobs"),)))
     assert [(p.payload, p.retain) for p in publishes(out, a)] == [(b"old", True)]
 
 
@@ -731,11 +711,11 @@ def test_qos1_flow(version: int) -> None:
     net.subscribe(sub, "t")
     pub = net.client("p", version)
     out = net.publish(pub, "t", "x", qos=1, pid=42)
-    assert (pub, PubAck(packet_id=42)) in out
+    assert (pub, pk.PubAck(packet_id=42)) in out
     (msg,) = publishes(out, sub)
     assert msg.qos == 1 and msg.packet_id
     assert net.broker.pending("s") == 1
-    assert net.send(sub, PubAck(packet_id=msg.packet_id or 0)) == []
+    assert net.send(sub, pk.PubAck(packet_id=msg.packet_id or 0)) == []
     assert net.broker.pending("s") == 0
     assert net.broker.stats.acked == 1
     assert net.broker.stats.deliveries_by_client["s"] == 1
@@ -746,7 +726,7 @@ def test_qos1_puback_with_error_is_discarded_not_moved() -> None:
     a, b = members(net, ["a", "b"])
     pub = net.client("p")
     (msg,) = publishes(net.publish(pub, "jobs", "x", qos=1), a)
-    out = net.send(a, PubAck(packet_id=msg.packet_id or 0, reason_code=0x80))
+    out = net.send(a, pk.PubAck(packet_id=msg.packet_id or 0, reason_code=0x80))
     assert out == [] and net.broker.pending("a") == 0
     assert publishes(net.lost(a), b) == []
 
@@ -758,12 +738,12 @@ def test_qos2_inbound_flow(version: int) -> None:
     net.subscribe(sub, "t", qos=0)
     pub = net.client("p", version)
     out = net.publish(pub, "t", "x", qos=2, pid=7)
-    assert (pub, PubRec(packet_id=7)) in out
+    assert (pub, pk.PubRec(packet_id=7)) in out
     assert len(publishes(out, sub)) == 1
     # A resent PUBLISH (DUP) before PUBREL is acknowledged again, not delivered again.
     out = net.publish(pub, "t", "x", qos=2, pid=7, dup=True)
-    assert out == [(pub, PubRec(packet_id=7))]
-    assert net.send(pub, PubRel(packet_id=7)) == [(pub, PubComp(packet_id=7))]
+    assert out == [(pub, pk.PubRec(packet_id=7))]
+    assert net.send(pub, pk.PubRel(packet_id=7)) == [(pub, pk.PubComp(packet_id=7))]
     # After PUBCOMP the id is free: the same id is a new message.
     assert len(publishes(net.publish(pub, "t", "y", qos=2, pid=7), sub)) == 1
     assert net.broker.stats.messages_in == 2
@@ -773,10 +753,10 @@ def test_qos2_inbound_flow(version: int) -> None:
 def test_unknown_pubrel_and_pubrec(version: int, code: int) -> None:
     net = Net()
     conn_id = net.client("a", version)
-    assert net.send(conn_id, PubRel(packet_id=3)) == [
-        (conn_id, PubComp(packet_id=3, reason_code=code))]
-    assert net.send(conn_id, PubRec(packet_id=4)) == [
-        (conn_id, PubRel(packet_id=4, reason_code=code))]
+    assert net.send(conn_id, pk.PubRel(packet_id=3)) == [
+        (conn_id, pk.PubComp(packet_id=3, reason_code=code))]
+    assert net.send(conn_id, pk.PubRec(packet_id=4)) == [
+        (conn_id, pk.PubRel(packet_id=4, reason_code=code))]
 
 
 def test_qos2_outbound_flow() -> None:
@@ -786,9 +766,9 @@ def test_qos2_outbound_flow() -> None:
     pub = net.client("p")
     (msg,) = publishes(net.publish(pub, "t", "x", qos=2), sub)
     pid = msg.packet_id or 0
-    assert net.send(sub, PubRec(packet_id=pid)) == [(sub, PubRel(packet_id=pid))]
+    assert net.send(sub, pk.PubRec(packet_id=pid)) == [(sub, pk.PubRel(packet_id=pid))]
     assert net.broker.pending("s") == 1
-    assert net.send(sub, PubComp(packet_id=pid)) == []
+    assert net.send(sub, pk.PubComp(packet_id=pid)) == []
     assert net.broker.pending("s") == 0
     assert net.broker.stats.acked == 1
 
@@ -799,7 +779,7 @@ def test_qos2_pubrec_error_discards_without_pubrel() -> None:
     net.subscribe(sub, "t", qos=2)
     pub = net.client("p")
     (msg,) = publishes(net.publish(pub, "t", "x", qos=2), sub)
-    assert net.send(sub, PubRec(packet_id=msg.packet_id or 0, reason_code=0x80)) == []
+    assert net.send(sub, pk.PubRec(packet_id=msg.packet_id or 0, reason_code=0x80)) == []
     assert net.broker.pending("s") == 0
 
 
@@ -822,15 +802,15 @@ def test_qos2_completes_with_the_same_member_after_reconnect() -> None:
     pub = net.client("p")
     (m0,) = publishes(net.publish(pub, "jobs", "m0", qos=2), a)
     (m1,) = publishes(net.publish(pub, "jobs", "m1", qos=2), b)
-    net.send(b, PubRec(packet_id=m1.packet_id or 0))  # m1 released, waiting for PUBCOMP
+    net.send(b, pk.PubRec(packet_id=m1.packet_id or 0))  # m1 released, waiting for PUBCOMP
     assert publishes(net.lost(a), b) == []
     assert publishes(net.lost(b), a) == []  # b's clean session ends: m1 dropped, not moved
     a2, ack = net.connect("a", clean=False, props={pk.PROP_SESSION_EXPIRY: 300})
     assert ack.session_present
     (again,) = publishes(net.log, a2)
     assert again.payload == b"m0" and again.dup and again.packet_id == m0.packet_id
-    net.send(a2, PubRec(packet_id=again.packet_id or 0))
-    assert net.send(a2, PubComp(packet_id=again.packet_id or 0)) == []
+    net.send(a2, pk.PubRec(packet_id=again.packet_id or 0))
+    assert net.send(a2, pk.PubComp(packet_id=again.packet_id or 0)) == []
     assert net.broker.pending("a") == 0
 
 
@@ -841,18 +821,18 @@ def test_pubrel_resent_on_reconnect() -> None:
     pub = net.client("p")
     (msg,) = publishes(net.publish(pub, "t", "x", qos=2), a)
     pid = msg.packet_id or 0
-    net.send(a, PubRec(packet_id=pid))
+    net.send(a, pk.PubRec(packet_id=pid))
     net.lost(a)
     a2, ack = net.connect("a", V3, clean=False)
     assert ack.session_present
-    assert packets_to(net.log, a2)[1:] == [PubRel(packet_id=pid)]
+    assert packets_to(net.log, a2)[1:] == [pk.PubRel(packet_id=pid)]
 
 
 def test_wildcard_in_publish_topic_is_a_protocol_violation() -> None:
     net = Net()
     pub = net.client("p", V5)
     out = net.publish(pub, "a/+", "x")
-    assert isinstance(out[0][1], Disconnect) and out[0][1].reason_code == 0x90
+    assert isinstance(out[0][1], pk.Disconnect) and out[0][1].reason_code == 0x90
     assert out[-1] == (pub, CLOSED)
     v3 = net.client("q", V3)
     assert net.publish(v3, "a/#", "x") == [(v3, CLOSED)]
@@ -862,25 +842,25 @@ def test_topic_alias_is_refused() -> None:
     net = Net()
     pub = net.client("p")
     out = net.publish(pub, "t", "x", properties={pk.PROP_TOPIC_ALIAS: 1})
-    assert isinstance(out[0][1], Disconnect) and out[0][1].reason_code == 0x94
+    assert isinstance(out[0][1], pk.Disconnect) and out[0][1].reason_code == 0x94
 
 
 def test_subscription_identifier_zero_is_a_protocol_error() -> None:
     net = Net()
     conn_id = net.client("a")
-    out = net.send(conn_id, Subscribe(packet_id=1, subscriptions=(
-        SubscriptionRequest(topic_filter="t"),), properties={pk.PROP_SUBSCRIPTION_ID: (0,)}))
+    out = net.send(conn_id, pk.Subscribe(packet_id=1, subscriptions=(
+        pk.SubscriptionRequest(topic_filter="t"),), properties={pk.PROP_SUBSCRIPTION_ID: (0,)}))
     first = out[0][1]
-    assert isinstance(first, Disconnect) and first.reason_code == pk.RC_PROTOCOL_ERROR
+    assert isinstance(first, pk.Disconnect) and first.reason_code == pk.RC_PROTOCOL_ERROR
 
 
 def test_forwarded_properties_and_subscription_ids() -> None:
     net = Net()
     sub = net.client("s")
-    net.send(sub, Subscribe(packet_id=1, subscriptions=(
-        SubscriptionRequest(topic_filter="t/#"),), properties={pk.PROP_SUBSCRIPTION_ID: (9,)}))
-    net.send(sub, Subscribe(packet_id=2, subscriptions=(
-        SubscriptionRequest(topic_filter="t/+"),), properties={pk.PROP_SUBSCRIPTION_ID: (4,)}))
+    net.send(sub, pk.Subscribe(packet_id=1, subscriptions=(
+        pk.SubscriptionRequest(topic_filter="t/#"),), properties={pk.PROP_SUBSCRIPTION_ID: (9,)}))
+    net.send(sub, pk.Subscribe(packet_id=2, subscriptions=(
+        pk.SubscriptionRequest(topic_filter="t/+"),), properties={pk.PROP_SUBSCRIPTION_ID: (4,)}))
     pub = net.client("p")
     props = {pk.PROP_USER_PROPERTY: (("k", "v"),), pk.PROP_CONTENT_TYPE: "text/plain",
              pk.PROP_MESSAGE_EXPIRY: 30}
@@ -904,7 +884,7 @@ def test_inflight_window_and_queue_limit_count_drops() -> None:
     assert net.broker.stats.dropped == {"queue_full": 1}  # counted, never silent
     delivered = [p.payload for p in sent]
     while sent:
-        out = net.send(sub, PubAck(packet_id=sent.pop(0).packet_id or 0))
+        out = net.send(sub, pk.PubAck(packet_id=sent.pop(0).packet_id or 0))
         sent += publishes(out, sub)
         delivered += [p.payload for p in publishes(out, sub)]
     assert delivered == [b"m0", b"m1", b"m2", b"m3", b"m4"]
@@ -966,11 +946,11 @@ def test_keepalive_timeout(version: int) -> None:
     net = Net()
     conn_id = net.client("a", version, keepalive=10)
     assert net.advance(10) == []
-    net.send(conn_id, PingReq())  # activity resets the clock
+    net.send(conn_id, pk.PingReq())  # activity resets the clock
     assert net.advance(15) == []
     out = net.advance(0.01)
     if version == V5:
-        assert out == [(conn_id, Disconnect(reason_code=pk.RC_KEEP_ALIVE_TIMEOUT)),
+        assert out == [(conn_id, pk.Disconnect(reason_code=pk.RC_KEEP_ALIVE_TIMEOUT)),
                        (conn_id, CLOSED)]
     else:
         assert out == [(conn_id, CLOSED)]
@@ -987,9 +967,9 @@ def test_keepalive_timeout_publishes_the_will() -> None:
     net = Net()
     watcher = net.client("w")
     net.subscribe(watcher, "wills/#")
-    conn_id = net.client("a", keepalive=2, will=Will(topic="wills/a", payload=b"gone"))
+    conn_id = net.client("a", keepalive=2, will=pk.Will(topic="wills/a", payload=b"gone"))
     net.advance(2)
-    net.send(watcher, PingReq())
+    net.send(watcher, pk.PingReq())
     assert net.advance(1.1)[-1] == (conn_id, CLOSED)
     assert [p.payload for p in publishes(net.lost(conn_id), watcher)] == [b"gone"]
 
@@ -1013,7 +993,7 @@ def test_persistent_session_resumes_with_queued_messages() -> None:
     net = Net()
     sub = net.client("s", V3, clean=False)
     net.subscribe(sub, "t", qos=1)
-    net.send(sub, Disconnect())
+    net.send(sub, pk.Disconnect())
     net.lost(sub)
     pub = net.client("p")
     for i in range(3):
@@ -1027,14 +1007,14 @@ def test_persistent_session_resumes_with_queued_messages() -> None:
 def test_disconnect_cannot_set_expiry_after_zero() -> None:
     net = Net()
     conn_id = net.client("a")
-    out = net.send(conn_id, Disconnect(properties={pk.PROP_SESSION_EXPIRY: 30}))
-    assert isinstance(out[0][1], Disconnect) and out[0][1].reason_code == 0x82
+    out = net.send(conn_id, pk.Disconnect(properties={pk.PROP_SESSION_EXPIRY: 30}))
+    assert isinstance(out[0][1], pk.Disconnect) and out[0][1].reason_code == 0x82
 
 
 def test_disconnect_can_shorten_expiry() -> None:
     net = Net()
     conn_id = net.client("a", props={pk.PROP_SESSION_EXPIRY: 300})
-    net.send(conn_id, Disconnect(properties={pk.PROP_SESSION_EXPIRY: 0}))
+    net.send(conn_id, pk.Disconnect(properties={pk.PROP_SESSION_EXPIRY: 0}))
     net.lost(conn_id)
     assert "a" not in net.broker.sessions
 
@@ -1048,21 +1028,21 @@ def _will_watch(net: Net) -> int:
 def test_will_on_lost_connection_not_on_clean_disconnect() -> None:
     net = Net()
     watcher = _will_watch(net)
-    will = Will(topic="wills/a", payload=b"gone")
+    will = pk.Will(topic="wills/a", payload=b"gone")
     a = net.client("a", will=will)
     assert [p.payload for p in publishes(net.lost(a), watcher)] == [b"gone"]
     b = net.client("b", will=will)
-    net.send(b, Disconnect())
+    net.send(b, pk.Disconnect())
     assert publishes(net.lost(b), watcher) == []
     c5 = net.client("c", will=will)
-    net.send(c5, Disconnect(reason_code=pk.RC_DISCONNECT_WITH_WILL))
+    net.send(c5, pk.Disconnect(reason_code=pk.RC_DISCONNECT_WITH_WILL))
     assert [p.payload for p in publishes(net.lost(c5), watcher)] == [b"gone"]
 
 
 def test_will_delay() -> None:
     net = Net()
     watcher = _will_watch(net)
-    will = Will(topic="wills/a", payload=b"gone", properties={pk.PROP_WILL_DELAY: 5})
+    will = pk.Will(topic="wills/a", payload=b"gone", properties={pk.PROP_WILL_DELAY: 5})
     a = net.client("a", will=will, props={pk.PROP_SESSION_EXPIRY: 100})
     assert publishes(net.lost(a), watcher) == []
     assert publishes(net.advance(4.9), watcher) == []
@@ -1073,7 +1053,7 @@ def test_will_delay() -> None:
 def test_will_delay_cancelled_by_reconnect() -> None:
     net = Net()
     watcher = _will_watch(net)
-    will = Will(topic="wills/a", payload=b"gone", properties={pk.PROP_WILL_DELAY: 5})
+    will = pk.Will(topic="wills/a", payload=b"gone", properties={pk.PROP_WILL_DELAY: 5})
     a = net.client("a", will=will, props={pk.PROP_SESSION_EXPIRY: 100})
     net.lost(a)
     net.advance(2)
@@ -1084,7 +1064,7 @@ def test_will_delay_cancelled_by_reconnect() -> None:
 def test_will_delay_cut_short_by_session_end() -> None:
     net = Net()
     watcher = _will_watch(net)
-    will = Will(topic="wills/a", payload=b"gone", properties={pk.PROP_WILL_DELAY: 50})
+    will = pk.Will(topic="wills/a", payload=b"gone", properties={pk.PROP_WILL_DELAY: 50})
     a = net.client("a", will=will, props={pk.PROP_SESSION_EXPIRY: 5})
     net.lost(a)
     assert [p.payload for p in publishes(net.advance(5), watcher)] == [b"gone"]
@@ -1092,11 +1072,11 @@ def test_will_delay_cut_short_by_session_end() -> None:
 
 def test_retained_will() -> None:
     net = Net()
-    a = net.client("a", will=Will(topic="wills/a", payload=b"gone", retain=True, qos=1))
+    a = net.client("a", will=pk.Will(topic="wills/a", payload=b"gone", retain=True, qos=1))
     net.lost(a)
     late = net.client("late")
-    out = net.send(late, Subscribe(packet_id=1, subscriptions=(
-        SubscriptionRequest(topic_filter="wills/+", qos=1),)))
+    out = net.send(late, pk.Subscribe(packet_id=1, subscriptions=(
+        pk.SubscriptionRequest(topic_filter="wills/+", qos=1),)))
     (msg,) = publishes(out, late)
     assert (msg.payload, msg.retain, msg.qos) == (b"gone", True, 1)
 
@@ -1112,7 +1092,7 @@ def test_takeover(version: int) -> None:
     assert ack.session_present
     to_old = packets_to(net.log, old)
     if version == V5:
-        assert to_old[-2:] == [Disconnect(reason_code=pk.RC_SESSION_TAKEN_OVER), CLOSED]
+        assert to_old[-2:] == [pk.Disconnect(reason_code=pk.RC_SESSION_TAKEN_OVER), CLOSED]
     else:
         assert to_old[-1] == CLOSED
     assert net.broker.stats.connected == 1
@@ -1139,7 +1119,7 @@ def test_shutdown_tells_v5_clients() -> None:
     a5 = net.client("a5", V5)
     a3 = net.client("a3", V3)
     out = net.broker.shutdown()
-    assert (a5, Disconnect(reason_code=pk.RC_SERVER_SHUTTING_DOWN)) in out
+    assert (a5, pk.Disconnect(reason_code=pk.RC_SERVER_SHUTTING_DOWN)) in out
     assert (a5, CLOSED) in out and (a3, CLOSED) in out
     assert not [p for cid, p in out if cid == a3 and p is not None]
 

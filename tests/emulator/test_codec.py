@@ -14,31 +14,10 @@ import pytest
 from aetherdiag.emulator import packets as pk
 from aetherdiag.emulator.codec import Decoder
 from aetherdiag.emulator.encoding import encode
-from aetherdiag.emulator.packets import (
-    Auth,
-    ConnAck,
-    Connect,
-    Disconnect,
-    MalformedPacket,
-    PingReq,
-    PingResp,
-    PubAck,
-    PubComp,
-    Publish,
-    PubRec,
-    PubRel,
-    SubAck,
-    Subscribe,
-    SubscriptionRequest,
-    UnsubAck,
-    Unsubscribe,
-    UnsupportedVersion,
-    Will,
-)
 
 V3 = pk.MQTT_3_1_1
 V5 = pk.MQTT_5
-SR = SubscriptionRequest
+SR = pk.SubscriptionRequest
 
 
 def h(text: str) -> bytes:
@@ -60,53 +39,53 @@ SHARE_G_B = "24 73 68 61 72 65 2f 67 2f 62"
 
 ROUND_TRIP: list[tuple[str, pk.Packet, int, str]] = [
     # -- CONNECT (3.1) ---------------------------------------------------------------------
-    ("connect-311-minimal", Connect(client_id="c1"), V3,
+    ("connect-311-minimal", pk.Connect(client_id="c1"), V3,
      f"10 0e {MQTT} 04 02 00 3c 00 02 63 31"),
     ("connect-31-mqisdp",
-     Connect(protocol_level=pk.MQTT_3_1, protocol_name="MQIsdp", client_id="c",
-             clean_start=False, keepalive=0), pk.MQTT_3_1,
+     pk.Connect(protocol_level=pk.MQTT_3_1, protocol_name="MQIsdp", client_id="c",
+                clean_start=False, keepalive=0), pk.MQTT_3_1,
      "10 0f 00 06 4d 51 49 73 64 70 03 00 00 00 00 01 63"),
     ("connect-311-will-user-pass",
-     Connect(client_id="c", keepalive=10,
-             will=Will(topic="w", payload=b"x", qos=1, retain=True),
-             username="u", password=b"p"), V3,
+     pk.Connect(client_id="c", keepalive=10,
+                will=pk.Will(topic="w", payload=b"x", qos=1, retain=True),
+                username="u", password=b"p"), V3,
      f"10 19 {MQTT} 04 ee 00 0a 00 01 63 00 01 77 00 01 78 00 01 75 00 01 70"),
     ("connect-5-properties",
-     Connect(protocol_level=V5, client_id="c",
-             properties={pk.PROP_SESSION_EXPIRY: 3600, pk.PROP_RECEIVE_MAXIMUM: 10}), V5,
+     pk.Connect(protocol_level=V5, client_id="c",
+                properties={pk.PROP_SESSION_EXPIRY: 3600, pk.PROP_RECEIVE_MAXIMUM: 10}), V5,
      f"10 16 {MQTT} 05 02 00 3c 08 11 00 00 0e 10 21 00 0a 00 01 63"),
     ("connect-5-will-properties-password-only",
-     Connect(protocol_level=V5, client_id="", clean_start=False, keepalive=0,
-             will=Will(topic="w", payload=b"", qos=2,
-                       properties={pk.PROP_WILL_DELAY: 5,
-                                   pk.PROP_USER_PROPERTY: (("a", "b"), ("a", "c"))}),
-             password=b"pw", properties={pk.PROP_USER_PROPERTY: (("k", "v"),)}), V5,
+     pk.Connect(protocol_level=V5, client_id="", clean_start=False, keepalive=0,
+                will=pk.Will(topic="w", payload=b"", qos=2,
+                             properties={pk.PROP_WILL_DELAY: 5,
+                                         pk.PROP_USER_PROPERTY: (("a", "b"), ("a", "c"))}),
+                password=b"pw", properties={pk.PROP_USER_PROPERTY: (("k", "v"),)}), V5,
      f"10 31 {MQTT} 05 54 00 00 07 26 00 01 6b 00 01 76 00 00"
      " 13 18 00 00 00 05 26 00 01 61 00 01 62 26 00 01 61 00 01 63"
      " 00 01 77 00 00 00 02 70 77"),
     # -- CONNACK (3.2) ---------------------------------------------------------------------
-    ("connack-311-session-present", ConnAck(session_present=True), V3, "20 02 01 00"),
-    ("connack-311-refused", ConnAck(reason_code=5), V3, "20 02 00 05"),
-    ("connack-5-no-properties", ConnAck(), V5, "20 03 00 00 00"),
+    ("connack-311-session-present", pk.ConnAck(session_present=True), V3, "20 02 01 00"),
+    ("connack-311-refused", pk.ConnAck(reason_code=5), V3, "20 02 00 05"),
+    ("connack-5-no-properties", pk.ConnAck(), V5, "20 03 00 00 00"),
     ("connack-5-properties",
-     ConnAck(properties={pk.PROP_SHARED_SUB_AVAILABLE: 1, pk.PROP_RECEIVE_MAXIMUM: 10,
-                         pk.PROP_ASSIGNED_CLIENT_ID: "id"}), V5,
+     pk.ConnAck(properties={pk.PROP_SHARED_SUB_AVAILABLE: 1, pk.PROP_RECEIVE_MAXIMUM: 10,
+                            pk.PROP_ASSIGNED_CLIENT_ID: "id"}), V5,
      "20 0d 00 00 0a 2a 01 21 00 0a 12 00 02 69 64"),
-    ("connack-5-unsupported-version", ConnAck(reason_code=0x84), V5, "20 03 00 84 00"),
+    ("connack-5-unsupported-version", pk.ConnAck(reason_code=0x84), V5, "20 03 00 84 00"),
     # -- PUBLISH (3.3) ---------------------------------------------------------------------
-    ("publish-311-qos0", Publish(topic="a/b", payload=b"hi"), V3,
+    ("publish-311-qos0", pk.Publish(topic="a/b", payload=b"hi"), V3,
      "30 07 00 03 61 2f 62 68 69"),
     ("publish-311-qos1-dup-retain",
-     Publish(topic="a/b", payload=b"hi", qos=1, dup=True, retain=True, packet_id=10), V3,
+     pk.Publish(topic="a/b", payload=b"hi", qos=1, dup=True, retain=True, packet_id=10), V3,
      "3b 09 00 03 61 2f 62 00 0a 68 69"),
-    ("publish-311-qos2-empty-payload", Publish(topic="t", qos=2, packet_id=0x1234), V3,
+    ("publish-311-qos2-empty-payload", pk.Publish(topic="t", qos=2, packet_id=0x1234), V3,
      "34 05 00 01 74 12 34"),
-    ("publish-311-utf8-topic", Publish(topic="\u00fc/\u2603", payload=b""), V3,
+    ("publish-311-utf8-topic", pk.Publish(topic="\u00fc/\u2603", payload=b""), V3,
      "30 08 00 06 c3 bc 2f e2 98 83"),
-    ("publish-5-qos0-no-properties", Publish(topic="a/b", payload=b"hi"), V5,
+    ("publish-5-qos0-no-properties", pk.Publish(topic="a/b", payload=b"hi"), V5,
      "30 08 00 03 61 2f 62 00 68 69"),
     ("publish-5-all-forwarded-properties",
-     Publish(topic="t", payload=b"x", qos=1, packet_id=1, properties={
+     pk.Publish(topic="t", payload=b"x", qos=1, packet_id=1, properties={
          pk.PROP_PAYLOAD_FORMAT: 1,
          pk.PROP_MESSAGE_EXPIRY: 60,
          pk.PROP_CONTENT_TYPE: "t",
@@ -118,74 +97,74 @@ ROUND_TRIP: list[tuple[str, pk.Packet, int, str]] = [
      "32 30 00 01 74 00 01 29 01 01 02 00 00 00 3c 03 00 01 74 08 00 01 72"
      " 09 00 02 00 01 26 00 01 6b 00 01 76 26 00 01 6b 00 01 76 0b 01 0b ff ff ff 7f 78"),
     ("publish-5-topic-alias-empty-topic",
-     Publish(topic="", properties={pk.PROP_TOPIC_ALIAS: 5}), V5,
+     pk.Publish(topic="", properties={pk.PROP_TOPIC_ALIAS: 5}), V5,
      "30 06 00 00 03 23 00 05"),
     # -- PUBACK / PUBREC / PUBREL / PUBCOMP (3.4-3.7) -----------------------------------------
-    ("puback-311", PubAck(packet_id=10), V3, "40 02 00 0a"),
-    ("pubrec-311", PubRec(packet_id=10), V3, "50 02 00 0a"),
-    ("pubrel-311", PubRel(packet_id=10), V3, "62 02 00 0a"),
-    ("pubcomp-311", PubComp(packet_id=10), V3, "70 02 00 0a"),
-    ("puback-5-success-short", PubAck(packet_id=10), V5, "40 02 00 0a"),
-    ("puback-5-no-matching-subscribers", PubAck(packet_id=10, reason_code=0x10), V5,
+    ("puback-311", pk.PubAck(packet_id=10), V3, "40 02 00 0a"),
+    ("pubrec-311", pk.PubRec(packet_id=10), V3, "50 02 00 0a"),
+    ("pubrel-311", pk.PubRel(packet_id=10), V3, "62 02 00 0a"),
+    ("pubcomp-311", pk.PubComp(packet_id=10), V3, "70 02 00 0a"),
+    ("puback-5-success-short", pk.PubAck(packet_id=10), V5, "40 02 00 0a"),
+    ("puback-5-no-matching-subscribers", pk.PubAck(packet_id=10, reason_code=0x10), V5,
      "40 03 00 0a 10"),
     ("pubrec-5-reason-string",
-     PubRec(packet_id=10, reason_code=0x80, properties={pk.PROP_REASON_STRING: "no"}), V5,
+     pk.PubRec(packet_id=10, reason_code=0x80, properties={pk.PROP_REASON_STRING: "no"}), V5,
      "50 09 00 0a 80 05 1f 00 02 6e 6f"),
-    ("pubrel-5-id-not-found", PubRel(packet_id=10, reason_code=0x92), V5, "62 03 00 0a 92"),
+    ("pubrel-5-id-not-found", pk.PubRel(packet_id=10, reason_code=0x92), V5, "62 03 00 0a 92"),
     ("pubcomp-5-user-property",
-     PubComp(packet_id=10, properties={pk.PROP_USER_PROPERTY: (("a", "b"),)}), V5,
+     pk.PubComp(packet_id=10, properties={pk.PROP_USER_PROPERTY: (("a", "b"),)}), V5,
      "70 0b 00 0a 00 07 26 00 01 61 00 01 62"),
     # -- SUBSCRIBE / SUBACK (3.8, 3.9) -------------------------------------------------------
     ("subscribe-311",
-     Subscribe(packet_id=1, subscriptions=(SR(topic_filter="a/b", qos=1), SR(topic_filter="c"))),
+     pk.Subscribe(packet_id=1, subscriptions=(SR(topic_filter="a/b", qos=1), SR(topic_filter="c"))),
      V3, "82 0c 00 01 00 03 61 2f 62 01 00 01 63 00"),
     ("subscribe-5-options-and-subscription-id",
-     Subscribe(packet_id=2, subscriptions=(
+     pk.Subscribe(packet_id=2, subscriptions=(
          SR(topic_filter="$share/g/t", qos=1),
          SR(topic_filter="t", qos=2, no_local=True, retain_as_published=True,
             retain_handling=2),
      ), properties={pk.PROP_SUBSCRIPTION_ID: (5,)}), V5,
      f"82 16 00 02 02 0b 05 00 0a {SHARE_G_T} 01 00 01 74 2e"),
     ("subscribe-5-retain-handling-1",
-     Subscribe(packet_id=3, subscriptions=(SR(topic_filter="t", retain_handling=1),)), V5,
+     pk.Subscribe(packet_id=3, subscriptions=(SR(topic_filter="t", retain_handling=1),)), V5,
      "82 07 00 03 00 00 01 74 10"),
-    ("suback-311", SubAck(packet_id=1, reason_codes=(1, 0x80)), V3, "90 04 00 01 01 80"),
-    ("suback-5", SubAck(packet_id=2, reason_codes=(0x01, 0x8F, 0x9E)), V5,
+    ("suback-311", pk.SubAck(packet_id=1, reason_codes=(1, 0x80)), V3, "90 04 00 01 01 80"),
+    ("suback-5", pk.SubAck(packet_id=2, reason_codes=(0x01, 0x8F, 0x9E)), V5,
      "90 06 00 02 00 01 8f 9e"),
     ("suback-5-reason-string",
-     SubAck(packet_id=2, reason_codes=(0x9E,), properties={pk.PROP_REASON_STRING: "x"}), V5,
+     pk.SubAck(packet_id=2, reason_codes=(0x9E,), properties={pk.PROP_REASON_STRING: "x"}), V5,
      "90 08 00 02 04 1f 00 01 78 9e"),
     # -- UNSUBSCRIBE / UNSUBACK (3.10, 3.11) -------------------------------------------------
-    ("unsubscribe-311", Unsubscribe(packet_id=3, topic_filters=("a", "$share/g/b")), V3,
+    ("unsubscribe-311", pk.Unsubscribe(packet_id=3, topic_filters=("a", "$share/g/b")), V3,
      f"a2 11 00 03 00 01 61 00 0a {SHARE_G_B}"),
-    ("unsubscribe-5", Unsubscribe(packet_id=3, topic_filters=("a",)), V5,
+    ("unsubscribe-5", pk.Unsubscribe(packet_id=3, topic_filters=("a",)), V5,
      "a2 06 00 03 00 00 01 61"),
-    ("unsuback-311", UnsubAck(packet_id=3), V3, "b0 02 00 03"),
-    ("unsuback-5", UnsubAck(packet_id=3, reason_codes=(0x00, 0x11)), V5,
+    ("unsuback-311", pk.UnsubAck(packet_id=3), V3, "b0 02 00 03"),
+    ("unsuback-5", pk.UnsubAck(packet_id=3, reason_codes=(0x00, 0x11)), V5,
      "b0 05 00 03 00 00 11"),
     # -- PINGREQ / PINGRESP / DISCONNECT / AUTH (3.12-3.15) ----------------------------------
-    ("pingreq-311", PingReq(), V3, "c0 00"),
-    ("pingreq-5", PingReq(), V5, "c0 00"),
-    ("pingresp-311", PingResp(), V3, "d0 00"),
-    ("pingresp-5", PingResp(), V5, "d0 00"),
-    ("disconnect-311", Disconnect(), V3, "e0 00"),
-    ("disconnect-5-normal-short", Disconnect(), V5, "e0 00"),
-    ("disconnect-5-with-will", Disconnect(reason_code=0x04), V5, "e0 01 04"),
-    ("disconnect-5-taken-over", Disconnect(reason_code=0x8E), V5, "e0 01 8e"),
+    ("pingreq-311", pk.PingReq(), V3, "c0 00"),
+    ("pingreq-5", pk.PingReq(), V5, "c0 00"),
+    ("pingresp-311", pk.PingResp(), V3, "d0 00"),
+    ("pingresp-5", pk.PingResp(), V5, "d0 00"),
+    ("disconnect-311", pk.Disconnect(), V3, "e0 00"),
+    ("disconnect-5-normal-short", pk.Disconnect(), V5, "e0 00"),
+    ("disconnect-5-with-will", pk.Disconnect(reason_code=0x04), V5, "e0 01 04"),
+    ("disconnect-5-taken-over", pk.Disconnect(reason_code=0x8E), V5, "e0 01 8e"),
     ("disconnect-5-session-expiry",
-     Disconnect(properties={pk.PROP_SESSION_EXPIRY: 0}), V5, "e0 07 00 05 11 00 00 00 00"),
+     pk.Disconnect(properties={pk.PROP_SESSION_EXPIRY: 0}), V5, "e0 07 00 05 11 00 00 00 00"),
     ("disconnect-5-reason-string",
-     Disconnect(reason_code=0x82, properties={pk.PROP_REASON_STRING: "x"}), V5,
+     pk.Disconnect(reason_code=0x82, properties={pk.PROP_REASON_STRING: "x"}), V5,
      "e0 06 82 04 1f 00 01 78"),
     ("auth-5",
-     Auth(reason_code=0x18, properties={pk.PROP_AUTH_METHOD: "m", pk.PROP_AUTH_DATA: b"\x01"}),
+     pk.Auth(reason_code=0x18, properties={pk.PROP_AUTH_METHOD: "m", pk.PROP_AUTH_DATA: b"\x01"}),
      V5, "f0 0a 18 08 15 00 01 6d 16 00 01 01"),
 ]
 
 
 def _decoder_version(packet: pk.Packet, version: int) -> int | None:
     # A CONNECT is what teaches a fresh decoder its version; everything else needs one.
-    return None if isinstance(packet, Connect) else version
+    return None if isinstance(packet, pk.Connect) else version
 
 
 @pytest.mark.parametrize(("packet", "version", "wire"),
@@ -200,23 +179,23 @@ def test_decode_spec_bytes(packet: pk.Packet, version: int, wire: str) -> None:
     decoder = Decoder(_decoder_version(packet, version))
     assert decoder.feed(h(wire)) == [packet]
     assert decoder.buffered() == 0
-    if isinstance(packet, Connect):
+    if isinstance(packet, pk.Connect):
         assert decoder.version == packet.protocol_level
 
 
 # Other encodings of the same packet that a peer may legally send (decode only).
 DECODE_ONLY: list[tuple[str, str, int, pk.Packet]] = [
-    ("puback-5-explicit-success", "40 03 00 0a 00", V5, PubAck(packet_id=10)),
-    ("puback-5-empty-properties", "40 04 00 0a 00 00", V5, PubAck(packet_id=10)),
-    ("pubrel-5-empty-properties", "62 04 00 0a 00 00", V5, PubRel(packet_id=10)),
-    ("disconnect-5-explicit-success", "e0 01 00", V5, Disconnect()),
-    ("disconnect-5-empty-properties", "e0 02 00 00", V5, Disconnect()),
-    ("auth-5-empty", "f0 00", V5, Auth()),
-    ("connack-5-session-present", "20 03 01 00 00", V5, ConnAck(session_present=True)),
-    ("unsuback-5-no-codes", "b0 03 00 03 00", V5, UnsubAck(packet_id=3)),
+    ("puback-5-explicit-success", "40 03 00 0a 00", V5, pk.PubAck(packet_id=10)),
+    ("puback-5-empty-properties", "40 04 00 0a 00 00", V5, pk.PubAck(packet_id=10)),
+    ("pubrel-5-empty-properties", "62 04 00 0a 00 00", V5, pk.PubRel(packet_id=10)),
+    ("disconnect-5-explicit-success", "e0 01 00", V5, pk.Disconnect()),
+    ("disconnect-5-empty-properties", "e0 02 00 00", V5, pk.Disconnect()),
+    ("auth-5-empty", "f0 00", V5, pk.Auth()),
+    ("connack-5-session-present", "20 03 01 00 00", V5, pk.ConnAck(session_present=True)),
+    ("unsuback-5-no-codes", "b0 03 00 03 00", V5, pk.UnsubAck(packet_id=3)),
     ("publish-5-unicode-user-property",
      "30 0e 00 01 74 0a 26 00 02 c3 bc 00 03 e2 98 83", V5,
-     Publish(topic="t", properties={pk.PROP_USER_PROPERTY: (("\u00fc", "\u2603"),)})),
+     pk.Publish(topic="t", properties={pk.PROP_USER_PROPERTY: (("\u00fc", "\u2603"),)})),
 ]
 
 
@@ -228,16 +207,16 @@ def test_decode_alternative_encodings(wire: str, version: int, packet: pk.Packet
 
 # What a version drops when a packet carries fields it cannot express (encode only).
 ENCODE_FOR_OLDER_PEER: list[tuple[str, pk.Packet, str]] = [
-    ("puback-reason-code-dropped", PubAck(packet_id=10, reason_code=0x10), "40 02 00 0a"),
+    ("puback-reason-code-dropped", pk.PubAck(packet_id=10, reason_code=0x10), "40 02 00 0a"),
     ("publish-properties-dropped",
-     Publish(topic="t", properties={pk.PROP_USER_PROPERTY: (("k", "v"),)}), "30 03 00 01 74"),
-    ("disconnect-reason-dropped", Disconnect(reason_code=0x8E), "e0 00"),
+     pk.Publish(topic="t", properties={pk.PROP_USER_PROPERTY: (("k", "v"),)}), "30 03 00 01 74"),
+    ("disconnect-reason-dropped", pk.Disconnect(reason_code=0x8E), "e0 00"),
     ("suback-properties-dropped",
-     SubAck(packet_id=1, reason_codes=(0,), properties={pk.PROP_REASON_STRING: "x"}),
+     pk.SubAck(packet_id=1, reason_codes=(0,), properties={pk.PROP_REASON_STRING: "x"}),
      "90 03 00 01 00"),
-    ("unsuback-codes-dropped", UnsubAck(packet_id=3, reason_codes=(0x11,)), "b0 02 00 03"),
+    ("unsuback-codes-dropped", pk.UnsubAck(packet_id=3, reason_codes=(0x11,)), "b0 02 00 03"),
     ("connack-properties-dropped",
-     ConnAck(properties={pk.PROP_SHARED_SUB_AVAILABLE: 1}), "20 02 00 00"),
+     pk.ConnAck(properties={pk.PROP_SHARED_SUB_AVAILABLE: 1}), "20 02 00 00"),
 ]
 
 
@@ -268,22 +247,22 @@ def test_varint_in_a_property(value: int, wire: str) -> None:
     props = b"\x0b" + varint
     body = b"\x00\x01" + bytes((len(props),)) + props + h("00 01 74 00")
     expected = bytes((0x82, len(body))) + body
-    packet = Subscribe(packet_id=1, subscriptions=(SR(topic_filter="t"),),
-                       properties={pk.PROP_SUBSCRIPTION_ID: (value,)})
+    packet = pk.Subscribe(packet_id=1, subscriptions=(SR(topic_filter="t"),),
+                          properties={pk.PROP_SUBSCRIPTION_ID: (value,)})
     assert encode(packet, V5) == expected
     assert decode_one(expected, V5) == packet
 
 
 def test_remaining_length_zero() -> None:
-    assert encode(PingReq()) == h("c0 00")
-    assert decode_one(h("c0 00"), V3) == PingReq()
+    assert encode(pk.PingReq()) == h("c0 00")
+    assert decode_one(h("c0 00"), V3) == pk.PingReq()
 
 
 @pytest.mark.parametrize(("length", "wire"), [v for v in VARINTS if 3 <= v[0] <= 2097152])
 def test_remaining_length_in_fixed_header(length: int, wire: str) -> None:
     # A QoS 0 PUBLISH on topic "t" (3 bytes of variable header) with a payload that makes
     # the remaining length exactly ``length``.
-    packet = Publish(topic="t", payload=b"p" * (length - 3))
+    packet = pk.Publish(topic="t", payload=b"p" * (length - 3))
     header = b"\x30" + h(wire)
     data = encode(packet, V3)
     assert data[: len(header)] == header
@@ -304,21 +283,21 @@ def test_largest_remaining_length_is_accepted_and_awaited() -> None:
 
 def test_oversized_packet_refused_from_its_header_alone() -> None:
     decoder = Decoder(V3)
-    with pytest.raises(MalformedPacket) as info:
+    with pytest.raises(pk.MalformedPacket) as info:
         decoder.feed(h("30 ff ff ff 7f"))
     assert info.value.reason_code == pk.RC_PACKET_TOO_LARGE
 
 
 def test_max_packet_size_counts_the_whole_packet() -> None:
     exact = h("30 0e 00 01 74") + b"x" * 11  # 16 bytes in all
-    assert Decoder(V3, max_packet_size=16).feed(exact) == [Publish(topic="t", payload=b"x" * 11)]
-    with pytest.raises(MalformedPacket) as info:
+    assert Decoder(V3, max_packet_size=16).feed(exact) == [pk.Publish(topic="t", payload=b"x" * 11)]
+    with pytest.raises(pk.MalformedPacket) as info:
         Decoder(V3, max_packet_size=16).feed(h("30 0f"))  # 17 bytes announced
     assert info.value.reason_code == 0x95
 
 
 def test_remaining_length_split_across_feeds() -> None:
-    packet = Publish(topic="t", payload=b"p" * 200)  # remaining length 203: "cb 01"
+    packet = pk.Publish(topic="t", payload=b"p" * 200)  # remaining length 203: "cb 01"
     data = encode(packet, V3)
     assert data[:3] == h("30 cb 01")
     decoder = Decoder(V3)
@@ -330,26 +309,26 @@ def test_remaining_length_split_across_feeds() -> None:
 # -- Streams: byte by byte, several packets per chunk -----------------------------------------
 
 CLIENT_STREAM_5: list[pk.Packet] = [
-    Connect(protocol_level=V5, client_id="w1", properties={pk.PROP_SESSION_EXPIRY: 60}),
-    Subscribe(packet_id=1, subscriptions=(SR(topic_filter="$share/g/jobs/+", qos=1),)),
-    Publish(topic="jobs/1", payload=b"task" * 40, qos=1, packet_id=2,
-            properties={pk.PROP_USER_PROPERTY: (("a", "1"), ("b", "2"))}),
-    PubAck(packet_id=7),
-    Publish(topic="jobs/2", payload=b"", qos=2, packet_id=3),
-    PubRel(packet_id=3),
-    PingReq(),
-    Unsubscribe(packet_id=4, topic_filters=("$share/g/jobs/+",)),
-    Disconnect(reason_code=0x04),
+    pk.Connect(protocol_level=V5, client_id="w1", properties={pk.PROP_SESSION_EXPIRY: 60}),
+    pk.Subscribe(packet_id=1, subscriptions=(SR(topic_filter="$share/g/jobs/+", qos=1),)),
+    pk.Publish(topic="jobs/1", payload=b"task" * 40, qos=1, packet_id=2,
+               properties={pk.PROP_USER_PROPERTY: (("a", "1"), ("b", "2"))}),
+    pk.PubAck(packet_id=7),
+    pk.Publish(topic="jobs/2", payload=b"", qos=2, packet_id=3),
+    pk.PubRel(packet_id=3),
+    pk.PingReq(),
+    pk.Unsubscribe(packet_id=4, topic_filters=("$share/g/jobs/+",)),
+    pk.Disconnect(reason_code=0x04),
 ]
 
 CLIENT_STREAM_311: list[pk.Packet] = [
-    Connect(client_id="w1", clean_start=False),
-    Subscribe(packet_id=1, subscriptions=(SR(topic_filter="jobs/#", qos=2),)),
-    Publish(topic="jobs/1", payload=b"x" * 300, qos=1, packet_id=2),
-    PubRec(packet_id=9),
-    PubComp(packet_id=9),
-    PingReq(),
-    Disconnect(),
+    pk.Connect(client_id="w1", clean_start=False),
+    pk.Subscribe(packet_id=1, subscriptions=(SR(topic_filter="jobs/#", qos=2),)),
+    pk.Publish(topic="jobs/1", payload=b"x" * 300, qos=1, packet_id=2),
+    pk.PubRec(packet_id=9),
+    pk.PubComp(packet_id=9),
+    pk.PingReq(),
+    pk.Disconnect(),
 ]
 
 
@@ -382,12 +361,12 @@ def test_several_packets_in_one_chunk(stream: list[pk.Packet]) -> None:
 
 
 def test_chunk_ending_mid_packet_keeps_the_rest() -> None:
-    a = encode(Publish(topic="a", payload=b"1"), V3)
-    b = encode(Publish(topic="b", payload=b"2"), V3)
+    a = encode(pk.Publish(topic="a", payload=b"1"), V3)
+    b = encode(pk.Publish(topic="b", payload=b"2"), V3)
     decoder = Decoder(V3)
-    assert decoder.feed(a + b[:3]) == [Publish(topic="a", payload=b"1")]
+    assert decoder.feed(a + b[:3]) == [pk.Publish(topic="a", payload=b"1")]
     assert decoder.buffered() == 3
-    assert decoder.feed(b[3:] + a[:1]) == [Publish(topic="b", payload=b"2")]
+    assert decoder.feed(b[3:] + a[:1]) == [pk.Publish(topic="b", payload=b"2")]
     assert decoder.buffered() == 1
 
 
@@ -473,7 +452,7 @@ MALFORMED: list[tuple[str, int | None, str, int]] = [
                          [pytest.param(v, w, r, id=i) for i, v, w, r in MALFORMED])
 def test_malformed(version: int | None, wire: str, reason: int) -> None:
     decoder = Decoder(version)
-    with pytest.raises(MalformedPacket) as info:
+    with pytest.raises(pk.MalformedPacket) as info:
         decoder.feed(h(wire))
     assert info.value.reason_code == reason, str(info.value)
 
@@ -484,7 +463,7 @@ def test_malformed_byte_by_byte(version: int | None, wire: str, reason: int) -> 
     # The same verdict however the bytes are split (never a crash or a silent accept).
     decoder = Decoder(version)
     data = h(wire)
-    with pytest.raises(MalformedPacket) as info:
+    with pytest.raises(pk.MalformedPacket) as info:
         for i in range(len(data)):
             decoder.feed(data[i:i + 1])
     assert info.value.reason_code == reason
@@ -502,7 +481,7 @@ UNSUPPORTED: list[tuple[str, str, int]] = [
                          [pytest.param(w, lv, id=i) for i, w, lv in UNSUPPORTED])
 def test_unsupported_protocol(wire: str, level: int) -> None:
     decoder = Decoder()
-    with pytest.raises(UnsupportedVersion) as info:
+    with pytest.raises(pk.UnsupportedVersion) as info:
         decoder.feed(h(wire))
     assert info.value.reason_code == pk.RC_UNSUPPORTED_PROTOCOL_VERSION
     assert info.value.level == level
@@ -513,7 +492,7 @@ def test_unsupported_protocol(wire: str, level: int) -> None:
 def test_non_connect_first_byte_refused_at_once(first: bytes) -> None:
     # No need to wait for the rest of a packet that cannot be a CONNECT (an HTTP request,
     # say): the first byte settles it.
-    with pytest.raises(MalformedPacket) as info:
+    with pytest.raises(pk.MalformedPacket) as info:
         Decoder().feed(first)
     assert info.value.reason_code == pk.RC_PROTOCOL_ERROR
 
@@ -521,22 +500,22 @@ def test_non_connect_first_byte_refused_at_once(first: bytes) -> None:
 def test_packets_before_a_malformed_one_are_not_lost() -> None:
     # CONNECT and a PINGREQ followed by garbage in one chunk: the server must still see the
     # good packets (to answer CONNACK / PINGRESP) before it handles the error.
-    good = encode(Connect(client_id="c1"), V3) + encode(PingReq())
+    good = encode(pk.Connect(client_id="c1"), V3) + encode(pk.PingReq())
     decoder = Decoder()
-    with pytest.raises(MalformedPacket) as info:
+    with pytest.raises(pk.MalformedPacket) as info:
         decoder.feed(good + h("00 00"))
-    assert info.value.packets == [Connect(client_id="c1"), PingReq()]
+    assert info.value.packets == [pk.Connect(client_id="c1"), pk.PingReq()]
     assert info.value.reason_code == 0x82
 
 
 def test_malformed_error_without_earlier_packets_has_empty_list() -> None:
-    with pytest.raises(MalformedPacket) as info:
+    with pytest.raises(pk.MalformedPacket) as info:
         Decoder(V3).feed(h("00 00"))
     assert info.value.packets == []
 
 
 def test_malformed_packet_default_reason() -> None:
-    assert MalformedPacket("x").reason_code == pk.RC_MALFORMED
+    assert pk.MalformedPacket("x").reason_code == pk.RC_MALFORMED
 
 
 def test_encode_rejects_non_packets() -> None:

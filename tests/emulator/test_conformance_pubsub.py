@@ -5,18 +5,7 @@ Each test runs against the emulator and a private Mosquitto, for MQTT 3.1.1 and 
 
 from __future__ import annotations
 
-from support.mqttclient import (
-    DISCONNECT,
-    PUBCOMP,
-    PUBREC,
-    PUBREL,
-    SUBACK,
-    V5,
-    V311,
-    connack_code,
-    disconnect_code,
-    suback_codes,
-)
+import support.mqttclient as mc
 
 
 def test_publish_each_qos_end_to_end(connect, version, topic):
@@ -67,15 +56,16 @@ def test_invalid_filter_is_refused(raw, broker, version, uid):
     closes it (v5: DISCONNECT 0x81 first). Both are answers the spec allows.
     """
     r = raw()
-    assert connack_code(r.connect(f"inv-{uid}")) == 0
+    assert mc.connack_code(r.connect(f"inv-{uid}")) == 0
     r.send_subscribe(1, "a/#/b", 1)
     answer = r.read()
     if broker.is_emulator:
-        assert answer is not None and answer.type == SUBACK
-        assert suback_codes(answer, version) == [0x8F if version == V5 else 0x80]
-        assert suback_codes(r.subscribe(2, "a/b", 1), version) == [1], "still serving"
+        assert answer is not None and answer.type == mc.SUBACK
+        assert mc.suback_codes(answer, version) == [0x8F if version == mc.V5 else 0x80]
+        assert mc.suback_codes(r.subscribe(2, "a/b", 1), version) == [1], "still serving"
     else:
-        assert answer is None or (answer.type == DISCONNECT and disconnect_code(answer) >= 0x80)
+        assert answer is None or (answer.type == mc.DISCONNECT
+                                  and mc.disconnect_code(answer) >= 0x80)
 
 
 def test_wildcards_match_per_spec(connect, version, topic):
@@ -113,7 +103,7 @@ def test_overlapping_subscriptions(connect, broker, version, topic):
     connect("pub").publish(f"{topic}/x", b"x", qos=2)
     c.wait_for(1)
     qos = sorted(m.qos for m in c.settle(0.2))
-    if broker.kind == "mosquitto" and version == V5:
+    if broker.kind == "mosquitto" and version == mc.V5:
         assert qos == [0, 1, 2]
     else:
         assert qos == [2]
@@ -123,7 +113,7 @@ def test_overlapping_subscriptions_deliver_the_highest_qos(connect, version, top
                                                            mosquitto_differs):
     """3.3.5 (3.1.1) / 3.3.4 (5.0): overlapping subscriptions are delivered respecting the
     highest QoS among them, whichever filter was subscribed first."""
-    if version == V311:
+    if version == mc.V311:
         mosquitto_differs("2.0.11 sends a 3.1.1 client one copy at the QoS of one matching "
                           "subscription (here 0 from '.../a', though '.../#' grants 1), not "
                           "the highest (MQTT 3.1.1 3.3.5)")
@@ -140,7 +130,7 @@ def test_unsubscribe_stops_delivery(connect, version, topic):
     c.subscribe((f"{topic}/u", 1), (f"{topic}/keep", 1))
     codes = c.unsubscribe(f"{topic}/u")
     again = c.unsubscribe(f"{topic}/u")
-    if version == V5:
+    if version == mc.V5:
         assert codes == [0x00]
         assert again == [0x11]  # No subscription existed
     pub = connect("pub")
@@ -171,7 +161,7 @@ def test_retained_set_delivered_then_cleared(connect, version, topic):
 
 
 def test_persistent_session_queues_while_away(connect, version, topic):
-    expiry = 300 if version == V5 else None
+    expiry = 300 if version == mc.V5 else None
     c = connect("away", clean=False, session_expiry=expiry)
     c.subscribe(f"{topic}/q", qos=2)
     c.disconnect()
@@ -191,8 +181,8 @@ def test_persistent_session_queues_while_away(connect, version, topic):
 def test_unacknowledged_qos1_is_resent_with_dup_on_resume(raw, connect, version, topic, uid):
     """4.4: on resume the server re-sends unacknowledged PUBLISH packets with DUP set."""
     r = raw()
-    assert connack_code(r.connect(f"slow-{uid}", clean=False, session_expiry=300)) == 0
-    assert suback_codes(r.subscribe(1, f"{topic}/s", 1), version) == [1]
+    assert mc.connack_code(r.connect(f"slow-{uid}", clean=False, session_expiry=300)) == 0
+    assert mc.suback_codes(r.subscribe(1, f"{topic}/s", 1), version) == [1]
     connect("pub").publish(f"{topic}/s", b"once", qos=1)
     first = r.read_publish()
     assert (first.payload, first.dup) == (b"once", False)
@@ -211,13 +201,13 @@ def test_qos2_inbound_is_exactly_once(raw, connect, version, topic, uid):
     sub = connect("sub")
     sub.subscribe(f"{topic}/x", qos=2)
     r = raw()
-    assert connack_code(r.connect(f"p2-{uid}")) == 0
+    assert mc.connack_code(r.connect(f"p2-{uid}")) == 0
     r.publish(f"{topic}/x", b"exactly", qos=2, packet_id=7)
-    assert r.expect(PUBREC).body[:2] == b"\x00\x07"
+    assert r.expect(mc.PUBREC).body[:2] == b"\x00\x07"
     r.publish(f"{topic}/x", b"exactly", qos=2, packet_id=7, dup=True)  # re-sent before PUBREL
-    assert r.expect(PUBREC).body[:2] == b"\x00\x07"
-    r.ack(PUBREL, 7)
-    assert r.expect(PUBCOMP).body[:2] == b"\x00\x07"
+    assert r.expect(mc.PUBREC).body[:2] == b"\x00\x07"
+    r.ack(mc.PUBREL, 7)
+    assert r.expect(mc.PUBCOMP).body[:2] == b"\x00\x07"
     sub.wait_for(1)
     assert [m.text for m in sub.settle(0.2)] == ["exactly"]
 
@@ -227,14 +217,14 @@ def test_emulator_queue_limit_drops_are_counted(emu, version):
     from aetherdiag.emulator import Limits
 
     em, connect = emu(limits=Limits(max_queued=3))
-    away = connect("away", clean=False, session_expiry=300 if version == V5 else None)
+    away = connect("away", clean=False, session_expiry=300 if version == mc.V5 else None)
     away.subscribe("q", qos=1)
     away.disconnect()
     pub = connect("pub")
     pub.publish("q", b"zero", qos=0)  # offline QoS 0: not queued, but counted
     for i in range(5):
         pub.publish("q", str(i), qos=1)
-    back = connect("away", clean=False, session_expiry=300 if version == V5 else None)
+    back = connect("away", clean=False, session_expiry=300 if version == mc.V5 else None)
     back.wait_for(3)
     assert [m.text for m in back.settle(0.2)] == ["0", "1", "2"]
     dropped = em.stats().dropped

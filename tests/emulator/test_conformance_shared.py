@@ -9,26 +9,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from support.mqttclient import (
-    DISCONNECT,
-    PUBACK,
-    PUBCOMP,
-    PUBREC,
-    PUBREL,
-    SUBACK,
-    V5,
-    V311,
-    PahoClient,
-    by_payload,
-    connack_code,
-    disconnect_code,
-    suback_codes,
-)
+import support.mqttclient as mc
 
 
 def _session(version: int) -> dict[str, object]:
     """Options for a session that outlives its connection, in either protocol version."""
-    return {"clean": False, "session_expiry": 300 if version == V5 else None}
+    return {"clean": False, "session_expiry": 300 if version == mc.V5 else None}
 
 
 def test_each_message_goes_to_one_member(connect, version, topic):
@@ -42,7 +28,7 @@ def test_each_message_goes_to_one_member(connect, version, topic):
     while sum(len(m.messages) for m in members) < 30 and time.monotonic() < deadline:
         time.sleep(0.02)
     got = [m.settle(0.1) for m in members]
-    counts = by_payload(msg for batch in got for msg in batch)
+    counts = mc.by_payload(msg for batch in got for msg in batch)
     assert counts == {f"t{i}": 1 for i in range(30)}, "every task exactly once"
     assert [len(batch) for batch in got] == [10, 10, 10], "round robin spreads evenly"
     # messages arrive under the topic they were published to, never the $share filter
@@ -61,7 +47,7 @@ def test_independent_groups_each_get_a_copy(connect, version, topic):
         deadline = time.monotonic() + 5
         while sum(len(m.messages) for m in members) < 10 and time.monotonic() < deadline:
             time.sleep(0.02)
-        counts = by_payload(msg for m in members for msg in m.settle(0.1))
+        counts = mc.by_payload(msg for m in members for msg in m.settle(0.1))
         assert counts == {str(i): 1 for i in range(10)}, f"group {g}"
 
 
@@ -77,9 +63,9 @@ def test_plain_and_shared_on_one_client_give_two_copies(connect, broker, version
     pub = connect("pub")
     for i in range(3):
         pub.publish(f"{topic}/t", str(i), qos=1)
-    copies = 1 if broker.kind == "mosquitto" and version == V311 else 2
+    copies = 1 if broker.kind == "mosquitto" and version == mc.V311 else 2
     c.wait_for(3 * copies)
-    assert by_payload(c.settle(0.2)) == {"0": copies, "1": copies, "2": copies}
+    assert mc.by_payload(c.settle(0.2)) == {"0": copies, "1": copies, "2": copies}
 
 
 def test_granted_qos_is_respected_per_member(connect, version, topic):
@@ -93,7 +79,7 @@ def test_granted_qos_is_respected_per_member(connect, version, topic):
     while len(low.messages) + len(high.messages) < 6 and time.monotonic() < deadline:
         time.sleep(0.02)
     lows, highs = low.settle(0.1), high.settle(0.1)
-    assert by_payload(lows + highs) == {str(i): 1 for i in range(6)}
+    assert mc.by_payload(lows + highs) == {str(i): 1 for i in range(6)}
     assert lows and highs
     assert {m.qos for m in lows} == {0}
     assert {m.qos for m in highs} == {2}
@@ -153,16 +139,16 @@ def test_retained_not_sent_on_shared_subscribe(connect, version, topic, mosquitt
 def test_v5_no_local_on_shared_subscription_is_a_protocol_error(
     raw, version, topic, uid, mosquitto_differs
 ):
-    if version != V5:
+    if version != mc.V5:
         pytest.skip("No Local is an MQTT 5.0 subscription option")
     mosquitto_differs("2.0.11 grants No Local on a shared subscription (SUBACK 1) instead of "
                       "DISCONNECT 0x82 (MQTT 5.0 3.8.3.1)")
     r = raw()
-    assert connack_code(r.connect(f"nl-{uid}")) == 0
+    assert mc.connack_code(r.connect(f"nl-{uid}")) == 0
     r.send_subscribe(1, f"$share/g/{topic}/t", 0x04 | 1)  # No Local + QoS 1
     answer = r.read()
-    assert answer is not None and answer.type == DISCONNECT, answer
-    assert disconnect_code(answer) == 0x82
+    assert answer is not None and answer.type == mc.DISCONNECT, answer
+    assert mc.disconnect_code(answer) == 0x82
     assert b"\x1f" in answer.body[2:4], "a Reason String says what was wrong"
     assert r.wait_closed() == []
 
@@ -183,17 +169,17 @@ def test_malformed_share_name_is_rejected(raw, broker, version, uid, share_filte
         mosquitto_differs(f"2.0.11 grants {share_filter!r} (SUBACK 1): an empty share name or "
                           "a missing filter is malformed per MQTT 5.0 4.8.2")
     r = raw()
-    assert connack_code(r.connect(f"bad-{uid}")) == 0
+    assert mc.connack_code(r.connect(f"bad-{uid}")) == 0
     r.send_subscribe(1, share_filter, 1)
     answer = r.read()
     if broker.is_emulator:
-        assert answer is not None and answer.type == SUBACK
-        assert suback_codes(answer, version) == [0x8F if version == V5 else 0x80]
-        assert suback_codes(r.subscribe(2, "$share/ok/t", 1), version) == [1]
-    elif answer is not None and answer.type == SUBACK:
-        assert suback_codes(answer, version)[0] >= 0x80
+        assert answer is not None and answer.type == mc.SUBACK
+        assert mc.suback_codes(answer, version) == [0x8F if version == mc.V5 else 0x80]
+        assert mc.suback_codes(r.subscribe(2, "$share/ok/t", 1), version) == [1]
+    elif answer is not None and answer.type == mc.SUBACK:
+        assert mc.suback_codes(answer, version)[0] >= 0x80
     else:
-        assert answer is None or disconnect_code(answer) >= 0x80
+        assert answer is None or mc.disconnect_code(answer) >= 0x80
 
 
 def test_publishing_to_a_share_topic_is_refused(connect, version, topic):
@@ -203,7 +189,7 @@ def test_publishing_to_a_share_topic_is_refused(connect, version, topic):
     plain.subscribe(f"{topic}/t", qos=1)
     pub = connect("pub")
     rc = pub.publish(f"$share/g/{topic}/t", b"wrong", qos=1)
-    if version == V5:
+    if version == mc.V5:
         assert rc == 0x87  # Not authorized, as Mosquitto answers
     pub.publish(f"{topic}/t", b"right", qos=1)
     member.wait_for(1)
@@ -214,17 +200,17 @@ def test_publishing_to_a_share_topic_is_refused(connect, version, topic):
 
 def test_refused_puback_is_not_retried_on_another_member(raw, connect, version, topic, uid):
     """4.8.2: a PUBACK with a reason code >= 0x80 discards the message, no other member."""
-    if version != V5:
+    if version != mc.V5:
         pytest.skip("reason codes on PUBACK are MQTT 5.0")
     r = raw()
-    assert connack_code(r.connect(f"refuser-{uid}")) == 0
+    assert mc.connack_code(r.connect(f"refuser-{uid}")) == 0
     r.subscribe(1, f"$share/g/{topic}/t", 1)
     pub = connect("pub")
     pub.publish(f"{topic}/t", b"m1", qos=1)
     msg = r.read_publish()
     other = connect("other")
     other.subscribe(f"$share/g/{topic}/t", qos=1)
-    r.ack(PUBACK, msg.packet_id, reason=0x83)  # Implementation specific error
+    r.ack(mc.PUBACK, msg.packet_id, reason=0x83)  # Implementation specific error
     time.sleep(0.1)
     r.close()
     assert other.settle(0.2) == []
@@ -241,15 +227,15 @@ def test_qos2_in_flight_is_completed_to_the_same_member(raw, connect, version, t
     cid = f"q2-{uid}"
     filt = f"$share/g/{topic}/t"
     a = raw()
-    assert connack_code(a.connect(cid, clean=False, session_expiry=300)) == 0
-    assert suback_codes(a.subscribe(1, filt, 2), version) == [2]
+    assert mc.connack_code(a.connect(cid, clean=False, session_expiry=300)) == 0
+    assert mc.suback_codes(a.subscribe(1, filt, 2), version) == [2]
     pub = connect("pub")
     pub.publish(f"{topic}/t", b"precious", qos=2)
     first = a.read_publish()
     assert (first.payload, first.qos) == (b"precious", 2)
     if stage == "pubrel":
-        a.ack(PUBREC, first.packet_id)
-        assert a.expect(PUBREL).body[:2] == first.packet_id.to_bytes(2, "big")
+        a.ack(mc.PUBREC, first.packet_id)
+        assert a.expect(mc.PUBREL).body[:2] == first.packet_id.to_bytes(2, "big")
     other = connect("other")
     other.subscribe(filt, qos=2)
     a.close()  # vanish mid-flow
@@ -257,16 +243,16 @@ def test_qos2_in_flight_is_completed_to_the_same_member(raw, connect, version, t
     assert other.settle(0.3) == [], "a QoS 2 message is never moved to another member"
     back = raw()
     ack = back.connect(cid, clean=False, session_expiry=300)
-    assert connack_code(ack) == 0 and ack.body[0] & 1, "session present"
+    assert mc.connack_code(ack) == 0 and ack.body[0] & 1, "session present"
     if stage == "publish":
         again = back.read_publish()
         assert (again.payload, again.qos, again.dup) == (b"precious", 2, True)
         assert again.packet_id == first.packet_id
-        back.ack(PUBREC, again.packet_id)
-        back.expect(PUBREL)
+        back.ack(mc.PUBREC, again.packet_id)
+        back.expect(mc.PUBREL)
     else:
-        assert back.expect(PUBREL).body[:2] == first.packet_id.to_bytes(2, "big")
-    back.ack(PUBCOMP, first.packet_id)
+        assert back.expect(mc.PUBREL).body[:2] == first.packet_id.to_bytes(2, "big")
+    back.ack(mc.PUBCOMP, first.packet_id)
     back.send(b"\xe0\x00")  # DISCONNECT
     assert other.settle(0.2) == []
 
@@ -280,7 +266,7 @@ def test_qos1_in_flight_on_a_vanished_clean_member(raw, broker, connect, version
     """
     filt = f"$share/g/{topic}/t"
     a = raw()
-    assert connack_code(a.connect(f"gone-{uid}", clean=True)) == 0
+    assert mc.connack_code(a.connect(f"gone-{uid}", clean=True)) == 0
     a.subscribe(1, filt, 1)
     connect("pub").publish(f"{topic}/t", b"task", qos=1)
     assert a.read_publish().payload == b"task"
@@ -307,7 +293,7 @@ def test_qos1_in_flight_on_a_vanished_persistent_member(raw, broker, connect, ve
     cid = f"away-{uid}"
     filt = f"$share/g/{topic}/t"
     a = raw()
-    assert connack_code(a.connect(cid, clean=False, session_expiry=300)) == 0
+    assert mc.connack_code(a.connect(cid, clean=False, session_expiry=300)) == 0
     a.subscribe(1, filt, 1)
     connect("pub").publish(f"{topic}/t", b"task", qos=1)
     assert a.read_publish().payload == b"task"
@@ -319,14 +305,14 @@ def test_qos1_in_flight_on_a_vanished_persistent_member(raw, broker, connect, ve
     else:
         assert other.settle(0.3) == []
     back = raw()
-    assert connack_code(back.connect(cid, clean=False, session_expiry=300)) == 0
+    assert mc.connack_code(back.connect(cid, clean=False, session_expiry=300)) == 0
     if broker.is_emulator:
         back.send(b"\xc0\x00")  # PINGREQ: the answer proves nothing was queued before it
         assert back.read().type == 13
     else:
         again = back.read_publish()
         assert (again.payload, again.dup) == (b"task", True)
-        back.ack(PUBACK, again.packet_id)
+        back.ack(mc.PUBACK, again.packet_id)
     assert len(other.messages) == (1 if broker.is_emulator else 0)
 
 
@@ -336,7 +322,7 @@ def test_sole_member_gets_its_qos1_back_with_dup_and_the_same_packet_id(raw, con
     session and is re-sent on resume with DUP and its original packet id (4.4)."""
     cid = f"sole-{uid}"
     a = raw()
-    assert connack_code(a.connect(cid, clean=False, session_expiry=300)) == 0
+    assert mc.connack_code(a.connect(cid, clean=False, session_expiry=300)) == 0
     a.subscribe(1, f"$share/g/{topic}/t", 1)
     pub = connect("pub")
     pub.publish(f"{topic}/t", b"first", qos=1)
@@ -345,13 +331,13 @@ def test_sole_member_gets_its_qos1_back_with_dup_and_the_same_packet_id(raw, con
     time.sleep(0.2)  # let the broker notice before the next message
     pub.publish(f"{topic}/t", b"second", qos=1)  # queued while the member is away
     back = raw()
-    assert connack_code(back.connect(cid, clean=False, session_expiry=300)) == 0
+    assert mc.connack_code(back.connect(cid, clean=False, session_expiry=300)) == 0
     again = back.read_publish()
     assert (again.payload, again.dup, again.packet_id) == (b"first", True, first.packet_id)
     nxt = back.read_publish()
     assert nxt.payload == b"second"
-    back.ack(PUBACK, again.packet_id)
-    back.ack(PUBACK, nxt.packet_id)
+    back.ack(mc.PUBACK, again.packet_id)
+    back.ack(mc.PUBACK, nxt.packet_id)
 
 
 def test_qos2_in_flight_on_a_vanished_clean_member_is_not_moved(raw, connect, version, topic,
@@ -359,7 +345,7 @@ def test_qos2_in_flight_on_a_vanished_clean_member_is_not_moved(raw, connect, ve
     """4.8.2: if the member's session ends, its QoS 2 message must not go to another one."""
     filt = f"$share/g/{topic}/t"
     a = raw()
-    assert connack_code(a.connect(f"q2gone-{uid}", clean=True)) == 0
+    assert mc.connack_code(a.connect(f"q2gone-{uid}", clean=True)) == 0
     a.subscribe(1, filt, 2)
     connect("pub").publish(f"{topic}/t", b"precious", qos=2)
     assert a.read_publish().qos == 2
@@ -389,7 +375,7 @@ def test_offline_persistent_member_and_the_turn(connect, broker, version, topic)
     got_here = here.settle(0.2)
     back = connect("away", **_session(version))
     got_back = back.settle(0.25)
-    assert by_payload(got_here + got_back) == {str(i): 1 for i in range(4)}
+    assert mc.by_payload(got_here + got_back) == {str(i): 1 for i in range(4)}
     if broker.is_emulator:
         assert (len(got_here), len(got_back)) == (4, 0)
     else:
@@ -420,17 +406,17 @@ def test_queue_prefix_is_a_shared_subscription_on_the_emulator(connect, broker, 
 def test_shared_subscription_from_both_protocol_versions(broker, clients, topic, uid):
     """3.1.1 and 5.0 members in one group share the work."""
     members = []
-    for v in (V311, V5):
-        c = PahoClient(broker.host, broker.port, version=v, client_id=f"m{v}-{uid}")
+    for v in (mc.V311, mc.V5):
+        c = mc.PahoClient(broker.host, broker.port, version=v, client_id=f"m{v}-{uid}")
         clients.append(c)
         c.connect()
         c.subscribe(f"$share/mix/{topic}/t", qos=1)
         members.append(c)
-    pub = PahoClient(broker.host, broker.port, version=V5, client_id=f"pub-{uid}")
+    pub = mc.PahoClient(broker.host, broker.port, version=mc.V5, client_id=f"pub-{uid}")
     clients.append(pub)
     pub.connect()
     for i in range(6):
         pub.publish(f"{topic}/t", str(i), qos=1)
     for m in members:
         m.wait_for(3)
-    assert by_payload(m for c in members for m in c.settle(0.1)) == {str(i): 1 for i in range(6)}
+    assert mc.by_payload(m for c in members for m in c.settle(0.1)) == {str(i): 1 for i in range(6)}

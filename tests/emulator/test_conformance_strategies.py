@@ -96,6 +96,16 @@ def test_sticky_keeps_one_member_until_it_leaves(emu, version):
     assert sorted(gained) == [0, 6], "a new sticky member takes everything"
 
 
+def _one_member_per_key(got: list[list[str]], what: str) -> None:
+    """Every key (the payload before ':') went to one member, and keys spread over members."""
+    owners: dict[str, set[int]] = {}
+    for idx, batch in enumerate(got):
+        for payload in batch:
+            owners.setdefault(payload.split(":")[0], set()).add(idx)
+    assert all(len(o) == 1 for o in owners.values()), owners
+    assert len({next(iter(o)) for o in owners.values()}) >= 2, f"{what} spread over members"
+
+
 def test_hash_clientid_keeps_each_publisher_on_one_member(emu, version):
     _em, connect = emu(strategy="hash_clientid")
     members = _members(connect, 3)
@@ -103,13 +113,7 @@ def test_hash_clientid_keeps_each_publisher_on_one_member(emu, version):
     for n in range(4):
         for i, p in enumerate(publishers):
             p.publish(f"jobs/{n}", f"{i}:{n}", qos=1)
-    got = _drain(members, 24)
-    owner_of: dict[str, set[int]] = {}
-    for idx, batch in enumerate(got):
-        for payload in batch:
-            owner_of.setdefault(payload.split(":")[0], set()).add(idx)
-    assert all(len(owners) == 1 for owners in owner_of.values()), owner_of
-    assert len({next(iter(o)) for o in owner_of.values()}) >= 2, "fixed ids spread over members"
+    _one_member_per_key(_drain(members, 24), "fixed ids")
 
 
 def test_hash_topic_keeps_each_topic_on_one_member(emu, version):
@@ -119,22 +123,22 @@ def test_hash_topic_keeps_each_topic_on_one_member(emu, version):
     for n in range(4):
         for t in range(6):
             pub.publish(f"jobs/{t}", f"{t}:{n}", qos=1)
-    got = _drain(members, 24)
-    owners: dict[str, set[int]] = {}
-    for idx, batch in enumerate(got):
-        for payload in batch:
-            owners.setdefault(payload.split(":")[0], set()).add(idx)
-    assert all(len(o) == 1 for o in owners.values()), owners
-    assert len({next(iter(o)) for o in owners.values()}) >= 2, "topics spread over members"
+    _one_member_per_key(_drain(members, 24), "topics")
 
 
-def test_least_inflight_starves_a_member_that_does_not_ack(emu, version):
-    _em, connect = emu(strategy="least_inflight")
-    slow = connect("slow", manual_ack=True)  # receives, never acknowledges
+def _slow_fast_and_publisher(emu, strategy: str) -> tuple[PahoClient, PahoClient, PahoClient]:
+    """Two members of one group under ``strategy``: ``slow`` never acknowledges (it
+    receives, and holds every QoS 1 message in flight), ``fast`` acknowledges at once."""
+    _em, connect = emu(strategy=strategy)
+    slow = connect("slow", manual_ack=True)
     fast = connect("fast")
     slow.subscribe(FILTER, qos=1)
     fast.subscribe(FILTER, qos=1)
-    pub = connect("pub")
+    return slow, fast, connect("pub")
+
+
+def test_least_inflight_starves_a_member_that_does_not_ack(emu, version):
+    slow, fast, pub = _slow_fast_and_publisher(emu, "least_inflight")
     for i in range(20):
         pub.publish(f"jobs/{i}", str(i), qos=1)
         # one task at a time, as a pull queue sees it: wait for the delivery and give the
@@ -150,12 +154,7 @@ def test_least_inflight_starves_a_member_that_does_not_ack(emu, version):
 
 def test_round_robin_gives_a_slow_member_its_full_share(emu, version):
     """The contrast to least_inflight: round robin ignores how busy a member is."""
-    _em, connect = emu(strategy="round_robin")
-    slow = connect("slow", manual_ack=True)
-    fast = connect("fast")
-    slow.subscribe(FILTER, qos=1)
-    fast.subscribe(FILTER, qos=1)
-    pub = connect("pub")
+    slow, fast, pub = _slow_fast_and_publisher(emu, "round_robin")
     for i in range(20):
         pub.publish(f"jobs/{i}", str(i), qos=1)
     slow.wait_for(10)

@@ -27,26 +27,6 @@ from aetherdiag.emulator import Emulator, Limits
 from aetherdiag.emulator import packets as pk
 from aetherdiag.emulator.codec import Decoder
 from aetherdiag.emulator.encoding import encode
-from aetherdiag.emulator.packets import (
-    Auth,
-    ConnAck,
-    Connect,
-    Disconnect,
-    MalformedPacket,
-    PingReq,
-    PingResp,
-    PubAck,
-    PubComp,
-    Publish,
-    PubRec,
-    PubRel,
-    SubAck,
-    Subscribe,
-    SubscriptionRequest,
-    UnsubAck,
-    Unsubscribe,
-    Will,
-)
 
 V3 = pk.MQTT_3_1_1
 V5 = pk.MQTT_5
@@ -183,16 +163,16 @@ def exchange(port: int, *chunks: bytes, version: int = V5, wait: float = WAIT,
 
 
 def connect_bytes(version: int, client_id: str, keepalive: int = 0) -> bytes:
-    return encode(Connect(protocol_level=version, client_id=client_id, keepalive=keepalive),
+    return encode(pk.Connect(protocol_level=version, client_id=client_id, keepalive=keepalive),
                   version)
 
 
 def expect_refusal(packets: list[pk.Packet], closed: bool, version: int, reason: int) -> None:
     """After a CONNACK: a v5 client gets DISCONNECT ``reason``; a 3.1.1 client a close."""
     assert closed, packets
-    assert isinstance(packets[0], ConnAck) and packets[0].reason_code == 0, packets
+    assert isinstance(packets[0], pk.ConnAck) and packets[0].reason_code == 0, packets
     if version == V5:
-        assert len(packets) == 2 and isinstance(packets[1], Disconnect), packets
+        assert len(packets) == 2 and isinstance(packets[1], pk.Disconnect), packets
         assert packets[1].reason_code == reason, packets[1]
     else:
         assert len(packets) == 1, packets
@@ -206,7 +186,7 @@ VERSIONS = pytest.mark.parametrize("version", [V3, V5], ids=["v311", "v5"])
 
 @pytest.mark.parametrize("garbage", [
     b"\x00\x00", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\xff" * 8, b"\xc0\x00",
-    encode(Publish(topic="t", payload=b"x")), b"\x10\xff\xff\xff\xff\x01",
+    encode(pk.Publish(topic="t", payload=b"x")), b"\x10\xff\xff\xff\xff\x01",
 ], ids=["type-0", "http", "ff", "pingreq", "publish", "bad-length"])
 def test_garbage_before_connect_is_closed_without_answer(live: Live, garbage: bytes) -> None:
     packets, closed = exchange(live.port, garbage)
@@ -238,14 +218,14 @@ def test_oversized_connect_is_closed_at_once(live: Live) -> None:
 
 
 def test_unsupported_protocol_level_gets_connack_0x01(live: Live) -> None:
-    bad = encode(Connect(protocol_level=6, client_id="x"))
+    bad = encode(pk.Connect(protocol_level=6, client_id="x"))
     packets, closed = exchange(live.port, bad, version=V3)
-    assert closed and packets == [ConnAck(reason_code=pk.RC311_BAD_PROTOCOL)]
+    assert closed and packets == [pk.ConnAck(reason_code=pk.RC311_BAD_PROTOCOL)]
     live.check_healthy()
 
 
 def test_unknown_protocol_name_at_level_5_gets_a_v5_connack_0x84(live: Live) -> None:
-    bad = encode(Connect(protocol_level=V5, protocol_name="MQTX", client_id="x"), V5)
+    bad = encode(pk.Connect(protocol_level=V5, protocol_name="MQTX", client_id="x"), V5)
     with socket.create_connection(("127.0.0.1", live.port), timeout=WAIT) as sock:
         sock.sendall(bad)
         data, closed = read_until_closed(sock, WAIT)
@@ -270,17 +250,17 @@ AFTER_CONNECT: list[tuple[str, bytes | pk.Packet, int]] = [
     ("publish-invalid-utf8-topic", bytes.fromhex("30 05 00 02 c3 28 78"), 0x81),
     ("publish-u0000-topic", bytes.fromhex("30 04 00 01 00 78"), 0x81),
     ("publish-truncated-topic", bytes.fromhex("30 04 00 09 61 62"), 0x81),
-    ("publish-wildcard-plus", Publish(topic="jobs/+", payload=b"x"), 0x90),
-    ("publish-wildcard-hash", Publish(topic="#", payload=b"x", qos=1, packet_id=1), 0x90),
-    ("publish-topic-alias", Publish(topic="t", properties={pk.PROP_TOPIC_ALIAS: 1}),
+    ("publish-wildcard-plus", pk.Publish(topic="jobs/+", payload=b"x"), 0x90),
+    ("publish-wildcard-hash", pk.Publish(topic="#", payload=b"x", qos=1, packet_id=1), 0x90),
+    ("publish-topic-alias", pk.Publish(topic="t", properties={pk.PROP_TOPIC_ALIAS: 1}),
      0x94),
     ("publish-packet-id-0", bytes.fromhex("32 05 00 01 74 00 00"), 0x81),
     ("subscribe-bad-flags", bytes.fromhex("80 06 00 01 00 01 74 00"), 0x81),
-    ("subscribe-no-filters", Subscribe(packet_id=1, subscriptions=()), 0x82),
-    ("second-connect", Connect(client_id="again"), 0x82),
+    ("subscribe-no-filters", pk.Subscribe(packet_id=1, subscriptions=()), 0x82),
+    ("second-connect", pk.Connect(client_id="again"), 0x82),
     ("remaining-length-5-bytes", bytes.fromhex("30 80 80 80 80 01"), 0x81),
     ("oversized", b"\x30\x80\x80\x80\x01", 0x95),  # 2 MB announced, 1 MB allowed
-    ("server-only-packet", ConnAck(), 0x82),
+    ("server-only-packet", pk.ConnAck(), 0x82),
     ("reserved-type", b"\x00\x00", 0x82),
 ]
 
@@ -292,7 +272,7 @@ AFTER_CONNECT: list[tuple[str, bytes | pk.Packet, int]] = [
 def test_bad_packet_after_connect(live: Live, version: int, bad: bytes | pk.Packet,
                                   reason: int, same_chunk: bool) -> None:
     hello = connect_bytes(version, f"bad-{version}-{reason}")
-    if isinstance(bad, Connect):
+    if isinstance(bad, pk.Connect):
         bad = connect_bytes(version, "again")
     elif not isinstance(bad, bytes):
         bad = encode(bad, version)
@@ -309,15 +289,15 @@ def test_good_packets_before_garbage_in_one_chunk_are_answered(live: Live,
                                                                version: int) -> None:
     stream = (
         connect_bytes(version, f"mixed-{version}")
-        + encode(Subscribe(packet_id=1, subscriptions=(
-            SubscriptionRequest(topic_filter="$share/g/mixed", qos=1),)), version)
-        + encode(PingReq())
+        + encode(pk.Subscribe(packet_id=1, subscriptions=(
+            pk.SubscriptionRequest(topic_filter="$share/g/mixed", qos=1),)), version)
+        + encode(pk.PingReq())
         + b"\x00\x00"
     )
     packets, closed = exchange(live.port, stream, version=version)
     assert closed
-    assert packets[:3] == [ConnAck(properties=packets[0].properties),  # type: ignore[union-attr]
-                           SubAck(packet_id=1, reason_codes=(1,)), PingResp()]
+    assert packets[:3] == [pk.ConnAck(properties=packets[0].properties),  # type: ignore[union-attr]
+                           pk.SubAck(packet_id=1, reason_codes=(1,)), pk.PingResp()]
     assert len(packets) == (4 if version == V5 else 3)
     live.check_healthy()
 
@@ -325,7 +305,7 @@ def test_good_packets_before_garbage_in_one_chunk_are_answered(live: Live,
 @VERSIONS
 def test_half_a_packet_then_silence_hits_keepalive(live: Live, version: int) -> None:
     hello = connect_bytes(version, f"stall-{version}", keepalive=1)
-    half = encode(Publish(topic="jobs/1", payload=b"x" * 50))[:20]
+    half = encode(pk.Publish(topic="jobs/1", payload=b"x" * 50))[:20]
     start = time.monotonic()
     packets, closed = exchange(live.port, hello, half, version=version, wait=WAIT)
     elapsed = time.monotonic() - start
@@ -341,8 +321,8 @@ def test_member_vanishing_mid_packet_and_mid_flow(live: Live) -> None:
     healthy = live.healthy[0]
     group = f"$share/healthy/{healthy.topic}"
     with socket.create_connection(("127.0.0.1", live.port), timeout=WAIT) as sock:
-        sock.sendall(connect_bytes(V5, "vanish") + encode(Subscribe(
-            packet_id=1, subscriptions=(SubscriptionRequest(topic_filter=group, qos=1),)), V5))
+        sock.sendall(connect_bytes(V5, "vanish") + encode(pk.Subscribe(
+            packet_id=1, subscriptions=(pk.SubscriptionRequest(topic_filter=group, qos=1),)), V5))
         got = Decoder(V5)
         seen: list[pk.Packet] = []
         while len(seen) < 2:  # CONNACK, SUBACK
@@ -354,8 +334,8 @@ def test_member_vanishing_mid_packet_and_mid_flow(live: Live) -> None:
         deadline = time.monotonic() + WAIT
         while len(taken) < 3:  # round robin: every other message comes here
             assert time.monotonic() < deadline, taken
-            taken += [p for p in got.feed(sock.recv(4096)) if isinstance(p, Publish)]
-        sock.sendall(encode(Publish(topic="t", payload=b"x" * 100), V5)[:30])
+            taken += [p for p in got.feed(sock.recv(4096)) if isinstance(p, pk.Publish)]
+        sock.sendall(encode(pk.Publish(topic="t", payload=b"x" * 100), V5)[:30])
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
     received: set[bytes] = set()
     deadline = time.monotonic() + WAIT
@@ -389,18 +369,19 @@ def test_many_bad_clients_at_once(live: Live) -> None:
 
 _VALID_FRAMES: list[tuple[int, bytes]] = [
     (v, encode(p, v)) for v in (V3, V5) for p in list[pk.Packet]([
-        Publish(topic="jobs/1", payload=b"task", qos=1, packet_id=1),
-        Publish(topic="jobs/2", payload=b"", qos=2, packet_id=2, retain=True),
-        Publish(topic="healthy/x", payload=b"intruder"),
-        Subscribe(packet_id=3, subscriptions=(
-            SubscriptionRequest(topic_filter="$share/g/jobs/#", qos=2),
-            SubscriptionRequest(topic_filter="#", qos=1))),
-        Subscribe(packet_id=4, subscriptions=(
-            SubscriptionRequest(topic_filter="$share/healthy/healthy/#", qos=1),)),
-        Unsubscribe(packet_id=5, topic_filters=("$share/g/jobs/#", "#")),
-        PubAck(packet_id=1), PubRec(packet_id=1), PubRel(packet_id=1), PubComp(packet_id=1),
-        PingReq(), Disconnect(reason_code=0x04 if v == V5 else 0),
-        Publish(topic="jobs/p", payload=b"x", properties={
+        pk.Publish(topic="jobs/1", payload=b"task", qos=1, packet_id=1),
+        pk.Publish(topic="jobs/2", payload=b"", qos=2, packet_id=2, retain=True),
+        pk.Publish(topic="healthy/x", payload=b"intruder"),
+        pk.Subscribe(packet_id=3, subscriptions=(
+            pk.SubscriptionRequest(topic_filter="$share/g/jobs/#", qos=2),
+            pk.SubscriptionRequest(topic_filter="#", qos=1))),
+        pk.Subscribe(packet_id=4, subscriptions=(
+            pk.SubscriptionRequest(topic_filter="$share/healthy/healthy/#", qos=1),)),
+        pk.Unsubscribe(packet_id=5, topic_filters=("$share/g/jobs/#", "#")),
+        pk.PubAck(packet_id=1), pk.PubRec(packet_id=1),
+        pk.PubRel(packet_id=1), pk.PubComp(packet_id=1),
+        pk.PingReq(), pk.Disconnect(reason_code=0x04 if v == V5 else 0),
+        pk.Publish(topic="jobs/p", payload=b"x", properties={
             pk.PROP_USER_PROPERTY: (("k", "v"),), pk.PROP_SUBSCRIPTION_ID: (1,)}),
     ])
 ]
@@ -412,10 +393,10 @@ def _hostile_streams(draw: st.DrawFn) -> bytes:
     if kind == "random":
         return draw(st.binary(max_size=64))
     version = draw(st.sampled_from([V3, V5]))
-    hello = encode(Connect(
+    hello = encode(pk.Connect(
         protocol_level=version, client_id=draw(st.sampled_from(["", "fuzz", "healthy-v5"])),
         keepalive=draw(st.sampled_from([0, 1, 60])),
-        will=draw(st.sampled_from([None, Will(topic="healthy/healthy-v5", payload=b"w")])),
+        will=draw(st.sampled_from([None, pk.Will(topic="healthy/healthy-v5", payload=b"w")])),
     ), version)
     if kind == "connect+random":
         return hello + draw(st.binary(max_size=64))
@@ -516,32 +497,33 @@ def _packets(draw: st.DrawFn) -> tuple[pk.Packet, int]:
     packet: pk.Packet
     if kind == "connect":
         will = draw(st.none() | st.builds(
-            Will, topic=_text, payload=st.binary(max_size=8), qos=st.integers(0, 2),
+            pk.Will, topic=_text, payload=st.binary(max_size=8), qos=st.integers(0, 2),
             retain=st.booleans(), properties=props))
         username = draw(st.none() | _text)
         password = draw(st.none() | st.binary(max_size=8))
         if username is None and not v5:
             password = None
-        packet = Connect(
+        packet = pk.Connect(
             protocol_level=version, protocol_name="MQIsdp" if version == 3 else "MQTT",
             client_id=draw(_text), clean_start=draw(st.booleans()), keepalive=draw(_u16),
             will=will, username=username, password=password, properties=draw(props))
     elif kind == "connack":
-        packet = ConnAck(session_present=draw(st.booleans()), reason_code=draw(st.integers(0, 255)),
-                         properties=draw(props))
+        packet = pk.ConnAck(session_present=draw(st.booleans()),
+                            reason_code=draw(st.integers(0, 255)), properties=draw(props))
     elif kind == "publish":
         qos = draw(st.integers(0, 2))
-        packet = Publish(
+        packet = pk.Publish(
             topic=draw(_text), payload=draw(st.binary(max_size=300)), qos=qos,
             retain=draw(st.booleans()), dup=draw(st.booleans()) if qos else False,
             packet_id=draw(_pid) if qos else None, properties=draw(props))
     elif kind == "ack":
-        acks: list[type[PubAck | PubRec | PubRel | PubComp]] = [PubAck, PubRec, PubRel, PubComp]
+        acks: list[type[pk.PubAck | pk.PubRec | pk.PubRel | pk.PubComp]] = [
+            pk.PubAck, pk.PubRec, pk.PubRel, pk.PubComp]
         cls = draw(st.sampled_from(acks))
         packet = cls(packet_id=draw(_pid), reason_code=draw(rc), properties=draw(props))
     elif kind == "subscribe":
         reqs = draw(st.lists(st.builds(
-            SubscriptionRequest, topic_filter=_text, qos=st.integers(0, 2),
+            pk.SubscriptionRequest, topic_filter=_text, qos=st.integers(0, 2),
             no_local=st.booleans() if v5 else st.just(False),
             retain_as_published=st.booleans() if v5 else st.just(False),
             retain_handling=st.integers(0, 2) if v5 else st.just(0)),
@@ -549,27 +531,27 @@ def _packets(draw: st.DrawFn) -> tuple[pk.Packet, int]:
         sub_props = draw(props)
         if pk.PROP_SUBSCRIPTION_ID in sub_props:  # at most one in a SUBSCRIBE (3.8.2.1.2)
             sub_props[pk.PROP_SUBSCRIPTION_ID] = (draw(_varint),)
-        packet = Subscribe(packet_id=draw(_pid), subscriptions=tuple(reqs),
-                           properties=sub_props)
+        packet = pk.Subscribe(packet_id=draw(_pid), subscriptions=tuple(reqs),
+                              properties=sub_props)
     elif kind == "suback":
-        packet = SubAck(packet_id=draw(_pid), reason_codes=tuple(draw(st.lists(
+        packet = pk.SubAck(packet_id=draw(_pid), reason_codes=tuple(draw(st.lists(
             st.integers(0, 255), min_size=1, max_size=4))), properties=draw(props))
     elif kind == "unsubscribe":
-        packet = Unsubscribe(packet_id=draw(_pid), topic_filters=tuple(draw(st.lists(
+        packet = pk.Unsubscribe(packet_id=draw(_pid), topic_filters=tuple(draw(st.lists(
             _text, min_size=1, max_size=3))), properties=draw(props))
     elif kind == "unsuback":
         codes = draw(st.lists(st.integers(0, 255), max_size=4)) if v5 else []
-        packet = UnsubAck(packet_id=draw(_pid), reason_codes=tuple(codes),
-                          properties=draw(props))
+        packet = pk.UnsubAck(packet_id=draw(_pid), reason_codes=tuple(codes),
+                             properties=draw(props))
     elif kind == "ping":
-        packet = PingReq()
+        packet = pk.PingReq()
     elif kind == "pong":
-        packet = PingResp()
+        packet = pk.PingResp()
     elif kind == "disconnect":
-        packet = Disconnect(reason_code=draw(rc), properties=draw(props))
+        packet = pk.Disconnect(reason_code=draw(rc), properties=draw(props))
     else:
         version = V5
-        packet = Auth(reason_code=draw(st.integers(0, 255)), properties=draw(_props(V5)))
+        packet = pk.Auth(reason_code=draw(st.integers(0, 255)), properties=draw(_props(V5)))
     return packet, version
 
 
@@ -578,13 +560,13 @@ def _packets(draw: st.DrawFn) -> tuple[pk.Packet, int]:
 def test_codec_round_trip(generated: tuple[pk.Packet, int]) -> None:
     packet, version = generated
     wire = encode(packet, version)
-    decoder = Decoder(None if isinstance(packet, Connect) else version)
+    decoder = Decoder(None if isinstance(packet, pk.Connect) else version)
     assert decoder.feed(wire) == [packet]
     assert decoder.buffered() == 0
     assert encode(packet, version) == wire  # encode(decode(x)) == x
     # And the same bytes split at any point decode the same way.
     cut = len(wire) // 2
-    decoder = Decoder(None if isinstance(packet, Connect) else version)
+    decoder = Decoder(None if isinstance(packet, pk.Connect) else version)
     assert decoder.feed(wire[:cut]) + decoder.feed(wire[cut:]) == [packet]
 
 
@@ -596,5 +578,5 @@ def test_decoder_only_ever_raises_malformed_packet(version: int | None, data: by
         for packet in decoder.feed(data):
             # Whatever decodes must encode again without error.
             encode(packet, decoder.version or V3)
-    except MalformedPacket as exc:
+    except pk.MalformedPacket as exc:
         assert 0x80 <= exc.reason_code <= 0xFF

@@ -16,19 +16,7 @@ from support.paths import REPO, SCENARIOS
 
 from aetherdiag.harness.model import EmulatorSettings, TaskSpec
 from aetherdiag.scenario import load_scenario, parse_scenario
-from aetherdiag.scenario.model import (
-    Count,
-    Drop,
-    Publish,
-    Reconnect,
-    ScenarioError,
-    Settle,
-    Slow,
-    Step,
-    Subscribe,
-    Unsubscribe,
-    Wait,
-)
+from aetherdiag.scenario import model as sm
 
 SHIPPED = {
     "problem-task.yaml": 0,
@@ -56,7 +44,7 @@ def parse(text: str) -> object:
     return parse_scenario(text, "s.yaml")
 
 
-def unplaced(steps: tuple[Step, ...]) -> list[Step]:
+def unplaced(steps: tuple[sm.Step, ...]) -> list[sm.Step]:
     """Steps without their position, to compare two files' plans."""
     return [replace(s, index=0, line=0, column=0) for s in steps]
 
@@ -128,10 +116,10 @@ def test_retained_scenario_subscribes_after_the_retained_publish() -> None:
     s = load_scenario(SCENARIOS / "retained-shared.yaml")
     assert all(w.subscriptions == () for w in s.workers)
     first, *_ = s.steps
-    assert isinstance(first, Publish) and first.tasks[0].retain
-    assert [type(st) for st in s.steps[2:4]] == [Subscribe, Subscribe]
+    assert isinstance(first, sm.Publish) and first.tasks[0].retain
+    assert [type(st) for st in s.steps[2:4]] == [sm.Subscribe, sm.Subscribe]
     assert s.expect.missing_tasks == ("retained-task",)
-    assert s.expect.missing == Count(min=1, max=1)
+    assert s.expect.missing == sm.Count(min=1, max=1)
 
 
 def test_publish_to_share_topic_builds_share_topics() -> None:
@@ -241,22 +229,22 @@ def test_steps_keep_order_index_and_source_line() -> None:
 def test_step_values() -> None:
     s = parse_scenario(STEPS, "steps.yaml")
     pub, wait, drop, rec, slow, sub, unsub, explicit, pattern, settle, bounded = s.steps
-    assert isinstance(pub, Publish) and pub.rate == 50.0
+    assert isinstance(pub, sm.Publish) and pub.rate == 50.0
     assert [t.task_id for t in pub.tasks] == ["task-1", "task-2", "task-3"]
     assert {t.qos for t in pub.tasks} == {2}
-    assert wait == Wait(index=2, line=8, column=5, seconds=0.5)
-    assert isinstance(drop, Drop) and drop.worker == "w-2" and drop.describe() == "drop w-2"
-    assert isinstance(rec, Reconnect) and rec.worker == "w-2"
-    assert isinstance(slow, Slow) and slow.work_ms == 250.0
-    assert isinstance(sub, Subscribe) and (sub.topic_filter, sub.qos) == (AM_PLAIN, 0)
-    assert isinstance(unsub, Unsubscribe) and unsub.topic_filter == AM_PLAIN
-    assert isinstance(explicit, Publish)
+    assert wait == sm.Wait(index=2, line=8, column=5, seconds=0.5)
+    assert isinstance(drop, sm.Drop) and drop.worker == "w-2" and drop.describe() == "drop w-2"
+    assert isinstance(rec, sm.Reconnect) and rec.worker == "w-2"
+    assert isinstance(slow, sm.Slow) and slow.work_ms == 250.0
+    assert isinstance(sub, sm.Subscribe) and (sub.topic_filter, sub.qos) == (AM_PLAIN, 0)
+    assert isinstance(unsub, sm.Unsubscribe) and unsub.topic_filter == AM_PLAIN
+    assert isinstance(explicit, sm.Publish)
     assert explicit.tasks == (TaskSpec(task_id="x", topic="other/x", qos=1, retain=True),
                               TaskSpec(task_id="y", topic="other/y", qos=1, retain=True))
-    assert isinstance(pattern, Publish)
+    assert isinstance(pattern, sm.Publish)
     assert [t.task_id for t in pattern.tasks] == ["job-004", "job-005"]  # numbering continues
-    assert isinstance(settle, Settle) and (settle.timeout_s, settle.quiet_s) == (12.0, 0.3)
-    assert isinstance(bounded, Settle) and (bounded.timeout_s, bounded.quiet_s) == (3.0, 0.1)
+    assert isinstance(settle, sm.Settle) and (settle.timeout_s, settle.quiet_s) == (12.0, 0.3)
+    assert isinstance(bounded, sm.Settle) and (bounded.timeout_s, bounded.quiet_s) == (3.0, 0.1)
 
 
 def test_count_numbering_continues_unless_start_is_given() -> None:
@@ -295,15 +283,15 @@ expect:
         "0", "<= 2", ">= 1", "1..3")
     assert e.missing_tasks is None
     a, b = e.workers
-    assert (a.name, a.tasks, a.received, a.repeats) == ("a", Count(min=3, max=3), Count(min=3),
-                                                        None)
-    assert (b.name, b.tasks, b.repeats) == ("b", None, Count(min=0, max=0))
+    assert (a.name, a.tasks, a.received, a.repeats) == ("a", sm.Count(min=3, max=3),
+                                                        sm.Count(min=3), None)
+    assert (b.name, b.tasks, b.repeats) == ("b", None, sm.Count(min=0, max=0))
 
 
 def test_count_matches() -> None:
-    assert Count(min=2, max=2).matches(2) and not Count(min=2, max=2).matches(3)
-    assert Count(min=1).matches(10**6) and not Count(min=1).matches(0)
-    assert Count(max=5).matches(0) and not Count(max=5).matches(6)
+    assert sm.Count(min=2, max=2).matches(2) and not sm.Count(min=2, max=2).matches(3)
+    assert sm.Count(min=1).matches(10**6) and not sm.Count(min=1).matches(0)
+    assert sm.Count(max=5).matches(0) and not sm.Count(max=5).matches(6)
 
 
 def test_targets() -> None:
@@ -481,7 +469,7 @@ BAD: list[tuple[str, str, str]] = [
 def test_bad_scenario_gives_one_line(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ScenarioError) as info:
+    with pytest.raises(sm.ScenarioError) as info:
         load_scenario(path)
     message = str(info.value)
     assert message == f"{path}:{expected}"
@@ -495,18 +483,18 @@ def test_bad_scenario_gives_one_line(tmp_path: Path, text: str, expected: str) -
 
 def test_unreadable_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
-    with pytest.raises(ScenarioError, match=r"nope\.yaml:1:1: cannot read the file"):
+    with pytest.raises(sm.ScenarioError, match=r"nope\.yaml:1:1: cannot read the file"):
         load_scenario(missing)
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"name: \xff\xfe\n")
-    with pytest.raises(ScenarioError, match=r"bin\.yaml:1:1: the file is not UTF-8 text"):
+    with pytest.raises(sm.ScenarioError, match=r"bin\.yaml:1:1: the file is not UTF-8 text"):
         load_scenario(binary)
 
 
 def test_long_worker_lists_are_shortened_in_messages() -> None:
     text = ("name: t\nworkers:\n  - name: w\n    replicas: 50\n"
             "steps:\n  - publish: {count: 1}\n  - drop: zzz\n")
-    with pytest.raises(ScenarioError) as info:
+    with pytest.raises(sm.ScenarioError) as info:
         parse(text)
     assert str(info.value).endswith("(expected one of: w-1, w-2, w-3, w-4, w-5, w-6, w-7, w-8, "
                                     "... 50 in all)")

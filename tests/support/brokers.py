@@ -152,3 +152,13 @@ class BrokerUnderTest:
     @property
     def is_emulator(self) -> bool:
         return self.kind == "emulator"
+
+
+def readable_file(directory: Path, name: str, text: str | None = None) -> Path:
+    """``directory/name`` (written with ``text`` when given) with mode 0o644, so Mosquitto can
+    read it after dropping to its own user."""
+    path = directory / name
+    if text is not None:
+        path.write_text(text)
+    path.chmod(0o644)
+    return path

@@ -19,32 +19,24 @@ stderr (the fallback ``on_message``), so the log shows the tasks that were dropp
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import sys
 import threading
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-NAME = os.environ.get("AETHERDIAG_WORKER") or f"am-worker-{os.getpid()}"
-HOST = os.environ.get("MQTT_HOST") or "127.0.0.1"
-PORT = int(os.environ.get("MQTT_PORT") or "1883")
-UNION = os.environ.get("AM_UNION") or "production"
-JOB = os.environ.get("AM_JOB") or "engine"
-TASK = os.environ.get("AM_TASK") or "process-data"
-CONTEXT = os.environ.get("AM_CONTEXT") or "batch1"
+if TYPE_CHECKING:  # mypy (mypy_path = "tests") knows this directory as the package `workers`
+    from workers.am_common import CONTEXT, HOST, JOB, NAME, PORT, TASK, UNION, announce_ready, log
+else:  # run as a script: the script's directory is on sys.path
+    from am_common import CONTEXT, HOST, JOB, NAME, PORT, TASK, UNION, announce_ready, log
 
 HOSTNAME = socket.gethostname()
 CLIENT = str(uuid.uuid1())  # the "client" field, a uuid1 like the library's
 SHARED = f"$share/{UNION}_{JOB}_workgroup/{UNION}/{JOB}/{TASK}/{CONTEXT}/+/perform"
-
-
-def log(text: str) -> None:
-    print(f"[{NAME}] {text}", file=sys.stderr, flush=True)
 
 
 def body(action: str, status: str, progress: int, data: dict[str, Any]) -> str:
@@ -99,8 +91,7 @@ def main() -> int:
     while not ready.is_set() and not stop.is_set():
         ready.wait(0.05)
     if ready.is_set() and not stop.is_set():
-        print(f"READY {NAME} pid={os.getpid()} client={CLIENT} mqtt_id={mqtt_id} "
-              f"filter={SHARED}", flush=True)
+        announce_ready(CLIENT, mqtt_id, SHARED)
         while not stop.wait(0.2):
             pass
     c.disconnect()
