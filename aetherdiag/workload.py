@@ -55,20 +55,25 @@ def run_workers(
                          expected_messages=len(plan.tasks)) as broker:
             with Fleet(broker.target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
                        label=broker.label, run_id=plan.run_id) as fleet:
-                fleet.start(plan.workers)
-                deadline = time.monotonic() + plan.timeout_s
                 interrupted = False
                 try:
+                    fleet.start(plan.workers)
+                    deadline = time.monotonic() + plan.timeout_s
                     fleet.publish(plan.tasks, rate=plan.rate, on_progress=on_progress,
                                   timeout_s=plan.timeout_s)
                     fleet.settle(expected=len(plan.tasks), quiet_s=plan.quiet_s,
                                  timeout_s=max(0.0, deadline - time.monotonic()),
                                  on_progress=on_progress)
-                except KeyboardInterrupt:
+                except KeyboardInterrupt:  # even while connecting: report what there is
                     interrupted = True
                     fleet.stop_clock()
-                result = replace(fleet.result(), interrupted=interrupted,
-                                 timeout_s=plan.timeout_s)
+                result = fleet.result()
+                if interrupted:
+                    seen = set(result.published) | {t for t, _ in result.unsent}
+                    never = tuple((t.task_id, "not sent: interrupted") for t in plan.tasks
+                                  if t.task_id not in seen)
+                    result = replace(result, interrupted=True, unsent=result.unsent + never)
+                result = replace(result, timeout_s=plan.timeout_s)
             return replace(result, emulator_stats=broker.stats())
     except BrokerUnreachable as exc:
         raise Abort(str(exc), ExitCode.UNREACHABLE) from None
