@@ -362,7 +362,7 @@ def _outcome(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses, owners: 
     result = replace(
         sent, workers=workers, deliveries=tuple(sorted(deliveries, key=lambda d: d.at)),
         settled=settled, interrupted=interrupted, timeout_s=plan.timeout_s,
-        notes=sent.notes + tuple(notes), emulator_stats=None,
+        notes=sent.notes + tuple(notes), emulator_stats=broker.stats(),
         replies=tuple((r.identity, r.task_id, r.action) for r in replies),
         expects_replies=bool(reply_filters(plan.profile, plan.layout)), own_processes=True)
     return ExecOutcome(result=result, processes=processes, replies=tuple(replies),
