@@ -167,11 +167,15 @@ def _owners(broker: OpenBroker, pool: WorkerProcesses, owners: dict[str, str]) -
     em = _emulator(broker)
     if em is None:
         return
+    new = [v for v in em.clients()  # type: ignore[attr-defined]
+           if v.peer is not None and v.client_id not in owners]
+    if not new:  # every connection is known: no need to scan the processes' sockets again
+        return
     pids = pool.pids()
     by_pid = {pid: name for name, pid in pids.items()}
     peers = tcp_peers(pids.values(), broker.target.port)
-    for view in em.clients():  # type: ignore[attr-defined]
-        if view.peer is not None and tuple(view.peer) in peers:
+    for view in new:
+        if tuple(view.peer) in peers:
             owners.setdefault(view.client_id, by_pid[peers[tuple(view.peer)]])
 
 
