@@ -16,9 +16,9 @@ from ..emulator import FAULTS, STRATEGIES
 from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
 from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
-from ..harness.profile import PROFILES
 from ..layout import Layout, LayoutError, aethermagic, generic
 from ..mqtt.protocol import parse_protocol
+from ..wire.profile import PROFILES
 from . import common
 from .emulator import parse_group_strategies
 
@@ -65,14 +65,23 @@ def command(
         "generic", "--profile",
         help="Wire format of the tasks: generic (aetherdiag's JSON) or aethermagic (the "
         "AetherMagic library's perform/status/complete messages)."),
+    reply_topic: str | None = typer.Option(
+        None, "--reply-topic", metavar="TEMPLATE",
+        help="--exec, generic profile: where your workers answer a task, with {task_id} as "
+        "one level, e.g. 'results/{task_id}'. Each reply counts as handled."),
+    worker_field: str | None = typer.Option(
+        None, "--worker-field", metavar="POINTER",
+        help="--exec: the JSON pointer to the field naming the worker in a reply, e.g. "
+        "/worker (needed on a real broker with --reply-topic)."),
     logs: Path | None = typer.Option(
         None, "--logs", metavar="DIR",
         help="--exec: keep every worker's output in DIR/worker-N.log (by default the logs are "
         "kept only when the run fails)."),
-    warmup: float = typer.Option(
-        3.0, "--warmup", min=0, max=600, callback=common.finite,
+    warmup: float | None = typer.Option(
+        None, "--warmup", min=0, max=600, callback=common.finite,
         help="--exec on a real broker: seconds the workers get to subscribe before tasks go "
-        "out (on the emulator the tool sees when they have)."),
+        "out (default 3; with --profile aethermagic at most 15, ended as soon as every worker "
+        "announced itself idle). On the emulator the tool sees when they have subscribed."),
     ready_timeout: float = typer.Option(
         20.0, "--ready-timeout", min=0.1, max=600, callback=common.finite,
         help="--exec on the emulator: seconds every worker gets to subscribe to the task "
@@ -175,8 +184,11 @@ def command(
         if builtin:
             raise Abort(f"{', '.join(builtin)} configure the built-in workers; they cannot be "
                         "used with --exec (your workers decide how they subscribe and work)")
-    elif logs is not None:
-        raise Abort("--logs needs --exec (the built-in workers write no logs)")
+    else:
+        for flag, given in (("--logs", logs), ("--reply-topic", reply_topic),
+                            ("--worker-field", worker_field)):
+            if given is not None:
+                raise Abort(f"{flag} needs --exec (it is about your own worker processes)")
     tls = common.TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
     target: BrokerTarget | None = None
     if broker is not None:
@@ -211,7 +223,9 @@ def command(
             command=exec_command, count=count, tasks=tasks, target=target, layout=layout,
             profile=profile, qos=qos, protocol=protocol, strategy=strategy, faults=fault,
             groups=groups, seed=seed, rate=rate, timeout=timeout, settle_ms=settle_ms,
-            connect_timeout=connect_timeout, warmup=warmup, ready_timeout=ready_timeout,
+            connect_timeout=connect_timeout, ready_timeout=ready_timeout,
+            warmup=warmup if warmup is not None else (15.0 if library else 3.0),
+            reply_topic=reply_topic, worker_field=worker_field,
             logs=logs, max_imbalance=max_imbalance, allow_redelivery=allow_redelivery,
             fmt=fmt, output=output, quiet=quiet, run_id=run_id)
     if target is not None:
@@ -231,7 +245,8 @@ def command(
     subscription = layout.subscription(plain=plain)
     specs = tuple(
         WorkerSpec(name=f"worker-{i}", subscriptions=(subscription,), qos=qos, protocol=protocol,
-                   work_ms=slow.get(f"worker-{i}", work_ms), work_jitter_ms=work_jitter_ms)
+                   work_ms=slow.get(f"worker-{i}", work_ms), work_jitter_ms=work_jitter_ms,
+                   profile=profile)
         for i in range(1, count + 1)
     )
     task_specs = tuple(

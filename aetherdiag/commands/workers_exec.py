@@ -23,9 +23,9 @@ from ..harness.clients import BrokerUnreachable
 from ..harness.command import CommandError, parse_command
 from ..harness.execrun import ExecError, ExecPlan, run_exec
 from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
-from ..harness.profile import Profile, check_layout
 from ..layout import Layout
 from ..mqtt.protocol import Protocol
+from ..wire.profile import Profile, check_layout, replies_for
 from ..workload import default_timeout
 from .common import emit_failure, emit_report
 
@@ -35,6 +35,7 @@ def run_exec_command(
     profile: str, qos: int, protocol: Protocol, strategy: str, faults: list[str],
     groups: dict[str, str], seed: int | None, rate: float | None, timeout: float | None,
     settle_ms: float, connect_timeout: float, warmup: float, ready_timeout: float,
+    reply_topic: str | None, worker_field: str | None,
     logs: Path | None, max_imbalance: float, allow_redelivery: bool, fmt: render.Format,
     output: Path | None, quiet: bool, run_id: str,
 ) -> None:
@@ -46,8 +47,12 @@ def run_exec_command(
     chosen: Profile = "aethermagic" if profile == "aethermagic" else "generic"
     try:
         check_layout(chosen, layout)
+        replies = replies_for(chosen, layout, reply_topic, worker_field)
     except ValueError as exc:
         raise Abort(str(exc)) from None
+    if target is not None and replies.kind == "template" and not replies.names_worker:
+        raise Abort("--reply-topic on a real broker needs --worker-field: only the embedded "
+                    "emulator sees which connection published a reply")
     if logs is not None and logs.exists() and not logs.is_dir():
         raise Abort(f"--logs {logs}: not a directory")
     task_specs = tuple(
@@ -58,7 +63,7 @@ def run_exec_command(
         command=command, count=count, target=target,
         emulator=EmulatorSettings(strategy=strategy, faults=tuple(faults),
                                   group_strategies=tuple(groups.items()), seed=seed),
-        layout=layout, profile=chosen, tasks=task_specs, rate=rate,
+        layout=layout, profile=chosen, replies=replies, tasks=task_specs, rate=rate,
         timeout_s=timeout if timeout is not None else default_timeout(tasks, rate),
         ready_timeout_s=ready_timeout, warmup_s=warmup, quiet_s=max(0.3, settle_ms / 1000.0),
         connect_timeout_s=connect_timeout, protocol=protocol, seed=seed or 0, run_id=run_id,
@@ -90,6 +95,8 @@ def run_exec_command(
                      Expectations(max_imbalance=max_imbalance,
                                   allow_redelivery=allow_redelivery))
     setup = [("workers", f"{count} x {command}"), ("profile", chosen),
+             *([("replies", f"{reply_topic}" + (f" (worker: {worker_field})" if worker_field
+                                               else ""))] if reply_topic else []),
              ("tasks", f"{tasks} to {layout.topic('task-N', 0)}"),
              ("qos", str(qos)), ("mqtt", protocol)]
     for p in outcome.processes:

@@ -100,23 +100,25 @@ class Broker:
         """The send journal (None unless the broker was made with ``journal=True``)."""
         return self._state.journal
 
-    def sent(self) -> tuple[SentMessage, ...]:
-        """Every PUBLISH sent to a subscriber so far, oldest first (``journal.py``)."""
-        journal = self._state.journal
-        if journal is None:
-            raise RuntimeError("the send journal is off: make the broker with journal=True")
-        return journal.snapshot()
+    def sent(self, start: int = 0) -> tuple[SentMessage, ...]:
+        """PUBLISHes sent to subscribers, oldest first, from the ``start``-th (journal.py)."""
+        return self._journal().snapshot(start)
 
-    def published(self) -> tuple[PublishedMessage, ...]:
-        """Every PUBLISH a client sent so far, oldest first (needs the journal)."""
-        journal = self._state.journal
-        if journal is None:
-            raise RuntimeError("the journal is off: make the broker with journal=True")
-        return journal.published_snapshot()
+    def published(self, start: int = 0) -> tuple[PublishedMessage, ...]:
+        """PUBLISHes clients sent, oldest first, from the ``start``-th on."""
+        return self._journal().published_snapshot(start)
+
+    def acks(self, start: int = 0) -> tuple[int, ...]:
+        """Indices into ``sent()`` of acknowledged sends, in ack order, from ``start``."""
+        return self._journal().acks(start)
+
+    def _journal(self) -> Journal:
+        if (journal := self._state.journal) is None:
+            raise RuntimeError("the send journal is off: make the broker with journal=True")
+        return journal
 
     def clients(self) -> tuple[ClientView, ...]:
-        """A read-only view of every session: connected or not, its TCP peer, its
-        subscriptions (in the order they were made)."""
+        """Every session, read-only: connected, TCP peer, subscriptions in order made."""
         conns = self._state.conns
         views = []
         for session in self._state.sessions.values():

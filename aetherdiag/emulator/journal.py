@@ -55,7 +55,8 @@ class PublishedMessage:
 class Journal:
     """A bounded record of the PUBLISH packets sent to subscribers (see the module docstring)."""
 
-    __slots__ = ("_acked", "_entries", "_pending", "_published", "dropped", "max_entries")
+    __slots__ = ("_ack_log", "_acked", "_entries", "_pending", "_published", "dropped",
+                 "max_entries")
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         if max_entries < 0:
@@ -67,6 +68,7 @@ class Journal:
         # replies, attributed to the connection that sent them
         self._published: list[tuple[float, str, int, str, bytes]] = []
         self._acked: set[int] = set()  # indices into _entries
+        self._ack_log: list[int] = []  # the same, in the order the acks came
         # (client id, packet id) -> index of its latest unacknowledged send
         self._pending: dict[tuple[str, int], int] = {}
 
@@ -98,22 +100,29 @@ class Journal:
             return  # the sends' counter tells that the journal is full
         self._published.append((at, client_id, conn_id, topic, payload))
 
-    def published_snapshot(self) -> tuple[PublishedMessage, ...]:
-        """Every recorded publish from a client, oldest first."""
-        return tuple(PublishedMessage(*row) for row in self._published)
+    def published_snapshot(self, start: int = 0) -> tuple[PublishedMessage, ...]:
+        """Every recorded publish from a client, oldest first, from the ``start``-th on."""
+        return tuple(PublishedMessage(*row) for row in self._published[start:])
 
     def acked(self, client_id: str, packet_id: int) -> None:
         """The delivery of ``packet_id`` to ``client_id`` is complete (PUBACK / PUBCOMP)."""
         i = self._pending.pop((client_id, packet_id), None)
         if i is not None:
             self._acked.add(i)
+            self._ack_log.append(i)
 
-    def snapshot(self) -> tuple[SentMessage, ...]:
-        """Every recorded send, oldest first."""
+    def acks(self, start: int = 0) -> tuple[int, ...]:
+        """Indices (into ``snapshot()``) of the sends acknowledged, in ack order, from the
+        ``start``-th ack on: a reader that keeps its place reads each ack once."""
+        return tuple(self._ack_log[start:])
+
+    def snapshot(self, start: int = 0) -> tuple[SentMessage, ...]:
+        """Every recorded send, oldest first, from the ``start``-th on (a reader that keeps
+        its place reads each send once; ``acks`` tells which were acknowledged since)."""
         acked = self._acked
         return tuple(
             SentMessage(at, client_id, conn_id, topic, payload, qos, dup, pid,
                         None if not qos else i in acked)
             for i, (at, client_id, conn_id, topic, payload, qos, dup, pid)
-            in enumerate(self._entries)
+            in enumerate(self._entries[start:], start)
         )

@@ -300,13 +300,20 @@ class Emulator:
         """A consistent snapshot of the emulator's counters."""
         return self.call(self.broker.stats.snapshot)  # type: ignore[no-any-return]
 
-    def sent(self) -> tuple[SentMessage, ...]:
-        """Every PUBLISH sent to a subscriber so far, oldest first; needs ``journal=True``."""
-        return self.call(self.broker.sent)  # type: ignore[no-any-return]
+    def sent(self, start: int = 0) -> tuple[SentMessage, ...]:
+        """Every PUBLISH sent to a subscriber so far, oldest first (from the ``start``-th
+        on); needs ``journal=True``."""
+        return self.call(self.broker.sent, start)  # type: ignore[no-any-return]
 
-    def published(self) -> tuple[PublishedMessage, ...]:
-        """Every PUBLISH a client sent so far (a worker's replies, with their connection)."""
-        return self.call(self.broker.published)  # type: ignore[no-any-return]
+    def published(self, start: int = 0) -> tuple[PublishedMessage, ...]:
+        """Every PUBLISH a client sent so far (a worker's replies, with their connection),
+        from the ``start``-th on."""
+        return self.call(self.broker.published, start)  # type: ignore[no-any-return]
+
+    def acks(self, start: int = 0) -> tuple[int, ...]:
+        """Indices into ``sent()`` of the acknowledged sends, in ack order (from the
+        ``start``-th ack on)."""
+        return self.call(self.broker.acks, start)  # type: ignore[no-any-return]
 
     def sent_dropped(self) -> int:
         """Sends the journal only counted because it was full (0: ``sent()`` is complete)."""

@@ -16,26 +16,25 @@ named by the ``host/client`` its replies carry, and ready means ``warmup_s`` pas
 
 from __future__ import annotations
 
-import contextlib
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..emulator.topics import matches
 from ..layout import Layout
 from ..mqtt.protocol import Protocol
+from ..wire.profile import Profile, Replies, Reply, announce_filters
+from .execobserve import Progress, Seen, announced, emulator_of, observer, task_id
 from .fleet import Fleet
 from .model import BrokerTarget, Delivery, EmulatorSettings, RunResult, TaskSpec
 from .peers import tcp_peers
 from .procs import WorkerProcesses
-from .profile import Profile, Reply, parse_reply, reply_filters, task_of
 from .run import OpenBroker, open_broker
 
 ProgressCallback = Callable[[int, int], None]
 POLL_S = 0.05
+ANNOUNCE_GRACE_S = 0.5
 
 
 class ExecError(Exception):
@@ -55,6 +54,7 @@ class ExecPlan:
     emulator: EmulatorSettings
     layout: Layout
     profile: Profile
+    replies: Replies
     tasks: tuple[TaskSpec, ...]
     rate: float | None = None
     timeout_s: float = 30.0
@@ -99,8 +99,8 @@ def run_exec(plan: ExecPlan, on_progress: ProgressCallback | None = None) -> Exe
         pool.keep_logs(True)  # the caller removes them after a healthy run
         pool.start()
         owners: dict[str, str] = {}  # MQTT client id -> process name (emulator)
-        with _observer(broker, plan) as seen:
-            _wait_ready(broker, plan, pool, owners)
+        with observer(broker, plan) as seen:
+            ready_note = _wait_ready(broker, plan, pool, owners, seen)
             with Fleet(broker.target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
                        label=broker.label, run_id=plan.run_id) as fleet:
                 fleet.start([])
@@ -114,57 +114,18 @@ def run_exec(plan: ExecPlan, on_progress: ProgressCallback | None = None) -> Exe
                     interrupted, settled = True, False
                 fleet.stop_clock()
                 sent = fleet.result()
+        if ready_note is not None:
+            sent = replace(sent, notes=(*sent.notes, ready_note))
         return _outcome(broker, plan, pool, owners, seen, sent, settled, interrupted)
 
 
 # ------------------------------------------------------------------------------- observing
 
 
-@contextlib.contextmanager
-def _observer(broker: OpenBroker, plan: ExecPlan) -> Iterator[list[tuple[float, str, bytes]]]:
-    """On a real broker: a plain subscriber to the workers' replies (it never joins the share
-    group). On the emulator the journal already has every publish, with its sender."""
-    seen: list[tuple[float, str, bytes]] = []
-    filters = reply_filters(plan.profile, plan.layout)
-    if broker.emulator is not None or not filters:
-        yield seen
-        return
-    from .clients import ClientFactory
-
-    t0 = time.monotonic()
-    lock = threading.Lock()
-    subscribed = threading.Event()
-    client = ClientFactory(broker.target).make(f"aetherdiag-{plan.run_id}-observer",
-                                               plan.protocol)
-
-    def on_message(_c: object, _u: object, msg: object) -> None:
-        with lock:
-            seen.append((time.monotonic() - t0, msg.topic, msg.payload))  # type: ignore[attr-defined]
-
-    client.on_message = on_message
-    client.on_subscribe = lambda *args: subscribed.set()
-    client.manual_ack_set(False)
-    client.connect(broker.target.host, broker.target.port, keepalive=30)
-    client.loop_start()
-    try:
-        client.subscribe([(f, 0) for f in filters])
-        subscribed.wait(plan.connect_timeout_s)
-        yield seen
-    finally:
-        with contextlib.suppress(Exception):
-            client.disconnect()
-        client.loop_stop()
-
-
-def _emulator(broker: OpenBroker) -> object | None:
-    handle = broker.emulator
-    return getattr(handle, "emulator", None) if handle is not None else None
-
-
 def _owners(broker: OpenBroker, pool: WorkerProcesses, owners: dict[str, str]) -> None:
     """Learn which process owns each connected client (kept once learnt: a client that
     disconnects later is still that process's)."""
-    em = _emulator(broker)
+    em = emulator_of(broker)
     if em is None:
         return
     new = [v for v in em.clients()  # type: ignore[attr-defined]
@@ -188,15 +149,29 @@ def _failed_early(pool: WorkerProcesses) -> None:
 
 
 def _wait_ready(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses,
-                owners: dict[str, str]) -> None:
-    """Until every process subscribes to the task topics (emulator) or the warm-up passed."""
-    em = _emulator(broker)
+                owners: dict[str, str], seen: Seen) -> str | None:
+    """Until every process subscribes to the task topics (emulator); on a real broker until
+    the warm-up passed or, with a profile whose workers announce themselves, every process
+    did (then a short grace: AetherMagic announces just before it subscribes). Returns a note
+    when the real broker's pool did not announce itself in full."""
+    em = emulator_of(broker)
     if em is None:
         deadline = time.monotonic() + plan.warmup_s
+        announcing = bool(announce_filters(plan.profile, plan.layout))
         while time.monotonic() < deadline:
             _failed_early(pool)
+            if announcing:
+                heard = announced(plan, seen)
+                if max(len(heard["idle"]), len(heard["online"])) >= plan.count:
+                    time.sleep(ANNOUNCE_GRACE_S)
+                    return None
             time.sleep(POLL_S)
-        return
+        if announcing:
+            heard = announced(plan, seen)
+            return (f"only {max(len(heard['idle']), len(heard['online']))} of {plan.count} "
+                    f"worker processes announced themselves (idle/online) within the "
+                    f"{plan.warmup_s:g} s warm-up; tasks went out anyway")
+        return None
     sample = plan.tasks[0].topic if plan.tasks else plan.layout.topic("task-1", 1)
     deadline = time.monotonic() + plan.ready_timeout_s
     ready: set[str] = set()
@@ -210,7 +185,7 @@ def _wait_ready(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses,
                 ready.add(name)
         if len(ready) == len(pool.names):
             time.sleep(0.1)  # a worker may subscribe to more than one filter
-            return
+            return None
         if time.monotonic() >= deadline:
             waiting = [n for n in pool.names if n not in ready]
             name = waiting[0]
@@ -221,43 +196,17 @@ def _wait_ready(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses,
         time.sleep(POLL_S)
 
 
-def _answered(broker: OpenBroker, plan: ExecPlan, seen: list[tuple[float, str, bytes]]
-              ) -> tuple[set[str], int]:
-    """Tasks that reached an end (acknowledged, or completed by a reply) and an activity
-    count that grows with every send and publish."""
-    em = _emulator(broker)
-    done: set[str] = set()
-    if em is not None:
-        sent = em.sent()  # type: ignore[attr-defined]
-        published = em.published()  # type: ignore[attr-defined]
-        if reply_filters(plan.profile, plan.layout):
-            for p in published:
-                r = parse_reply(plan.profile, plan.layout, p.topic, p.payload, p.at, "x")
-                if r is not None and r.action == "complete":
-                    done.add(r.task_id)
-        else:
-            for s in sent:
-                if s.acked is not False:
-                    task = _task_id(plan, s.topic, s.payload)
-                    if task is not None:
-                        done.add(task)
-        return done, len(sent) + len(published)
-    for at, topic, payload in list(seen):
-        r = parse_reply(plan.profile, plan.layout, topic, payload, at)
-        if r is not None and r.action == "complete":
-            done.add(r.task_id)
-    return done, len(seen)
-
-
-def _settle(broker: OpenBroker, plan: ExecPlan, seen: list[tuple[float, str, bytes]],
+def _settle(broker: OpenBroker, plan: ExecPlan, seen: Seen,
             owners: dict[str, str], pool: WorkerProcesses, deadline: float) -> bool:
     """Wait until every task reached an end and nothing happened for ``quiet_s``; or until
     nothing happened for a grace period; False when the deadline came first."""
     wanted = {t.task_id for t in plan.tasks}
     last, changed = -1, time.monotonic()
+    progress = Progress(broker, plan, seen)
     while True:
         _owners(broker, pool, owners)
-        done, activity = _answered(broker, plan, seen)
+        done = progress.update()
+        activity = progress.activity()
         now = time.monotonic()
         if activity != last:
             last, changed = activity, now
@@ -272,43 +221,40 @@ def _settle(broker: OpenBroker, plan: ExecPlan, seen: list[tuple[float, str, byt
 # ------------------------------------------------------------------------------- the result
 
 
-def _task_id(plan: ExecPlan, topic: str, payload: bytes) -> str | None:
-    if plan.profile == "aethermagic":
-        return task_of(plan.layout, topic)
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if type(data) is dict and data.get("run_id") == plan.run_id:
-        task = data.get("task_id")
-        return task if isinstance(task, str) else None
-    return None
-
-
 def _attribute(replies: list[Reply], deliveries: list[Delivery], processes: set[str]
                ) -> list[Reply]:
     """Replies sent from a connection no process was seen to own (a helper process that
-    publishes and exits, as ``mosquitto_pub`` does) carry the ``host/client`` of their body:
-    that identity belongs to the process that received the tasks it answers."""
+    publishes and exits, as ``mosquitto_pub`` does) belong to a process by their content: a
+    ``host/client`` (or ``--worker-field``) identity belongs to the process that received most
+    of the tasks it answers; a reply that names nobody ("?...") to the one process that
+    received its task, when only one did."""
     got: dict[str, set[str]] = {}
+    receivers: dict[str, set[str]] = {}
     for d in deliveries:
         if d.task_id is not None:
             got.setdefault(d.worker, set()).add(d.task_id)
+            receivers.setdefault(d.task_id, set()).add(d.worker)
     votes: dict[str, dict[str, int]] = {}
     for r in replies:
-        if r.identity not in processes:
+        if r.identity not in processes and not r.identity.startswith("?"):
             for name, tasks in got.items():
                 if r.task_id in tasks:
                     votes.setdefault(r.identity, {}).setdefault(name, 0)
                     votes[r.identity][name] += 1
     owner = {who: max(v, key=lambda n: v[n]) for who, v in votes.items()}
-    return [replace(r, identity=owner.get(r.identity, r.identity)) for r in replies]
+    out = []
+    for r in replies:
+        if r.identity.startswith("?") and len(receivers.get(r.task_id, ())) == 1:
+            out.append(replace(r, identity=next(iter(receivers[r.task_id]))))
+        else:
+            out.append(replace(r, identity=owner.get(r.identity, r.identity)))
+    return out
 
 
 def _outcome(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses, owners: dict[str, str],
-             seen: list[tuple[float, str, bytes]], sent: RunResult, settled: bool,
+             seen: Seen, sent: RunResult, settled: bool,
              interrupted: bool) -> ExecOutcome:
-    em = _emulator(broker)
+    em = emulator_of(broker)
     planned = {t.task_id for t in plan.tasks}
     deliveries: list[Delivery] = []
     replies: list[Reply] = []
@@ -330,24 +276,25 @@ def _outcome(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses, owners: 
             name = owners.get(s.client_id)
             if name is None:
                 continue
-            task = _task_id(plan, s.topic, s.payload)
+            task = task_id(plan, s.topic, s.payload)
             deliveries.append(Delivery(
                 worker=name, task_id=task if task in planned else None, topic=s.topic,
                 qos=s.qos, dup=s.dup, retain=False, at=s.at, completed=s.acked is not False))
         for p in em.published():  # type: ignore[attr-defined]
-            r = parse_reply(plan.profile, plan.layout, p.topic, p.payload, p.at,
-                            owners.get(p.client_id))
+            r = plan.replies.parse(p.topic, p.payload, p.at, owners.get(p.client_id))
             if r is not None and r.task_id in planned:
                 replies.append(r)
         replies = _attribute(replies, deliveries, set(pool.names))
         workers = tuple(pool.names)
     else:
         for at, topic, payload in list(seen):
-            r = parse_reply(plan.profile, plan.layout, topic, payload, at)
+            r = plan.replies.parse(topic, payload, at)
             if r is not None and r.task_id in planned:
                 replies.append(r)
-        # Only the replies say who got a task: one delivery per (worker, task) answered.
-        workers = tuple(sorted({r.identity for r in replies}))
+        # Only the replies say who got a task: one delivery per (worker, task) answered. A
+        # worker that announced itself idle and answered nothing is a worker with no task.
+        idle = announced(plan, seen)["idle"]
+        workers = tuple(sorted({r.identity for r in replies} | idle))
         first: dict[tuple[str, str], Reply] = {}
         for r in replies:
             first.setdefault((r.identity, r.task_id), r)
@@ -368,6 +315,6 @@ def _outcome(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses, owners: 
         settled=settled, interrupted=interrupted, timeout_s=plan.timeout_s,
         notes=sent.notes + tuple(notes), emulator_stats=broker.stats(),
         replies=tuple((r.identity, r.task_id, r.action) for r in replies),
-        expects_replies=bool(reply_filters(plan.profile, plan.layout)), own_processes=True)
+        expects_replies=plan.replies.expected, own_processes=True)
     return ExecOutcome(result=result, processes=processes, replies=tuple(replies),
                        log_dir=pool.log_dir)

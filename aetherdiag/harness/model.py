@@ -73,12 +73,15 @@ class WorkerSpec:
     work_ms: float = 0.0  # processing time per task before it is acknowledged
     work_jitter_ms: float = 0.0
     pool: str = ""  # workers of one pool are meant to share the tasks ("" = the single pool)
+    # aethermagic: answers like an AetherMagic worker (idle/online on connect, status on
+    # receipt, complete when its work is done; wire/profile.py)
+    profile: str = "generic"
 
 
 @dataclass(frozen=True, kw_only=True)
 class TaskSpec:
     """One task to publish. The payload carries ``task_id`` so deliveries can be matched, in
-    the wire format of ``profile`` (``harness/profile.py``)."""
+    the wire format of ``profile`` (``wire/profile.py``)."""
 
     task_id: str
     topic: str

@@ -21,10 +21,10 @@ import paho.mqtt.client as mqtt
 
 from ..mqtt.protocol import Protocol
 from ..mqtt.reasons import reason_text
+from ..wire.profile import task_payload as profile_payload
 from .loop import Loop
 from .member import Member
 from .model import TaskSpec
-from .profile import task_payload as profile_payload
 from .recorder import Recorder
 
 DEFAULT_WINDOW = 1000

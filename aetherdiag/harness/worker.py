@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from ..mqtt.reasons import reason_text
+from ..wire.profile import worker_announcements, worker_reply
 from .loop import Loop
 from .member import Member
 from .model import WorkerSpec
@@ -58,6 +60,9 @@ class Worker(Member):
         self.owed_pubcomp: list[int] = []
         self.requests: dict[int, tuple[str, tuple[str, ...]]] = {}  # mid -> (kind, filters)
         self.answers: dict[int, tuple[int, ...]] = {}  # mid -> reason codes, once answered
+        # --profile aethermagic: (host, client) its answers carry, like the library's
+        self.identity = ((socket.gethostname(), f"aetherdiag-{run_id}-{spec.name}")
+                         if spec.profile == "aethermagic" else None)
         # Subscribing on CONNACK can be held back so the fleet subscribes workers one after
         # the other: brokers rotate a share group in subscription order, and worker-1 should
         # get task-1 on every run.
@@ -94,6 +99,11 @@ class Worker(Member):
             for mid in owed:
                 self.client.ack(mid, 2)
         self.needs_subscribe = not self.session_present and bool(self.filters)
+        if self.identity is not None:
+            host, client = self.identity
+            for topic_filter in self.filters:
+                for topic, payload in worker_announcements(topic_filter, self.name, host, client):
+                    self.client.publish(topic, payload, qos=0)
         if not self.hold_subscribe:
             self.subscribe_all()
 
@@ -188,6 +198,14 @@ class Worker(Member):
             while working and working[0][0] <= now:
                 working.popleft()
             working.append((self.busy_until, task_id))
+        if self.identity is not None and task_id is not None:
+            self._answer(topic, "status")
+            if work <= 0:
+                self._answer(topic, "complete")
+            else:
+                gen = self.gen
+                self.loop.call_at(self.busy_until,
+                                  lambda: self._answer(topic, "complete", gen))
         if msg.qos == 0:
             return
         if work <= 0:
@@ -197,6 +215,15 @@ class Worker(Member):
         rec.pending_acks += 1
         gen, mid, qos = self.gen, msg.mid, msg.qos
         self.loop.call_at(self.busy_until, lambda: self._ack(gen, mid, qos))
+
+    def _answer(self, task_topic: str, action: str, gen: int | None = None) -> None:
+        """Publish AetherMagic's ``status`` or ``complete`` for a task (QoS 0, as the
+        library); not when the connection the task came on (``gen``) has ended."""
+        if self.identity is None or (gen is not None and gen != self.gen):
+            return
+        reply = worker_reply(task_topic, action, *self.identity)
+        if reply is not None and self.state == "connected":
+            self.client.publish(reply[0], reply[1], qos=0)
 
     def _ack(self, gen: int, mid: int, qos: int) -> None:
         if gen != self.gen:

@@ -285,3 +285,43 @@ def test_publishes_denied_by_an_acl_are_blamed_on_authorization(acl_mosquitto: A
     # the prefix the ACL allows works on the same broker
     ok = workers("--broker", url, "--format", "json", "--timeout", "5")
     assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.mosquitto
+def test_builtin_workers_answer_like_aethermagic_workers(mosquitto: MosquittoProcess) -> None:
+    """With --profile aethermagic the built-in workers announce themselves (idle, online) and
+    answer every task (status on receipt, complete when done), as the library's workers do:
+    a plain observer sees one status and one complete per task, from the worker that got it."""
+    from aetherdiag.wire.aethermagic import parse
+
+    seen: list[tuple[str, bytes]] = []
+    lock = threading.Lock()
+    observer = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+
+    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with lock:
+            seen.append((msg.topic, msg.payload))
+
+    observer.on_message = on_message
+    observer.connect(mosquitto.host, mosquitto.port)
+    observer.subscribe("aetherdiag/#")
+    observer.loop_start()
+    try:
+        time.sleep(0.3)
+        result, doc = run_on(f"mqtt://{mosquitto.host}:{mosquitto.port}", "--profile",
+                             "aethermagic", "--work-ms", "20")
+        time.sleep(0.3)
+    finally:
+        observer.loop_stop()
+        observer.disconnect()
+    assert result.exit_code == 0, result.output
+    got = {tid: w["name"] for w in doc["workers"] for tid in w["tasks"]}
+    with lock:
+        messages = [m for m in (parse(t, p) for t, p in seen) if m is not None]
+    statuses = {m.tid: m.client for m in messages if m.action == "status"}
+    completes = [m for m in messages if m.action == "complete"]
+    assert len(completes) == 9 and set(statuses) == set(got)
+    for m in completes:  # answered by the worker that got it
+        assert m.client is not None and m.client.endswith(got[m.tid])
+    assert len({m.who for m in messages if m.action == "idle"}) == 3
+    assert len({m.who for m in messages if m.is_online}) == 3

@@ -87,6 +87,25 @@ def test_qos1_puback_marks_the_send_acked() -> None:
     assert [(s.payload, s.acked) for s in net.broker.sent()] == [(b"a", True), (b"b", False)]
 
 
+def test_a_reader_keeps_its_place_in_sends_acks_and_publishes() -> None:
+    """``sent(start)``, ``acks(start)`` and ``published(start)`` return only what came after
+    what a reader already read, so polling a long run costs what is new, not the whole run."""
+    net = Net(journal=True)
+    w = net.client("w", POOL)
+    pub = net.client("pub")
+    pids = [publishes(net.publish(pub, f"jobs/{i}/run", b"x", qos=1), w)[0].packet_id or 0
+            for i in range(3)]
+    assert [s.topic for s in net.broker.sent(2)] == ["jobs/2/run"]
+    assert net.broker.sent(2)[0].acked is False
+    net.send(w, pk.PubAck(packet_id=pids[2]))
+    net.send(w, pk.PubAck(packet_id=pids[0]))
+    assert net.broker.acks() == (2, 0)  # in the order the acks came
+    assert net.broker.acks(1) == (0,)
+    assert net.broker.sent(2)[0].acked is True
+    assert [p.topic for p in net.broker.published(1)] == ["jobs/1/run", "jobs/2/run"]
+    assert net.broker.sent(3) == () and net.broker.acks(2) == ()
+
+
 def test_qos2_is_acked_by_pubcomp_not_pubrec() -> None:
     net = Net(journal=True)
     w = net.client("w", POOL, qos=2)
