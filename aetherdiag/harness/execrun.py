@@ -97,9 +97,9 @@ def run_exec(plan: ExecPlan, on_progress: ProgressCallback | None = None) -> Exe
             WorkerProcesses(plan.command, plan.count, host=broker.target.host,
                             port=broker.target.port, logs_dir=plan.logs_dir) as pool:
         pool.keep_logs(True)  # the caller removes them after a healthy run
-        pool.start()
         owners: dict[str, str] = {}  # MQTT client id -> process name (emulator)
-        with observer(broker, plan) as seen:
+        with observer(broker, plan) as seen:  # before the workers: it hears them announce
+            pool.start()
             ready_note = _wait_ready(broker, plan, pool, owners, seen)
             with Fleet(broker.target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
                        label=broker.label, run_id=plan.run_id) as fleet:
