@@ -215,8 +215,8 @@ def command(
     if exec_command is not None:
         if target is not None and not use_production_topics:
             raise Abort("--exec with --broker publishes to the topics your workers listen on; "
-                        "add --use-production-topics to confirm (or give --union/--topic a "
-                        "test tree your workers use)")
+                        "add --use-production-topics to confirm (on a shared broker, point "
+                        "your workers and --union or --topic at a test tree first)")
         from .workers_exec import run_exec_command
 
         run_exec_command(

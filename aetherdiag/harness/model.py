@@ -58,6 +58,7 @@ class EmulatorSettings:
     group_strategies: tuple[tuple[str, str], ...] = ()
     seed: int | None = None
     journal: bool = False  # record every delivery (``--exec``: which connection got what)
+    nodes: int = 1  # an emulated cluster of N nodes (one listener each, ports P..P+N-1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +74,7 @@ class WorkerSpec:
     work_ms: float = 0.0  # processing time per task before it is acknowledged
     work_jitter_ms: float = 0.0
     pool: str = ""  # workers of one pool are meant to share the tasks ("" = the single pool)
+    node: int = 1  # which endpoint (1-based: --broker order, or the emulated cluster's node)
     # aethermagic: answers like an AetherMagic worker (idle/online on connect, status on
     # receipt, complete when its work is done; wire/profile.py)
     profile: str = "generic"

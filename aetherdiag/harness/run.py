@@ -25,9 +25,15 @@ __all__ = ["OpenBroker", "open_broker"]
 class OpenBroker:
     """The broker of one run: where to connect, how reports name it, the emulator if ours."""
 
-    target: BrokerTarget
+    target: BrokerTarget  # the first endpoint (node 1)
     label: str  # "mqtt://host:1883", or "emulator (strategy round_robin, faults none)"
     emulator: EmbeddedBroker | None = None
+    # every endpoint, node 1 first: several --broker URLs, or an emulated cluster's nodes
+    targets: tuple[BrokerTarget, ...] = ()
+
+    def endpoint(self, node: int) -> BrokerTarget:
+        """Where node ``node`` (1-based) listens."""
+        return (self.targets or (self.target,))[node - 1]
 
     def stats(self) -> dict[str, object] | None:
         """The embedded emulator's counters (None for a real broker); stops a child process
