@@ -63,3 +63,17 @@ def test_every_command_takes_the_same_protocol_spellings(
     assert code == 0, err
     code, _, err = run(["workers", "--mqtt", "4"], capsys)
     assert code == ExitCode.USAGE and "3.1.1 or 5" in err
+
+
+def test_output_dash_means_stdout(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``-o -`` writes the report to stdout, as most tools do, not to a file named ``-``."""
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["workers", "--count", "2", "--tasks", "4", "--format", "json", "-o", "-",
+              "--quiet"])
+    assert done.value.code == 0
+    assert json.loads(capsys.readouterr().out)["published"] == 4
+    assert not (tmp_path / "-").exists()

@@ -45,9 +45,15 @@ def mqtt_option(meaning: str) -> Any:
                         help=f"{meaning}: 3.1.1 or 5.")
 
 
+def _stdout_dash(value: Path | None) -> Path | None:
+    """``-o -`` is stdout, as in most command-line tools (not a file named ``-``)."""
+    return None if value is not None and str(value) == "-" else value
+
+
 OUTPUT_OPTION: Any = typer.Option(
-    None, "--output", "-o", metavar="FILE",
-    help="Write the report to FILE instead of stdout (checked, and emptied, before the run).")
+    None, "--output", "-o", metavar="FILE", callback=_stdout_dash,
+    help="Write the report to FILE instead of stdout ('-' is stdout; a FILE is checked, and "
+    "emptied, before the run).")
 PASSWORD_ENV_OPTION: Any = typer.Option(
     None, "--password-env", metavar="VAR", show_default=False,
     help="Environment variable holding the password when the URL names a user but no "
