@@ -300,7 +300,7 @@ def test_builtin_workers_answer_like_aethermagic_workers(mosquitto: MosquittoPro
 
     def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with lock:
-            seen.append((msg.topic, msg.payload))
+            seen.append((msg.topic, bytes(msg.payload)))
 
     observer.on_message = on_message
     observer.connect(mosquitto.host, mosquitto.port)
