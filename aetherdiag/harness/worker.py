@@ -61,7 +61,7 @@ class Worker(Member):
         self.requests: dict[int, tuple[str, tuple[str, ...]]] = {}  # mid -> (kind, filters)
         self.answers: dict[int, tuple[int, ...]] = {}  # mid -> reason codes, once answered
         # --profile aethermagic: (host, client) its answers carry, like the library's
-        self.identity = ((socket.gethostname(), f"aetherdiag-{run_id}-{spec.name}")
+        self.identity = ((socket.gethostname(), f"{spec.name}-{run_id}")
                          if spec.profile == "aethermagic" else None)
         # Subscribing on CONNACK can be held back so the fleet subscribes workers one after
         # the other: brokers rotate a share group in subscription order, and worker-1 should

@@ -322,6 +322,6 @@ def test_builtin_workers_answer_like_aethermagic_workers(mosquitto: MosquittoPro
     completes = [m for m in messages if m.action == "complete"]
     assert len(completes) == 9 and set(statuses) == set(got)
     for m in completes:  # answered by the worker that got it
-        assert m.client is not None and m.client.endswith(got[m.tid])
+        assert m.client is not None and m.client.startswith(got[m.tid] + "-")
     assert len({m.who for m in messages if m.action == "idle"}) == 3
     assert len({m.who for m in messages if m.is_online}) == 3

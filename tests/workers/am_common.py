@@ -44,16 +44,20 @@ async def complete(task: Any, data: dict[str, Any]) -> None:
 
 
 async def serve(on_perform: Callable[[Any, dict[str, Any]], Awaitable[None]] = complete,
-                extra_filter: str | None = None) -> int:
+                extra_filter: str | None = None,
+                configure: Callable[[Any], None] | None = None) -> int:
     """Run an aethermagic worker with the handler ``on_perform`` until SIGTERM/SIGINT (0) or
     until the library's loop ends on its own (1). ``extra_filter``: once the library's own
     subscription is acknowledged, also subscribe to this filter on the same connection, and
-    announce READY only once the broker has acknowledged that one too."""
+    announce READY only once the broker has acknowledged that one too. ``configure``: called
+    with the AetherMagic instance before its loop starts (a broken variant changes it there)."""
     from aethermagic import AetherMagic, AetherTask  # only the library workers need it
 
     sys.stdout = sys.stderr  # the library print()s a lot; stdout is kept for the READY line
 
     magic = AetherMagic(server=HOST, port=PORT, union=UNION)
+    if configure is not None:
+        configure(magic)
     worker = AetherTask(JOB, TASK, CONTEXT, on_perform=on_perform)
     await worker.idle()  # registers the 'perform' listener (and queues an 'idle' message)
 

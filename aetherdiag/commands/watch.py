@@ -1,0 +1,222 @@
+"""``aetherdiag watch``: a live pool seen passively (plain subscriptions), or a recording of
+one read back; the report and exit code of ``workers``."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TextIO
+
+import typer
+
+from .. import render
+from ..analysis import Report
+from ..exitcodes import Abort, ExitCode
+from ..harness.clients import BrokerUnreachable
+from ..mqtt.protocol import parse_protocol
+from ..render import watch as live_view
+from ..watch.events import AetherMagicWatch, GenericWatch, Watched
+from ..watch.judge import judge
+from ..watch.record import Ended, Recorder, RecordError, read
+from ..watch.tracker import Limits, Tracker
+from . import common
+
+EPILOG = """Examples:
+
+  aetherdiag watch --broker mqtt://broker:1883 --duration 600
+
+  aetherdiag watch -b mqtt://broker:1883 --union production --job engine --tasks 1000
+
+  aetherdiag watch -b mqtt://broker:1883 --profile generic --task-topic 'jobs/{task_id}'
+      --reply-topic 'results/{task_id}' --worker-field /worker
+
+  aetherdiag watch -b mqtt://broker:1883 --duration 3600 --record pool.jsonl --quiet
+
+  aetherdiag watch --input pool.jsonl --format json   # judge a recording, no broker
+
+watch only subscribes (plain, never $share), so the pool is untouched. Without --duration
+or --tasks it runs until Ctrl-C, then prints the report. A live table is shown on stderr
+when it is a terminal.
+
+Exit codes: 0 healthy (also when no task was seen: verdict "no tasks observed"),
+1 processed more than once (by two workers, twice by one, or a tid reused), 2 usage or a bad
+--input file, 3 broker unreachable or lost, 4 stalled, 5 imbalance, 8 internal error,
+130 interrupted (the report is still printed).
+"""
+
+TITLE = "aetherdiag watch"
+
+
+def command(
+    broker: str | None = common.broker_option("none: required unless --input"),
+    profile: str = typer.Option(
+        "aethermagic", "--profile",
+        help="aethermagic (the library's perform/status/complete topics) or generic "
+        "(--task-topic, --reply-topic, --worker-field)."),
+    union: str = typer.Option("production", "--union", help="AetherMagic union."),
+    job: str | None = typer.Option(None, "--job", help="AetherMagic job (default: any)."),
+    task: str | None = typer.Option(None, "--task", help="AetherMagic task (default: any)."),
+    context: str | None = typer.Option(None, "--context",
+                                       help="AetherMagic context (default: any)."),
+    task_topic: str | None = typer.Option(
+        None, "--task-topic", metavar="TEMPLATE",
+        help="Generic: the task topics, {task_id} as one level (+ for any level), e.g. "
+        "'jobs/{task_id}'."),
+    reply_topic: str | None = typer.Option(
+        None, "--reply-topic", metavar="TEMPLATE",
+        help="Generic: where workers answer, e.g. 'results/{task_id}'. Without it no answers "
+        "are seen (no stall check)."),
+    worker_field: str | None = typer.Option(
+        None, "--worker-field", metavar="POINTER",
+        help="Generic: the JSON pointer naming the worker in a reply, e.g. /worker (default: "
+        "the reply's host and client)."),
+    duration: float | None = typer.Option(
+        None, "--duration", min=0.1, max=31 * 86_400, callback=common.finite,
+        metavar="SECONDS", help="Stop after SECONDS (default: run until Ctrl-C or --tasks)."),
+    tasks: int | None = typer.Option(
+        None, "--tasks", min=1, max=1_000_000_000,
+        help="Stop once N tasks were seen and each completed or stalled."),
+    stall_after: float = typer.Option(
+        10.0, "--stall-after", min=0.01, max=86_400, callback=common.finite, metavar="SECONDS",
+        help="A perform with no status within SECONDS is stalled."),
+    forget_after: float = typer.Option(
+        60.0, "--forget-after", min=0.0, max=86_400, callback=common.finite, metavar="SECONDS",
+        help="Forget a task SECONDS after it finished (bounded memory; counted as forgotten)."),
+    max_imbalance: float = typer.Option(1.5, "--max-imbalance", min=1.0, callback=common.finite,
+                                        help="Largest max/min split allowed."),
+    record: Path | None = typer.Option(
+        None, "--record", metavar="FILE",
+        help="Write every observed event as JSON Lines (no payload bodies)."),
+    input_file: Path | None = typer.Option(
+        None, "--input", metavar="FILE", help="Judge a --record file instead of a broker."),
+    fmt: render.Format = typer.Option(render.Format.table, "--format",
+                                      help="table, json or junit."),
+    output: Path | None = common.OUTPUT_OPTION,
+    quiet: bool = typer.Option(False, "--quiet",
+                               help="No live view; with --format table, no report either."),
+    connect_timeout: float = typer.Option(5.0, "--connect-timeout", min=0.1, max=600,
+                                          callback=common.finite,
+                                          help="Seconds to wait for the broker."),
+    mqtt: str | None = common.mqtt_option("Protocol of the watching client (default 3.1.1)"),
+    ca_file: Path | None = common.CA_FILE_OPTION,
+    cert_file: Path | None = common.CERT_FILE_OPTION,
+    key_file: Path | None = common.KEY_FILE_OPTION,
+    insecure: bool = common.INSECURE_OPTION,
+    password_env: str | None = common.PASSWORD_ENV_OPTION,
+    debug: bool = common.DEBUG_OPTION,
+) -> None:
+    """Watch a live pool without joining it: who processed each task, duplicates, stalls and
+    balance, from plain subscriptions only (or from a --record file with --input)."""
+    watched = _watched(profile, union, job, task, context, task_topic, reply_topic,
+                       worker_field)
+    tls = common.TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
+    limits = Limits(stall_after=stall_after, forget_after=forget_after,
+                    expects_replies=not isinstance(watched, GenericWatch)
+                    or watched.expects_replies)
+    setup = (("profile", watched.profile), ("filters", ", ".join(watched.filters())),
+             ("stall after", f"{stall_after:g} s"), ("forget after", f"{forget_after:g} s"))
+    if input_file is not None:
+        given = [f for f, v in (("--broker", broker), ("--record", record),
+                                ("--duration", duration), ("--tasks", tasks)) if v is not None]
+        if given:
+            raise Abort(f"{', '.join(given)} cannot be used with --input (it reads a "
+                        "recording, no broker)")
+        tls.refuse_tls("--broker (not --input)")
+        common.check_output(output)
+        report = _from_recording(input_file, limits, max_imbalance)
+    else:
+        if broker is None:
+            raise Abort("--broker URL is required (or --input FILE to judge a recording)")
+        target = tls.target(broker, parse_protocol(mqtt or "3.1.1"))
+        common.check_output(output)
+        from ..watch.observe import WatchPlan, observe
+
+        plan = WatchPlan(target=target, protocol=target.protocol,
+                         connect_timeout=connect_timeout, duration=duration, tasks=tasks)
+        tracker = Tracker(limits)
+        with _recorder(record, watched, target.display()) as recorder, \
+                live_view.live(not quiet, TITLE) as update:
+            try:
+                outcome = observe(
+                    plan, watched, tracker,
+                    on_event=recorder.write if recorder is not None else None,
+                    on_tick=lambda now: update(tracker.snapshot(now)))
+            except BrokerUnreachable as exc:
+                failure = Abort(str(exc), ExitCode.UNREACHABLE)
+                common.emit_failure(TITLE, target.display(), failure, fmt, output)
+                raise failure from None
+            if recorder is not None:
+                recorder.close(outcome.elapsed, f"lost: {outcome.lost}" if outcome.lost
+                               else outcome.ended)
+        report = judge(tracker.summary(outcome.elapsed), target=target.display(),
+                       ended=outcome.ended, max_imbalance=max_imbalance, lost=outcome.lost)
+    report = replace(report, title=TITLE, context=setup)
+    common.emit_report(report, fmt, output, quiet)
+    if report.interrupted:
+        render.interrupted()
+    raise typer.Exit(int(report.exit_code))
+
+
+def _watched(profile: str, union: str, job: str | None, task: str | None,
+             context: str | None, task_topic: str | None, reply_topic: str | None,
+             worker_field: str | None) -> Watched:
+    """The profile from its options; a usage error (one line) when they do not fit."""
+    try:
+        if profile == "aethermagic":
+            generic = [f for f, v in (("--task-topic", task_topic), ("--reply-topic",
+                       reply_topic), ("--worker-field", worker_field)) if v is not None]
+            if generic:
+                raise ValueError(f"{', '.join(generic)}: for --profile generic (AetherMagic "
+                                 "workers answer on .../{tid}/status and .../complete)")
+            return AetherMagicWatch(union, job, task, context)
+        if profile == "generic":
+            if task_topic is None:
+                raise ValueError("--profile generic needs --task-topic TEMPLATE, e.g. "
+                                 "'jobs/{task_id}'")
+            return GenericWatch(task_topic, reply_topic, worker_field)
+        raise ValueError(f"--profile {profile!r}: choose aethermagic or generic")
+    except ValueError as exc:
+        raise Abort(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _recorder(path: Path | None, watched: Watched, target: str) -> Iterator[Recorder | None]:
+    """``--record FILE`` opened before anything connects (a usage error when it cannot be)."""
+    if path is None:
+        yield None
+        return
+    try:
+        stream: TextIO = path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise Abort(f"--record {path}: {exc.strerror or exc}") from None
+    with stream:
+        yield Recorder(stream, {
+            "profile": watched.profile, "filters": list(watched.filters()), "target": target,
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
+
+
+def _from_recording(path: Path, limits: Limits, max_imbalance: float) -> Report:
+    """Replay a recording through a tracker: the same report the watch would have given."""
+    tracker = Tracker(limits)
+    end: float | None = None
+    lost = ""
+    try:
+        for item in read(path):
+            if isinstance(item, Ended):
+                end = item.at
+                lost = item.reason.removeprefix("lost: ") if item.reason.startswith(
+                    "lost") else ""
+                continue
+            tracker.tick(item.at)
+            tracker.observe(item)
+    except RecordError as exc:
+        raise Abort(str(exc)) from None
+    except OSError as exc:
+        raise Abort(f"--input {path}: {exc.strerror or exc}") from None
+    end = tracker.now if end is None else max(end, tracker.now)
+    tracker.tick(end)
+    return judge(tracker.summary(end), target=f"recording {path}", ended="input",
+                 max_imbalance=max_imbalance, lost=lost)

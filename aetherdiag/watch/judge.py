@@ -1,0 +1,206 @@
+"""A watch's ``Summary`` -> the ``workers``-style ``Report``: checks, likely causes, verdict.
+Pure: no I/O.
+
+How this works: each finding of the tracker is one check with the exit code ``workers`` uses
+for it (1: processed by several workers, by one worker twice, or a tid shared by two tasks;
+4: stalled; 5: imbalance, judged by ``analysis``'s own balance rule over the per-worker
+counts). The lowest failing code wins; a broker lost mid-watch is 3, an interrupted watch 130
+(with a note of what the verdict would have been). A watch that saw no task is healthy (0)
+with the verdict "no tasks observed": nothing was wrong, and nothing was shown either.
+Resent performs alone fail nothing (an at-least-once caller may resend); they are a cause
+when a resent task was also processed twice.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ..analysis.causes import names
+from ..analysis.classify import _balance
+from ..analysis.report import (
+    DEFAULT_POOL,
+    Balance,
+    Check,
+    Expectations,
+    Report,
+    WorkerRow,
+    verdict_text,
+)
+from ..exitcodes import ExitCode
+from .tracker import Summary
+
+Ended = Literal["duration", "tasks", "interrupted", "lost", "input"]
+NO_TASKS = "no tasks observed"
+
+
+def judge(summary: Summary, *, target: str, ended: Ended, max_imbalance: float = 1.5,
+          lost: str = "") -> Report:
+    """The report of one watch (or of a recording read back)."""
+    rows = _rows(summary)
+    expect = Expectations(max_imbalance=max_imbalance)
+    balance = _balance(rows, {DEFAULT_POOL: [r.name for r in rows]}, summary.tasks, expect)
+    checks = _checks(summary, balance_check(balance, expect), ended, lost)
+    # what the watch found, the interrupt itself aside (it wins the exit code anyway)
+    failing = [c.code for c in checks if c.passed is False and c.code != ExitCode.INTERRUPTED]
+    findings = min(failing, default=ExitCode.OK)
+    code = ExitCode.INTERRUPTED if ended == "interrupted" else findings
+    notes = _notes(summary)
+    if ended == "interrupted":
+        notes.insert(0, f"interrupted: without the interrupt the verdict is "
+                     f"{_verdict(summary, findings)} (exit {int(findings)})")
+    examples = summary.examples
+    return Report(
+        target=target, published=summary.tasks,
+        delivered=sum(r.received for r in rows), unique_delivered=summary.handled,
+        missing=tuple(t for t, _ in examples["stalled"]),
+        cross_worker=tuple((t, tuple(text.split(", "))) for t, text in examples["multi"]),
+        allowed_redeliveries=0, repeats=summary.repeats, repeats_dup=0,
+        repeats_fresh=summary.repeats, foreign=0, balance=balance, workers=tuple(rows),
+        checks=checks, causes=tuple(causes(summary)), verdict=_verdict(summary, code),
+        exit_code=code, duration_s=summary.duration_s, settled=True, notes=tuple(notes),
+        connection_lost=(lost,) if lost else (), interrupted=ended == "interrupted",
+    )
+
+
+def _verdict(summary: Summary, code: ExitCode) -> str:
+    if summary.tasks == 0 and summary.handled == 0 and code is ExitCode.OK:
+        return NO_TASKS
+    return verdict_text(code, timed_out=False, timeout_s=None)
+
+
+def _rows(summary: Summary) -> list[WorkerRow]:
+    """One row per worker that answered a task, and one per worker that announced itself idle
+    for a scope where tasks were seen but answered none (it got nothing)."""
+    total = summary.handled
+    rows = [WorkerRow(name=w.name, pool=DEFAULT_POOL, received=w.received, unique=w.unique,
+                      repeats=w.received - w.unique, dup_repeats=0,
+                      share=w.unique / total if total else 0.0, tasks=w.tasks)
+            for w in summary.workers]
+    seen = {r.name for r in rows}
+    scopes = set(summary.task_scopes)
+    for who, announced in summary.idle_scopes.items():
+        if who not in seen and scopes.intersection(announced):
+            rows.append(WorkerRow(name=who, pool=DEFAULT_POOL, received=0, unique=0,
+                                  repeats=0, dup_repeats=0, share=0.0, tasks=()))
+    return rows
+
+
+def balance_check(balance: Balance, expect: Expectations) -> Check:
+    """The balance check, worded as ``workers`` words it."""
+    ratio = ("max/min infinite (" + ", ".join(balance.idle_workers) + " got nothing)"
+             if balance.max_over_min is None else f"max/min {balance.max_over_min:.2f}")
+    if not balance.judged:
+        return Check(name="balance", passed=None, code=ExitCode.IMBALANCE,
+                     detail=f"not judged: too few tasks per worker ({ratio})")
+    ok = balance.max_over_min is not None and balance.max_over_min <= expect.max_imbalance
+    return Check(name="balance", passed=ok, code=ExitCode.IMBALANCE,
+                 detail=f"{ratio}, allowed {expect.max_imbalance:g}")
+
+
+def _listed(pairs: tuple[tuple[str, str], ...], limit: int = 3) -> str:
+    return names([f"{t} ({text})" for t, text in pairs], limit)
+
+
+def _checks(s: Summary, balance: Check, ended: Ended, lost: str) -> tuple[Check, ...]:
+    n, ex, counts = s.tasks, s.examples, s.counts
+    checks = [
+        Check(name="each task processed by one worker", passed=not counts["multi"],
+              code=ExitCode.DUPLICATES,
+              detail=f"{counts['multi']} task(s) answered by more than one worker: "
+              f"{_listed(ex['multi'])}" if counts["multi"]
+              else "no task was answered by two workers"),
+        Check(name="no worker got a task twice", passed=not counts["repeat"],
+              code=ExitCode.DUPLICATES,
+              detail=f"{counts['repeat']} task(s) received again by the same worker "
+              f"({s.repeats} extra copies): {_listed(ex['repeat'])}" if counts["repeat"]
+              else "no worker received a task twice"),
+        Check(name="no task id collisions", passed=not counts["collision"],
+              code=ExitCode.DUPLICATES,
+              detail=f"{counts['collision']} tid(s) carried two different tasks: "
+              f"{_listed(ex['collision'])}" if counts["collision"]
+              else "no tid was reused for another task"),
+        Check(name="resent tasks processed once", passed=not s.resent_doubled,
+              code=ExitCode.DUPLICATES,
+              detail=f"{counts['resent']} task(s) performed again with the same payload "
+              f"({s.resent_performs} resends); {s.resent_doubled} of them processed twice"
+              if counts["resent"] else "no perform was resent"),
+    ]
+    if s.limits.expects_replies:
+        late = f" ({s.late} answered later)" if s.late else ""
+        checks.append(Check(
+            name="no stalled tasks", passed=not counts["stalled"], code=ExitCode.MISSING,
+            detail=f"{counts['stalled']} of {n} task(s) got no answer within "
+            f"{s.limits.stall_after:g} s{late}: {names([t for t, _ in ex['stalled']])}"
+            if counts["stalled"] else f"every task answered within {s.limits.stall_after:g} s"
+            + (f" ({s.waiting} still waiting at the end)" if s.waiting else "")))
+    else:
+        checks.append(Check(name="no stalled tasks", passed=None, code=ExitCode.MISSING,
+                            detail="not judged: no --reply-topic, so answers are not seen"))
+    checks.append(balance)
+    if n == 0:
+        checks.append(Check(name="tasks observed", passed=None, code=ExitCode.OK,
+                            detail=f"{NO_TASKS} in {s.duration_s:.1f} s: check the broker, "
+                            "--union/--job/--task/--context or --task-topic"))
+    if lost:
+        checks.append(Check(name="broker connection held", passed=False,
+                            code=ExitCode.UNREACHABLE, detail=f"lost mid-watch: {lost}"))
+    if ended == "interrupted":
+        checks.append(Check(name="watch not interrupted", passed=False,
+                            code=ExitCode.INTERRUPTED,
+                            detail="ended by Ctrl-C, SIGTERM or SIGHUP: figures so far"))
+    return tuple(checks)
+
+
+def causes(s: Summary) -> list[str]:
+    """Likely causes in plain words, from the findings."""
+    out: list[str] = []
+    counts = s.counts
+    if counts["multi"]:
+        out.append(f"{counts['multi']} task(s) were processed by several workers: something "
+                   "besides the share group's members receives the perform topic (a process "
+                   "with a plain subscription to .../+/perform, a second share group, or a "
+                   "broker that fans $share out to every member)")
+    if counts["repeat"]:
+        out.append("a worker received the same task again: it holds the task topic twice "
+                   "(a shared and a plain subscription on one connection), or the task was "
+                   "sent twice")
+    if s.resent_doubled:
+        out.append(f"{s.resent_doubled} resent perform(s) were processed twice: an "
+                   "at-least-once caller resent a task still being worked on and the resend "
+                   "went to a worker again (AetherMagic workers keep no shared de-dup state; "
+                   "resend only after the status timeout, or make the handler idempotent)")
+    if counts["collision"]:
+        out.append(f"{counts['collision']} tid(s) were used by two different tasks: "
+                   "AetherMagic's de-dup set (job:task:context:tid, never pruned) swallows "
+                   "every later task with a tid a worker has seen, so one of them never runs; "
+                   "give every perform a fresh tid (uuid4)")
+    if counts["stalled"]:
+        out.append(f"{counts['stalled']} perform(s) got no status within "
+                   f"{s.limits.stall_after:g} s: no worker holds that job/task/context, the "
+                   "workers are down or all busy, or a reused tid was swallowed")
+    return out
+
+
+def _notes(s: Summary) -> list[str]:
+    notes = [f"{s.forgotten} finished task(s) forgotten after {s.limits.forget_after:g} s "
+             "(counted above, no longer tracked)"] if s.forgotten else []
+    for count, text in (
+            (s.evicted, "task(s) dropped unfinished: more than "
+             f"{s.limits.max_tracked} live at once"),
+            (s.unparsed, "message(s) unparsed (not the profile's format)"),
+            (s.unattributed, "answer(s) naming no worker"),
+            (s.unperformed, "task(s) answered whose perform was not seen (sent before the "
+             "watch started, or outside the filters)"),
+            (s.in_progress, "task(s) still being worked on at the end"),
+            (s.waiting, "perform(s) still waiting for an answer at the end")):
+        if count:
+            notes.append(f"{count} {text}")
+    if s.pool:
+        online = sum(1 for _, kinds in s.pool if "online" in kinds)
+        idle = sum(1 for _, kinds in s.pool if "idle" in kinds)
+        notes.append(f"pool: {len(s.pool)} process(es) announced themselves ({online} online, "
+                     f"{idle} idle)")
+    listed = s.limits.max_tasks_listed
+    if any(w.unique > listed for w in s.workers):
+        notes.append(f"task lists show the first {listed} tasks of each worker")
+    return notes

@@ -1,0 +1,350 @@
+"""Per-task state of a watch, from events to findings. Pure and sans-IO: the clock comes in
+with every call (``observe(event)`` uses ``event.at``, ``tick(now)``), nothing here sleeps,
+reads a socket or prints.
+
+How this works: each task (scope + tid) gets a small ``_Task`` record while it is live. A
+``perform`` starts it; ``status``/``complete`` from a worker answer it. Findings are decided
+the moment the evidence arrives and counted once per task: *multi* (a second distinct worker
+answered), *repeat* (one worker received it again: more progress-0 statuses, or completes,
+than one), *resent* (the perform came again with the same payload digest), *collision* (it
+came again with another digest or from another caller), *stalled* (``tick`` found no answer
+``stall_after`` seconds after the perform). Memory stays bounded on a long watch: a task
+finished (completed or stalled) and quiet for ``forget_after`` seconds is dropped (its
+findings are already counted; ``forgotten`` counts it), at most ``max_tracked`` tasks are
+live (the oldest go first, counted as ``evicted``), and examples, task lists per worker and
+the pool are capped; per-worker counts are plain counters.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .events import Event
+
+Kind = Literal["multi", "repeat", "stalled", "resent", "collision"]
+
+PERFORMED, ANSWERED, COMPLETED, MULTI, REPEAT, STALLED, RESENT, COLLISION, DOUBLED = (
+    1 << n for n in range(9))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """The watch's knobs and memory bounds."""
+
+    stall_after: float = 10.0
+    forget_after: float = 60.0
+    expects_replies: bool = True  # generic without --reply-topic: no one answers, no stalls
+    max_tracked: int = 100_000  # live tasks kept at once
+    max_examples: int = 200  # per finding
+    max_tasks_listed: int = 100  # task ids listed per worker
+    max_pool: int = 10_000
+    recent: int = 6  # findings kept for the live view
+
+
+@dataclass(slots=True)
+class _Task:
+    tid: str
+    first_at: float
+    digest: str = ""
+    caller: str | None = None
+    flags: int = 0
+    copies: dict[str, list[int]] = field(default_factory=dict)  # who -> [receipts, completes]
+
+
+@dataclass(slots=True)
+class _Worker:
+    received: int = 0  # copies, repeats included
+    unique: int = 0
+    tasks: list[str] = field(default_factory=list)  # the first few, in order
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerCount:
+    name: str
+    received: int
+    unique: int
+    tasks: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    at: float
+    kind: Kind
+    tid: str
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    """What the live view shows."""
+
+    elapsed: float
+    tasks: int
+    workers: tuple[tuple[str, int], ...]
+    counts: tuple[tuple[Kind, int], ...]
+    forgotten: int
+    unparsed: int
+    recent: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    """Everything the judge needs, as plain values (counts are exact; examples capped)."""
+
+    duration_s: float
+    limits: Limits
+    tasks: int  # distinct tasks whose perform was seen
+    handled: int  # ... answered by at least one worker
+    performs: int
+    workers: tuple[WorkerCount, ...]
+    counts: dict[Kind, int]  # tasks with each finding
+    examples: dict[Kind, tuple[tuple[str, str], ...]]  # (tid, detail)
+    repeats: int  # extra copies on one worker
+    resent_performs: int  # performs beyond the first with the same payload
+    resent_doubled: int  # resent tasks that were also processed twice
+    late: int  # stalled tasks answered later after all
+    waiting: int  # performs not answered yet, not stalled yet
+    in_progress: int  # answered, not completed when the watch ended
+    unperformed: int  # answers about tasks whose perform was not seen
+    unparsed: int
+    unattributed: int  # answers that name no worker
+    forgotten: int
+    evicted: int
+    pool: tuple[tuple[str, tuple[str, ...]], ...]  # (who, what it announced: online/idle)
+    idle_scopes: dict[str, tuple[str, ...]]  # who -> scopes it announced idle for
+    task_scopes: tuple[str, ...]  # scopes tasks were seen in (capped)
+
+
+class Tracker:
+    """Feed ``observe(event)`` in arrival order and ``tick(now)`` now and then."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._tasks: dict[tuple[str, str], _Task] = {}
+        self._pending: OrderedDict[tuple[str, str], float] = OrderedDict()  # no answer yet
+        self._done: OrderedDict[tuple[str, str], float] = OrderedDict()  # finished: last seen
+        self._workers: dict[str, _Worker] = {}
+        self._pool: dict[str, set[str]] = {}
+        self._idle: dict[str, set[str]] = {}
+        self._scopes: dict[str, None] = {}
+        self.counts: dict[Kind, int] = dict.fromkeys(
+            ("multi", "repeat", "stalled", "resent", "collision"), 0)
+        self._examples: dict[Kind, dict[str, str]] = {k: {} for k in self.counts}
+        self.recent: deque[Finding] = deque(maxlen=self.limits.recent)
+        self.tasks = self.handled = self.performs = self.repeats = 0
+        self.resent_performs = self.resent_doubled = self.late = 0
+        self.unperformed = self.unparsed = self.unattributed = 0
+        self.forgotten = self.evicted = 0
+        self.now = 0.0
+
+    # -- input --------------------------------------------------------------------------------
+
+    def observe(self, event: Event) -> None:
+        self.now = max(self.now, event.at)
+        if not event.parsed:
+            self.unparsed += 1
+        if event.action in ("online", "idle"):
+            self._announce(event)
+            return
+        key = event.key
+        if key is None or event.action not in ("perform", "status", "complete"):
+            return
+        task = self._tasks.get(key)
+        if task is None:
+            task = self._new(key, event)
+        if key in self._done:
+            self._done.move_to_end(key)
+            self._done[key] = event.at
+        if event.action == "perform":
+            self._perform(key, task, event)
+        else:
+            self._answer(key, task, event)
+
+    def tick(self, now: float) -> None:
+        """Decide stalls and forget old tasks as of ``now``."""
+        self.now = max(self.now, now)
+        limits = self.limits
+        while self._pending:
+            key, at = next(iter(self._pending.items()))
+            if now - at < limits.stall_after:
+                break
+            del self._pending[key]
+            task = self._tasks[key]
+            task.flags |= STALLED
+            self._found("stalled", key, task, f"no answer {limits.stall_after:g} s after "
+                        f"its perform at {at:.1f} s", now)
+            self._done[key] = now
+        while self._done:
+            key, at = next(iter(self._done.items()))
+            if now - at < limits.forget_after:
+                break
+            del self._done[key]
+            self._tasks.pop(key, None)
+            self.forgotten += 1
+
+    # -- the steps ----------------------------------------------------------------------------
+
+    def _new(self, key: tuple[str, str], event: Event) -> _Task:
+        task = _Task(tid=key[1], first_at=event.at)
+        self._tasks[key] = task
+        if len(self._scopes) < self.limits.max_pool:
+            self._scopes.setdefault(key[0])
+        if len(self._tasks) > self.limits.max_tracked:
+            self._evict()
+        return task
+
+    def _evict(self) -> None:
+        for queue in (self._done, self._pending):
+            if queue:
+                key, _ = queue.popitem(last=False)
+                break
+        else:
+            key = next(iter(self._tasks))
+        self._tasks.pop(key, None)
+        self.evicted += 1
+
+    def _perform(self, key: tuple[str, str], task: _Task, event: Event) -> None:
+        self.performs += 1
+        if not task.flags & PERFORMED:
+            task.flags |= PERFORMED
+            task.digest, task.caller = event.digest, event.who
+            self.tasks += 1
+            if task.flags & ANSWERED:  # the answer overtook the perform
+                self.unperformed -= 1
+                return
+            if self.limits.expects_replies:
+                self._pending[key] = event.at
+            else:
+                self._done[key] = event.at
+            return
+        if event.digest == task.digest and event.who == task.caller:
+            self.resent_performs += 1
+            if not task.flags & RESENT:
+                task.flags |= RESENT
+                self._found("resent", key, task, "the same perform again", event.at)
+                self._doubled(task)
+        elif not task.flags & COLLISION:
+            task.flags |= COLLISION
+            what = ("another caller" if event.who != task.caller else "another payload")
+            self._found("collision", key, task, f"{what}: {task.caller or '?'} then "
+                        f"{event.who or '?'}", event.at)
+
+    def _answer(self, key: tuple[str, str], task: _Task, event: Event) -> None:
+        if not task.flags & ANSWERED:
+            task.flags |= ANSWERED
+            if self._pending.pop(key, None) is None and not task.flags & PERFORMED:
+                self.unperformed += 1
+            if task.flags & STALLED:
+                self.late += 1
+        if event.action == "complete" and not task.flags & COMPLETED:
+            task.flags |= COMPLETED
+            self._done[key] = event.at
+        who = event.who
+        if who is None:
+            self.unattributed += 1
+            return
+        counts = task.copies.get(who)
+        if counts is None:
+            counts = task.copies[who] = [0, 0]
+            worker = self._workers.get(who)
+            if worker is None:
+                worker = self._workers[who] = _Worker()
+            worker.unique += 1
+            if len(worker.tasks) < self.limits.max_tasks_listed:
+                worker.tasks.append(task.tid)
+            if len(task.copies) == 1:
+                self.handled += 1
+            elif len(task.copies) >= 2:
+                names = ", ".join(task.copies)
+                if not task.flags & MULTI:
+                    task.flags |= MULTI
+                    self._found("multi", key, task, names, event.at)
+                    self._doubled(task)
+                else:
+                    self._examples["multi"][task.tid] = names
+        before = max(counts)
+        if event.action == "complete":
+            counts[1] += 1
+        elif not event.progress:  # progress 0 (or none given): the task arrived
+            counts[0] += 1
+        if max(counts) > before:
+            self._workers[who].received += 1
+            if before >= 1:
+                self.repeats += 1
+                if not task.flags & REPEAT:
+                    task.flags |= REPEAT
+                    self._found("repeat", key, task, f"{who} got it {max(counts)} times",
+                                event.at)
+                    self._doubled(task)
+
+    def _doubled(self, task: _Task) -> None:
+        if task.flags & RESENT and task.flags & (MULTI | REPEAT) and not task.flags & DOUBLED:
+            task.flags |= DOUBLED
+            self.resent_doubled += 1
+
+    def _found(self, kind: Kind, key: tuple[str, str], task: _Task, text: str, at: float
+               ) -> None:
+        self.counts[kind] += 1
+        examples = self._examples[kind]
+        if len(examples) < self.limits.max_examples:
+            examples[task.tid] = text
+        self.recent.append(Finding(at=at, kind=kind, tid=task.tid, text=text))
+
+    def _announce(self, event: Event) -> None:
+        who = event.who
+        if who is None:
+            return
+        kinds = self._pool.get(who)
+        if kinds is None:
+            if len(self._pool) >= self.limits.max_pool:
+                return
+            kinds = self._pool[who] = set()
+        kinds.add(event.action)
+        if event.action == "idle":
+            scopes = self._idle.setdefault(who, set())
+            if len(scopes) < 100:
+                scopes.add(event.scope)
+
+    # -- output -------------------------------------------------------------------------------
+
+    def snapshot(self, elapsed: float, top: int = 12) -> Snapshot:
+        busiest = sorted(self._workers.items(), key=lambda kv: -kv[1].unique)[:top]
+        return Snapshot(
+            elapsed=elapsed, tasks=self.tasks,
+            workers=tuple((name, w.unique) for name, w in busiest),
+            counts=tuple(self.counts.items()), forgotten=self.forgotten,
+            unparsed=self.unparsed, recent=tuple(self.recent))
+
+    def open_keys(self) -> frozenset[tuple[str, str]]:
+        """Tasks performed and not finished yet (neither completed nor stalled)."""
+        return frozenset(k for k, t in self._tasks.items()
+                         if t.flags & PERFORMED and not t.flags & (COMPLETED | STALLED))
+
+    def settled(self, keys: frozenset[tuple[str, str]]) -> bool:
+        """Whether every task of ``keys`` completed, stalled or was forgotten."""
+        return all((t := self._tasks.get(k)) is None or t.flags & (COMPLETED | STALLED)
+                   for k in keys)
+
+    def summary(self, duration_s: float) -> Summary:
+        live = self._tasks.values()
+        return Summary(
+            duration_s=duration_s, limits=self.limits, tasks=self.tasks, handled=self.handled,
+            performs=self.performs,
+            workers=tuple(WorkerCount(name=n, received=w.received, unique=w.unique,
+                                      tasks=tuple(w.tasks))
+                          for n, w in sorted(self._workers.items())),
+            counts=dict(self.counts),
+            examples={k: tuple(v.items()) for k, v in self._examples.items()},
+            repeats=self.repeats, resent_performs=self.resent_performs,
+            resent_doubled=self.resent_doubled, late=self.late,
+            waiting=len(self._pending),
+            in_progress=sum(1 for t in live if t.flags & ANSWERED
+                            and not t.flags & (COMPLETED | STALLED)),
+            unperformed=self.unperformed, unparsed=self.unparsed,
+            unattributed=self.unattributed, forgotten=self.forgotten, evicted=self.evicted,
+            pool=tuple((who, tuple(sorted(kinds))) for who, kinds in sorted(self._pool.items())),
+            idle_scopes={who: tuple(sorted(s)) for who, s in self._idle.items()},
+            task_scopes=tuple(self._scopes),
+        )
