@@ -16,6 +16,7 @@ from ..exitcodes import Abort, ExitCode
 
 app = typer.Typer(help="Run the embedded MQTT broker emulator.", no_args_is_help=True)
 
+MAX_NODES = 64  # an emulated cluster's nodes (each a listener of one process)
 _FAULT_HELP = "; ".join(f"{k}: {v}" for k, v in FAULTS.items())
 _STRATEGY_HELP = "; ".join(f"{k}: {v}" for k, v in STRATEGIES.items())
 
@@ -34,11 +35,20 @@ def parse_group_strategies(values: list[str]) -> dict[str, str]:
     epilog="Examples:\n\n"
     "  aetherdiag emulator serve --port 0\n\n"
     "  aetherdiag emulator serve --port 1884 --strategy least_inflight\n\n"
-    "  aetherdiag emulator serve --fault share-fanout --fault redeliver",
+    "  aetherdiag emulator serve --fault share-fanout --fault redeliver\n\n"
+    "  aetherdiag emulator serve --nodes 3 --port 1883 --strategy local",
 )
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told)."),
-    port: int = typer.Option(1883, help="TCP port; 0 picks a free one.", min=0, max=65535),
+    port: int = typer.Option(
+        1883, help="TCP port (node 1's: node N listens on PORT+N-1); 0 picks free ones.",
+        min=0, max=65535,
+    ),
+    nodes: int = typer.Option(
+        1, "--nodes",
+        help="Emulate a cluster of N nodes, one listener each, with one routing state: a "
+        "share group has one member chosen cluster-wide (see the cluster-* faults).",
+    ),
     strategy: str = typer.Option(
         "round_robin", "--strategy", "-s",
         help=f"How a share group picks a member. {_STRATEGY_HELP}.",
@@ -70,12 +80,17 @@ def serve(
     """Serve MQTT 3.1.1 and 5.0 on HOST:PORT until Ctrl-C (or SIGTERM, SIGHUP)."""
     from ..emulator.standalone import die_with_parent, serve_until_stopped
 
+    if not 1 <= nodes <= MAX_NODES:
+        raise Abort(f"--nodes {nodes}: expected 1 to {MAX_NODES}", ExitCode.USAGE)
+    if port and port + nodes - 1 > 65535:
+        raise Abort(f"--port {port} --nodes {nodes}: node {nodes} would need port "
+                    f"{port + nodes - 1}, above 65535", ExitCode.USAGE)
     if parent_pid is not None and not die_with_parent(parent_pid):
         raise Abort(f"parent process {parent_pid} is gone", ExitCode.UNREACHABLE)
     try:
         broker = Broker(
             strategy=strategy, group_strategies=parse_group_strategies(group_strategy),
-            faults=fault, seed=seed,
+            faults=fault, seed=seed, nodes=nodes,
         )
     except UnknownName as exc:
         raise Abort(str(exc), ExitCode.USAGE) from None
@@ -84,4 +99,6 @@ def serve(
                             parent_pid=parent_pid, machine=machine)
     except OSError as exc:
         reason = exc.strerror or exc
-        raise Abort(f"cannot listen on {host}:{port}: {reason}", ExitCode.USAGE) from None
+        where = f"{host}:{port}" if nodes == 1 or not port else \
+            f"{host}:{port}..{port + nodes - 1}"
+        raise Abort(f"cannot listen on {where}: {reason}", ExitCode.USAGE) from None

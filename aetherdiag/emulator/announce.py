@@ -2,13 +2,18 @@
 
 How this works: one JSON object per line, told apart by its ``event`` key::
 
-    {"event": "listening", "host": "127.0.0.1", "port": 40023}
+    {"event": "listening", "host": "127.0.0.1", "port": 40023, "ports": [40023]}
+    {"event": "node", "node": 2, "up": false}
     {"event": "stopped", "stats": {"connections": 3, "messages_in": 9, ...}}
 
-``listening`` comes once the socket is bound (``port`` is the real one when ``--port 0``),
-``stopped`` once at exit with ``Stats.as_dict()``. The serve command writes them and
-``harness/embedded.py`` reads them from the child process it starts for large runs; this
-module is the one home of that format. No I/O here: events in, lines out, and back.
+``listening`` comes once the sockets are bound (``port`` is the real one when ``--port 0``;
+``ports`` every node's of an emulated cluster, node 1 first), ``node`` once a command below was
+carried out, ``stopped`` once at exit with ``Stats.as_dict()``. The serve command writes them
+and ``harness/embedded.py`` reads them from the child process it starts for large runs.
+
+The other way, on the child's stdin (``--machine --exit-on-stdin-eof``), one command a line:
+``{"command": "node_down", "node": 2}`` or ``{"command": "node_up", "node": 2}``.
+This module is the one home of both formats. No I/O here: events in, lines out, and back.
 """
 
 from __future__ import annotations
@@ -24,6 +29,23 @@ class Listening:
 
     host: str
     port: int
+    ports: tuple[int, ...] = ()  # every node's, node 1 first (empty: only ``port``)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeChanged:
+    """A cluster node went down (``up`` False) or came back, as commanded."""
+
+    node: int
+    up: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeCommand:
+    """A command on the child's stdin: take ``node`` down or bring it up."""
+
+    node: int
+    up: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,16 +55,40 @@ class Stopped:
     stats: dict[str, Any]
 
 
-Event = Listening | Stopped
+Event = Listening | NodeChanged | Stopped
 
 
 def dump(event: Event) -> str:
     """The event as one line of JSON (without the newline)."""
     if isinstance(event, Listening):
         doc: dict[str, Any] = {"event": "listening", "host": event.host, "port": event.port}
+        if event.ports:
+            doc["ports"] = list(event.ports)
+    elif isinstance(event, NodeChanged):
+        doc = {"event": "node", "node": event.node, "up": event.up}
     else:
         doc = {"event": "stopped", "stats": event.stats}
     return json.dumps(doc)
+
+
+def dump_command(command: NodeCommand) -> str:
+    """The command as one line of JSON (without the newline)."""
+    return json.dumps({"command": "node_up" if command.up else "node_down",
+                       "node": command.node})
+
+
+def load_command(line: str) -> NodeCommand | None:
+    """The command a stdin line carries, or None when it is not one."""
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or type(doc.get("node")) is not int:
+        return None
+    kind = doc.get("command")
+    if kind not in ("node_down", "node_up"):
+        return None
+    return NodeCommand(node=doc["node"], up=kind == "node_up")
 
 
 def load(line: str) -> Event | None:
@@ -58,7 +104,15 @@ def load(line: str) -> Event | None:
         host, port = doc.get("host"), doc.get("port")
         if not isinstance(host, str) or type(port) is not int:
             return None
-        return Listening(host=host, port=port)
+        ports = doc.get("ports", [])
+        if not isinstance(ports, list) or not all(type(p) is int for p in ports):
+            return None
+        return Listening(host=host, port=port, ports=tuple(ports))
+    if kind == "node":
+        node, up = doc.get("node"), doc.get("up")
+        if type(node) is not int or not isinstance(up, bool):
+            return None
+        return NodeChanged(node=node, up=up)
     if kind == "stopped":
         stats = doc.get("stats")
         return Stopped(stats=stats) if isinstance(stats, dict) else None

@@ -9,9 +9,13 @@ order; a ``None`` packet means "close that connection after sending what precede
 ``Broker`` is the facade: it dispatches each packet to its handler and keeps the rules of
 PUBLISH, SUBSCRIBE and UNSUBSCRIBE from clients here. The rest lives in its parts, which share
 one ``state.BrokerState`` (sessions, connections, retained messages, counters, output):
-``routing`` (the subscription index, share groups and delivery within in-flight windows) and
-``lifecycle`` (CONNECT, takeover, detach, session expiry, wills). Time is passed in by the
-caller, so tests drive it without clocks or sockets.
+``routing`` (the subscription index, share groups and delivery within in-flight windows),
+``subscribing`` (SUBSCRIBE, UNSUBSCRIBE) and ``lifecycle`` (CONNECT, takeover, detach, session
+expiry, wills). Time is passed in by the caller, so tests drive it without clocks or sockets.
+
+An emulated cluster (``nodes=N``) is this one broker with every connection tagged with the
+node whose listener it came in on (``open(..., node=)``); ``node_down`` cuts a node's
+connections as a network failure would, and ``cluster.py`` says how routing uses the nodes.
 """
 
 from __future__ import annotations
@@ -21,28 +25,12 @@ from collections.abc import Iterable, Mapping
 from . import packets as pk
 from .journal import Journal, PublishedMessage, SentMessage
 from .lifecycle import Lifecycle
-from .routing import Router, SubscriptionIndex, share_key
-from .session import (
-    ClientView,
-    Limits,
-    Message,
-    Session,
-    Stats,
-    Subscription,
-    SubscriptionView,
-    new_message,
-)
+from .routing import Router, SubscriptionIndex
+from .session import ClientView, Limits, Message, Session, Stats, SubscriptionView, new_message
 from .sharing import Dispatcher, check_fault, make_dispatcher
 from .state import FORWARDED, BrokerState, Conn, Out, ProtocolViolation, log
-from .topics import (
-    SHARE_PREFIX,
-    InvalidFilter,
-    ParsedFilter,
-    literal_filter,
-    matches,
-    parse_filter,
-    valid_topic_name,
-)
+from .subscribing import Subscriptions
+from .topics import SHARE_PREFIX, valid_topic_name
 
 __all__ = ["Broker", "Out"]
 
@@ -61,7 +49,10 @@ class Broker:
         users: Mapping[str, str] | None = None,
         queue_prefix: bool = True,
         journal: bool | Journal = False,
+        nodes: int = 1,
     ) -> None:
+        if nodes < 1:
+            raise ValueError(f"nodes must be at least 1, got {nodes}")
         self.faults = frozenset(check_fault(f) for f in faults)
         make_dispatcher(strategy, seed, self.faults)  # validates the name early
         self.strategy = strategy
@@ -77,10 +68,12 @@ class Broker:
             sends = journal
         elif journal:
             sends = Journal()
-        self._state = BrokerState(self.faults, self.limits, sends)
+        self.nodes = nodes
+        self._state = BrokerState(self.faults, self.limits, sends, nodes)
         self._index = SubscriptionIndex(self._new_dispatcher)
         self._router = Router(self._state, self._index)
         self._life = Lifecycle(self._state, self._index, self._router, self.users)
+        self._subs = Subscriptions(self._state, self._index, self._router, queue_prefix)
 
     # The state the parts share, read by callers and tests.
     @property
@@ -118,7 +111,7 @@ class Broker:
         return journal
 
     def clients(self) -> tuple[ClientView, ...]:
-        """Every session, read-only: connected, TCP peer, subscriptions in order made."""
+        """Every session, read-only: connected, TCP peer, subscriptions in order made, node."""
         conns = self._state.conns
         views = []
         for session in self._state.sessions.values():
@@ -131,6 +124,7 @@ class Broker:
                     SubscriptionView(sub.topic_filter, sub.share_name, sub.qos)
                     for sub in session.subscriptions.values()
                 ),
+                node=session.node,
             ))
         return tuple(views)
 
@@ -140,11 +134,55 @@ class Broker:
 
     # -- transport entry points ----------------------------------------------------------------
 
-    def open(self, conn_id: int, now: float, peer: tuple[str, int] | None = None) -> None:
-        """A new connection; ``peer`` is its TCP peer address (host, port) when known."""
-        self._state.now = now
-        self._state.conns[conn_id] = Conn(id=conn_id, last_seen=now, peer=peer)
-        self._state.stats.connections += 1
+    def open(
+        self, conn_id: int, now: float, peer: tuple[str, int] | None = None, node: int = 1
+    ) -> None:
+        """A new connection; ``peer`` is its TCP peer address (host, port) when known, ``node``
+        the cluster node whose listener took it (the transport refuses a down node's; one
+        that comes anyway is ignored)."""
+        state = self._state
+        state.now = now
+        conn = state.conns[conn_id] = Conn(id=conn_id, last_seen=now, peer=peer,
+                                           node=self.check_node(node))
+        conn.closing = node in state.down
+        state.stats.connections += 1
+
+    def check_node(self, node: int) -> int:
+        """``node`` when it is one of this cluster's nodes; else ``ValueError``."""
+        if not 1 <= node <= self.nodes:
+            raise ValueError(f"node {node} is not one of this cluster's 1..{self.nodes}")
+        return node
+
+    def node_down(self, node: int, now: float) -> list[Out]:
+        """Take ``node`` down: every connection that came in on it ends as in a network
+        failure (no DISCONNECT: wills are published, in-flight shared QoS 1 messages handed
+        on as the session rules say). The transport must refuse the node's new connections
+        until ``node_up``. Returns the closes and whatever the losses caused."""
+        state = self._state
+        state.down.add(self.check_node(node))
+        state.now = now
+        # Every connection of the node goes at once, before any loss is handled: what one
+        # member held is never handed to another member that is going down with it.
+        cut: list[tuple[Session, bool]] = []
+        for conn in [c for c in state.conns.values() if c.node == node]:
+            state.close(conn)
+            del state.conns[conn.id]
+            session = conn.session
+            if session is not None and session.conn == conn.id:
+                session.conn = None
+                state.stats.connected -= 1
+                cut.append((session, conn.clean_disconnect))
+        for session, clean in cut:
+            self._life.detach(session, clean=clean, now=now)
+        return state.drain()
+
+    def node_up(self, node: int) -> None:
+        """``node`` accepts connections again (sessions that outlived it are still here)."""
+        self._state.down.discard(self.check_node(node))
+
+    @property
+    def nodes_down(self) -> frozenset[int]:
+        return frozenset(self._state.down)
 
     def version(self, conn_id: int) -> int:
         conn = self._state.conns.get(conn_id)
@@ -283,9 +321,9 @@ class Broker:
                 rc = pk.RC_PACKET_ID_NOT_FOUND if conn.version == pk.MQTT_5 else 0
                 state.send(conn, pk.PubComp(packet_id=p.packet_id, reason_code=rc))
         elif isinstance(p, pk.Subscribe):
-            self._on_subscribe(conn, session, p)
+            self._subs.subscribe(conn, session, p)
         elif isinstance(p, pk.Unsubscribe):
-            self._on_unsubscribe(conn, session, p)
+            self._subs.unsubscribe(conn, session, p)
         elif isinstance(p, pk.PingReq):
             state.send(conn, pk.PingResp())
         elif isinstance(p, pk.Disconnect):
@@ -316,7 +354,7 @@ class Broker:
         qos = p.qos
         journal = state.journal
         if journal is not None:
-            journal.published(state.now, session.client_id, conn.id, topic, p.payload)
+            journal.published(state.now, session.client_id, conn.id, topic, p.payload, conn.node)
         if qos == 2 and p.packet_id in session.inbound_qos2:
             state.send(conn, pk.PubRec(packet_id=p.packet_id or 0))
             return
@@ -332,7 +370,7 @@ class Broker:
             else:
                 props, expires_at = {}, None
             msg = new_message(
-                topic, p.payload, qos, p.retain, session.client_id, props, expires_at
+                topic, p.payload, qos, p.retain, session.client_id, props, expires_at, conn.node
             )
             state.stats.messages_in += 1
             if p.retain:
@@ -375,76 +413,3 @@ class Broker:
             return
         om.released = True
         state.send(conn, pk.PubRel(packet_id=p.packet_id))
-
-    # -- SUBSCRIBE / UNSUBSCRIBE --------------------------------------------------------------
-
-    def _parse(self, raw: str) -> ParsedFilter:
-        if "share-literal" in self.faults:
-            return literal_filter(raw)
-        return parse_filter(raw, queue_prefix=self.queue_prefix)
-
-    def _on_subscribe(self, conn: Conn, session: Session, p: pk.Subscribe) -> None:
-        state = self._state
-        v5 = conn.version == pk.MQTT_5
-        sub_ids = p.properties.get(pk.PROP_SUBSCRIPTION_ID, ())
-        sub_id = sub_ids[0] if sub_ids else None
-        if sub_id == 0:
-            raise ProtocolViolation(pk.RC_PROTOCOL_ERROR, "subscription identifier 0")
-        codes: list[int] = []
-        retained: list[tuple[Subscription, Message]] = []
-        for req in p.subscriptions:
-            try:
-                pf = self._parse(req.topic_filter)
-            except InvalidFilter:
-                codes.append(pk.RC_TOPIC_FILTER_INVALID if v5 else 0x80)
-                continue
-            if pf.share_name is not None:
-                if "share-unsupported" in self.faults:
-                    codes.append(pk.RC_SHARED_SUBS_NOT_SUPPORTED if v5 else 0x80)
-                    continue
-                if req.no_local and v5:
-                    raise ProtocolViolation(
-                        pk.RC_PROTOCOL_ERROR, "No Local set on a shared subscription"
-                    )
-            key = share_key(pf.share_name, pf.topic_filter) if pf.shared else pf.topic_filter
-            existed = key in session.subscriptions
-            sub = Subscription(
-                client_id=session.client_id, topic_filter=pf.topic_filter,
-                share_name=pf.share_name, qos=req.qos, no_local=req.no_local,
-                retain_as_published=req.retain_as_published, sub_id=sub_id,
-            )
-            session.subscriptions[key] = sub
-            self._index.add(sub)
-            codes.append(req.qos)
-            if pf.shared and "share-retained" not in self.faults:
-                continue  # MQTT 5.0 4.8.2: retained messages are not sent to shared subs
-            if req.retain_handling == 2 or (req.retain_handling == 1 and existed):
-                continue
-            for topic, msg in list(state.retained.items()):
-                if msg.expires_at is not None and msg.expires_at <= state.now:
-                    del state.retained[topic]  # expired: no longer retained (3.3.2.3.3)
-                    state.stats.retained = len(state.retained)
-                elif matches(pf.topic_filter, topic):
-                    retained.append((sub, msg))
-        state.send(conn, pk.SubAck(packet_id=p.packet_id, reason_codes=tuple(codes)))
-        for sub, msg in retained:
-            share = (sub.share_name, sub.topic_filter) if sub.share_name is not None else None
-            self._router.deliver(session, msg, sub.qos, True, share,
-                                 (sub.sub_id,) if sub.sub_id else ())
-
-    def _on_unsubscribe(self, conn: Conn, session: Session, p: pk.Unsubscribe) -> None:
-        codes: list[int] = []
-        for raw in p.topic_filters:
-            try:
-                pf = self._parse(raw)
-            except InvalidFilter:
-                codes.append(pk.RC_TOPIC_FILTER_INVALID)
-                continue
-            key = share_key(pf.share_name, pf.topic_filter) if pf.shared else pf.topic_filter
-            sub = session.subscriptions.pop(key, None)
-            if sub is None:
-                codes.append(pk.RC_NO_SUBSCRIPTION_EXISTED)
-            else:
-                self._index.remove(sub)
-                codes.append(pk.RC_SUCCESS)
-        self._state.send(conn, pk.UnsubAck(packet_id=p.packet_id, reason_codes=tuple(codes)))

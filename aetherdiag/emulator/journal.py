@@ -18,8 +18,8 @@ log = logging.getLogger("aetherdiag.emulator")
 
 MAX_ENTRIES = 2_000_000
 
-# (at, client_id, conn_id, topic, payload, qos, dup, packet_id)
-_Entry = tuple[float, str, int, str, bytes, int, bool, "int | None"]
+# (at, client_id, conn_id, topic, payload, qos, dup, packet_id, node)
+_Entry = tuple[float, str, int, str, bytes, int, bool, "int | None", int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,8 @@ class SentMessage:
     """One PUBLISH sent to a subscriber.
 
     ``at`` is the broker's clock (``time.monotonic()`` under the TCP server) when it was sent;
-    ``acked`` is None for QoS 0, else whether the client completed it (PUBACK / PUBCOMP).
+    ``acked`` is None for QoS 0, else whether the client completed it (PUBACK / PUBCOMP);
+    ``node`` is the cluster node (1-based) the connection came in on.
     """
 
     at: float
@@ -39,17 +40,19 @@ class SentMessage:
     dup: bool
     packet_id: int | None
     acked: bool | None
+    node: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class PublishedMessage:
-    """One PUBLISH a client sent to the broker."""
+    """One PUBLISH a client sent to the broker (``node``: the cluster node it came in on)."""
 
     at: float
     client_id: str
     conn_id: int
     topic: str
     payload: bytes
+    node: int = 1
 
 
 class Journal:
@@ -64,9 +67,9 @@ class Journal:
         self.max_entries = max_entries
         self.dropped = 0  # sends not recorded: the journal was full
         self._entries: list[_Entry] = []
-        # what clients published: (at, client_id, conn_id, topic, payload), e.g. a worker's
-        # replies, attributed to the connection that sent them
-        self._published: list[tuple[float, str, int, str, bytes]] = []
+        # what clients published: (at, client_id, conn_id, topic, payload, node), e.g. a
+        # worker's replies, attributed to the connection that sent them
+        self._published: list[tuple[float, str, int, str, bytes, int]] = []
         self._acked: set[int] = set()  # indices into _entries
         self._ack_log: list[int] = []  # the same, in the order the acks came
         # (client id, packet id) -> index of its latest unacknowledged send
@@ -77,7 +80,7 @@ class Journal:
 
     def sent(
         self, at: float, client_id: str, conn_id: int, topic: str, payload: bytes, qos: int,
-        dup: bool, packet_id: int | None,
+        dup: bool, packet_id: int | None, node: int = 1,
     ) -> None:
         entries = self._entries
         n = len(entries)
@@ -89,16 +92,16 @@ class Journal:
             if packet_id is not None:  # an ack must not mark an older send of this id
                 self._pending.pop((client_id, packet_id), None)
             return
-        entries.append((at, client_id, conn_id, topic, payload, qos, dup, packet_id))
+        entries.append((at, client_id, conn_id, topic, payload, qos, dup, packet_id, node))
         if packet_id is not None:
             self._pending[(client_id, packet_id)] = n
 
     def published(self, at: float, client_id: str, conn_id: int, topic: str,
-                  payload: bytes) -> None:
+                  payload: bytes, node: int = 1) -> None:
         """A client published ``topic`` (bounded like the sends)."""
         if len(self._published) >= self.max_entries:
             return  # the sends' counter tells that the journal is full
-        self._published.append((at, client_id, conn_id, topic, payload))
+        self._published.append((at, client_id, conn_id, topic, payload, node))
 
     def published_snapshot(self, start: int = 0) -> tuple[PublishedMessage, ...]:
         """Every recorded publish from a client, oldest first, from the ``start``-th on."""
@@ -122,7 +125,7 @@ class Journal:
         acked = self._acked
         return tuple(
             SentMessage(at, client_id, conn_id, topic, payload, qos, dup, pid,
-                        None if not qos else i in acked)
-            for i, (at, client_id, conn_id, topic, payload, qos, dup, pid)
+                        None if not qos else i in acked, node)
+            for i, (at, client_id, conn_id, topic, payload, qos, dup, pid, node)
             in enumerate(self._entries[start:], start)
         )

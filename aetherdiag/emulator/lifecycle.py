@@ -88,6 +88,7 @@ class Lifecycle:
             state.sessions[client_id] = session
         session.version = p.protocol_level
         session.conn = conn.id
+        session.node = conn.node
         session.expiry = expiry
         session.expires_at = None
         session.will = p.will
@@ -122,7 +123,7 @@ class Lifecycle:
                     if state.journal is not None:
                         msg = om.message
                         state.journal.sent(state.now, session.client_id, conn.id, msg.topic,
-                                           msg.payload, om.qos, True, om.packet_id)
+                                           msg.payload, om.qos, True, om.packet_id, conn.node)
             self.router.flush(session)
 
     def _take_over(self, session: Session, p: pk.Connect) -> Session | None:
@@ -195,7 +196,8 @@ class Lifecycle:
                 assert om.share is not None
                 group = self.index.group(om.share[0], om.share[1])
                 if group is not None:
-                    target = self.router.pick(group, om.message, exclude=session.client_id)
+                    target = self.router.pick(group, om.message, exclude=session.client_id,
+                                              node=session.node)
             if not ending and (target is None or state.sessions[target].conn is None):
                 # Nobody else is connected: keep it where it is, so that an in-flight message
                 # is re-sent with DUP and its original packet id on resume (4.4).
@@ -241,7 +243,7 @@ class Lifecycle:
         props = {k: v for k, v in will.properties.items() if k in FORWARDED}
         msg = Message(topic=will.topic, payload=will.payload, qos=will.qos, retain=will.retain,
                       publisher=session.client_id, properties=props,
-                      expires_at=state.expiry(props))
+                      expires_at=state.expiry(props), node=session.node)
         state.stats.messages_in += 1
         if will.retain:
             state.retain(msg)

@@ -7,6 +7,8 @@ the entry filed under its own text and the wildcard entries whose compiled patte
 application message: every matching plain subscription gets one copy per session (overlapping
 filters merge: highest QoS, all subscription identifiers), every matching share group gets one
 copy for the member its dispatcher picks (every member under the ``share-fanout`` fault).
+In an emulated cluster this is already the correct cluster-wide routing (one member per group
+whatever the nodes); only the cluster faults route per node, in ``cluster.route_split``.
 
 Delivery to a session (``deliver``; ``enqueue`` for a message handed on from another member):
 a message is transmitted at once when the session is connected, not paused and has room in its
@@ -25,8 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import packets as pk
+from .cluster import pick_on_node, route_split
 from .session import Message, OutMsg, Session, Subscription
-from .sharing import DispatchContext, Dispatcher, ShareGroup
+from .sharing import CLUSTER_FAULTS, DispatchContext, Dispatcher, ShareGroup, anyone
 from .state import BrokerState
 from .topics import SHARE_PREFIX, filter_pattern, has_wildcard
 
@@ -72,7 +75,7 @@ class SubscriptionIndex:
     _CACHE_ABOVE = 16
 
     def __init__(self, new_dispatcher: Callable[[str], Dispatcher]) -> None:
-        self._new_dispatcher = new_dispatcher
+        self.new_dispatcher = new_dispatcher
         self.filters: dict[str, FilterEntry] = {}
         # Entries with wildcards and their patterns, in order of appearance.
         self._wild: list[tuple[FilterEntry, re.Pattern[str]]] = []
@@ -98,7 +101,7 @@ class SubscriptionIndex:
         if group is None:
             group = ShareGroup(
                 name=sub.share_name, topic_filter=sub.topic_filter,
-                dispatcher=self._new_dispatcher(sub.share_name),
+                dispatcher=self.new_dispatcher(sub.share_name),
             )
             entry.groups[sub.share_name] = group
         group.add(sub.client_id)
@@ -163,22 +166,28 @@ class Router:
         self.index = index
         self._fanout = "share-fanout" in state.faults
         self._redeliver = "redeliver" in state.faults
+        # the nodes of a cluster dispatch on their own (cluster.py); never on one node
+        self.split = state.nodes > 1 and bool(state.faults & CLUSTER_FAULTS)
         sessions = state.sessions  # never rebound: the closures below stay valid
         # One context and one predicate for every pick, not new ones per message: dispatchers
         # never keep them, and nothing picks again while a dispatcher runs.
-        self._ctx = DispatchContext(
-            publisher="", topic="", inflight=lambda member: sessions[member].load()
+        self.ctx = DispatchContext(
+            publisher="", topic="", inflight=lambda member: sessions[member].load(),
+            node_of=lambda member: sessions[member].node,
         )
         self._online: Callable[[str], bool] = lambda member: sessions[member].conn is not None
 
     def route(self, msg: Message) -> int:
         """Deliver ``msg`` to every matching subscription; return the number of deliveries."""
+        if self.split:
+            return route_split(self, msg)
         sessions = self.state.sessions
         plain: dict[str, tuple[int, bool, tuple[int, ...]]] | None = None
         count = 0
-        ctx = self._ctx  # pick(group, msg, None), inline
+        ctx = self.ctx  # pick(group, msg, None), inline
         ctx.publisher = msg.publisher
         ctx.topic = msg.topic
+        ctx.node = msg.node
         online = self._online
         for entry in self.index.match(msg.topic):
             if entry.plain:
@@ -202,7 +211,7 @@ class Router:
                 else:
                     one = group.dispatcher.choose(group.members, online, ctx)
                     if one is None:  # nobody connected: queue for an offline persistent member
-                        one = group.dispatcher.choose(group.members, _anyone, ctx)
+                        one = group.dispatcher.choose(group.members, anyone, ctx)
                         if one is None:
                             continue
                     chosen = [one]
@@ -218,14 +227,23 @@ class Router:
                 count += 1
         return count
 
-    def pick(self, group: ShareGroup, msg: Message, exclude: str | None) -> str | None:
-        """The member of ``group`` that gets ``msg``: a connected one if any, else offline."""
-        ctx = self._ctx
+    def pick(
+        self, group: ShareGroup, msg: Message, exclude: str | None, node: int = 1
+    ) -> str | None:
+        """The member of ``group`` that gets ``msg``: a connected one if any, else offline.
+
+        ``node``: where the copy is (the node of the member it leaves); it matters only when
+        the nodes of a cluster dispatch on their own, which keeps the copy on that node.
+        """
+        if self.split:
+            return pick_on_node(self, group, msg, node, exclude)
+        ctx = self.ctx
         ctx.publisher = msg.publisher
         ctx.topic = msg.topic
+        ctx.node = msg.node
         if exclude is None:
             online = self._online
-            other = _anyone
+            other = anyone
         else:
             sessions = self.state.sessions
 
@@ -314,10 +332,10 @@ class Router:
         if journal is not None:
             msg = om.message
             journal.sent(state.now, session.client_id, conn.id, msg.topic, msg.payload, qos,
-                         False, pid)
+                         False, pid, conn.node)
             if qos and self._redeliver:
                 journal.sent(state.now, session.client_id, conn.id, msg.topic, msg.payload,
-                             qos, True, pid)
+                             qos, True, pid, conn.node)
         if qos and self._redeliver:
             state.out.append((conn.id, self.publish_packet(session, om, True)))
             stats.dup_resends += 1
@@ -333,10 +351,6 @@ class Router:
         return pk.new_publish(
             msg.topic, msg.payload, om.qos, om.retain, dup, om.packet_id or None, props
         )
-
-
-def _anyone(member: str) -> bool:
-    return True
 
 
 def _approx_size(om: OutMsg) -> int:

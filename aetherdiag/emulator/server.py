@@ -5,6 +5,11 @@ How this works: one ``asyncio.BufferedProtocol`` per TCP connection feeds receiv
 encoded and written, batched per connection. A periodic task calls ``Broker.tick``. Nothing
 here knows MQTT rules. ``Emulator`` runs the server on a private event loop in a background
 thread so synchronous code (tests, the ``workers`` harness) can use it with ``with``.
+
+An emulated cluster of N nodes is one broker behind N listeners: each connection tells the
+broker the node (1-based) whose listener accepted it. ``node_down`` stops a node's listener
+(new connections are refused) and aborts its connections; ``node_up`` listens again on the
+same port.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+from ..mqtt.urls import host_for_url
 from . import packets as pk
 from .broker import Broker, Out
 from .codec import Decoder
@@ -34,8 +40,9 @@ class _Connection(asyncio.BufferedProtocol):
     # A BufferedProtocol reads into one preallocated buffer: a plain Protocol makes asyncio
     # allocate (mmap) and free a 256 KiB bytes object for every recv, which costs more than
     # decoding the small packets MQTT workers exchange.
-    def __init__(self, server: EmulatorServer) -> None:
+    def __init__(self, server: EmulatorServer, node: int = 1) -> None:
         self.server = server
+        self.node = node
         self.id = next(server.ids)
         self.transport: asyncio.Transport | None = None
         self.decoder = Decoder(max_packet_size=server.broker.limits.max_packet_size)
@@ -52,7 +59,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=_HIGH_WATER)
         self.server.conns[self.id] = self
-        self.server.broker.open(self.id, time.monotonic(), _peer(transport))
+        self.server.broker.open(self.id, time.monotonic(), _peer(transport), self.node)
 
     def data_received(self, data: bytes) -> None:
         broker = self.server.broker
@@ -130,17 +137,54 @@ class EmulatorServer:
         self.broker = broker
         self.ids = itertools.count(1)
         self.conns: dict[int, _Connection] = {}
-        self._server: asyncio.Server | None = None
+        self.host = ""
+        self.ports: list[int] = []  # node i listens on ports[i - 1]
+        self._servers: dict[int, asyncio.Server] = {}  # node -> its listener (while up)
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Listen for every node of the broker: on ``port``, ``port + 1``... (port 0: free
+        ports, not necessarily consecutive). Returns node 1's (host, port); ``ports`` lists
+        them all."""
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_one_line_accept_errors)
-        self._server = await loop.create_server(lambda: _Connection(self), host, port)
+        try:
+            for node in range(1, self.broker.nodes + 1):
+                bound = await self._listen(host, port + node - 1 if port else 0, node)
+                self.host = self.host or bound[0]
+                self.ports.append(bound[1])
+        except BaseException:
+            for server in self._servers.values():
+                server.close()
+            self._servers.clear()
+            raise
         self._ticker = asyncio.create_task(self._tick())
-        sock = self._server.sockets[0]
-        addr = sock.getsockname()
+        return self.host, self.ports[0]
+
+    async def _listen(self, host: str, port: int, node: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _Connection(self, node), host, port)
+        self._servers[node] = server
+        addr = server.sockets[0].getsockname()
         return str(addr[0]), int(addr[1])
+
+    def node_down(self, node: int) -> None:
+        """Take ``node`` down: its listener closes, its connections are cut (no DISCONNECT,
+        unsent data discarded) and the broker hands on what they held."""
+        out = self.broker.node_down(node, time.monotonic())
+        server = self._servers.pop(node, None)
+        if server is not None:
+            server.close()
+        for conn in list(self.conns.values()):
+            if conn.node == node and conn.transport is not None:
+                conn.transport.abort()
+        self.emit(out)
+
+    async def node_up(self, node: int) -> None:
+        """Bring ``node`` back on the port it had (a no-op when it is up)."""
+        self.broker.node_up(node)
+        if node not in self._servers:
+            await self._listen(self.host, self.ports[node - 1], node)
 
     async def _tick(self) -> None:
         while True:
@@ -154,14 +198,16 @@ class EmulatorServer:
         if self._ticker is not None:
             self._ticker.cancel()
         self.emit(self.broker.shutdown())
-        if self._server is not None:
-            self._server.close()
+        servers = list(self._servers.values())
+        self._servers.clear()
+        for server in servers:
+            server.close()
         # Connections first: from Python 3.12 on, wait_closed() waits for every one of them.
         for conn in list(self.conns.values()):
             if conn.transport is not None:
                 conn.transport.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
 
     def emit(self, out: list[Out]) -> None:
         """Encode and write the broker's output, one write per connection."""
@@ -218,6 +264,10 @@ class Emulator:
     ...     broker.port  # connect any MQTT client to 127.0.0.1:broker.port
 
     ``journal=True`` records every PUBLISH sent to a subscriber (``sent()``, ``journal.py``).
+    ``nodes=N`` emulates a cluster of N nodes (one broker state, N listeners): on ``port``,
+    ``port + 1``... ``port + N - 1``, or N free ports for port 0; ``ports`` and ``urls`` list
+    them, node 1 first, and ``port`` / ``url`` are node 1's. ``node_down(n)`` / ``node_up(n)``
+    take a node off the network and back.
     """
 
     def __init__(
@@ -232,22 +282,49 @@ class Emulator:
         limits: Limits | None = None,
         users: Mapping[str, str] | None = None,
         journal: bool = False,
+        nodes: int = 1,
     ) -> None:
         self.broker = Broker(
             strategy=strategy, group_strategies=group_strategies, faults=faults, seed=seed,
-            limits=limits, users=users, journal=journal,
+            limits=limits, users=users, journal=journal, nodes=nodes,
         )
         self._host = host
         self._port = port
         self.host = host
         self.port = 0
+        self.ports: tuple[int, ...] = ()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: EmulatorServer | None = None
 
     @property
+    def nodes(self) -> int:
+        return self.broker.nodes
+
+    @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"mqtt://{host_for_url(self.host)}:{self.port}"
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every node's URL, node 1 first."""
+        return tuple(f"mqtt://{host_for_url(self.host)}:{port}" for port in self.ports)
+
+    def node_down(self, node: int) -> None:
+        """Take cluster node ``node`` (1-based) down: its connections are cut as by a network
+        failure and its port refuses connections until ``node_up`` (``ValueError``: no such
+        node)."""
+        self.broker.check_node(node)  # validated here, in the caller's thread
+        server = self._server
+        assert server is not None, "start() the emulator first"
+        self.call(server.node_down, node)
+
+    def node_up(self, node: int) -> None:
+        """Bring cluster node ``node`` back on its port."""
+        self.broker.check_node(node)
+        server, loop = self._server, self._loop
+        assert server is not None and loop is not None, "start() the emulator first"
+        asyncio.run_coroutine_threadsafe(server.node_up(node), loop).result(timeout=5)
 
     def start(self) -> Emulator:
         ready = threading.Event()
@@ -262,6 +339,7 @@ class Emulator:
                 self.host, self.port = loop.run_until_complete(
                     self._server.start(self._host, self._port)
                 )
+                self.ports = tuple(self._server.ports)
             except BaseException as exc:
                 error.append(exc)
                 ready.set()

@@ -40,21 +40,23 @@ class Message:
     publisher: str
     properties: dict[int, Any]
     expires_at: float | None = None  # broker clock time its Message Expiry Interval ends
+    node: int = 1  # the cluster node it was published on (1-based)
 
 
 _M_SET = tuple(
     Message.__dict__[name].__set__
-    for name in ("topic", "payload", "qos", "retain", "publisher", "properties", "expires_at")
+    for name in ("topic", "payload", "qos", "retain", "publisher", "properties", "expires_at",
+                 "node")
 )
 
 
 def new_message(
     topic: str, payload: bytes, qos: int, retain: bool, publisher: str,
-    properties: dict[int, Any], expires_at: float | None,
+    properties: dict[int, Any], expires_at: float | None, node: int = 1,
 ) -> Message:
     """``Message(...)`` with every field given, without the frozen ``__init__``'s cost."""
     m: Message = object.__new__(Message)
-    s_topic, s_payload, s_qos, s_retain, s_publisher, s_props, s_expires = _M_SET
+    s_topic, s_payload, s_qos, s_retain, s_publisher, s_props, s_expires, s_node = _M_SET
     s_topic(m, topic)
     s_payload(m, payload)
     s_qos(m, qos)
@@ -62,6 +64,7 @@ def new_message(
     s_publisher(m, publisher)
     s_props(m, properties)
     s_expires(m, expires_at)
+    s_node(m, node)
     return m
 
 
@@ -88,12 +91,14 @@ class SubscriptionView:
 @dataclass(frozen=True, slots=True)
 class ClientView:
     """One session as ``Broker.clients()`` shows it; ``peer`` is the TCP (host, port) of
-    its connection, when connected over a transport that knows it."""
+    its connection, when connected over a transport that knows it; ``node`` the cluster node
+    (1-based) its connection came in on (its last one, when disconnected)."""
 
     client_id: str
     connected: bool
     peer: tuple[str, int] | None
     subscriptions: tuple[SubscriptionView, ...]
+    node: int = 1
 
 
 @dataclass(slots=True)
@@ -114,6 +119,7 @@ class Session:
     client_id: str
     version: int
     conn: int | None = None
+    node: int = 1  # the cluster node of its connection (its last one, when disconnected)
     expiry: int = 0
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     outflight: dict[int, OutMsg] = field(default_factory=dict)

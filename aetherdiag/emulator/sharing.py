@@ -6,6 +6,10 @@ member among the eligible ones (connected members first; offline persistent memb
 when nobody is connected). Dispatchers keep only their own small state (a turn counter, a
 seeded RNG, a sticky choice) and never see packets or sockets.
 
+In an emulated cluster every member also has a node (the node its session's connection
+came in on): ``DispatchContext.node`` is the publisher's node and ``node_of`` a member's, which
+only the ``local`` strategy looks at.
+
 Fault modes are names the broker checks at the few places where real brokers go wrong; they
 are listed here, with what each reproduces, so the CLI and the docs share one table.
 """
@@ -26,6 +30,8 @@ STRATEGIES: dict[str, str] = {
     "hash_clientid": "a member chosen by a hash of the publisher's client id",
     "hash_topic": "a member chosen by a hash of the message topic",
     "least_inflight": "the member with the fewest unacknowledged messages (a pull queue)",
+    "local": "a member connected to the publisher's node, in turn; the other nodes' members "
+    "only when that node has none (EMQX's local; on one node: round_robin)",
 }
 
 FAULTS: dict[str, str] = {
@@ -43,7 +49,14 @@ FAULTS: dict[str, str] = {
     "Mosquitto releases do this)",
     "per-publisher-rr": "the round-robin turn is kept per publisher: one publisher's tasks "
     "always start at the first member (the EMQX round_robin pitfall)",
+    "cluster-node-local": "each node of an emulated cluster picks among its own members: one "
+    "copy per node that has members, as bridged brokers do (no effect on one node)",
+    "cluster-no-route": "messages never cross the nodes of an emulated cluster: a subscriber, "
+    "plain or shared, gets only what is published on its own node (no effect on one node)",
 }
+
+# Faults under which the nodes of a cluster dispatch on their own (see ``cluster.py``).
+CLUSTER_FAULTS = frozenset({"cluster-node-local", "cluster-no-route"})
 
 
 class UnknownName(ValueError):
@@ -62,13 +75,24 @@ def check_fault(name: str) -> str:
     return name
 
 
+def _node_one(member: str) -> int:
+    return 1
+
+
+def anyone(member: str) -> bool:
+    """The predicate that admits every member (offline ones included)."""
+    return True
+
+
 @dataclass(slots=True)
 class DispatchContext:
-    """What a dispatcher may look at for one message."""
+    """What a dispatcher may look at for one message (``node``: the publisher's node)."""
 
     publisher: str
     topic: str
     inflight: Callable[[str], int]
+    node: int = 1
+    node_of: Callable[[str], int] = _node_one
 
 
 class Dispatcher:
@@ -177,6 +201,25 @@ class LeastInflight(Dispatcher):
         return best
 
 
+class Local(Dispatcher):
+    """EMQX's ``local``: round robin among the members on the publisher's node (a turn per
+    node); when that node has none eligible, round robin among every other member."""
+
+    def __init__(self) -> None:
+        self._near: dict[int, RoundRobin] = {}
+        self._far = RoundRobin()
+
+    def choose(
+        self, members: Sequence[str], eligible: Callable[[str], bool], ctx: DispatchContext
+    ) -> str | None:
+        node, node_of = ctx.node, ctx.node_of
+        near = self._near.get(node)
+        if near is None:
+            near = self._near[node] = RoundRobin()
+        one = near.choose(members, lambda m: node_of(m) == node and eligible(m), ctx)
+        return one if one is not None else self._far.choose(members, eligible, ctx)
+
+
 def make_dispatcher(strategy: str, seed: int | None, faults: frozenset[str]) -> Dispatcher:
     check_strategy(strategy)
     if strategy == "round_robin":
@@ -189,6 +232,8 @@ def make_dispatcher(strategy: str, seed: int | None, faults: frozenset[str]) -> 
         return Hashed(by_topic=False)
     if strategy == "hash_topic":
         return Hashed(by_topic=True)
+    if strategy == "local":
+        return Local()
     return LeastInflight()
 
 
@@ -200,6 +245,8 @@ class ShareGroup:
     topic_filter: str
     dispatcher: Dispatcher
     members: list[str] = field(default_factory=list)
+    # node -> its own dispatcher, under the cluster faults (each node picks on its own)
+    per_node: dict[int, Dispatcher] = field(default_factory=dict, repr=False, compare=False)
     # Computed once: the members' key in ``Session.subscriptions`` and ``OutMsg.share``.
     key: str = field(init=False, repr=False, compare=False)
     share: tuple[str, str] = field(init=False, repr=False, compare=False)
@@ -216,3 +263,5 @@ class ShareGroup:
         if client_id in self.members:
             self.members.remove(client_id)
             self.dispatcher.forget(client_id)
+            for dispatcher in self.per_node.values():
+                dispatcher.forget(client_id)

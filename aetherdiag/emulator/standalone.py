@@ -1,8 +1,11 @@
 """The emulator as a process of its own (``aetherdiag emulator serve``): one asyncio loop
 serving until SIGINT, SIGTERM or SIGHUP, stdin end of file (``--exit-on-stdin-eof``) or the
 death of the process that started it (``--parent-pid``); the address and final stats as
-human lines and, with ``--machine``, as JSON lines (``announce``). Imported only by ``serve``,
-so the CLI starts without asyncio.
+human lines and, with ``--machine``, as JSON lines (``announce``). An emulated cluster
+(``--nodes N``) prints every node's URL; with ``--machine --exit-on-stdin-eof`` the stdin lines
+may carry node commands (``announce.NodeCommand``: take a node down, bring it up), each
+answered by a ``node`` line once done. Imported only by ``serve``, so the CLI starts without
+asyncio.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 from ..mqtt.urls import host_for_url
 from . import announce
@@ -42,19 +46,56 @@ def die_with_parent(parent_pid: int) -> bool:
     return os.getppid() == parent_pid
 
 
-def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
+                 obey: Callable[[announce.NodeCommand], None] | None = None) -> None:
     """Set ``stop`` when stdin reaches end of file (read on a daemon thread: any platform,
-    any kind of stdin)."""
+    any kind of stdin); with ``obey``, each node command line read is handed to it on the
+    loop (anything else read is ignored)."""
 
     def run() -> None:
+        pending = b""
         with contextlib.suppress(OSError, ValueError, AttributeError):
             fd = sys.stdin.fileno()
-            while os.read(fd, 65536):
-                pass
+            while chunk := os.read(fd, 65536):
+                if obey is None:
+                    continue
+                *lines, pending = (pending + chunk).split(b"\n")
+                pending = pending[-65536:]  # a runaway line stays bounded
+                for line in lines:
+                    command = announce.load_command(line.decode("utf-8", "replace"))
+                    if command is not None:
+                        loop.call_soon_threadsafe(obey, command)
         with contextlib.suppress(RuntimeError):  # the loop is already closed
             loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=run, name="aetherdiag-stdin-eof", daemon=True).start()
+
+
+def _obeyer(server: EmulatorServer) -> Callable[[announce.NodeCommand], None]:
+    """Carry out a node command on the loop, then say so on stdout (a bad node: one line on
+    stderr and no answer)."""
+
+    async def change(command: announce.NodeCommand) -> None:
+        try:
+            if command.up:
+                await server.node_up(command.node)
+            else:
+                server.node_down(command.node)
+        except (ValueError, OSError) as exc:
+            print(f"node command refused: {exc}", file=sys.stderr, flush=True)
+            return
+        with contextlib.suppress(OSError):
+            print(announce.dump(announce.NodeChanged(node=command.node, up=command.up)),
+                  flush=True)
+
+    running: set[asyncio.Task[None]] = set()
+
+    def obey(command: announce.NodeCommand) -> None:
+        task = asyncio.ensure_future(change(command))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    return obey
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
@@ -80,16 +121,23 @@ async def _serve(
                 loop.add_signal_handler(sig, stop.set)
     bound_host, bound_port = await server.start(host, port)
     if exit_on_stdin_eof:
-        _watch_stdin(loop, stop)
+        _watch_stdin(loop, stop, _obeyer(server) if machine else None)
     watcher = None if parent_pid is None else asyncio.create_task(_watch_parent(parent_pid, stop))
     faults = ",".join(sorted(broker.faults)) or "none"
     if machine:
-        print(announce.dump(announce.Listening(host=bound_host, port=bound_port)), flush=True)
+        print(announce.dump(announce.Listening(host=bound_host, port=bound_port,
+                                               ports=tuple(server.ports))), flush=True)
+    human = sys.stderr if machine else sys.stdout
+    urls = [f"mqtt://{host_for_url(bound_host)}:{p}" for p in server.ports]
     print(
-        f"aetherdiag emulator listening on mqtt://{host_for_url(bound_host)}:{bound_port} "
-        f"(strategy {broker.strategy}, faults {faults}); Ctrl-C stops it",
-        file=sys.stderr if machine else sys.stdout, flush=True,
+        f"aetherdiag emulator listening on {urls[0]} "
+        f"(strategy {broker.strategy}, faults {faults}"
+        f"{f', {len(urls)} nodes' if len(urls) > 1 else ''}); Ctrl-C stops it",
+        file=human, flush=True,
     )
+    if len(urls) > 1:
+        for node, url in enumerate(urls, 1):
+            print(f"  node {node}: {url}", file=human, flush=True)
     await stop.wait()
     if watcher is not None:
         watcher.cancel()

@@ -53,15 +53,19 @@ class Conn:
     closing: bool = False
     max_packet: int = 0  # client's Maximum Packet Size (0: no limit)
     peer: tuple[str, int] | None = None  # the TCP peer (host, port), when the transport knows
+    node: int = 1  # the cluster node (1-based) whose listener it came in on
 
 
 class BrokerState:
     """State and plumbing shared by the broker's parts (see the module docstring)."""
 
     def __init__(
-        self, faults: frozenset[str], limits: Limits, journal: Journal | None = None
+        self, faults: frozenset[str], limits: Limits, journal: Journal | None = None,
+        nodes: int = 1,
     ) -> None:
         self.faults = faults
+        self.nodes = nodes  # an emulated cluster's node count (one listener each)
+        self.down: set[int] = set()  # nodes taken down (``cluster.NodeControl``)
         self.limits = limits
         self.stats = Stats()
         self.sessions: dict[str, Session] = {}

@@ -11,6 +11,11 @@ stdout carries JSON lines (``emulator/announce.py``). The first names its port, 
 for it is bounded; the child is terminated with SIGTERM (then killed) on ``stop()``, and its
 ``stopped`` line becomes ``stats()``. Both modes give ``stats()`` one shape (``report_stats``).
 
+An emulated cluster (``EmulatorSettings.nodes``) listens on one port per node in either mode
+(``ports``, node 1 first). ``node_down``/``node_up`` take a node off the network and back: a
+direct call in thread mode, a command line on the child's stdin (answered on its stdout,
+waited for, bounded) in process mode.
+
 The child never outlives this process, even when this process is killed with SIGKILL and no
 ``finally:`` runs: its stdin is a pipe from us and it stops when that pipe reaches end of file
 (``--exit-on-stdin-eof``: the kernel closes our end whatever way we die), and when started
@@ -67,6 +72,17 @@ class EmbeddedBroker(Protocol):
 
     def stats(self) -> dict[str, object] | None:
         """The emulator's counters (``report_stats``), or None when unavailable."""
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """Every node's port, node 1 first (one for a single node)."""
+
+    def node_down(self, node: int) -> None:
+        """Cut node ``node``'s connections and refuse new ones (``EmulatorStartError`` when
+        the emulator does not answer)."""
+
+    def node_up(self, node: int) -> None:
+        """Let node ``node`` accept connections again."""
 
 
 def report_stats(
@@ -151,9 +167,11 @@ def quiet_emulator_logs() -> Iterator[None]:
 
 
 def describe(settings: EmulatorSettings) -> str:
-    """``emulator (strategy round_robin, faults share-fanout)`` for reports."""
+    """``emulator (strategy round_robin, faults share-fanout)`` for reports (``, 3 nodes``
+    added for a cluster)."""
     faults = ",".join(settings.faults) or "none"
-    return f"emulator (strategy {settings.strategy}, faults {faults})"
+    nodes = f", {settings.nodes} nodes" if settings.nodes > 1 else ""
+    return f"emulator (strategy {settings.strategy}, faults {faults}{nodes})"
 
 
 class ThreadEmulator:
@@ -165,6 +183,7 @@ class ThreadEmulator:
         self.settings = settings
         self._emulator: object | None = None
         self._final: dict[str, object] | None = None
+        self._ports: tuple[int, ...] = ()
 
     @property
     def emulator(self) -> Emulator | None:
@@ -181,14 +200,31 @@ class ThreadEmulator:
         s = self.settings
         try:
             em = Emulator(strategy=s.strategy, group_strategies=dict(s.group_strategies),
-                          faults=s.faults, seed=s.seed, journal=s.journal)
+                          faults=s.faults, seed=s.seed, journal=s.journal, nodes=s.nodes)
             em.start()
-        except UnknownName as exc:
+        except (UnknownName, ValueError) as exc:
             raise EmulatorStartError(str(exc)) from None
         except OSError as exc:
             raise EmulatorStartError(f"cannot start the emulator: {exc.strerror or exc}") from None
         self._emulator = em
+        self._ports = em.ports
         return em.host, em.port
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return self._ports
+
+    def node_down(self, node: int) -> None:
+        em = self.emulator
+        if em is None:
+            raise EmulatorStartError("the emulator is not running")
+        em.node_down(node)
+
+    def node_up(self, node: int) -> None:
+        em = self.emulator
+        if em is None:
+            raise EmulatorStartError("the emulator is not running")
+        em.node_up(node)
 
     def stats(self) -> dict[str, object] | None:
         from ..emulator import Emulator
@@ -221,9 +257,10 @@ class ProcessEmulator:
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[str] | None = None
         self._stderr: deque[str] = deque(maxlen=200)
-        self._stdout: deque[str] = deque(maxlen=20)  # JSON lines after "listening"
+        self._stdout: deque[str] = deque(maxlen=200)  # JSON lines after "listening"
         self._drains: list[threading.Thread] = []
         self._stats: dict[str, object] | None = None
+        self._ports: tuple[int, ...] = ()
 
     def command(self) -> list[str]:
         s = self.settings
@@ -238,7 +275,42 @@ class ProcessEmulator:
             cmd += ["--group-strategy", f"{group}={strategy}"]
         if s.seed is not None:
             cmd += ["--seed", str(s.seed)]
+        if s.nodes > 1:
+            cmd += ["--nodes", str(s.nodes)]
         return cmd
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return self._ports
+
+    def node_down(self, node: int) -> None:
+        self._command(announce.NodeCommand(node=node, up=False))
+
+    def node_up(self, node: int) -> None:
+        self._command(announce.NodeCommand(node=node, up=True))
+
+    def _command(self, command: announce.NodeCommand, timeout: float = 5.0) -> None:
+        """Send ``command`` to the child and wait (bounded) for its answer line."""
+        proc = self.proc
+        done = announce.NodeChanged(node=command.node, up=command.up)
+
+        def answers() -> int:
+            return sum(1 for line in list(self._stdout) if announce.load(line) == done)
+
+        before = answers()
+        try:
+            assert proc is not None and proc.stdin is not None
+            proc.stdin.write(announce.dump_command(command) + "\n")
+            proc.stdin.flush()
+        except (AssertionError, OSError, ValueError):
+            raise EmulatorStartError("the emulator process is not running") from None
+        deadline = time.monotonic() + timeout
+        while answers() == before:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                what = "up" if command.up else "down"
+                raise EmulatorStartError(f"the emulator process did not take node "
+                                         f"{command.node} {what} within {timeout:g} s")
+            time.sleep(0.005)
 
     def start(self) -> tuple[str, int]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -273,6 +345,7 @@ class ProcessEmulator:
                 f"the emulator process {what}" + (f": {detail}" if detail else "")
             )
         self._drain(proc.stdout, self._stdout)
+        self._ports = event.ports or (event.port,)
         return event.host, event.port
 
     def _first_line(self, proc: subprocess.Popen[str], stream: IO[str]) -> str | None:

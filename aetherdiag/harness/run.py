@@ -6,13 +6,17 @@ process for large ones: see ``embedded.py``), keeps the emulator's warnings off 
 ``--debug`` (what a fault does is the point of the run and shows in the report), and stops
 it on the way out, whatever happened. ``workers``, ``replay`` and ``probe`` all use it, so
 start-up, stats and shutdown behave the same everywhere.
+
+Several endpoints (several ``--broker`` URLs, or an emulated cluster's nodes) fill
+``OpenBroker.targets``, node 1 first; ``OpenBroker.endpoint(node)`` is where node N's clients
+connect and, for the emulator, ``node_down``/``node_up`` take a node off the network and back.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 from ..mqtt.protocol import Protocol
 from .embedded import EmbeddedBroker, Mode, describe, quiet_emulator_logs, start_emulator
@@ -35,36 +39,77 @@ class OpenBroker:
         """Where node ``node`` (1-based) listens."""
         return (self.targets or (self.target,))[node - 1]
 
+    @property
+    def nodes(self) -> int:
+        """How many endpoints (nodes) the run has."""
+        return len(self.targets) or 1
+
     def stats(self) -> dict[str, object] | None:
         """The embedded emulator's counters (None for a real broker); stops a child process
         emulator first, so call it once the run's clients are gone."""
         return self.emulator.stats() if self.emulator is not None else None
 
+    def node_down(self, node: int) -> None:
+        """Take the embedded emulator's node ``node`` off the network (``ValueError`` for a
+        real broker or a node the cluster does not have)."""
+        self._emulated(node).node_down(node)
+
+    def node_up(self, node: int) -> None:
+        """Bring the embedded emulator's node ``node`` back."""
+        self._emulated(node).node_up(node)
+
+    def _emulated(self, node: int) -> EmbeddedBroker:
+        if self.emulator is None:
+            raise ValueError("only the embedded emulator's nodes can be taken down")
+        if not 1 <= node <= self.nodes:
+            raise ValueError(f"node {node}: the cluster has nodes 1..{self.nodes}")
+        return self.emulator
+
 
 @contextlib.contextmanager
 def open_broker(
-    target: BrokerTarget | None,
+    target: BrokerTarget | Sequence[BrokerTarget] | None,
     emulator: EmulatorSettings,
     *,
     protocol: Protocol = "5",
     expected_clients: int = 0,
     expected_messages: int = 0,
     mode: Mode = "auto",
+    targets: Sequence[BrokerTarget] = (),
 ) -> Iterator[OpenBroker]:
     """``target`` as it is, or the embedded emulator started with ``emulator`` settings.
 
+    Several real endpoints (node 1 first) come as ``targets`` or as a sequence in ``target``;
+    they fill ``OpenBroker.targets`` (``OpenBroker.target`` is the first). With none, the emulator
+    starts with ``emulator.nodes`` nodes and ``targets`` lists every node's endpoint.
     ``expected_clients`` and ``expected_messages`` choose between a thread and a process
     (``mode="auto"``). Raises ``EmulatorStartError`` (a ``BrokerUnreachable``) when the
     emulator cannot start.
     """
-    if target is not None:
-        yield OpenBroker(target=target, label=target.display())
+    given = _endpoints(target, targets)
+    if given:
+        label = ", ".join(t.display() for t in given)
+        yield OpenBroker(target=given[0], label=label, targets=given)
         return
     with quiet_emulator_logs():
         started, handle = start_emulator(emulator, protocol=protocol,
                                          expected_clients=expected_clients,
                                          expected_messages=expected_messages, mode=mode)
         try:
-            yield OpenBroker(target=started, label=describe(emulator), emulator=handle)
+            nodes = tuple(replace(started, port=port) for port in handle.ports) or (started,)
+            yield OpenBroker(target=started, label=describe(emulator), emulator=handle,
+                             targets=nodes)
         finally:
             handle.stop()
+
+
+def _endpoints(
+    target: BrokerTarget | Sequence[BrokerTarget] | None, targets: Sequence[BrokerTarget],
+) -> tuple[BrokerTarget, ...]:
+    """Every real endpoint given, node 1 first: ``targets`` when given (``target`` is then
+    its first, or None), else ``target`` (one, or a sequence)."""
+    if targets:
+        return tuple(targets)
+    if isinstance(target, BrokerTarget):
+        return (target,)
+    return tuple(target or ())

@@ -32,6 +32,8 @@ from ..harness.model import Delivery, RunResult, WorkerSpec
 from ..scenario.model import (
     Disconnect,
     Drop,
+    NodeDown,
+    NodeUp,
     Publish,
     Reconnect,
     Settle,
@@ -123,9 +125,15 @@ class _Deriver:
             losses.append(_Loss(worker=step.worker, at=at, ids=ids, step=i, how=step.kind))
         for ev in events:
             if ev.kind == "lost":
-                losses.append(_Loss(worker=ev.worker, at=ev.at, ids=ev.task_ids,
-                                    step=self._step_at(ev.at), how=f"lost: {ev.detail}"))
-        losses.sort(key=lambda loss: loss.at)
+                pos = self._step_at(ev.at)
+                rec = self.records[pos]
+                # a node_down cuts at once: the broker hands the copies on before the
+                # clients notice, so the loss counts from the step's start
+                at = min(ev.at, rec.started) if isinstance(_step(rec), NodeDown) else ev.at
+                losses.append(_Loss(worker=ev.worker, at=at, ids=ev.task_ids,
+                                    step=pos, how=f"lost: {ev.detail}"))
+        # simultaneous losses (one node_down) in the workers' order
+        losses.sort(key=lambda loss: (loss.at, self._worker_order((loss.worker, 0))))
         return losses
 
     def _reconnect_after(self, worker: str, at: float) -> tuple[int, bool] | None:
@@ -246,6 +254,12 @@ class _Deriver:
         elif isinstance(step, Unsubscribe):
             parts.append("confirmed" if rec.confirmed
                          else "no UNSUBACK in time")
+        elif isinstance(step, NodeDown):
+            cut = sum(1 for x in self.losses if x.step == i and x.how.startswith("lost"))
+            parts.append(f"{cut} worker connection(s) cut, new ones refused" if cut
+                         else "no worker was connected there; new connections refused")
+        elif isinstance(step, NodeUp):
+            parts.append("accepts connections again")
         elif step is None or isinstance(step, Settle):
             took = rec.ended - rec.started
             parts.append(f"settled in {took:.2f} s" if rec.settled is not False

@@ -11,6 +11,13 @@ settles once more unless that step was a ``settle``. What each step *caused* is 
 afterwards from the recorded deliveries, without I/O, in ``effects.py``; the values this
 module produces (``StepRecord``, ``ReplayRun``) live in ``model.py``.
 
+Clusters: the fleet gets every endpoint (``OpenBroker.targets``): each worker connects to its
+node's, and each publish step's tasks go out on their node (``TaskSpec.node``: the step's
+``node``, else the file's ``publish_to``); ``node_down`` / ``node_up`` act on the embedded
+emulator and wait
+(bounded) until the node's workers have seen their connections end. Those intended losses are
+not "lost broker connections" of the run (a ``drop`` is not either).
+
 Nothing here prints; broker failures become ``Abort(..., UNREACHABLE)``.
 """
 
@@ -19,14 +26,14 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ..exitcodes import Abort, ExitCode
 from ..harness.embedded import describe
 from ..harness.fleet import BrokerUnreachable, Fleet
 from ..harness.model import BrokerTarget
-from ..harness.run import open_broker
+from ..harness.run import OpenBroker, open_broker
 from ..mqtt.protocol import Protocol
 from ..scenario import model as sm
 from .model import ReplayRun, StepRecord
@@ -51,6 +58,7 @@ def run_scenario(
     connect_timeout_s: float = 5.0,
     seed: int | None = None,
     on_progress: ProgressCallback | None = None,
+    targets: Sequence[BrokerTarget] = (),
 ) -> ReplayRun:
     """Run ``scenario`` and return what happened.
 
@@ -64,10 +72,15 @@ def run_scenario(
         workers = tuple(replace(w, protocol=protocol) for w in workers)
     publisher_protocol = protocol or scenario.protocol
     notes: list[str] = []
-    if target is not None:
+    targets = tuple(replace(t, protocol=publisher_protocol) for t in targets)
+    if targets:
+        target = targets[0]
+    elif target is not None:
         target = replace(target, protocol=publisher_protocol)
+    if target is not None:
+        _check_real_endpoints(scenario, len(targets) or 1)
         em = scenario.emulator
-        if em.faults or em.strategy != "round_robin" or em.group_strategies:
+        if em.faults or em.strategy != "round_robin" or em.group_strategies or em.nodes > 1:
             notes.append(f"the file's emulator settings ({describe(em)}) do not apply to "
                          f"{target.display()}; its expectations may assume them")
     if protocol is not None and protocol != scenario.protocol:
@@ -76,14 +89,18 @@ def run_scenario(
     try:
         with open_broker(target, scenario.emulator, protocol=publisher_protocol,
                          expected_clients=len(workers) + 1,
-                         expected_messages=len(scenario.tasks)) as broker:
+                         expected_messages=len(scenario.tasks), targets=targets) as broker:
             with Fleet(broker.target, connect_timeout=connect_timeout_s, label=broker.label,
-                       seed=seed if seed is not None else scenario_seed(scenario)) as fleet:
+                       seed=seed if seed is not None else scenario_seed(scenario),
+                       targets=broker.targets, publish_nodes=scenario.publish_nodes) as fleet:
                 fleet.start(workers)
-                runner = _StepRunner(fleet, scenario, timeout_s, on_progress)
+                runner = _StepRunner(fleet, scenario, timeout_s, on_progress, broker)
                 records = runner.run_all()
                 notes += runner.notes
                 result = fleet.result()
+                if runner.cut:  # the node_down steps' losses were the point, not a failure
+                    result = replace(result, connection_lost=tuple(
+                        n for n in result.connection_lost if n not in runner.cut))
                 if runner.cut_short or runner.interrupted:
                     result = replace(result, settled=False, timeout_s=timeout_s,
                                      interrupted=runner.interrupted,
@@ -97,12 +114,27 @@ def run_scenario(
                      workers=workers, target=result.target, notes=tuple(notes))
 
 
+def _check_real_endpoints(scenario: sm.Scenario, given: int) -> None:
+    """Real brokers: enough endpoints for the workers' nodes, and no node steps."""
+    steps = [s for s in scenario.steps if isinstance(s, sm.NodeDown | sm.NodeUp)]
+    if steps:
+        raise Abort(f"{scenario.path}: {steps[0].label}: {steps[0].kind} needs the embedded "
+                    "emulator's cluster, not a real broker", ExitCode.USAGE)
+    needed = scenario.nodes_used
+    if needed > given:
+        raise Abort(f"{scenario.path}: the scenario puts clients on node {needed} but "
+                    f"{given} endpoint(s) were given", ExitCode.USAGE)
+
+
 class _StepRunner:
     """Walks the steps in order against one started fleet, each bounded."""
 
     def __init__(self, fleet: Fleet, scenario: sm.Scenario, timeout_s: float | None,
-                 on_progress: ProgressCallback | None) -> None:
+                 on_progress: ProgressCallback | None, broker: OpenBroker | None = None) -> None:
         self.fleet = fleet
+        self.broker = broker
+        self.online = {w.name: True for w in scenario.workers}
+        self.cut: set[str] = set()  # workers whose connection a node_down ended
         self.scenario = scenario
         self.on_progress = on_progress
         self.deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
@@ -181,6 +213,8 @@ class _StepRunner:
             return blank
         if isinstance(step, sm.Settle):
             return replace(blank, settled=self.settle(step.timeout_s, step.quiet_s))
+        if isinstance(step, sm.Drop | sm.Disconnect | sm.Reconnect):
+            self.online[step.worker] = isinstance(step, sm.Reconnect)
         if isinstance(step, sm.Drop):
             return replace(blank, in_flight=fleet.drop(step.worker))
         if isinstance(step, sm.Disconnect):
@@ -191,6 +225,12 @@ class _StepRunner:
             return replace(blank, in_flight=gone[-1].task_ids if gone else ())
         if isinstance(step, sm.Reconnect):
             return replace(blank, session_present=fleet.reconnect(step.worker))
+        if isinstance(step, sm.NodeDown):
+            return replace(blank, in_flight=self.node_down(step.node))
+        if isinstance(step, sm.NodeUp):
+            assert self.broker is not None
+            self.broker.node_up(step.node)
+            return blank
         if isinstance(step, sm.Subscribe):
             code = fleet.subscribe(step.worker, step.topic_filter, step.qos)
             return replace(blank, reason_code=code)
@@ -200,3 +240,28 @@ class _StepRunner:
             fleet.set_work_ms(step.worker, step.work_ms)
             return blank
         raise TypeError(f"unknown step {step!r}")  # pragma: no cover - the parser forbids it
+
+    def node_down(self, node: int) -> tuple[str, ...]:
+        """Take ``node`` down and wait (bounded) until each of its connected workers has seen
+        its connection end; returns the task ids they had in flight."""
+        assert self.broker is not None  # _check_real_endpoints refused node steps otherwise
+        fleet = self.fleet
+        since = self.now()
+        victims = {w.name for w in self.scenario.workers
+                   if w.node == node and self.online.get(w.name)}
+        self.broker.node_down(node)
+        deadline = time.monotonic() + fleet.connect_timeout
+        while True:
+            ended = {e.worker: e for e in fleet.rec.events()
+                     if e.worker in victims and e.at >= since
+                     and e.kind in ("lost", "dropped", "disconnected")}
+            if len(ended) == len(victims) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
+        for name in victims - set(ended):
+            self.notes.append(f"node_down {node}: {name} did not see its connection end "
+                              f"within {fleet.connect_timeout:g} s")
+        for name in victims:
+            self.online[name] = False
+        self.cut |= victims
+        return tuple(t for e in ended.values() for t in e.task_ids)

@@ -155,6 +155,29 @@ class Slow(WorkerStep):
 
 
 @dataclass(frozen=True, kw_only=True)
+class NodeDown(Step):
+    """An emulated cluster node goes off the network: its connections are cut (no
+    DISCONNECT) and it refuses new ones until a ``node_up``."""
+
+    kind: ClassVar[str] = "node_down"
+    node: int
+
+    def describe(self) -> str:
+        return f"node_down {self.node}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeUp(Step):
+    """The node accepts connections again (its workers come back with ``reconnect``)."""
+
+    kind: ClassVar[str] = "node_up"
+    node: int
+
+    def describe(self) -> str:
+        return f"node_up {self.node}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settle(Step):
     """Wait until every publish is acknowledged and deliveries go quiet (bounded)."""
 
@@ -207,6 +230,8 @@ class Scenario:
 
     ``broker_url`` is None for the embedded emulator (configured by ``emulator``); otherwise
     it is the URL as written (already validated) and ``emulator`` holds only defaults.
+    ``publish_to`` is the node (1-based endpoint) publish steps publish on unless they name
+    their own (``TaskSpec.node``); each worker's is ``WorkerSpec.node``.
     """
 
     name: str
@@ -220,6 +245,18 @@ class Scenario:
     workers: tuple[WorkerSpec, ...]
     steps: tuple[Step, ...]
     expect: Expect
+    publish_to: int = 1
+
+    @property
+    def publish_nodes(self) -> tuple[int, ...]:
+        """The nodes tasks are published on, in order of first use (``publish_to`` when
+        nothing is published)."""
+        return tuple(dict.fromkeys(t.node for t in self.tasks)) or (self.publish_to,)
+
+    @property
+    def nodes_used(self) -> int:
+        """The highest node a worker or a publish step uses: the endpoints a run needs."""
+        return max(1, *self.publish_nodes, *(w.node for w in self.workers))
 
     @property
     def tasks(self) -> tuple[TaskSpec, ...]:

@@ -36,15 +36,16 @@ from .model import (
     ScenarioError,
     WorkerExpect,
 )
-from .steps import MAX_SECONDS, MAX_WORK_MS, StepContext, StepReader
+from .steps import MAX_SECONDS, MAX_WORK_MS, StepContext, StepReader, nodes_text
 from .yaml_nodes import Fields, NodeReader, compose, suggest
 
 __all__ = ["Scenario", "ScenarioError", "load_scenario", "parse_scenario"]
 
 TOP_KEYS = ("name", "description", "target", "layout", "protocol", "qos", "timeout",
-            "workers", "steps", "expect")
+            "publish_to", "workers", "steps", "expect")
 WORKER_KEYS = ("name", "replicas", "subscriptions", "group", "pool", "qos", "protocol",
-               "session", "session_expiry", "work_ms", "work_jitter_ms")
+               "session", "session_expiry", "work_ms", "work_jitter_ms", "node")
+MAX_NODES = 64  # an emulated cluster's nodes (``aetherdiag emulator serve --nodes``)
 EXPECT_KEYS = ("exit_code", "duplicates", "repeats", "missing", "redispatched",
                "max_imbalance", "allow_redelivery", "workers")
 DEFAULT_PERSISTENT_EXPIRY = 3600  # seconds, for `session: persistent` under MQTT 5
@@ -91,6 +92,7 @@ class ScenarioReader(NodeReader):
         self.groups: dict[str, str] = {}  # worker -> the share name `shared` means for it
         self.defined_at: dict[str, int] = {}  # worker -> line
         self.replica_groups: dict[str, tuple[str, ...]] = {}
+        self.nodes = 1  # the emulated cluster's node count (target: emulator: nodes)
 
     def scenario(self, root: Node) -> Scenario:
         top = self.mapping(root, "the scenario", TOP_KEYS, required=("name", "workers", "steps"))
@@ -110,10 +112,15 @@ class ScenarioReader(NodeReader):
             broker_url, emulator = self.target(top["target"][1])
         if "layout" in top:
             self.layout = self.layout_of(top["layout"][1])
+        self.nodes = emulator.nodes
+        publish_to = 1
+        if "publish_to" in top:
+            publish_to = self.node_of(top["publish_to"][1], "publish_to")
         self.workers_of(top["workers"][1])
         known = StepContext(workers=dict(self.workers), groups=dict(self.groups),
                             replica_groups=dict(self.replica_groups), layout=self.layout,
-                            qos=self.qos, timeout_s=self.timeout)
+                            qos=self.qos, timeout_s=self.timeout, nodes=self.nodes,
+                            publish_to=publish_to)
         steps = StepReader(self.filename, known).steps(top["steps"][1])
         published = {t.task_id for s in steps if isinstance(s, Publish) for t in s.tasks}
         expect = self.expect(top["expect"][1], published) if "expect" in top else Expect()
@@ -121,7 +128,7 @@ class ScenarioReader(NodeReader):
             name=name, description=description, path=self.filename, broker_url=broker_url,
             emulator=emulator, layout=self.layout, protocol=self.protocol,
             timeout_s=self.timeout, workers=tuple(self.workers.values()), steps=steps,
-            expect=expect,
+            expect=expect, publish_to=publish_to,
         )
 
     # -- small typed values ---------------------------------------------------------------------
@@ -134,6 +141,14 @@ class ScenarioReader(NodeReader):
             return parse_protocol(raw if isinstance(raw, str) else repr(raw))
         except UnknownProtocol:
             self.fail(node, f"protocol: expected \"3.1.1\" or \"5\", got {self.describe(node)}")
+
+    def node_of(self, node: Node, what: str) -> int:
+        """A node number, 1 to the emulated cluster's node count."""
+        number = self.integer(node, what, 1, MAX_NODES)
+        if number > self.nodes:
+            self.fail(node, f"{what}: node {number} is not in the scenario, which has "
+                      f"{nodes_text(self.nodes)}")
+        return number
 
     # -- target and layout ----------------------------------------------------------------------
 
@@ -149,7 +164,8 @@ class ScenarioReader(NodeReader):
         body = fields["emulator"][1]
         if self.is_null(body):
             return None, EmulatorSettings()
-        em = self.mapping(body, "emulator", ("strategy", "faults", "group_strategies", "seed"))
+        em = self.mapping(body, "emulator", ("strategy", "faults", "group_strategies", "seed",
+                                             "nodes"))
         strategy = "round_robin"
         if "strategy" in em:
             strategy = self.choice(em["strategy"][1], "strategy", list(STRATEGIES))
@@ -167,8 +183,9 @@ class ScenarioReader(NodeReader):
         seed = None
         if "seed" in em and not self.is_null(em["seed"][1]):
             seed = self.integer(em["seed"][1], "seed", 0, MAX_SEED)
+        nodes = self.integer(em["nodes"][1], "nodes", 1, MAX_NODES) if "nodes" in em else 1
         return None, EmulatorSettings(strategy=strategy, faults=tuple(faults),
-                                      group_strategies=groups, seed=seed)
+                                      group_strategies=groups, seed=seed, nodes=nodes)
 
     def check_url(self, node: Node, url: str) -> None:
         from ..harness.target import InvalidTarget, parse_broker_url
@@ -280,6 +297,7 @@ class ScenarioReader(NodeReader):
             work_jitter_ms=opt("work_jitter_ms",
                                lambda n: self.number(n, "work_jitter_ms", 0, MAX_WORK_MS), 0.0),
             pool=opt("pool", lambda n: self.string(n, "pool"), ""),
+            node=opt("node", lambda n: self.node_of(n, "node"), 1),
         )
 
     # -- expectations ---------------------------------------------------------------------------

@@ -7,6 +7,9 @@ filter it never held" and "publish a task id twice" fail at the step that is wro
 anything runs. ``count:`` numbering continues from the previous ``count:`` step by default.
 What the steps refer to (workers, their groups, the layout, the file's defaults) comes in as
 one ``StepContext`` value, read before the steps; the node reading is ``yaml_nodes``'.
+``node_down N`` / ``node_up N`` (an emulated cluster) are tracked too: a node's workers are
+disconnected by its ``node_down``, cannot ``reconnect`` until its ``node_up``, and the node the
+publisher connects to (``publish_to``) cannot go down.
 Sizes are bounded before any id is built: ``MAX_COUNT`` per ``count:``, ``MAX_TASK_LIST`` ids
 per explicit ``tasks:`` list, ``MAX_TASKS`` in the whole file; id and topic templates may only
 substitute their documented placeholders (``template_problem``).
@@ -27,6 +30,8 @@ from ..layout import Layout, template_problem
 from .model import (
     Disconnect,
     Drop,
+    NodeDown,
+    NodeUp,
     Publish,
     Reconnect,
     Settle,
@@ -39,9 +44,9 @@ from .model import (
 from .yaml_nodes import Fields, NodeReader, placeholder_problem, suggest
 
 STEP_KINDS = ("publish", "wait", "disconnect", "drop", "reconnect", "subscribe", "unsubscribe",
-              "slow", "settle")
+              "slow", "settle", "node_down", "node_up")
 PUBLISH_KEYS = ("tasks", "count", "id_pattern", "start", "qos", "retain", "rate", "topic",
-                "to_share_topic")
+                "to_share_topic", "node")
 DEFAULT_QUIET_S = 0.3
 MAX_COUNT = 1_000_000  # tasks per publish step (the plan holds every TaskSpec)
 MAX_TASKS = 1_000_000  # tasks in the whole file, every publish step together
@@ -71,6 +76,8 @@ class StepContext:
     layout: Layout
     qos: int  # the file's default QoS
     timeout_s: float  # the file's timeout (a settle's default bound)
+    nodes: int = 1  # the emulated cluster's node count
+    publish_to: int = 1  # the publisher's node
 
 
 class StepReader(NodeReader):
@@ -85,11 +92,18 @@ class StepReader(NodeReader):
         self.published: dict[str, str] = {}  # task id -> the step that published it
         self.next_n = 1  # where the next `count:` numbering starts by default
         self.total = 0  # tasks of every publish step so far (bounded by MAX_TASKS)
+        self.down: dict[int, str] = {}  # node -> the step that took it down
+        self.downs: list[tuple[int, Node]] = []  # every node_down: (node, its value)
+        self.publish_on: dict[int, str] = {}  # node -> the first step publishing on it
 
     def steps(self, node: Node) -> tuple[Step, ...]:
         out = [self.step(item, i) for i, item in enumerate(self.sequence(node, "steps"), 1)]
         if not any(isinstance(s, Publish) for s in out):
             self.fail(node, "steps: no publish step, so there is nothing to deliver")
+        for down, value in self.downs:  # a publisher stays connected from start to end
+            if down in self.publish_on:
+                self.fail(value, f"node_down: node {down} is where tasks are published "
+                          f"({self.publish_on[down]}); its publisher must stay connected")
         return tuple(out)
 
     def worker(self, node: Node, what: str) -> str:
@@ -108,6 +122,8 @@ class StepReader(NodeReader):
             return Wait(seconds=self.number(body, "wait", 0, MAX_SECONDS, above=True), **at)
         if kind in ("disconnect", "drop", "reconnect"):
             return self.connection(kind, body, at)
+        if kind in ("node_down", "node_up"):
+            return self.node_step(kind, body, at)
         keys = {"subscribe": ("worker", "filter", "qos"), "unsubscribe": ("worker", "filter"),
                 "slow": ("worker", "work_ms")}[kind]
         fields = self.mapping(body, kind, keys, required=keys[:2])
@@ -158,10 +174,39 @@ class StepReader(NodeReader):
             state = ("is already connected" if online
                      else f"is not connected (since {self.left_at[worker]})")
             self.fail(body, f"{kind}: {worker} {state}")
+        node = self.known.workers[worker].node
+        if online and node in self.down:
+            self.fail(body, f"reconnect: {worker}'s node {node} is down (since "
+                      f"{self.down[node]}); add 'node_up: {node}' before")
         self.connected[worker] = online
         self.left_at[worker] = f"step {at['index']} (line {at['line']})"
         cls = {"disconnect": Disconnect, "drop": Drop, "reconnect": Reconnect}[kind]
         return cls(worker=worker, **at)
+
+    def node_step(self, kind: str, body: Node, at: _At) -> Step:
+        nodes = self.known.nodes
+        node = self.integer(body, kind, 1)
+        label = f"step {at['index']} (line {at['line']})"
+        if nodes == 1:
+            self.fail(body, f"{kind}: the scenario has one node (a cluster needs target: "
+                      "emulator: nodes: N)")
+        if node > nodes:
+            self.fail(body, f"{kind}: node {node} is not in the scenario, which has "
+                      f"{nodes_text(nodes)}")
+        if kind == "node_up":
+            if node not in self.down:
+                self.fail(body, f"node_up: node {node} is not down")
+            del self.down[node]
+            return NodeUp(node=node, **at)
+        if node in self.down:
+            self.fail(body, f"node_down: node {node} is already down (since {self.down[node]})")
+        self.downs.append((node, body))
+        self.down[node] = label
+        for name, spec in self.known.workers.items():
+            if spec.node == node and self.connected[name]:
+                self.connected[name] = False
+                self.left_at[name] = label
+        return NodeDown(node=node, **at)
 
     def settle(self, body: Node | None, at: _At) -> Settle:
         timeout, quiet = self.known.timeout_s, DEFAULT_QUIET_S
@@ -185,6 +230,13 @@ class StepReader(NodeReader):
             rate = self.number(fields["rate"][1], "rate", 0, MAX_RATE, above=True)
         topic_of = self.topic_template(fields)
         label = f"step {at['index']} (line {at['line']})"
+        node = self.known.publish_to
+        if "node" in fields:
+            node = self.integer(fields["node"][1], "node", 1)
+            if node > self.known.nodes:
+                self.fail(fields["node"][1], f"node: node {node} is not in the scenario, which "
+                          f"has {nodes_text(self.known.nodes)}")
+        self.publish_on.setdefault(node, label)
         tasks = []
         for task_id, n, blame in self.task_ids(body, fields):
             if not task_id or any(ch in task_id for ch in "/+#\x00"):
@@ -196,7 +248,8 @@ class StepReader(NodeReader):
             topic = topic_of(task_id, n)
             if not valid_topic_name(topic):
                 self.fail(blame, f"task {task_id!r}: {topic!r} is not a valid topic name")
-            tasks.append(TaskSpec(task_id=task_id, topic=topic, qos=qos, retain=retain))
+            tasks.append(TaskSpec(task_id=task_id, topic=topic, qos=qos, retain=retain,
+                                  node=node))
         return Publish(tasks=tuple(tasks), rate=rate, **at)
 
     def task_ids(self, body: Node, fields: Fields) -> list[tuple[str, int, Node]]:
@@ -265,3 +318,10 @@ class StepReader(NodeReader):
         if not valid_topic_name(text.format(task_id="x", n=0)):
             self.fail(node, f"topic {text!r}: not a valid topic name (no '+' or '#' in a topic)")
         return lambda tid, n: text.format(task_id=tid, n=n)
+
+
+def nodes_text(nodes: int) -> str:
+    """``nodes 1..3``, or what one node means."""
+    if nodes > 1:
+        return f"nodes 1..{nodes}"
+    return "one node (a cluster needs target: emulator: nodes: N)"

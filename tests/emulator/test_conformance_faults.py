@@ -177,7 +177,8 @@ def test_unknown_fault_is_refused(emulator_factory):
 
 def test_every_fault_has_a_test():
     tested = {"share-fanout", "share-literal", "share-unsupported", "redeliver",
-              "lose-on-disconnect", "share-retained", "per-publisher-rr"}
+              "lose-on-disconnect", "share-retained", "per-publisher-rr",
+              "cluster-node-local", "cluster-no-route"}  # the cluster ones: test_cluster_*.py
     assert set(FAULTS) == tested, "a new fault mode needs a test in this file"
 
 

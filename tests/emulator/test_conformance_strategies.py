@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
-from support.mqttclient import PahoClient, by_payload
+from support.mqttclient import PahoClient, by_payload, connector
 
 from aetherdiag.emulator import STRATEGIES
 
@@ -182,7 +182,23 @@ def test_unknown_strategy_is_refused(emulator_factory):
         emulator_factory(group_strategies={"g": "fastest"})
 
 
+def test_local_prefers_members_on_the_publishers_node(emulator_factory, clients, version, uid):
+    em = emulator_factory(strategy="local", nodes=2)
+    node1, node2 = (connector(em.host, port, version, clients, uid) for port in em.ports)
+    near, far = node1("near"), node2("far")
+    for m in (near, far):
+        assert m.subscribe(FILTER, qos=1) == [1]
+    pub = node1("pub")
+    for i in range(4):
+        pub.publish(f"jobs/{i}", str(i), qos=1)
+    assert [len(batch) for batch in _drain([near, far], 4)] == [4, 0]
+    near.disconnect()  # node 1 has no member left: node 2's takes them
+    for i in range(4, 6):
+        pub.publish(f"jobs/{i}", str(i), qos=1)
+    assert sorted(msg.text for msg in far.wait_for(2)) == ["4", "5"]
+
+
 def test_every_strategy_has_a_test():
     tested = {"round_robin", "random", "sticky", "hash_clientid", "hash_topic",
-              "least_inflight"}
+              "least_inflight", "local"}
     assert set(STRATEGIES) == tested, "a new strategy needs a test in this file"

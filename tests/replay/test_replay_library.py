@@ -84,6 +84,16 @@ FIGURES: dict[str, Figures] = {
     "retained-shared": Figures(4, missing=1, tasks={"worker-1": 3, "worker-2": 3}, timeline=(
         r"publish 1 retained task\(s\) \(retained-task\): none delivered$",
         r"subscribe worker-1 to \$share/\S+ \(QoS 1\): granted QoS 1$")),
+    "cluster-healthy": Figures(0, tasks={f"node{n}-{i}": 5 for n in (1, 2, 3) for i in (1, 2)}),
+    "cluster-bridged-duplicates": Figures(1, duplicates=10, tasks={
+        f"node{n}-{i}": 5 for n in (1, 2) for i in (1, 2)}, timeline=(
+        r"publish 10 task\(s\).*: node1-1 5, node1-2 5, node2-1 5, node2-2 5; 10 reached more",)),
+    "cluster-no-route": Figures(4, missing=8, tasks={"worker-1": 0, "worker-2": 0}),
+    "cluster-node-down-qos1": Figures(0, redispatched=4, tasks={"node2-1": 4, "node2-2": 4},
+                                      timeline=(
+        r"^step 3 \(line \d+\): node_down 2: 2 worker connection\(s\) cut, new ones refused; "
+        r"node2-1 lost its connection \(connection lost\): 2 in-flight task\(s\)",
+        r"^step 5 \(line \d+\): node_up 2: accepts connections again$")),
 }
 
 # No emulator fault needed: these also run against Mosquitto (the healthy ones, and the

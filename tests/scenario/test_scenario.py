@@ -35,6 +35,10 @@ SHIPPED = {
     "slow-member-round-robin.yaml": 0,
     "slow-member-least-inflight.yaml": 5,
     "retained-shared.yaml": 4,
+    "cluster-healthy.yaml": 0,
+    "cluster-bridged-duplicates.yaml": 1,
+    "cluster-no-route.yaml": 4,
+    "cluster-node-down-qos1.yaml": 0,
 }
 AM_SHARED = "$share/production_engine_workers/production/engine/process-data/batch1/+/perform"
 AM_PLAIN = "production/engine/process-data/batch1/+/perform"
