@@ -4,6 +4,10 @@ How this works: ``run_workers`` is the one place the workers command touches the
 starts the embedded emulator when the plan has no broker target, connects the fleet, publishes,
 waits for deliveries to settle (bounded by the plan's timeout) and returns the RunResult.
 Broker failures become ``Abort(..., UNREACHABLE)``.
+
+Several endpoints: ``targets`` lists every real broker (several ``--broker`` URLs, node 1
+first), or ``emulator.nodes`` asks for an emulated cluster; each worker connects to its
+``WorkerSpec.node`` and each task is published on its ``TaskSpec.node``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from .mqtt.protocol import Protocol
 @dataclass(frozen=True, kw_only=True)
 class WorkersPlan:
     target: BrokerTarget | None  # None: the embedded emulator
+    targets: tuple[BrokerTarget, ...] = ()  # several real endpoints, ``target`` first
     emulator: EmulatorSettings
     workers: tuple[WorkerSpec, ...]
     tasks: tuple[TaskSpec, ...]
@@ -49,12 +54,15 @@ def run_workers(
     Ctrl-C/SIGTERM (``KeyboardInterrupt``), or by a broker lost mid-run still returns what it
     observed; the result says what was not done.
     """
+    publish_nodes = sorted({t.node for t in plan.tasks}) or [1]
     try:
         with open_broker(plan.target, plan.emulator, protocol=plan.protocol,
-                         expected_clients=len(plan.workers) + 1,
+                         targets=plan.targets,
+                         expected_clients=len(plan.workers) + len(publish_nodes),
                          expected_messages=len(plan.tasks)) as broker:
             with Fleet(broker.target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
-                       label=broker.label, run_id=plan.run_id) as fleet:
+                       label=broker.label, run_id=plan.run_id, targets=broker.targets,
+                       publish_nodes=publish_nodes) as fleet:
                 interrupted = False
                 try:
                     fleet.start(plan.workers)
@@ -77,3 +85,4 @@ def run_workers(
             return replace(result, emulator_stats=broker.stats())
     except BrokerUnreachable as exc:
         raise Abort(str(exc), ExitCode.UNREACHABLE) from None
+

@@ -3,14 +3,25 @@
 - ``report``: the Report and its parts (frozen dataclasses), verdict names, ``CopyRef``;
 - ``classify``: ``analyse``: duplicates, repeats, missing, balance, whether the run did its job;
 - ``causes``: likely causes in plain words, from the evidence;
+- ``cluster``: runs against several endpoints: per-node figures, the cluster causes;
 - ``stats``: percentiles and the chi-square test of an even split.
 """
 
 from __future__ import annotations
 
 from .classify import analyse
-from .report import DEFAULT_POOL, Balance, Check, CopyRef, Expectations, Report, WorkerRow
+from .report import (
+    DEFAULT_POOL,
+    Balance,
+    Check,
+    CopyRef,
+    Expectations,
+    NodeFigures,
+    Report,
+    WorkerRow,
+)
 from .stats import chi_square_sf
 
-__all__ = ["DEFAULT_POOL", "Balance", "Check", "CopyRef", "Expectations", "Report", "WorkerRow",
+__all__ = ["DEFAULT_POOL", "Balance", "Check", "CopyRef", "Expectations", "NodeFigures",
+           "Report", "WorkerRow",
            "analyse", "chi_square_sf"]

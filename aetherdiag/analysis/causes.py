@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ..harness.model import RunResult, WorkerSpec
 from ..mqtt.reasons import reason_text
+from .cluster import cluster_causes
 from .report import Report
 
 
@@ -41,8 +42,12 @@ def likely_causes(
     groups = {s.split("/")[1] for s in shared if s.startswith("$share/")}
     refused = [(w, f, rc) for (w, f, rc) in result.subscribe_results if rc >= 0x80]
     everyone = len(rows) > 1 and all(r.unique == n for r in rows)
+    cluster = cluster_causes(report, result)  # several endpoints: explained per node first
+    causes += cluster.causes
 
-    if everyone:
+    if cluster.duplicates:
+        pass
+    elif everyone:
         if not shared:
             causes.append("every worker got every task: the workers subscribed without $share "
                           "(plain subscriptions), so each one is its own consumer")
@@ -64,7 +69,9 @@ def likely_causes(
                       "dropped (use --allow-redelivery if that is acceptable)")
 
     refusal_causes = _publish_refusal_causes(result)
-    if report.unique_delivered == 0 or len(report.missing) == n:
+    if cluster.missing:
+        pass
+    elif report.unique_delivered == 0 or len(report.missing) == n:
         if refusal_causes:
             causes.append("nothing arrived: " + refusal_causes[0])
             causes += refusal_causes[1:]
@@ -109,7 +116,9 @@ def likely_causes(
                       "overlapping subscriptions (plain + shared, or two groups) and receives a "
                       "copy per subscription")
     active = [r for r in rows if r.unique]
-    if len(rows) > 1 and len(active) == 1 and report.unique_delivered > 1 and not everyone:
+    if cluster.idle:
+        pass
+    elif len(rows) > 1 and len(active) == 1 and report.unique_delivered > 1 and not everyone:
         causes.append(f"one worker ({active[0].name}) got everything: a sticky or hash-based "
                       "dispatch strategy (hash by publisher client id with one publisher), or a "
                       "round robin whose turn is kept per publisher")

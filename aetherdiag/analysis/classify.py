@@ -26,6 +26,7 @@ from dataclasses import replace
 from ..exitcodes import ExitCode
 from ..harness.model import RunResult, WorkerSpec
 from .causes import likely_causes, names, reasons
+from .cluster import node_figures
 from .report import (
     DEFAULT_POOL,
     Balance,
@@ -131,6 +132,7 @@ def analyse(
             share=(len(tasks) / total) if total else 0.0, tasks=tuple(tasks),
             subscriptions=specs[name].subscriptions if name in specs else (),
             handled=app[0], handled_twice=app[1], never_handled=app[2],
+            node=specs[name].node if name in specs else 1,
         ))
 
     balance = _balance(rows, pools, len(published), expect)
@@ -157,7 +159,7 @@ def analyse(
         notes=result.notes, emulator_stats=result.emulator_stats, lost_in_flight=tuple(lost),
         unsent=result.unsent, unfinished=unfinished, connection_lost=result.connection_lost,
         steps_not_run=result.steps_not_run, timed_out=timed_out,
-        interrupted=result.interrupted,
+        interrupted=result.interrupted, nodes=node_figures(result, rows),
     )
     return _with_causes(report, result, workers)
 

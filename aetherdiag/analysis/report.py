@@ -47,6 +47,20 @@ class WorkerRow:
     handled: int | None = None  # tasks it answered (--exec with replies); None: not known
     handled_twice: tuple[str, ...] = ()  # tasks whose handler it ran more than once
     never_handled: tuple[str, ...] = ()  # tasks it received and never answered
+    node: int = 1  # the endpoint it was connected to (1-based)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeFigures:
+    """One endpoint of a run against several (a cluster's node, one of bridged brokers)."""
+
+    node: int  # 1-based, --broker order
+    endpoint: str  # its URL (display form)
+    workers: int  # workers connected to it
+    published: int  # tasks published on it
+    delivered: int  # copies its workers received, repeats included
+    unique: int  # distinct tasks its workers received
+    idle_workers: tuple[str, ...] = ()  # its workers that got nothing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +119,7 @@ class Report:
     steps_not_run: tuple[str, ...] = ()
     timed_out: bool = False  # a deadline (--timeout, a settle's timeout) cut the run short
     interrupted: bool = False
+    nodes: tuple[NodeFigures, ...] = ()  # per endpoint; empty for a run against one
     # presentation, attached by the caller (never by analyse):
     title: str = ""
     context: tuple[tuple[str, str], ...] = ()  # how the run was set up, shown under the title

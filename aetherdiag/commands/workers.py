@@ -21,6 +21,14 @@ from ..mqtt.protocol import parse_protocol
 from ..wire.profile import PROFILES
 from . import common
 from .emulator import parse_group_strategies
+from .placement import (
+    BROKERS_OPTION,
+    NODES_OPTION,
+    PLACE_OPTION,
+    PUBLISH_TO_OPTION,
+    node_count,
+    place,
+)
 
 EPILOG = """Examples:
 
@@ -31,6 +39,10 @@ EPILOG = """Examples:
   aetherdiag workers --plain --broker mqtt://localhost:1883      # reproduce on a real broker
 
   aetherdiag workers --topic 'jobs/{task_id}' --group pool --qos 2 --format json
+
+  aetherdiag workers --broker mqtt://node1:1883 --broker mqtt://node2:1883 --count 4
+
+  aetherdiag workers --nodes 3 --count 6 --fault cluster-node-local   # bridged-like: exit 1
 
 On a real broker (--broker) the run uses its own topics and group under
 aetherdiag/<run id>/ (see --topic-prefix), so it never meets a live pool;
@@ -53,7 +65,10 @@ def command(
                               help="Number of worker clients (worker-1 ... worker-N)."),
     tasks: int = typer.Option(9, "--tasks", "-t", min=1, max=MAX_TASKS,
                               help="Number of tasks to publish."),
-    broker: str | None = common.broker_option("the embedded emulator on a free loopback port"),
+    broker: list[str] = BROKERS_OPTION,
+    nodes: int | None = NODES_OPTION,
+    place_worker: list[str] = PLACE_OPTION,
+    publish_to: str = PUBLISH_TO_OPTION,
     mqtt: str | None = common.mqtt_option(
         "Protocol of every client (default 5; 3.1.1 with --profile aethermagic)"),
     exec_command: str | None = typer.Option(
@@ -168,7 +183,7 @@ def command(
             check_strategy(name)
     except UnknownName as exc:
         raise Abort(str(exc)) from None
-    if broker is not None and (fault or strategy != "round_robin" or groups):
+    if broker and (fault or strategy != "round_robin" or groups):
         raise Abort("--fault, --strategy and --group-strategy configure the embedded emulator; "
                     "they cannot be used with --broker")
     if profile not in PROFILES:
@@ -189,11 +204,18 @@ def command(
                             ("--worker-field", worker_field)):
             if given is not None:
                 raise Abort(f"{flag} needs --exec (it is about your own worker processes)")
+    n_nodes = node_count(broker, nodes)
+    placement = place(count, n_nodes, place_worker, publish_to,
+                      endpoints="brokers" if broker else "emulator" if nodes is None
+                      else "cluster")
+    if exec_command is not None and n_nodes > 1:
+        raise Abort("--exec runs against one endpoint; several --broker URLs and --nodes "
+                    "need the built-in workers")
     tls = common.TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
-    target: BrokerTarget | None = None
-    if broker is not None:
-        target = tls.target(broker, mqtt)
-    else:
+    targets = tuple(tls.target(url, mqtt) for url in broker)
+    target: BrokerTarget | None = targets[0] if targets else None
+    where = ", ".join(t.display() for t in targets) or "emulator"
+    if not targets:
         tls.refuse_tls()
     try:
         layout: Layout = (
@@ -210,7 +232,7 @@ def command(
                     f"that is {count * tasks:,} deliveries to record, above the "
                     f"{MAX_FANOUT_DELIVERIES:,} one run keeps in memory")
     common.check_output(output)
-    _check_fd_limit(count, embedded=target is None)
+    _check_fd_limit(count + n_nodes - 1, embedded=target is None)
     run_id = uuid.uuid4().hex[:8]
     if exec_command is not None:
         if target is not None and not use_production_topics:
@@ -233,7 +255,7 @@ def command(
             render.warning(
                 f"--use-production-topics: {tasks} fake task(s) go to "
                 f"{layout.topic('task-N', 0)} and the workers join "
-                f"{layout.subscription(plain=plain)} on {target.display()}; live workers "
+                f"{layout.subscription(plain=plain)} on {where}; live workers "
                 "will receive them and this run will take live tasks")
         else:
             try:
@@ -246,20 +268,21 @@ def command(
     specs = tuple(
         WorkerSpec(name=f"worker-{i}", subscriptions=(subscription,), qos=qos, protocol=protocol,
                    work_ms=slow.get(f"worker-{i}", work_ms), work_jitter_ms=work_jitter_ms,
-                   profile=profile)
+                   profile=profile, node=placement.worker_nodes[i - 1])
         for i in range(1, count + 1)
     )
     task_specs = tuple(
         TaskSpec(task_id=f"task-{n}", topic=layout.topic(f"task-{n}", n), qos=qos,
-                 profile=profile)
+                 profile=profile, node=placement.task_node(n))
         for n in range(1, tasks + 1)
     )
     from ..workload import WorkersPlan, default_timeout, run_workers
 
     plan = WorkersPlan(
-        target=target,
+        target=target, targets=targets,
         emulator=EmulatorSettings(strategy=strategy, faults=tuple(fault),
-                                  group_strategies=tuple(groups.items()), seed=seed),
+                                  group_strategies=tuple(groups.items()), seed=seed,
+                                  nodes=nodes or 1),
         workers=specs, tasks=task_specs, rate=rate,
         timeout_s=timeout if timeout is not None else default_timeout(tasks, rate),
         quiet_s=settle_ms / 1000.0, connect_timeout_s=connect_timeout, protocol=protocol,
@@ -269,8 +292,7 @@ def command(
         with render.progress(tasks, "publishing", enabled=not quiet) as update:
             result = run_workers(plan, on_progress=update)
     except Abort as exc:
-        common.emit_failure("aetherdiag workers", target.display() if target else "emulator", exc,
-                     fmt, output)
+        common.emit_failure("aetherdiag workers", where, exc, fmt, output)
         raise
     judged = analyse(
         result, specs,
@@ -280,7 +302,8 @@ def command(
         ("workers", str(count)), ("subscription", subscription),
         ("tasks", f"{tasks} to {layout.topic('task-N', 0) if tasks else '-'}"),
         ("qos", str(qos)), ("mqtt", mqtt),
-    ))
+    ) + ((("nodes", str(n_nodes)), ("publish to", placement.describe()))
+         if n_nodes > 1 else ()))
     common.emit_report(report, fmt, output, quiet)
     if report.interrupted:
         render.interrupted()

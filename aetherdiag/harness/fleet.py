@@ -13,6 +13,9 @@ and SUBACK. ``publish(tasks)`` feeds the publisher; ``settle()`` waits for ackno
 and a quiet period; ``result()`` snapshots everything into a ``RunResult``. Churn steps for
 replay (``disconnect``, ``drop``, ``reconnect``, ``subscribe``, ``unsubscribe``,
 ``set_work_ms``) act on one worker and wait (bounded) for the broker's answer.
+
+Several endpoints (``targets``, node 1 first): a worker connects to its ``WorkerSpec.node``,
+and each of ``publish_nodes`` gets a publisher for its tasks (``publishers.py``).
 """
 
 from __future__ import annotations
@@ -32,16 +35,15 @@ from .clients import BrokerUnreachable, ClientFactory, Connector
 from .loop import Loop, LoopError
 from .member import LIVE, Member
 from .model import BrokerTarget, RunResult, TaskSpec, WorkerSpec
+from .polling import ProgressCallback, poll
 from .publisher import DEFAULT_WINDOW, Publisher
+from .publishers import PUBLISHER_NAME, Publishers, outcome
 from .recorder import Recorder
 from .worker import Worker
 
 __all__ = ["BrokerUnreachable", "Fleet", "FleetError", "ProgressCallback"]
 
 T = TypeVar("T")
-ProgressCallback = Callable[[int, int], None]  # (published, delivered)
-PROGRESS_INTERVAL = 0.1  # seconds between on_progress calls
-PUBLISHER_NAME = "publisher"
 
 
 class FleetError(RuntimeError):
@@ -49,7 +51,8 @@ class FleetError(RuntimeError):
 
 
 class Fleet(ChurnSteps):
-    """Workers plus a publisher against one broker, all driven from one loop thread.
+    """Workers plus a publisher against a broker (or several endpoints), all driven from one
+    loop thread.
 
     >>> with Fleet(target) as fleet:
     ...     fleet.start([WorkerSpec(name="worker-1", subscriptions=("$share/g/t/+",))])
@@ -76,8 +79,14 @@ class Fleet(ChurnSteps):
         window: int = DEFAULT_WINDOW,
         connect_threads: int = 16,
         ordered_max: int = 100,
+        targets: Sequence[BrokerTarget] = (),
+        publish_nodes: Sequence[int] = (1,),
     ) -> None:
         self.target = target
+        self.targets = tuple(targets) or (target,)
+        self._pubs = Publishers(publish_nodes)
+        for node in self._pubs.nodes:
+            self._check_node(node, "publish node")
         self.run_id = run_id or uuid.uuid4().hex[:8]
         self.connect_timeout = connect_timeout
         self.seed = seed if seed is not None else random.randrange(1 << 30)
@@ -85,11 +94,11 @@ class Fleet(ChurnSteps):
         self.window = window
         self.ordered_max = ordered_max
         self.rec = Recorder()
-        self._factory: ClientFactory | None = None
+        self._factories: dict[int, ClientFactory] = {}
+        self._node_of: dict[str, int] = {}  # member name -> node (1-based)
         self._loop = Loop()
         self._connector = Connector(connect_threads)
         self._workers: dict[str, Worker] = {}
-        self._publisher: Publisher | None = None
         self._started = False
         self._closed = False
         self._settled = True
@@ -114,7 +123,7 @@ class Fleet(ChurnSteps):
     @property
     def published(self) -> int:
         """Tasks handed to the broker so far."""
-        return self._publisher.sent if self._publisher else 0
+        return self._pubs.sent
 
     @property
     def delivered(self) -> int:
@@ -126,6 +135,24 @@ class Fleet(ChurnSteps):
         return f"aetherdiag-{self.run_id}-{name}"
 
     # ----------------------------------------------------------------- helpers
+    def _check_node(self, node: int, what: str) -> None:
+        if not 1 <= node <= len(self.targets):
+            raise ValueError(f"{what} {node}: the fleet has {len(self.targets)} endpoint(s)")
+
+    def _endpoint(self, name: str) -> BrokerTarget:
+        return self.targets[self._node_of.get(name, 1) - 1]
+
+    def _new_publisher(self, name: str, node: int) -> Publisher:
+        cid, protocol = self.client_id(name), self.targets[node - 1].protocol
+        self._node_of[name] = node
+        return Publisher(cid, protocol, self._factory(node).make(cid, protocol), self._loop,
+                         self.rec, run_id=self.run_id, window=self.window, name=name)
+
+    def _factory(self, node: int) -> ClientFactory:
+        if node not in self._factories:  # one TLS context per endpoint
+            self._factories[node] = ClientFactory(self.targets[node - 1])
+        return self._factories[node]
+
     def _check_loop(self) -> None:
         if self._loop.error is not None:
             err = self._loop.error
@@ -143,35 +170,9 @@ class Fleet(ChurnSteps):
         progress: Callable[[], int] | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> bool:
-        """Poll ``done()`` until true or ``timeout`` passes without progress.
-
-        Without ``progress`` the timeout is absolute; with it, the deadline moves whenever
-        ``progress()`` grows (used for connecting large fleets).
-        """
-        start = time.monotonic()
-        deadline = start + timeout
-        last = progress() if progress else 0
-        next_report = start
-        nap = 0.0005
-        while True:
-            self._check_loop()
-            now = time.monotonic()
-            if on_progress is not None and now >= next_report:
-                on_progress(self.published, self.delivered)
-                next_report = now + PROGRESS_INTERVAL
-            if done():
-                if on_progress is not None:
-                    on_progress(self.published, self.delivered)
-                return True
-            if progress is not None:
-                current = progress()
-                if current != last:
-                    last = current
-                    deadline = now + timeout
-            if now >= deadline:
-                return False
-            time.sleep(min(nap, deadline - now))
-            nap = min(nap * 2, 0.02)
+        """Poll ``done()`` until true or ``timeout`` passes without progress (polling.py)."""
+        return poll(done, timeout, check=self._check_loop, progress=progress,
+                    counters=lambda: (self.published, self.delivered), on_progress=on_progress)
 
     def _worker(self, name: str) -> Worker:
         try:
@@ -183,7 +184,8 @@ class Fleet(ChurnSteps):
     def _unreachable(self, member: Member, during: str = "") -> BrokerUnreachable:
         who = "" if member.name == PUBLISHER_NAME else f" ({member.name}{during})"
         reason = member.error or f"no CONNACK within {self.connect_timeout:g} s"
-        return BrokerUnreachable(f"cannot connect to {self.target.display()}: {reason}{who}")
+        where = self._endpoint(member.name).display()
+        return BrokerUnreachable(f"cannot connect to {where}: {reason}{who}")
 
     def _connect(self, members: Sequence[Member], *, ordered: bool = False) -> None:
         """Connect ``members`` (in parallel) and wait for CONNACK and SUBACK, bounded.
@@ -196,8 +198,9 @@ class Fleet(ChurnSteps):
             m.error = None
             if isinstance(m, Worker):
                 m.hold_subscribe = ordered
-        target, timeout = self.target, self.connect_timeout
-        self._connector.submit([partial(m.connect, target, timeout) for m in members])
+        timeout = self.connect_timeout
+        self._connector.submit([partial(m.connect, self._endpoint(m.name), timeout)
+                                for m in members])
 
         def answered() -> int:
             return sum(1 for m in members if m.state != "connecting")
@@ -241,27 +244,24 @@ class Fleet(ChurnSteps):
         dupes = sorted(n for n, c in Counter(names).items() if c > 1)
         if dupes:
             raise ValueError(f"worker names must be unique: {', '.join(dupes)}")
-        clash = [n for n in names if n in self._workers or n == PUBLISHER_NAME]
+        reserved = {name for name, _ in self._pubs.names()}
+        clash = [n for n in names if n in self._workers or n in reserved]
         if clash:
             raise ValueError(f"worker name already in use: {clash[0]}")
+        for spec in workers:
+            self._check_node(spec.node, f"{spec.name}: node")
         try:
-            if self._factory is None:
-                self._factory = ClientFactory(self.target)
-            factory = self._factory
             if not self._started:
                 self._started = True
                 self.rec.t0 = time.monotonic()
                 self._loop.start()
-                cid = self.client_id(PUBLISHER_NAME)
-                self._publisher = Publisher(
-                    cid, self.target.protocol, factory.make(cid, self.target.protocol),
-                    self._loop, self.rec, run_id=self.run_id, window=self.window,
-                )
-                self._connect([self._publisher])
+                self._connect(self._pubs.make_all(self._new_publisher))
             new = []
             for spec in workers:
                 cid = self.client_id(spec.name)
-                client = factory.make(cid, spec.protocol, clean_start=spec.clean_start)
+                self._node_of[spec.name] = spec.node
+                client = self._factory(spec.node).make(cid, spec.protocol,
+                                                       clean_start=spec.clean_start)
                 worker = Worker(spec, cid, client, self._loop, self.rec, run_id=self.run_id,
                                 seed=self.seed)
                 self._workers[spec.name] = worker
@@ -289,14 +289,18 @@ class Fleet(ChurnSteps):
         Returns how many of ``tasks`` were sent. ``on_progress(published, delivered)`` is
         called on this thread about ten times a second.
         """
-        pub = self._publisher
-        if pub is None or self._closed:
+        pubs = self._pubs
+        if not pubs or self._closed:
             raise FleetError("start() the fleet before publishing")
         batch = list(tasks)
+        try:
+            by_node = pubs.route(batch)
+        except ValueError as exc:
+            raise FleetError(str(exc)) from None
 
         def enqueue() -> int:
-            before = pub.sent
-            pub.enqueue(batch, rate)
+            before = pubs.sent
+            pubs.enqueue(by_node, rate)
             return before
 
         before = self._run(enqueue)
@@ -304,9 +308,9 @@ class Fleet(ChurnSteps):
             return 0
         if timeout_s is None:
             timeout_s = 60.0 + (len(batch) / rate if rate else len(batch) / 1000.0)
-        if not self._wait(lambda: not pub.queue, timeout_s, on_progress=on_progress):
-            self._run(lambda: pub.cancel(f"not sent within {timeout_s:g} s"))
-        return pub.sent - before
+        if not self._wait(lambda: not pubs.queued, timeout_s, on_progress=on_progress):
+            self._run(partial(pubs.cancel, f"not sent within {timeout_s:g} s"))
+        return pubs.sent - before
 
     def settle(
         self,
@@ -325,12 +329,12 @@ class Fleet(ChurnSteps):
         fewer arrived, so a run whose tasks go missing ends promptly instead of at the timeout.
         """
         grace_s = max(grace_s, quiet_s)
-        pub = self._publisher
+        pubs = self._pubs
         rec = self.rec
         workers = [w for w in self._workers.values() if w.work_ms > 0 or w.jitter_ms > 0]
 
         def quiet() -> bool:
-            if pub is not None and not pub.idle:
+            if not pubs.idle:
                 return False
             if rec.pending_acks > 0:
                 return False
@@ -363,38 +367,28 @@ class Fleet(ChurnSteps):
         Publishes still unacknowledged at this point count as publish failures; tasks still
         queued count as not sent, and tasks a worker is still working on as unfinished.
         """
-        pub = self._publisher
         end = self._ended_at if self._ended_at is not None else time.monotonic()
 
         def collect() -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
             unfinished = [(w.name, t) for w in self._workers.values()
                           for t in w.unfinished(end)]
-            if pub is None:
-                return [], [], unfinished
-            failures = list(pub.failures)
-            failures += [(t.task_id, "not sent: the run ended first") for t in pub.queue]
-            failures += [(t, "not acknowledged in time") for t in pub.unacknowledged()]
-            return list(pub.sent_ids), failures, unfinished
+            return *self._pubs.collect(), unfinished
 
         if self._loop.alive:
             sent, failures, unfinished = self._run(collect)
         else:
             sent, failures, unfinished = collect()
-        reasons = Counter(reason for _, reason in failures)
-        for reason, count in sorted(reasons.items()):
-            self.rec.note(f"publisher: {count} task(s) {reason}")
-        sent_set = set(sent)
-        unsent: dict[str, str] = {}
-        for task_id, reason in failures:
-            if task_id not in sent_set:
-                unsent.setdefault(task_id, reason)
+        out = outcome(sent, failures)
+        for note in out.notes:
+            self.rec.note(note)
+        several = len(self.targets) > 1
         return RunResult(
             target=self.label,
             workers=self.workers,
-            published=tuple(dict.fromkeys(sent)),
-            publish_failures=tuple(dict.fromkeys(t for t, _ in failures if t in sent_set)),
-            publish_refusals=tuple((t, r) for t, r in failures if t in sent_set),
-            unsent=tuple(unsent.items()),
+            published=out.published,
+            publish_failures=out.failures,
+            publish_refusals=out.refusals,
+            unsent=out.unsent,
             unfinished=tuple(unfinished),
             connection_lost=self.rec.connections_lost(),
             deliveries=self.rec.deliveries(),
@@ -403,6 +397,8 @@ class Fleet(ChurnSteps):
             subscribe_results=self.rec.subscribe_results(),
             notes=self.rec.notes(),
             events=self.rec.events(),
+            endpoints=tuple(t.display() for t in self.targets) if several else (),
+            task_nodes=tuple(self._pubs.task_node.items()) if several else (),
         )
 
     def close(self, timeout: float = 3.0) -> None:
@@ -414,12 +410,10 @@ class Fleet(ChurnSteps):
         if self._closed:
             return
         self._closed = True
-        members: list[Member] = list(self._workers.values())
-        if self._publisher is not None:
-            members.insert(0, self._publisher)
+        members: list[Member] = [*self._pubs, *self._workers.values()]
+
         def say_goodbye() -> None:
-            if self._publisher is not None:
-                self._publisher.clear_retained()
+            self._pubs.clear_retained()
             for m in members:
                 m.disconnect(end_session=True)
 

@@ -90,6 +90,7 @@ class TaskSpec:
     qos: int = 1
     retain: bool = False
     profile: str = "generic"
+    node: int = 1  # which endpoint publishes it (1-based: --broker order, or a cluster's node)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,3 +153,8 @@ class RunResult:
     replies: tuple[tuple[str, str, str], ...] = ()
     expects_replies: bool = False
     own_processes: bool = False  # the workers are the team's own processes (--exec)
+    # several endpoints (--broker given more than once, an emulated cluster): each one's
+    # display, node 1 first, and the node each published task went out on; both empty for
+    # a run against one endpoint
+    endpoints: tuple[str, ...] = ()
+    task_nodes: tuple[tuple[str, int], ...] = ()  # (task id, node)

@@ -43,9 +43,9 @@ class Publisher(Member):
 
     def __init__(
         self, client_id: str, protocol: Protocol, client: mqtt.Client, loop: Loop, rec: Recorder,
-        *, run_id: str, window: int = DEFAULT_WINDOW,
+        *, run_id: str, window: int = DEFAULT_WINDOW, name: str = "publisher",
     ) -> None:
-        super().__init__("publisher", client_id, protocol, client, loop, rec)
+        super().__init__(name, client_id, protocol, client, loop, rec)
         self.run_id = run_id
         self.window = window
         self.queue: deque[TaskSpec] = deque()

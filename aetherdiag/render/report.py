@@ -73,8 +73,15 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "handled": w.handled,
                 "handled_twice": list(w.handled_twice),
                 "never_handled": list(w.never_handled),
+                "node": w.node,
             }
             for w in report.workers
+        ],
+        "nodes": [
+            {"node": f.node, "endpoint": f.endpoint, "workers": f.workers,
+             "published": f.published, "delivered": f.delivered, "unique": f.unique,
+             "idle_workers": list(f.idle_workers)}
+            for f in report.nodes
         ],
         "checks": [
             {"name": c.name, "passed": c.passed, "detail": c.detail, "exit_code": int(c.code)}
@@ -184,9 +191,15 @@ def junit_suite(report: Report) -> ET.Element:
             failure.text = "\n".join([check.detail, *report.causes])
         elif check.passed is None:
             ET.SubElement(case, "skipped", {"message": check.detail})
+    several = len(report.nodes) > 1
+    for f in report.nodes:
+        ET.SubElement(props, "property", {"name": f"node{f.node}", "value": (
+            f"{f.endpoint}: {f.workers} workers, {f.published} published, "
+            f"{f.delivered} delivered ({f.unique} distinct)")})
     out = ET.SubElement(suite, "system-out")
     out.text = "\n".join(
-        f"{w.name}: {w.unique} unique / {w.received} received: {shorten_tasks(w.tasks, 50)}"
+        f"{w.name}{f' (node {w.node})' if several else ''}: {w.unique} unique / "
+        f"{w.received} received: {shorten_tasks(w.tasks, 50)}"
         for w in report.workers
     )
     return suite
@@ -197,6 +210,9 @@ def table(report: Report) -> Group:
     pools = {w.pool for w in report.workers}
     workers = Table(expand=False, show_lines=False)
     workers.add_column("worker", style="bold")
+    several = len(report.nodes) > 1
+    if several:
+        workers.add_column("node", justify="right")
     if len(pools) > 1:
         workers.add_column("pool")
     workers.add_column("received", justify="right")
@@ -212,6 +228,8 @@ def table(report: Report) -> Group:
         repeat_style = "red" if w.repeats else ""
         everything = w.unique == all_tasks and len(report.workers) > 1 and all_tasks > 0
         cells: list[Text | str] = [w.name]
+        if several:
+            cells.append(str(w.node))
         if len(pools) > 1:
             cells.append(w.pool)
         cells += [
@@ -285,7 +303,7 @@ def table(report: Report) -> Group:
         for key, value in report.context:
             setup.add_row(key, value)
         parts.append(setup)
-    parts += [workers, summary, checks]
+    parts += [workers, *([_nodes(report)] if several else []), summary, checks]
     if report.timeline:
         tl = Table(title="timeline", title_justify="left", show_header=False)
         tl.add_column()
@@ -300,6 +318,19 @@ def table(report: Report) -> Group:
     style = "bold green" if report.exit_code == 0 else "bold red"
     parts.append(Text(f"verdict: {report.verdict} (exit {int(report.exit_code)})", style=style))
     return Group(*parts)
+
+
+def _nodes(report: Report) -> Table:
+    """Per-node figures: where tasks were published and where they went."""
+    nodes = Table(expand=False, show_lines=False)
+    for name in ("node", "endpoint", "workers", "published", "delivered", "distinct"):
+        nodes.add_column(name, justify="left" if name == "endpoint" else "right")
+    nodes.add_column("idle workers")
+    for f in report.nodes:
+        nodes.add_row(str(f.node), f.endpoint, str(f.workers), str(f.published),
+                      str(f.delivered), str(f.unique),
+                      Text(", ".join(f.idle_workers), style="red") if f.idle_workers else "")
+    return nodes
 
 
 def _count(n: int, extra: str = "") -> Text:

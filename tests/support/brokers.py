@@ -162,3 +162,60 @@ def readable_file(directory: Path, name: str, text: str | None = None) -> Path:
         path.write_text(text)
     path.chmod(0o644)
     return path
+
+
+def _crosses(src: MosquittoProcess, dst: MosquittoProcess, topic: str, timeout: float) -> bool:
+    """True once a message published on ``src`` arrives at a subscriber on ``dst``."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got: list[bytes] = []
+    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda client, userdata, msg: got.append(bytes(msg.payload))
+    try:
+        sub.connect(dst.host, dst.port)
+        pub.connect(src.host, src.port)
+        sub.loop_start()
+        pub.loop_start()
+        sub.subscribe(topic, 1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not got:
+            pub.publish(topic, b"bridge-check", 1)
+            time.sleep(0.2)
+        return bool(got)
+    finally:
+        for client in (sub, pub):
+            client.disconnect()
+            client.loop_stop()
+
+
+@contextlib.contextmanager
+def running_mosquitto_pair(workdir: Path, bridge_topic: str | None = "aetherdiag/#",
+                           timeout: float = 15.0
+                           ) -> Iterator[tuple[MosquittoProcess, MosquittoProcess]]:
+    """Two private Mosquittos on free ports (node 1, node 2), stopped when the block ends.
+
+    With ``bridge_topic`` the second one bridges to the first both ways on that pattern
+    (``topic PATTERN both 1``, as teams bridge brokers), and this waits until a message
+    crosses the bridge in each direction; ``None``: two brokers that know nothing of each
+    other.
+    """
+    (workdir / "node1").mkdir(exist_ok=True)
+    (workdir / "node2").mkdir(exist_ok=True)
+    with running_mosquitto(workdir / "node1") as first:
+        bridge = "" if bridge_topic is None else (
+            "connection aetherdiag-bridge\n"
+            f"address {first.host}:{first.port}\n"
+            f"topic {bridge_topic} both 1\n"
+            "cleansession true\n"
+            "notifications false\n"
+            "restart_timeout 1\n")
+        with running_mosquitto(workdir / "node2", bridge) as second:
+            if bridge_topic is not None:
+                check = bridge_topic.replace("#", "bridge-check").replace("+", "x")
+                for src, dst in ((first, second), (second, first)):
+                    if not _crosses(src, dst, check, timeout):
+                        pytest.fail(f"the Mosquitto bridge did not connect within {timeout:g} s:"
+                                    f"\n{second.log_text()}", pytrace=False)
+            yield first, second
