@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -36,6 +37,9 @@ Fields = dict[str, tuple[Node, Node]]  # key -> (key node, value node)
 
 MAX_DEPTH = 50  # nesting levels of mappings and lists (a scenario needs about 6)
 MAX_NODES = 200_000  # values in one document, aliases counted at their full size
+MERGE_TAG = "tag:yaml.org,2002:merge"
+# YAML 1.2's floats that YAML 1.1 (PyYAML) reads as text: 1e9, 2E-3, .5e1 ...
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
 class _TooBig(Exception):
@@ -173,8 +177,12 @@ class NodeReader:
         raise ScenarioError(self.filename, mark.line + 1, mark.column + 1, message)
 
     def value(self, node: Node) -> Any:
-        """A scalar's Python value (str, int, float, bool, None, ...); other nodes as is."""
+        """A scalar's Python value (str, int, float, bool, None, ...); other nodes as is.
+        A plain ``1e9`` is the number YAML 1.2 says it is (PyYAML's YAML 1.1 reads text)."""
         if isinstance(node, ScalarNode):
+            if node.style is None and node.tag == "tag:yaml.org,2002:str" and \
+                    _YAML12_FLOAT.fullmatch(node.value):
+                return float(node.value)
             try:
                 return self._constructor.construct_object(node, deep=True)
             except yaml.constructor.ConstructorError as exc:
@@ -211,7 +219,7 @@ class NodeReader:
         if not isinstance(node, MappingNode):
             self.fail(node, f"{what}: expected a mapping, got {self.describe(node)}")
         found: Fields = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in self._merged(node):
             key = self.value(key_node)
             if not isinstance(key, str):
                 self.fail(key_node, f"{what}: keys are names, got {self.describe(key_node)}")
@@ -231,12 +239,40 @@ class NodeReader:
         if not isinstance(node, MappingNode):
             self.fail(node, f"{what}: expected a mapping, got {self.describe(node)}")
         out: list[tuple[str, Node, Node]] = []
-        for key_node, value_node in node.value:
+        for key_node, value_node in self._merged(node):
             name = self.string(key_node, what)
             if any(name == seen for seen, _, _ in out):
                 self.fail(key_node, f"duplicate key {name!r}")
             out.append((name, key_node, value_node))
         return out
+
+    def _merged(self, node: MappingNode) -> list[tuple[Node, Node]]:
+        """The mapping's pairs with YAML merge keys (``<<: *defaults``) applied: the merged
+        mappings' keys first (the first mapping given wins), then the mapping's own keys,
+        which override merged ones."""
+        own: list[tuple[Node, Node]] = []
+        merged: list[tuple[Node, Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != MERGE_TAG:
+                own.append((key_node, value_node))
+                continue
+            sources = (value_node.value if isinstance(value_node, SequenceNode)
+                       else [value_node])
+            for source in sources:
+                if not isinstance(source, MappingNode):
+                    self.fail(key_node, "a merge key (<<) takes a mapping or a list of "
+                              f"mappings, got {self.describe(source)}")
+                merged.extend(self._merged(source))
+        if not merged:
+            return own
+        given = {self.value(k) for k, _ in own}
+        out: list[tuple[Node, Node]] = []
+        for key_node, value_node in merged:
+            key = self.value(key_node)
+            if key not in given:
+                given.add(key)
+                out.append((key_node, value_node))
+        return out + own
 
     def sequence(self, node: Node, what: str) -> list[Node]:
         if not isinstance(node, SequenceNode):
