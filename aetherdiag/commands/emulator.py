@@ -27,6 +27,14 @@ def parse_group_strategies(values: list[str]) -> dict[str, str]:
         group, sep, strategy = value.partition("=")
         if not sep or not group or not strategy:
             raise Abort(f"--group-strategy {value!r}: expected GROUP=STRATEGY", ExitCode.USAGE)
+        bad = [ch for ch in "/+#" if ch in group]
+        if bad:  # a share name is one topic level without wildcards [MQTT-4.8.2-2]
+            raise Abort(f"--group-strategy {value!r}: a share group name has no '/', '+' or "
+                        f"'#' (found {bad[0]!r}), so {group!r} can never match a group",
+                        ExitCode.USAGE)
+        if group in out and out[group] != strategy:
+            raise Abort(f"--group-strategy {value!r}: group {group!r} already has strategy "
+                        f"{out[group]!r}", ExitCode.USAGE)
         out[group] = strategy
     return out
 
@@ -82,6 +90,9 @@ def serve(
 
     if not 1 <= nodes <= MAX_NODES:
         raise Abort(f"--nodes {nodes}: expected 1 to {MAX_NODES}", ExitCode.USAGE)
+    if not host.strip():  # asyncio binds every interface for an empty host: never by accident
+        raise Abort("--host '': give an address (127.0.0.1 for loopback, 0.0.0.0 for every "
+                    "interface)", ExitCode.USAGE)
     if port and port + nodes - 1 > 65535:
         raise Abort(f"--port {port} --nodes {nodes}: node {nodes} would need port "
                     f"{port + nodes - 1}, above 65535", ExitCode.USAGE)

@@ -92,6 +92,20 @@ def test_serve_refuses_an_unknown_fault(serve):
     assert "share-everything" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--group-strategy", "a/b=random"], "a share group name has no '/', '+' or '#'"),
+    (["--group-strategy", "g=random", "--group-strategy", "g=sticky"], "already has strategy"),
+    (["--host", ""], "--host '': give an address"),
+])
+def test_serve_refuses_what_would_silently_do_something_else(serve, args, needle):
+    """A group name that can never match, two strategies for one group, and an empty host
+    (asyncio would bind every interface) are usage errors, not silently accepted."""
+    proc = serve("--port", "0", *args)
+    assert proc.wait(timeout=START_TIMEOUT) == 2
+    err = proc.stderr.read() if proc.stderr else ""
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_serve_machine_prints_json_lines_on_stdout_and_the_human_lines_on_stderr(serve, clients):
     proc = serve("--port", "0", "--machine")
     assert proc.stdout is not None and proc.stderr is not None
