@@ -4,15 +4,18 @@ How this works: one JSON object per line, told apart by its ``event`` key::
 
     {"event": "listening", "host": "127.0.0.1", "port": 40023, "ports": [40023]}
     {"event": "node", "node": 2, "up": false}
+    {"event": "backlog", "id": 7, "messages": 1200}
     {"event": "stopped", "stats": {"connections": 3, "messages_in": 9, ...}}
 
 ``listening`` comes once the sockets are bound (``port`` is the real one when ``--port 0``;
 ``ports`` every node's of an emulated cluster, node 1 first), ``node`` once a command below was
-carried out, ``stopped`` once at exit with ``Stats.as_dict()``. The serve command writes them
+carried out, ``backlog`` in answer to a backlog query (messages queued or in flight for
+connected clients), ``stopped`` once at exit with ``Stats.as_dict()``. The serve command writes them
 and ``harness/embedded.py`` reads them from the child process it starts for large runs.
 
 The other way, on the child's stdin (``--machine --exit-on-stdin-eof``), one command a line:
-``{"command": "node_down", "node": 2}`` or ``{"command": "node_up", "node": 2}``.
+``{"command": "node_down", "node": 2}``, ``{"command": "node_up", "node": 2}`` or
+``{"command": "backlog", "id": 7}``.
 This module is the one home of both formats. No I/O here: events in, lines out, and back.
 """
 
@@ -49,13 +52,28 @@ class NodeCommand:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BacklogQuery:
+    """A command on the child's stdin: how many messages it still owes its clients."""
+
+    id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backlog:
+    """The answer to ``BacklogQuery`` ``id``."""
+
+    id: int
+    messages: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Stopped:
     """The emulator has stopped; ``stats`` is its final ``Stats.as_dict()``."""
 
     stats: dict[str, Any]
 
 
-Event = Listening | NodeChanged | Stopped
+Event = Listening | NodeChanged | Backlog | Stopped
 
 
 def dump(event: Event) -> str:
@@ -66,27 +84,36 @@ def dump(event: Event) -> str:
             doc["ports"] = list(event.ports)
     elif isinstance(event, NodeChanged):
         doc = {"event": "node", "node": event.node, "up": event.up}
+    elif isinstance(event, Backlog):
+        doc = {"event": "backlog", "id": event.id, "messages": event.messages}
     else:
         doc = {"event": "stopped", "stats": event.stats}
     return json.dumps(doc)
 
 
-def dump_command(command: NodeCommand) -> str:
+Command = NodeCommand | BacklogQuery
+
+
+def dump_command(command: Command) -> str:
     """The command as one line of JSON (without the newline)."""
+    if isinstance(command, BacklogQuery):
+        return json.dumps({"command": "backlog", "id": command.id})
     return json.dumps({"command": "node_up" if command.up else "node_down",
                        "node": command.node})
 
 
-def load_command(line: str) -> NodeCommand | None:
+def load_command(line: str) -> Command | None:
     """The command a stdin line carries, or None when it is not one."""
     try:
         doc = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(doc, dict) or type(doc.get("node")) is not int:
+    if not isinstance(doc, dict):
         return None
     kind = doc.get("command")
-    if kind not in ("node_down", "node_up"):
+    if kind == "backlog":
+        return BacklogQuery(id=doc["id"]) if type(doc.get("id")) is int else None
+    if kind not in ("node_down", "node_up") or type(doc.get("node")) is not int:
         return None
     return NodeCommand(node=doc["node"], up=kind == "node_up")
 
@@ -113,6 +140,11 @@ def load(line: str) -> Event | None:
         if type(node) is not int or not isinstance(up, bool):
             return None
         return NodeChanged(node=node, up=up)
+    if kind == "backlog":
+        ident, messages = doc.get("id"), doc.get("messages")
+        if type(ident) is not int or type(messages) is not int:
+            return None
+        return Backlog(id=ident, messages=messages)
     if kind == "stopped":
         stats = doc.get("stats")
         return Stopped(stats=stats) if isinstance(stats, dict) else None

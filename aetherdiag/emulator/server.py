@@ -142,6 +142,11 @@ class EmulatorServer:
         self._servers: dict[int, asyncio.Server] = {}  # node -> its listener (while up)
         self._ticker: asyncio.Task[None] | None = None
 
+    def backlog(self) -> int:
+        """Messages queued or in flight (sent, not yet acknowledged) for connected clients:
+        what the emulator still owes them. A run is not over while this is above 0."""
+        return sum(s.load() for s in self.broker.sessions.values() if s.conn is not None)
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen for every node of the broker: on ``port``, ``port + 1``... (port 0: free
         ports, not necessarily consecutive). Returns node 1's (host, port); ``ports`` lists
@@ -309,6 +314,12 @@ class Emulator:
     def urls(self) -> tuple[str, ...]:
         """Every node's URL, node 1 first."""
         return tuple(f"mqtt://{host_for_url(self.host)}:{port}" for port in self.ports)
+
+    def backlog(self) -> int:
+        """Messages queued or in flight for connected clients (``EmulatorServer.backlog``)."""
+        server = self._server
+        assert server is not None, "start() the emulator first"
+        return self.call(server.backlog)  # type: ignore[no-any-return]
 
     def node_down(self, node: int) -> None:
         """Take cluster node ``node`` (1-based) down: its connections are cut as by a network

@@ -47,7 +47,7 @@ def die_with_parent(parent_pid: int) -> bool:
 
 
 def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
-                 obey: Callable[[announce.NodeCommand], None] | None = None) -> None:
+                 obey: Callable[[announce.Command], None] | None = None) -> None:
     """Set ``stop`` when stdin reaches end of file (read on a daemon thread: any platform,
     any kind of stdin); with ``obey``, each node command line read is handed to it on the
     loop (anything else read is ignored)."""
@@ -71,11 +71,16 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
     threading.Thread(target=run, name="aetherdiag-stdin-eof", daemon=True).start()
 
 
-def _obeyer(server: EmulatorServer) -> Callable[[announce.NodeCommand], None]:
-    """Carry out a node command on the loop, then say so on stdout (a bad node: one line on
-    stderr and no answer)."""
+def _obeyer(server: EmulatorServer) -> Callable[[announce.Command], None]:
+    """Carry out a command on the loop, then say so on stdout: a node command (a bad node:
+    one line on stderr and no answer), or a backlog query (answered at once)."""
 
-    async def change(command: announce.NodeCommand) -> None:
+    async def change(command: announce.Command) -> None:
+        if isinstance(command, announce.BacklogQuery):
+            with contextlib.suppress(OSError):
+                print(announce.dump(announce.Backlog(id=command.id,
+                                                     messages=server.backlog())), flush=True)
+            return
         try:
             if command.up:
                 await server.node_up(command.node)
@@ -90,7 +95,7 @@ def _obeyer(server: EmulatorServer) -> Callable[[announce.NodeCommand], None]:
 
     running: set[asyncio.Task[None]] = set()
 
-    def obey(command: announce.NodeCommand) -> None:
+    def obey(command: announce.Command) -> None:
         task = asyncio.ensure_future(change(command))
         running.add(task)
         task.add_done_callback(running.discard)

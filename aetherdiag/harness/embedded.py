@@ -84,6 +84,10 @@ class EmbeddedBroker(Protocol):
     def node_up(self, node: int) -> None:
         """Let node ``node`` accept connections again."""
 
+    def backlog(self) -> int | None:
+        """Messages the emulator still owes its connected clients (queued or unacknowledged),
+        or None when it cannot say (stopped, or no answer in time)."""
+
 
 def report_stats(
     mode: Literal["thread", "process"], counters: Mapping[str, Any],
@@ -226,6 +230,13 @@ class ThreadEmulator:
             raise EmulatorStartError("the emulator is not running")
         em.node_up(node)
 
+    def backlog(self) -> int | None:
+        em = self.emulator
+        try:
+            return em.backlog() if em is not None else None
+        except Exception:  # the loop is gone or did not answer in time
+            return None
+
     def stats(self) -> dict[str, object] | None:
         from ..emulator import Emulator
 
@@ -261,6 +272,7 @@ class ProcessEmulator:
         self._drains: list[threading.Thread] = []
         self._stats: dict[str, object] | None = None
         self._ports: tuple[int, ...] = ()
+        self._queries = 0  # backlog queries sent (their ids)
 
     def command(self) -> list[str]:
         s = self.settings
@@ -288,6 +300,25 @@ class ProcessEmulator:
 
     def node_up(self, node: int) -> None:
         self._command(announce.NodeCommand(node=node, up=True))
+
+    def backlog(self, timeout: float = 2.0) -> int | None:
+        proc = self.proc
+        self._queries += 1
+        query = announce.BacklogQuery(id=self._queries)
+        try:
+            assert proc is not None and proc.stdin is not None
+            proc.stdin.write(announce.dump_command(query) + "\n")
+            proc.stdin.flush()
+        except (AssertionError, OSError, ValueError):
+            return None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            for line in reversed(list(self._stdout)):
+                event = announce.load(line)
+                if isinstance(event, announce.Backlog) and event.id == query.id:
+                    return event.messages
+            time.sleep(0.002)
+        return None
 
     def _command(self, command: announce.NodeCommand, timeout: float = 5.0) -> None:
         """Send ``command`` to the child and wait (bounded) for its answer line."""

@@ -44,6 +44,11 @@ class OpenBroker:
         """How many endpoints (nodes) the run has."""
         return len(self.targets) or 1
 
+    def backlog(self) -> int | None:
+        """Messages the embedded emulator still owes connected clients (None: a real broker,
+        which cannot say, or an emulator that did not answer)."""
+        return self.emulator.backlog() if self.emulator is not None else None
+
     def stats(self) -> dict[str, object] | None:
         """The embedded emulator's counters (None for a real broker); stops a child process
         emulator first, so call it once the run's clients are gone."""

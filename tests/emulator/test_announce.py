@@ -36,3 +36,12 @@ def test_stopped_carries_every_counter() -> None:
 ])
 def test_anything_else_is_not_an_event(line: str) -> None:
     assert announce.load(line) is None
+
+
+def test_backlog_query_and_answer_round_trip() -> None:
+    query = announce.BacklogQuery(id=7)
+    assert announce.load_command(announce.dump_command(query)) == query
+    answer = announce.Backlog(id=7, messages=1200)
+    assert announce.load(announce.dump(answer)) == answer
+    assert announce.load_command('{"command": "backlog", "id": "7"}') is None
+    assert announce.load('{"event": "backlog", "id": 7, "messages": null}') is None

@@ -126,3 +126,34 @@ def test_closing_the_childs_stdin_stops_it_with_its_summary() -> None:
         assert stats is not None and stats["messages_in"] == 4
     finally:
         handle.stop()
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_the_backlog_counts_what_the_emulator_still_owes_its_clients(mode: str) -> None:
+    """A subscriber that does not acknowledge QoS 1 messages leaves them in flight: the
+    backlog says so (both modes), and goes back to 0 once they are acknowledged."""
+    from support.mqttclient import PahoClient
+
+    target, handle = start_emulator(EmulatorSettings(), mode=mode)  # type: ignore[arg-type]
+    sub = PahoClient(target.host, target.port, client_id="slow", manual_ack=True)
+    pub = PahoClient(target.host, target.port, client_id="pub")
+    try:
+        assert handle.backlog() == 0
+        sub.connect()
+        sub.subscribe(("jobs/#", 1))
+        pub.connect()
+        for n in range(5):
+            pub.publish(f"jobs/{n}", b"x", qos=1)
+        got = sub.wait_for(5)
+        assert handle.backlog() == 5
+        for msg in got:
+            sub.ack(msg)
+        deadline = time.monotonic() + 5
+        while handle.backlog() != 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert handle.backlog() == 0
+    finally:
+        sub.close()
+        pub.close()
+        handle.stop()
+    assert handle.backlog() is None  # stopped: it cannot say
