@@ -10,6 +10,10 @@ report says so and a one-line hint on stderr offers ``--topic-prefix``).
 no earlier report survives there; a probe that fails (usage error after that point,
 unreachable broker) still writes its JSON/JUnit document with the error and the exit code, to
 ``--output`` or, for json/junit, to stdout.
+
+Several endpoints (``--broker`` repeated, node 1 first, or ``--nodes N``: the embedded emulator
+as an N-node cluster) add the cross-node checks (``probe/cluster.py``); every other check runs
+on node 1.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -25,7 +30,7 @@ from ..emulator import FAULTS, STRATEGIES
 from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
 from ..harness.clients import BrokerUnreachable
-from ..harness.model import EmulatorSettings
+from ..harness.model import BrokerTarget, EmulatorSettings
 from ..harness.run import OpenBroker, open_broker
 from ..probe import ProbeOptions, ProbeReport, ProbeUnreachable, run_probe
 from ..probe.context import DEFAULT_PREFIX, check_topic_prefix
@@ -44,6 +49,10 @@ EPILOG = """Examples:
 
   aetherdiag probe --broker mqtt://ci@broker:1883 --topic-prefix ci/aetherdiag   # ACLs
 
+  aetherdiag probe --broker mqtt://node1:1883 --broker mqtt://node2:1883   # a cluster
+
+  aetherdiag probe --nodes 2 --fault cluster-node-local   # like bridged brokers: exit 1
+
 Exit codes: 0 each message reaches exactly one member, 1 it does not, 2 usage,
 3 broker unreachable or it refused the probe's own topics (try --topic-prefix).
 """
@@ -52,8 +61,20 @@ _STRATEGY_HELP = "Embedded emulator dispatch strategy: " + ", ".join(STRATEGIES)
 _FAULT_HELP = "Embedded emulator fault mode (repeatable): " + ", ".join(FAULTS) + "."
 
 
+BROKERS_OPTION: Any = typer.Option(
+    [], "--broker", "-b", metavar="URL",
+    help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. Repeat it for the nodes "
+    "of a cluster or bridged brokers (node 1 first): the probe adds cross-node checks. "
+    "Default: the embedded emulator on a free loopback port.")
+NODES_OPTION: Any = typer.Option(
+    None, "--nodes", metavar="N", min=1, max=16,
+    help="Embedded emulator: an emulated cluster of N nodes (with --strategy local and the "
+    "cluster faults); two or more add the cross-node checks.")
+
+
 def command(
-    broker: str | None = common.broker_option("the embedded emulator on a free loopback port"),
+    broker: list[str] = BROKERS_OPTION,
+    nodes: int | None = NODES_OPTION,
     strategy: str = typer.Option(
         "round_robin", "--strategy", "-s",
         help=_STRATEGY_HELP),
@@ -89,9 +110,9 @@ def command(
     cleans up)."""
     common.check_output(output)
     started = time.monotonic()
-    where = {"target": "embedded emulator" if broker is None else "-"}
+    where = {"target": "embedded emulator" if not broker else "-"}
     try:
-        report = _probe(broker, strategy, fault, seed,
+        report = _probe(broker, nodes, strategy, fault, seed,
                         common.TargetOptions(ca_file, cert_file, key_file, insecure, password_env),
                         mqtt, messages, timeout, topic_prefix, quiet, where)
     except Abort as exc:
@@ -115,7 +136,8 @@ def _emit_failure(target: str, exc: Abort, fmt: Format, output: Path | None,
              fmt, output, quiet=False)
 
 
-def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None,
+def _probe(broker: list[str], nodes: int | None, strategy: str, fault: list[str],
+           seed: int | None,
            tls: common.TargetOptions, mqtt: str | None, messages: int,
            timeout: float, topic_prefix: str, quiet: bool,
            where: dict[str, str]) -> ProbeReport:
@@ -129,34 +151,45 @@ def _probe(broker: str | None, strategy: str, fault: list[str], seed: int | None
             check_fault(name)
     except UnknownName as exc:
         raise Abort(str(exc)) from None
-    if broker is not None and (fault or strategy != "round_robin" or seed is not None):
-        raise Abort("--strategy, --fault and --seed configure the embedded emulator; they "
-                    "cannot be used with --broker")
-    if broker is None:
+    if broker and (fault or strategy != "round_robin" or seed is not None or nodes is not None):
+        raise Abort("--strategy, --fault, --seed and --nodes configure the embedded emulator; "
+                    "they cannot be used with --broker (give one --broker per node instead)")
+    if not broker:
         tls.refuse_tls()
     protocol = mqtt  # parsed by the option's callback
     options = ProbeOptions(timeout=timeout, messages=messages, protocol=protocol,
                            topic_prefix=prefix)
     with render_probe.status(enabled=not quiet) as update:
         try:
-            if broker is not None:
-                target = tls.target(broker, "5")
-                where["target"] = target.display()
-                return run_probe(target, options, on_step=update)
-            settings = EmulatorSettings(strategy=strategy, faults=tuple(fault), seed=seed)
+            if broker:
+                targets = [tls.target(url, "5") for url in broker]
+                where["target"] = ", ".join(t.display() for t in targets)
+                return run_probe(targets[0], options, on_step=update,
+                                 label=where["target"], targets=_several(targets))
+            settings = EmulatorSettings(strategy=strategy, faults=tuple(fault), seed=seed,
+                                        nodes=nodes or 1)
             with open_broker(None, settings, mode="thread") as embedded:
                 label = _label(embedded, strategy, fault)
                 where["target"] = label
-                return run_probe(embedded.target, options, label=label, on_step=update)
+                return run_probe(embedded.target, options, label=label, on_step=update,
+                                 targets=_several(list(embedded.targets)))
         except (ProbeUnreachable, BrokerUnreachable) as exc:
             raise Abort(str(exc), ExitCode.UNREACHABLE) from None
 
 
+def _several(targets: list[BrokerTarget]) -> list[BrokerTarget]:
+    """The endpoints for ``run_probe(targets=...)``: none unless there are two or more."""
+    return targets if len(targets) > 1 else []
+
+
 def _label(broker: OpenBroker, strategy: str, faults: list[str]) -> str:
-    """``embedded emulator mqtt://127.0.0.1:PORT (strategy=round_robin)`` for the report."""
-    t = broker.target
+    """``embedded emulator mqtt://127.0.0.1:PORT (strategy=round_robin)`` for the report; an
+    emulated cluster lists its nodes' endpoints."""
     detail = f"strategy={strategy}" + (f", faults={','.join(faults)}" if faults else "")
-    return f"embedded emulator mqtt://{t.host}:{t.port} ({detail})"
+    where = ", ".join(f"mqtt://{t.host}:{t.port}" for t in broker.targets or (broker.target,))
+    if broker.nodes > 1:
+        detail = f"{broker.nodes} nodes, {detail}"
+    return f"embedded emulator {where} ({detail})"
 
 
 __all__ = ["EPILOG", "command"]

@@ -1,9 +1,16 @@
-"""``aetherdiag replay FILE...``: run scenario files, report each, exit with the worst code."""
+"""``aetherdiag replay FILE...``: run scenario files, report each, exit with the worst code.
+
+``--broker URL`` may be repeated: each URL is a node, node 1 first, and a scenario's workers
+with ``node: N`` connect to the Nth (one ``--broker`` is one broker, as always). Whether the
+endpoints fit each file (enough nodes; no ``node_down``/``node_up``, which need the embedded
+emulator's cluster) is checked for every file before anything connects.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -16,6 +23,7 @@ from ..render.replay import render_outcomes
 from ..replay import run_scenario
 from ..replay.outcome import ReplayOutcome, build_outcome, failed_outcome, worst_exit_code
 from ..scenario import Scenario, ScenarioError, load_scenario
+from ..scenario import model as sm
 from . import common
 
 EPILOG = """Examples:
@@ -28,6 +36,8 @@ EPILOG = """Examples:
 
   aetherdiag replay scenarios/plain-by-mistake.yaml --broker mqtt://localhost:1883
 
+  aetherdiag replay mine-2-nodes.yaml --broker mqtt://node1:1883 --broker mqtt://node2:1883
+
 Every file is validated before anything connects (errors: file:line:column, exit 2).
 Exit codes: 0 healthy, 1 duplicates, 2 usage, 3 broker unreachable, 4 missing, 5 imbalance;
 with several files the lowest non-zero code wins. With --check-expect: 0 when every file's
@@ -35,10 +45,17 @@ with several files the lowest non-zero code wins. With --check-expect: 0 when ev
 """
 
 
+BROKERS_OPTION: Any = typer.Option(
+    [], "--broker", "-b", metavar="URL",
+    help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. Repeat it for the nodes "
+    "of a cluster or bridged brokers (node 1 first): workers with node: N connect to the "
+    "Nth. Default: each file's own target.")
+
+
 def command(
     files: list[Path] = typer.Argument(..., metavar="FILE", show_default=False,
                                        help="Scenario YAML files (see docs/scenario-format.md)."),
-    broker: str | None = common.broker_option("each file's own target"),
+    broker: list[str] = BROKERS_OPTION,
     mqtt: str | None = common.mqtt_option("Override the files' protocol for every client"),
     ca_file: Path | None = common.CA_FILE_OPTION,
     cert_file: Path | None = common.CERT_FILE_OPTION,
@@ -74,7 +91,7 @@ def command(
     raise typer.Exit(int(code))
 
 
-def _replay(files: list[Path], broker: str | None, mqtt: str | None, tls: common.TargetOptions,
+def _replay(files: list[Path], broker: list[str], mqtt: str | None, tls: common.TargetOptions,
             check_expect: bool, timeout: float | None, connect_timeout: float,
             seed: int | None, fmt: render.Format, output: Path | None,
             quiet: bool) -> ExitCode:
@@ -85,12 +102,12 @@ def _replay(files: list[Path], broker: str | None, mqtt: str | None, tls: common
     outcomes: list[ReplayOutcome] = []
     unreachable: dict[str, str] = {}  # target -> error, so one dead broker costs one timeout
     interrupted = False
-    for sc, target in zip(scenarios, targets, strict=True):
+    for sc, endpoints in zip(scenarios, targets, strict=True):
         if interrupted:
             outcomes.append(failed_outcome(sc, "not run: interrupted", ExitCode.INTERRUPTED,
                                            check_expect=check_expect))
             continue
-        key = target.display() if target is not None else ""
+        key = ", ".join(t.display() for t in endpoints)
         if key in unreachable:
             message = f"{unreachable[key]} (not tried again)"
             render.error(f"{sc.path}: {message}")
@@ -99,7 +116,9 @@ def _replay(files: list[Path], broker: str | None, mqtt: str | None, tls: common
             continue
         try:
             with render.progress(len(sc.tasks), sc.name, enabled=not quiet) as update:
-                run = run_scenario(sc, target, protocol=protocol, timeout_s=timeout,
+                run = run_scenario(sc, endpoints[0] if len(endpoints) == 1 else None,
+                                   targets=endpoints if len(endpoints) > 1 else (),
+                                   protocol=protocol, timeout_s=timeout,
                                    connect_timeout_s=connect_timeout, seed=seed,
                                    on_progress=update)
             outcomes.append(build_outcome(run, check_expect=check_expect))
@@ -107,7 +126,7 @@ def _replay(files: list[Path], broker: str | None, mqtt: str | None, tls: common
         except (Abort, FleetError) as exc:
             code = exc.code if isinstance(exc, Abort) else ExitCode.UNREACHABLE
             render.error(f"{sc.path}: {exc}")
-            if code == ExitCode.UNREACHABLE and target is not None:
+            if code == ExitCode.UNREACHABLE and endpoints:
                 unreachable[key] = str(exc)
             outcomes.append(failed_outcome(sc, str(exc), code, check_expect=check_expect))
     common.emit(lambda stream: render_outcomes(outcomes, fmt, stream), fmt, output, quiet)
@@ -133,24 +152,40 @@ def _load_all(files: list[Path]) -> list[Scenario]:
     return scenarios
 
 
-def _targets(scenarios: list[Scenario], broker: str | None, protocol: Protocol | None,
-             tls: common.TargetOptions) -> list[BrokerTarget | None]:
-    """Where each file runs: ``--broker``, else its own ``broker:`` URL, else the emulator."""
-    if broker is not None:
-        target = tls.target(broker, protocol or "5")
-        return [target] * len(scenarios)
+def _targets(scenarios: list[Scenario], broker: list[str], protocol: Protocol | None,
+             tls: common.TargetOptions) -> list[tuple[BrokerTarget, ...]]:
+    """Where each file runs: the ``--broker`` endpoints, else its own ``broker:`` URL, else
+    the emulator (no endpoint). Usage errors (exit 2) when the endpoints do not fit a file."""
+    if broker:
+        given = tuple(tls.target(url, protocol or "5") for url in broker)
+        for sc in scenarios:
+            _fits(sc, len(given), "--broker")
+        return [given] * len(scenarios)
     if not any(sc.broker_url for sc in scenarios):
         tls.refuse_tls("--broker mqtts://... (or a file whose target is a broker)")
-    out: list[BrokerTarget | None] = []
+    out: list[tuple[BrokerTarget, ...]] = []
     for sc in scenarios:
         if sc.broker_url is None:
-            out.append(None)
+            out.append(())
             continue
         try:
-            out.append(tls.target(sc.broker_url, protocol or sc.protocol))
+            out.append((tls.target(sc.broker_url, protocol or sc.protocol),))
         except Abort as exc:
             raise Abort(f"{sc.path}: target {exc}", ExitCode.USAGE) from None
+        _fits(sc, 1, "its broker: URL")
     return out
+
+
+def _fits(sc: Scenario, endpoints: int, given: str) -> None:
+    """A real broker: enough endpoints for the file's nodes, and no node steps."""
+    steps = [s for s in sc.steps if isinstance(s, sm.NodeDown | sm.NodeUp)]
+    if steps:
+        raise Abort(f"{sc.path}: {steps[0].label}: {steps[0].kind} needs the embedded "
+                    "emulator's cluster, not a real broker", ExitCode.USAGE)
+    if sc.nodes_used > endpoints:
+        raise Abort(f"{sc.path}: the scenario puts clients on node {sc.nodes_used} but "
+                    f"{given} gives {endpoints} endpoint(s); give one --broker per node, "
+                    "node 1 first", ExitCode.USAGE)
 
 
 __all__ = ["EPILOG", "command"]

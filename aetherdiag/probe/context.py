@@ -6,7 +6,9 @@ trees), client ids are ``adprobe-{run}-{role}`` and share groups ``adp{run}-{tag
 probes (or a probe and real workers) on one broker never meet. ``Budget`` turns the
 ``--timeout`` into an absolute deadline: every wait asks it for a bounded slice. Payloads are
 ``adp/{run}/{tag}/{seq}`` so stray messages from anything else are ignored. The experiment
-most steps run, a shared-subscription run, is in share.py.
+most steps run, a shared-subscription run, is in share.py. With several endpoints
+(``targets``, node 1 first) a client can be made on any node (``node=``); every other step
+uses node 1, ``target``.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Context:
     step: float = 3.0  # upper bound on waiting for one expected answer
     version: Protocol = V5  # protocol used by the single-version checks
     prefix: str = DEFAULT_PREFIX  # --topic-prefix; the run's topics are under {prefix}/{run}
+    targets: tuple[BrokerTarget, ...] = ()  # every endpoint, node 1 first (several --broker)
     _clients: list[ProbeClient] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -124,17 +127,27 @@ class Context:
     def wait_quiet(self, factor: float = 1.0) -> float:
         return self.budget.cap(self.quiet * factor)
 
-    def client(self, role: str, version: Protocol | None = None, **kwargs: object) -> ProbeClient:
-        c = ProbeClient(self.target, self.cid(role), version=version or self.version,
+    @property
+    def nodes(self) -> int:
+        """How many endpoints the probe was given."""
+        return len(self.targets) or 1
+
+    def endpoint(self, node: int) -> BrokerTarget:
+        """Where node ``node`` (1-based) listens."""
+        return (self.targets or (self.target,))[node - 1]
+
+    def client(self, role: str, version: Protocol | None = None, *, node: int = 1,
+               **kwargs: object) -> ProbeClient:
+        c = ProbeClient(self.endpoint(node), self.cid(role), version=version or self.version,
                         **kwargs)  # type: ignore[arg-type]
         with self._lock:
             self._clients.append(c)
         return c
 
-    def connected(self, role: str, version: Protocol | None = None, **kwargs: object
-                  ) -> ProbeClient:
-        """A client that got CONNACK 0, or ``StepFailed``."""
-        c = self.client(role, version, **kwargs)
+    def connected(self, role: str, version: Protocol | None = None, *, node: int = 1,
+                  **kwargs: object) -> ProbeClient:
+        """A client (on node ``node``) that got CONNACK 0, or ``StepFailed``."""
+        c = self.client(role, version, node=node, **kwargs)
         try:
             ack = c.connect(self.wait_step())
         except ConnectFailed as exc:
@@ -145,12 +158,16 @@ class Context:
         return c
 
     def connected_many(self, roles: Sequence[str], version: Protocol | None = None,
-                       manual_ack_first: bool = False) -> list[ProbeClient]:
-        """Connect several clients at once (one round trip instead of one per client)."""
+                       manual_ack_first: bool = False, nodes: Sequence[int] = ()
+                       ) -> list[ProbeClient]:
+        """Connect several clients at once (one round trip instead of one per client);
+        ``nodes``: each role's node (default: node 1 for all)."""
+        where = list(nodes) or [1] * len(roles)
         if len(roles) < 2:
-            return [self.connected(r, version, manual_ack=manual_ack_first) for r in roles]
+            return [self.connected(r, version, node=n, manual_ack=manual_ack_first)
+                    for r, n in zip(roles, where, strict=True)]
         with ThreadPoolExecutor(max_workers=min(8, len(roles))) as pool:
-            futures = [pool.submit(self.connected, role, version,
+            futures = [pool.submit(self.connected, role, version, node=where[i],
                                    manual_ack=manual_ack_first and i == 0)
                        for i, role in enumerate(roles)]
             done: list[ProbeClient] = []

@@ -240,13 +240,16 @@ _STRATEGY_MEANING: dict[str, str] = {
     "hash_topic": "all tasks on one topic go to one worker; the spread depends on how task "
                   "ids hash",
     "least_inflight": "busy workers are skipped: the best fit for tasks of uneven length",
+    "local": "tasks stay with the workers on the publisher's node while it has any: the other "
+             "nodes' workers idle unless every node publishes",
     "unknown": "no known pattern; look at the per-member counts",
 }
 
 
 def strategy_check(guess: Guess | None, why_not: str = "") -> Check:
     spec = ("MQTT 5.0 4.8.2 lets the server choose the member by any rule, per message; "
-            "brokers differ (Mosquitto: round robin; EMQX: configurable; HiveMQ: pull).")
+            "brokers differ (Mosquitto: round robin; EMQX: configurable, local prefers the "
+            "publisher's node; HiveMQ: pull).")
     if guess is None:
         return Check(id="strategy", title="Dispatch strategy", status=Status.SKIP,
                      result="not tested", evidence=why_not or "no balanced share run",

@@ -20,6 +20,8 @@ chance)`` and ``p`` = the fraction of random runs that fit at least as well. A c
 confidence is ``normalised * (1 - p)``. A pull queue (least_inflight) cannot be seen when all
 members are fast; ``pull_test`` judges a second run in which one member never acknowledges,
 and ``combine`` merges both.
+EMQX's ``local`` (prefer the publisher's node) cannot show in a sequence from one node: only a
+probe of several endpoints names it (cluster.py; ``strategy_names``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ from dataclasses import dataclass, field
 
 from ..analysis.stats import chi_square_sf
 
-STRATEGIES = ("round_robin", "random", "sticky", "hash_clientid", "hash_topic", "least_inflight")
+ONE_NODE = ("round_robin", "random", "sticky", "hash_clientid", "hash_topic", "least_inflight")
+# Named only when the probe has several endpoints (cluster.py): on one node EMQX's local deals
+# among that node's members like the strategies above, so only publishing on one node to
+# members on several shows the preference.
+ACROSS_NODES = ("local",)
+STRATEGIES = ONE_NODE + ACROSS_NODES
 UNKNOWN = "unknown"
 
 STICKY_MIN = 0.95  # share of the busiest member
@@ -42,6 +49,11 @@ CYCLE_MIN = 0.9  # round robin transitions that follow the cycle
 PULL_MAX_SHARE = 0.1  # a member that never acks gets at most this share under a pull queue
 MIN_MESSAGES = 12
 MAX_CONFIDENCE = 0.995  # a few hundred messages never make a verdict certain
+
+
+def strategy_names(endpoints: int) -> tuple[str, ...]:
+    """The strategies a probe of ``endpoints`` endpoints can name (``local`` needs two)."""
+    return STRATEGIES if endpoints > 1 else ONE_NODE
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -71,6 +71,7 @@ class ProtocolInfo:
 class ProbeReport:
     target: str
     run_id: str
+    endpoints: tuple[str, ...] = ()  # every endpoint's URL, node 1 first
     topic_prefix: str  # every topic the probe used starts with this
     protocols: tuple[ProtocolInfo, ...]
     share_behaviour: Mapping[str, str | None]  # "3.1.1" / "5" -> one of the behaviours above

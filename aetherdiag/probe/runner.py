@@ -9,6 +9,10 @@ How this works: ``run_probe`` owns the ``Context`` (run id, time budget, clients
    the strategy fingerprint with its pull / sticky follow-up run, and the rule checks
    (retained, No Local, $share topic, malformed names, in-flight QoS 1/2, $queue).
 Runs never share topics, groups or clients, so running them together changes no result.
+With several endpoints (``targets``, node 1 first) every step above runs on node 1; the other
+nodes must answer a CONNECT, and the cross-node runs (cluster.py) join step 3. Their local
+preference row, derived afterwards, can name ``local`` as the strategy. Each cross-node run
+adds ``cluster.SECONDS_PER_CHECK`` to the time budget.
 Every step catches its own failure and becomes a "skip" row; a step that ran out of budget
 says so instead of reporting what the cut-short wait seemed to show. All clients are closed
 at the end whatever happened.
@@ -19,13 +23,13 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from ..harness.model import BrokerTarget
-from . import checks, dispatch, inflight
+from . import checks, cluster, dispatch, inflight
 from .client import V5, V311
 from .context import Budget, Context, StepFailed, check_topic_prefix
 from .fingerprint import Guess
@@ -68,17 +72,22 @@ def run_probe(
     *,
     label: str | None = None,
     on_step: Callable[[str], None] | None = None,
+    targets: Sequence[BrokerTarget] = (),
 ) -> ProbeReport:
-    """Probe ``target`` (see the module comment). ``label`` replaces the URL in the report."""
+    """Probe ``target`` (see the module comment). ``label`` replaces the URL in the report.
+    ``targets``: every endpoint, node 1 first (``target`` is then ignored for ``targets[0]``);
+    two or more add the cross-node checks."""
     opts = options or ProbeOptions()
-    budget = Budget(opts.timeout)
+    if targets:
+        target = targets[0]
+    budget = Budget(opts.timeout + cluster.budget_extra(len(targets)))
 
     def step(text: str) -> None:
         log.info("%.2f s: %s", budget.elapsed(), text)
         if on_step is not None:
             on_step(text)
 
-    ctx = Context(target=target, budget=budget)
+    ctx = Context(target=target, budget=budget, targets=tuple(targets))
     if opts.run_id:
         ctx.run_id = opts.run_id
     if opts.topic_prefix is not None:
@@ -100,6 +109,12 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
         raise ProbeUnreachable(
             f"{ctx.target.display()} accepted no MQTT session (5.0: {v5.detail}; "
             f"3.1.1: {v311.detail})")
+    if ctx.nodes > 1:
+        step(f"connecting to nodes 2 ... {ctx.nodes}")
+        try:
+            cluster.reach(ctx)
+        except StepFailed as exc:
+            raise ProbeUnreachable(f"cannot connect to {exc}") from None
     accepted = [p for p in (v5, v311) if p.accepted]
     slowest = max(p.connect_ms for p in accepted)
     ctx.rtt = slowest / 2000.0  # CONNECT costs about two round trips (TCP, then MQTT)
@@ -146,7 +161,8 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
                     f"the broker refused the probe's own subscriptions or publishes with "
                     f"MQTT {version_label(ctx.version)} (see the $share rows)")
     step("strategy follow-up and rule checks (retained, No Local, $share topics, in-flight "
-         "QoS 1/2, $queue)")
+         "QoS 1/2, $queue)" + (f"; cross-node runs on {ctx.nodes} endpoints"
+                               if ctx.nodes > 1 else ""))
     found: list[Guess] = []
     tasks: dict[str, tuple[str, Callable[[], Check]]] = {
         "strategy": ("Dispatch strategy", lambda: _strategy(ctx, main, found)),
@@ -165,11 +181,17 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
                       lambda: inflight.qos2_drop_check(ctx)),
         "queue_prefix": ("$queue/ prefix (EMQX style)", lambda: checks.queue_check(ctx)),
     }
+    split: list[cluster.NodeRun] = []
+    if ctx.nodes > 1:
+        tasks[cluster.DELIVERY] = (cluster.TITLES[cluster.DELIVERY],
+                                   lambda: cluster.delivery_check(ctx))
+        tasks[cluster.ONCE] = (cluster.TITLES[cluster.ONCE], lambda: _once(ctx, split))
     if needs_topics is not None:
         for cid in [c for c in tasks if c != "strategy"]:
             rows[cid] = _skipped(cid, tasks.pop(cid)[0], needs_topics)
     if needs_share is not None:
-        for cid in ("retained", "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop"):
+        for cid in ("retained", "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop",
+                    cluster.DELIVERY, cluster.ONCE):
             if cid in tasks:
                 rows[cid] = _skipped(cid, tasks.pop(cid)[0], needs_share)
     jobs: dict[str, Callable[[], Check]] = {
@@ -179,9 +201,20 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
         rows[cid] = (result if isinstance(result, Check)
                      else _skipped(cid, tasks[cid][0], f"error: {result}"))
     guess = found[0] if found and rows["strategy"].status is not Status.SKIP else None
+    across: list[str] = []
+    if ctx.nodes > 1:
+        across = [cluster.DELIVERY, cluster.ONCE, cluster.LOCAL]
+        once = rows[cluster.ONCE]
+        rows[cluster.LOCAL] = cluster.local_check(
+            split[0] if split and once.status is not Status.SKIP else None,
+            rows[cluster.DELIVERY], why_not=once.evidence if once.status is Status.SKIP else "")
+        local = cluster.local_guess(rows[cluster.LOCAL], guess)
+        if local is not None:
+            guess = local
+            rows["strategy"] = dispatch.strategy_check(local)
 
     order = ["connect_v311", "connect_v5", "shared_sub_available", "share_v311", "share_v5",
-             "duplicates", "strategy", "retained", "no_local", "publish_to_share",
+             "duplicates", "strategy", *across, "retained", "no_local", "publish_to_share",
              "malformed_share", "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop",
              "queue_prefix"]
     share = {v: (r.outcome.behaviour if r is not None else None) for v, r in runs.items()}
@@ -194,7 +227,8 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
         notes.append(TOPIC_PREFIX_HINT)
     shown = tuple(replace(rows[c], evidence=ctx.shorten(rows[c].evidence)) for c in order)
     return ProbeReport(
-        target=label, run_id=ctx.run_id, topic_prefix=ctx.base, protocols=(v311, v5),
+        target=label, endpoints=tuple(ctx.endpoint(n).display() for n in range(1, ctx.nodes + 1)),
+        run_id=ctx.run_id, topic_prefix=ctx.base, protocols=(v311, v5),
         share_behaviour=share, strategy=guess, checks=shown,
         duration_s=ctx.budget.elapsed(), notes=tuple(notes))
 
@@ -253,6 +287,13 @@ def _strategy(ctx: Context, main: ShareRun | None, found: list[Guess]) -> Check:
         return dispatch.strategy_check(None, str(exc))
     found.append(guess)
     return dispatch.strategy_check(guess)
+
+
+def _once(ctx: Context, split: list[cluster.NodeRun]) -> Check:
+    """The one-copy run; the run is kept in ``split`` for the local preference row."""
+    run = cluster.once_run(ctx)
+    split.append(run)
+    return cluster.once_check(run)
 
 
 def _guarded(ctx: Context, cid: str, title: str, fn: Callable[[], Check]) -> Check:

@@ -4,9 +4,10 @@ How this works: ``aetherdiag probe`` hands a frozen ``ProbeReport`` to ``render(
 (the command never imports rich). The JSON layout is the documented, stable schema
 ``aetherdiag.probe/1`` (see docs/probe.md); JUnit has one test case per check, "fail" rows as
 failures and "skip" rows as skipped, "warn" rows pass with the warning in system-out.
-A probe that could not run at all (unreachable broker, usage error) still leaves a document in
-the requested format: ``render_failure`` (same schema, no checks, an ``error`` and the exit
-code).
+With several endpoints the summary names each node and the JSON ``endpoints`` lists them
+(node 1 first); the cross-node checks are ordinary rows. A probe that could not run at all
+(unreachable broker, usage error) still leaves a document in the requested format:
+``render_failure`` (same schema, no checks, an ``error`` and the exit code).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def to_dict(report: ProbeReport) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "target": report.target,
+        "endpoints": list(report.endpoints),
         "run_id": report.run_id,
         "topic_prefix": report.topic_prefix,
         "protocols": protocols,
@@ -94,7 +96,10 @@ def to_junit(report: ProbeReport) -> str:
         "time": f"{report.duration_s:.3f}",
     })
     props = ET.SubElement(suite, "properties")
-    values = [("target", report.target), ("verdict", report.verdict),
+    values = [("target", report.target)]
+    values += [(f"node.{i}", url) for i, url in enumerate(report.endpoints, 1)
+               if len(report.endpoints) > 1]
+    values += [("verdict", report.verdict),
               ("exit_code", str(int(report.exit_code)))]
     values += [(f"share_behaviour.{v}", b or "-") for v, b in report.share_behaviour.items()]
     if report.strategy is not None:
@@ -123,7 +128,8 @@ def failure_dict(target: str, message: str, code: int, duration_s: float = 0.0
     """The JSON document of a probe that could not run: the ``aetherdiag.probe/1`` keys, empty,
     plus ``error``."""
     return {
-        "schema": SCHEMA, "target": target, "run_id": None, "topic_prefix": None,
+        "schema": SCHEMA, "target": target, "endpoints": [], "run_id": None,
+        "topic_prefix": None,
         "protocols": {}, "share_behaviour": {},
         "strategy": {"name": None, "scope": None, "confidence": 0.0,
                      "evidence": f"not tested: {message}", "counts": [], "messages": 0,
@@ -169,6 +175,9 @@ def table(report: ProbeReport) -> Group:
     summary.add_column(style="bold")
     summary.add_column()
     summary.add_row("target", report.target)
+    if len(report.endpoints) > 1:
+        summary.add_row("nodes", ", ".join(f"{i}: {url}"
+                                           for i, url in enumerate(report.endpoints, 1)))
     summary.add_row("protocols", ", ".join(
         f"MQTT {version_label(p.version)}: {'accepted' if p.accepted else 'refused'}"
         for p in report.protocols))

@@ -40,12 +40,25 @@ def mixed(good: str, broken: str) -> str:
     return f"sh -c {shlex.quote(inner)}"
 
 
+_before: set[int] = set()  # child processes that existed when the test started
+
+
+@pytest.fixture(autouse=True)
+def _children_before() -> None:
+    """What was running before the test (a session-wide broker another test started) is
+    not the test's to end."""
+    _before.clear()
+    _before.update(p.pid for p in psutil.Process().children(recursive=True))
+
+
 def no_children_left(keep: frozenset[int] = frozenset()) -> None:
-    """No process of ours is left, but for ``keep`` (a broker the test did not start)."""
+    """No process the test started is left, but for ``keep`` (a broker the test did not
+    start)."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         left = [p for p in psutil.Process().children(recursive=True)
-                if p.pid not in keep and p.status() != psutil.STATUS_ZOMBIE]
+                if p.pid not in keep and p.pid not in _before
+                and p.status() != psutil.STATUS_ZOMBIE]
         if not left:
             return
         time.sleep(0.1)

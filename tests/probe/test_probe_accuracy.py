@@ -2,7 +2,9 @@
 
 Each case starts a fresh emulator on a free port, runs the whole probe against it and checks
 the verdicts a user would read. Run ids are fixed per case so hashes (and therefore results)
-are reproducible.
+are reproducible. A strategy that only shows across nodes (``local``) is probed on a 2-node
+emulated cluster, with both endpoints; the cluster faults on one endpoint change nothing (the
+cross-node checks are in test_probe_cross_node.py).
 """
 
 from __future__ import annotations
@@ -84,17 +86,19 @@ FAULT_EXPECT: dict[str, dict[str, Any]] = {
         "rows": {},
     },
 }
-# what one endpoint sees of a strategy: EMQX's local is round robin when every member is on
-# the publisher's node
-SEEN_ON_ONE_NODE = {"local": "round_robin"}
+# strategies only several endpoints show: on one node EMQX's local deals in turn among that
+# node's members
+ACROSS_NODES = {"local"}
 
 
 def probe(strategy: str = "round_robin", faults: tuple[str, ...] = (), run_id: str = "acc",
-          protocol: str | None = None) -> ProbeReport:
-    with Emulator(strategy=strategy, faults=faults, seed=11) as em:
+          protocol: str | None = None, nodes: int = 1) -> ProbeReport:
+    with Emulator(strategy=strategy, faults=faults, seed=11, nodes=nodes) as em:
         started = time.monotonic()
         report = run_probe(BrokerTarget(host=em.host, port=em.port),
-                           ProbeOptions(timeout=30.0, run_id=run_id, protocol=protocol))
+                           ProbeOptions(timeout=30.0, run_id=run_id, protocol=protocol),
+                           targets=[BrokerTarget(host=em.host, port=p) for p in em.ports]
+                           if nodes > 1 else ())
         elapsed = time.monotonic() - started
     assert elapsed < 15.0, f"probe took {elapsed:.1f} s"
     return report
@@ -106,11 +110,11 @@ def test_fault_table_covers_every_fault() -> None:
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_recognises_strategy(strategy: str) -> None:
-    report = probe(strategy, run_id=f"acc{list(STRATEGIES).index(strategy)}s")
-    seen = SEEN_ON_ONE_NODE.get(strategy, strategy)
+    report = probe(strategy, run_id=f"acc{list(STRATEGIES).index(strategy)}s",
+                   nodes=2 if strategy in ACROSS_NODES else 1)
     assert report.strategy is not None, explain(report)
-    assert report.strategy.name == seen, report.strategy.evidence
-    assert report.strategy.scope == ("group" if seen == "round_robin" else None)
+    assert report.strategy.name == strategy, report.strategy.evidence
+    assert report.strategy.scope == ("group" if strategy == "round_robin" else None)
     assert report.strategy.confidence >= 0.8, report.strategy.evidence
     assert dict(report.share_behaviour) == {"3.1.1": "balanced", "5": "balanced"}
     assert report.exit_code == 0 and report.exactly_once

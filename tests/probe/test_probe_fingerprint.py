@@ -186,9 +186,13 @@ def test_statistics_helpers() -> None:
 
 def test_strategy_names_are_the_emulators() -> None:
     from aetherdiag.probe.fingerprint import STRATEGIES as NAMES
+    from aetherdiag.probe.fingerprint import strategy_names
 
-    # local (prefer the publisher's node) only shows across endpoints: one node sees round robin
-    assert set(NAMES) == set(STRATEGIES) - {"local"}
+    assert set(NAMES) == set(STRATEGIES)
+    # local (prefer the publisher's node) only shows across endpoints: one node sees the
+    # members of that node only, so a probe of one endpoint never names it
+    assert set(strategy_names(1)) == set(STRATEGIES) - {"local"}
+    assert set(strategy_names(2)) == set(STRATEGIES)
 
 
 # -- classify_share ----------------------------------------------------------------------------
