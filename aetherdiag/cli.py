@@ -23,6 +23,7 @@ from . import __version__, render
 from .commands import emulator as emulator_cmd
 from .commands import probe as probe_cmd
 from .commands import replay as replay_cmd
+from .commands import report as report_cmd
 from .commands import watch as watch_cmd
 from .commands import workers as workers_cmd
 from .commands.common import DEBUG_OPTION
@@ -43,6 +44,7 @@ app.add_typer(emulator_cmd.app, name="emulator")
 app.command("probe", epilog=probe_cmd.EPILOG)(probe_cmd.command)
 app.command("replay", epilog=replay_cmd.EPILOG)(replay_cmd.command)
 app.command("watch", epilog=watch_cmd.EPILOG)(watch_cmd.command)
+app.command("report", epilog=report_cmd.EPILOG)(report_cmd.command)
 
 
 class _Run:

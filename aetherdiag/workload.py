@@ -5,6 +5,15 @@ starts the embedded emulator when the plan has no broker target, connects the fl
 waits for deliveries to settle (bounded by the plan's timeout) and returns the RunResult.
 Broker failures become ``Abort(..., UNREACHABLE)``.
 
+Sharded runs (``run_shard``): this process runs its slice of the workers; the shards meet
+through the broker (``harness.shard.Coordinator``): every shard announces itself once its
+workers are subscribed, shard 1 publishes once all have, and the others settle once shard 1
+says the tasks are out. A shard that never shows up ends every waiting shard with
+``Abort(..., UNREACHABLE)`` within the plan's timeout.
+
+Durations are kept to the millisecond, as every report shows them, so a report rebuilt from a
+saved JSON report or a run record is the same to the byte.
+
 Several endpoints: ``targets`` lists every real broker (several ``--broker`` URLs, node 1
 first), or ``emulator.nodes`` asks for an emulated cluster; each worker connects to its
 ``WorkerSpec.node`` and each task is published on its ``TaskSpec.node``.
@@ -20,6 +29,7 @@ from .exitcodes import Abort, ExitCode
 from .harness.fleet import BrokerUnreachable, Fleet
 from .harness.model import BrokerTarget, EmulatorSettings, RunResult, TaskSpec, WorkerSpec
 from .harness.run import open_broker
+from .harness.shard import Coordinator, ShardError, ShardSpec
 from .mqtt.protocol import Protocol
 
 
@@ -54,7 +64,23 @@ def run_workers(
     Ctrl-C/SIGTERM (``KeyboardInterrupt``), or by a broker lost mid-run still returns what it
     observed; the result says what was not done.
     """
+    result, _ = _run(plan, on_progress, None)
+    return result
+
+
+def run_shard(
+    plan: WorkersPlan, shard: ShardSpec, on_progress: Callable[[int, int], None] | None = None
+) -> tuple[RunResult, float]:
+    """Execute this shard's part of ``plan`` (``plan.workers`` is its slice; shard 1
+    publishes ``plan.tasks``). Returns the result and the wall-clock time (Unix seconds) at
+    which the run's clock started, so shard records can be put on one clock."""
+    return _run(plan, on_progress, shard)
+
+
+def _run(plan: WorkersPlan, on_progress: Callable[[int, int], None] | None,
+         shard: ShardSpec | None) -> tuple[RunResult, float]:
     publish_nodes = sorted({t.node for t in plan.tasks}) or [1]
+    scope = f"{plan.run_id}-s{shard.index}" if shard is not None and plan.run_id else None
     try:
         with open_broker(plan.target, plan.emulator, protocol=plan.protocol,
                          targets=plan.targets,
@@ -62,27 +88,67 @@ def run_workers(
                          expected_messages=len(plan.tasks)) as broker:
             with Fleet(broker.target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
                        label=broker.label, run_id=plan.run_id, targets=broker.targets,
-                       publish_nodes=publish_nodes) as fleet:
+                       publish_nodes=publish_nodes, client_scope=scope,
+                       backlog=broker.backlog) as fleet:
+                coordinator = (None if shard is None else Coordinator(
+                    broker.target, shard, connect_timeout=plan.connect_timeout_s))
                 interrupted = False
                 try:
+                    if coordinator is not None:
+                        coordinator.connect()
                     fleet.start(plan.workers)
-                    deadline = time.monotonic() + plan.timeout_s
-                    fleet.publish(plan.tasks, rate=plan.rate, on_progress=on_progress,
-                                  timeout_s=plan.timeout_s)
-                    fleet.settle(expected=len(plan.tasks), quiet_s=plan.quiet_s,
-                                 timeout_s=max(0.0, deadline - time.monotonic()),
-                                 on_progress=on_progress)
+                    if coordinator is not None:
+                        coordinator.announce([w.name for w in plan.workers])
+                        coordinator.wait_ready(plan.timeout_s)
+                    _publish_and_settle(plan, fleet, coordinator, on_progress)
                 except KeyboardInterrupt:  # even while connecting: report what there is
                     interrupted = True
                     fleet.stop_clock()
+                finally:
+                    if coordinator is not None:
+                        coordinator.close()
+                started = time.time() - (time.monotonic() - fleet.rec.t0)
                 result = fleet.result()
                 if interrupted:
                     seen = set(result.published) | {t for t, _ in result.unsent}
                     never = tuple((t.task_id, "not sent: interrupted") for t in plan.tasks
-                                  if t.task_id not in seen)
+                                  if t.task_id not in seen and _publishes(shard))
                     result = replace(result, interrupted=True, unsent=result.unsent + never)
-                result = replace(result, timeout_s=plan.timeout_s)
-            return replace(result, emulator_stats=broker.stats())
-    except BrokerUnreachable as exc:
+                result = replace(result, timeout_s=plan.timeout_s,
+                                 duration_s=round(result.duration_s, 3))
+            return replace(result, emulator_stats=broker.stats()), started
+    except (BrokerUnreachable, ShardError) as exc:
         raise Abort(str(exc), ExitCode.UNREACHABLE) from None
 
+
+def _publishes(shard: ShardSpec | None) -> bool:
+    return shard is None or shard.index == 1
+
+
+def _publish_and_settle(plan: WorkersPlan, fleet: Fleet, coordinator: Coordinator | None,
+                        on_progress: Callable[[int, int], None] | None) -> None:
+    """Publish (unless another shard does) and wait for the deliveries to settle, all within
+    ``plan.timeout_s``."""
+    deadline = time.monotonic() + plan.timeout_s
+
+    def left() -> float:
+        return max(0.0, deadline - time.monotonic())
+
+    if coordinator is None:
+        fleet.publish(plan.tasks, rate=plan.rate, on_progress=on_progress,
+                      timeout_s=plan.timeout_s)
+        fleet.settle(expected=len(plan.tasks), quiet_s=plan.quiet_s, timeout_s=left(),
+                     on_progress=on_progress)
+    elif coordinator.spec.index == 1:
+        # this shard's workers get only their share: settle on quiet, not on a count; the
+        # marker goes out once every publish is acknowledged (or the deadline passed)
+        try:
+            fleet.publish(plan.tasks, rate=plan.rate, on_progress=on_progress,
+                          timeout_s=plan.timeout_s)
+            fleet.settle(quiet_s=plan.quiet_s, timeout_s=left(), on_progress=on_progress)
+        finally:
+            coordinator.announce_published(fleet.published)
+    else:
+        coordinator.wait_published(left())
+        fleet.wait(min(left(), max(plan.quiet_s, 0.5)))  # copies still on their way to us
+        fleet.settle(quiet_s=plan.quiet_s, timeout_s=left(), on_progress=on_progress)

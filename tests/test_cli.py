@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from aetherdiag.cli import main
-from aetherdiag.commands import workers as workers_cmd
 from aetherdiag.exitcodes import ExitCode
+from aetherdiag.record import rebuild as judging
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -24,7 +24,7 @@ def _broken_analysis(*args: Any, **kwargs: Any) -> Any:
 
 def test_an_internal_error_is_exit_8_never_unreachable(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(workers_cmd, "analyse", _broken_analysis)
+    monkeypatch.setattr(judging, "analyse", _broken_analysis)  # workers judges here
     code, out, err = run(["workers", "--count", "2", "--tasks", "2"], capsys)
     assert code == ExitCode.INTERNAL
     assert code != ExitCode.UNREACHABLE
@@ -35,7 +35,7 @@ def test_an_internal_error_is_exit_8_never_unreachable(
 
 def test_debug_shows_the_traceback_of_an_internal_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workers_cmd, "analyse", _broken_analysis)
+    monkeypatch.setattr(judging, "analyse", _broken_analysis)  # workers judges here
     with pytest.raises(ZeroDivisionError):
         main(["workers", "--count", "2", "--tasks", "2", "--debug"])
 

@@ -4,7 +4,9 @@
 - ``classify``: ``analyse``: duplicates, repeats, missing, balance, whether the run did its job;
 - ``causes``: likely causes in plain words, from the evidence;
 - ``cluster``: runs against several endpoints: per-node figures, the cluster causes;
-- ``stats``: percentiles and the chi-square test of an even split.
+- ``stats``: the chi-square test of an even split;
+- ``latency``: tail latency from an HDR histogram (percentiles, log-spaced buckets);
+- ``activity``: deliveries over time per worker, duplicates and redeliveries marked (bounded).
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ from __future__ import annotations
 from .classify import analyse
 from .report import (
     DEFAULT_POOL,
+    Activity,
+    ActivityRow,
     Balance,
     Check,
     CopyRef,
     Expectations,
+    LatencyBucket,
     NodeFigures,
     Report,
     WorkerRow,
 )
 from .stats import chi_square_sf
 
-__all__ = ["DEFAULT_POOL", "Balance", "Check", "CopyRef", "Expectations", "NodeFigures",
+__all__ = ["DEFAULT_POOL", "Activity", "ActivityRow", "Balance", "Check", "CopyRef",
+           "Expectations", "LatencyBucket", "NodeFigures",
            "Report", "WorkerRow",
            "analyse", "chi_square_sf"]

@@ -25,8 +25,10 @@ from dataclasses import replace
 
 from ..exitcodes import ExitCode
 from ..harness.model import RunResult, WorkerSpec
+from .activity import activity, shared_tasks
 from .causes import likely_causes, names, reasons
 from .cluster import node_figures
+from .latency import latency_of
 from .report import (
     DEFAULT_POOL,
     Balance,
@@ -37,7 +39,7 @@ from .report import (
     WorkerRow,
     verdict_text,
 )
-from .stats import chi_square_sf, percentiles
+from .stats import chi_square_sf
 
 
 def analyse(
@@ -106,6 +108,7 @@ def analyse(
 
     rows: list[WorkerRow] = []
     repeats_dup = repeats_fresh = 0
+    shared = shared_tasks(cross)
     pool_unique = {p: sum(1 for (pp, _t) in receivers if pp == p) for p in pools}
     for name in result.workers:
         tasks = order.get(name, [])
@@ -132,7 +135,7 @@ def analyse(
             share=(len(tasks) / total) if total else 0.0, tasks=tuple(tasks),
             subscriptions=specs[name].subscriptions if name in specs else (),
             handled=app[0], handled_twice=app[1], never_handled=app[2],
-            node=specs[name].node if name in specs else 1,
+            node=specs[name].node if name in specs else 1, shared=shared[name],
         ))
 
     balance = _balance(rows, pools, len(published), expect)
@@ -145,7 +148,7 @@ def analyse(
     if result.interrupted:
         code = ExitCode.INTERRUPTED
     timed_out = not result.settled and not result.interrupted
-    latencies = sorted(d.latency_ms for d in result.deliveries if d.latency_ms is not None)
+    latency, latency_histogram, latency_clock = latency_of(result)
     report = Report(
         target=result.target, published=len(published),
         delivered=sum(r.received for r in rows), unique_delivered=len(published) - len(missing),
@@ -155,11 +158,13 @@ def analyse(
         checks=checks, causes=(), exit_code=code,
         verdict=verdict_text(code, timed_out=timed_out, timeout_s=result.timeout_s),
         duration_s=result.duration_s, settled=result.settled,
-        publish_failures=result.publish_failures, latency_ms=percentiles(latencies),
+        publish_failures=result.publish_failures, latency_ms=latency,
         notes=result.notes, emulator_stats=result.emulator_stats, lost_in_flight=tuple(lost),
         unsent=result.unsent, unfinished=unfinished, connection_lost=result.connection_lost,
         steps_not_run=result.steps_not_run, timed_out=timed_out,
         interrupted=result.interrupted, nodes=node_figures(result, rows),
+        latency_histogram=latency_histogram, latency_clock=latency_clock,
+        activity=activity(result, pool_of, published),
     )
     return _with_causes(report, result, workers)
 

@@ -48,6 +48,7 @@ class WorkerRow:
     handled_twice: tuple[str, ...] = ()  # tasks whose handler it ran more than once
     never_handled: tuple[str, ...] = ()  # tasks it received and never answered
     node: int = 1  # the endpoint it was connected to (1-based)
+    shared: int = 0  # of its unique tasks, those another worker of its pool also got
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +72,40 @@ class Balance:
     chi_square: float | None = None
     p_value: float | None = None  # of an even split; None when the run is too small
     idle_workers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LatencyBucket:
+    """One bar of the latency histogram: ``count`` deliveries in (previous bound, ``upto_ms``]."""
+
+    upto_ms: float
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivityRow:
+    """One worker's deliveries per time bucket (or, ``workers`` > 1, several summed)."""
+
+    name: str
+    deliveries: tuple[int, ...]  # every copy received in each bucket
+    duplicates: tuple[int, ...]  # ... of a task another worker of its pool had already got
+    redeliveries: tuple[int, ...]  # ... of a task this worker had already got (DUP or fresh)
+    workers: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Activity:
+    """Deliveries over time per worker, in fixed buckets from the start of the run.
+
+    Bounded whatever the run's size: at most ``activity.MAX_BUCKETS`` buckets and
+    ``activity.MAX_ROWS`` rows; past that the workers with the most duplicates and
+    redeliveries (then the most deliveries) keep their own row and the rest are summed into
+    a last row naming how many it holds (``hidden``).
+    """
+
+    bucket_s: float
+    rows: tuple[ActivityRow, ...]
+    hidden: int = 0  # workers summed into the last row
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +155,11 @@ class Report:
     timed_out: bool = False  # a deadline (--timeout, a settle's timeout) cut the run short
     interrupted: bool = False
     nodes: tuple[NodeFigures, ...] = ()  # per endpoint; empty for a run against one
+    # latency_ms holds count, min, mean, p50, p90, p95, p99, p99_9 and max (from an HDR
+    # histogram); the histogram itself in log-spaced buckets, and the clocks it was taken on
+    latency_histogram: tuple[LatencyBucket, ...] = ()
+    latency_clock: str = ""
+    activity: Activity | None = None  # deliveries over time per worker (None: no deliveries)
     # presentation, attached by the caller (never by analyse):
     title: str = ""
     context: tuple[tuple[str, str], ...] = ()  # how the run was set up, shown under the title

@@ -1,19 +1,10 @@
-"""The statistics the analysis uses: latency percentiles and the chi-square test of an even
-split (no SciPy: the regularized incomplete gamma function, series and continued fraction)."""
+"""The chi-square test of an even split the analysis uses (no SciPy: the regularized
+incomplete gamma function, series and continued fraction). Latency percentiles come from an
+HDR histogram: ``latency``."""
 
 from __future__ import annotations
 
 import math
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-
-    def pick(q: float) -> float:
-        return round(values[min(len(values) - 1, int(q * len(values)))], 3)
-
-    return {"p50": pick(0.5), "p95": pick(0.95), "max": round(values[-1], 3)}
 
 
 def chi_square_sf(x: float, dof: int) -> float:

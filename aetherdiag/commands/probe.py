@@ -99,7 +99,9 @@ def command(
         DEFAULT_PREFIX, "--topic-prefix", metavar="PREFIX",
         help="Topic tree for the probe's topics: PREFIX/{run id}/... (for brokers with ACLs: "
         "a tree this client may publish and subscribe to, $share included)."),
-    fmt: Format = typer.Option(Format.table, "--format", help="table, json or junit."),
+    fmt: Format = typer.Option(Format.table, "--format",
+                               help="table, json, junit, html (one self-contained page) or "
+                               "markdown."),
     output: Path | None = common.OUTPUT_OPTION,
     quiet: bool = typer.Option(False, "--quiet",
                                help="No spinner; with --format table, no report either."),

@@ -77,7 +77,8 @@ def command(
                                     help="Seed for work-time jitter (default: per scenario)."),
     fmt: render.Format = typer.Option(render.Format.table, "--format",
                                       help="table, json (one object, or a list for several "
-                                      "files) or junit (one testsuite per file)."),
+                                      "files), junit (one testsuite per file), html (one "
+                                      "page, a section per file) or markdown."),
     output: Path | None = common.OUTPUT_OPTION,
     quiet: bool = typer.Option(False, "--quiet",
                                help="No progress bar; with --format table, no report either."),

@@ -93,7 +93,7 @@ def command(
     input_file: Path | None = typer.Option(
         None, "--input", metavar="FILE", help="Judge a --record file instead of a broker."),
     fmt: render.Format = typer.Option(render.Format.table, "--format",
-                                      help="table, json or junit."),
+                                      help="table, json, junit, html or markdown."),
     output: Path | None = common.OUTPUT_OPTION,
     quiet: bool = typer.Option(False, "--quiet",
                                help="No live view; with --format table, no report either."),

@@ -11,15 +11,17 @@ from pathlib import Path
 import typer
 
 from .. import render
-from ..analysis import Expectations, analyse
+from ..analysis import Expectations
 from ..emulator import FAULTS, STRATEGIES
 from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
 from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
 from ..layout import Layout, LayoutError, aethermagic, generic
 from ..mqtt.protocol import parse_protocol
+from ..record import Failure, RunHeader, Shard, judge
 from ..wire.profile import PROFILES
 from . import common
+from . import workers_shard as sharding
 from .emulator import parse_group_strategies
 from .placement import (
     BROKERS_OPTION,
@@ -43,6 +45,11 @@ EPILOG = """Examples:
   aetherdiag workers --broker mqtt://node1:1883 --broker mqtt://node2:1883 --count 4
 
   aetherdiag workers --nodes 3 --count 6 --fault cluster-node-local   # bridged-like: exit 1
+
+  aetherdiag workers --record run.jsonl && aetherdiag report run.jsonl --format junit
+
+  aetherdiag workers --broker mqtt://broker:1883 --count 6 --tasks 60 \
+      --shard 2/3 --run-id nightly-42 --record shard-2.jsonl     # one of 3 hosts
 
 On a real broker (--broker) the run uses its own topics and group under
 aetherdiag/<run id>/ (see --topic-prefix), so it never meets a live pool;
@@ -165,12 +172,16 @@ def command(
                                           callback=common.finite,
                                           help="Seconds to wait for the broker."),
     fmt: render.Format = typer.Option(render.Format.table, "--format",
-                                      help="table, json or junit."),
+                                      help="table, json, junit, html (one "
+                                      "self-contained page) or markdown."),
     output: Path | None = common.OUTPUT_OPTION,
     quiet: bool = typer.Option(False, "--quiet",
                                help="No progress bar; with --format table, no report either."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for random choices (jitter, "
                                     "emulator random/sticky strategies)."),
+    record: Path | None = sharding.RECORD_OPTION,
+    shard: str | None = sharding.SHARD_OPTION,
+    run_id_given: str | None = sharding.RUN_ID_OPTION,
     debug: bool = common.DEBUG_OPTION,
 ) -> None:
     """Spawn COUNT workers on a shared subscription, publish TASKS tasks, show who got what."""
@@ -204,6 +215,10 @@ def command(
                             ("--worker-field", worker_field)):
             if given is not None:
                 raise Abort(f"{flag} needs --exec (it is about your own worker processes)")
+    shard_spec = sharding.shard_setup(shard, run_id_given, brokers=broker, count=count,
+                                      exec_command=exec_command, nodes=nodes)
+    if record is not None and exec_command is not None:
+        raise Abort("--record writes the built-in workers' run; it cannot be used with --exec")
     n_nodes = node_count(broker, nodes)
     placement = place(count, n_nodes, place_worker, publish_to,
                       endpoints="brokers" if broker else "emulator" if nodes is None
@@ -232,8 +247,9 @@ def command(
                     f"that is {count * tasks:,} deliveries to record, above the "
                     f"{MAX_FANOUT_DELIVERIES:,} one run keeps in memory")
     common.check_output(output)
+    sharding.check_record(record)
     _check_fd_limit(count + n_nodes - 1, embedded=target is None)
-    run_id = uuid.uuid4().hex[:8]
+    run_id = run_id_given or uuid.uuid4().hex[:8]
     if exec_command is not None:
         if target is not None and not use_production_topics:
             raise Abort("--exec with --broker publishes to the topics your workers listen on; "
@@ -276,35 +292,54 @@ def command(
                  profile=profile, node=placement.task_node(n))
         for n in range(1, tasks + 1)
     )
-    from ..workload import WorkersPlan, default_timeout, run_workers
+    from ..workload import WorkersPlan, default_timeout, run_shard, run_workers
 
+    mine = sharding.my_workers(specs, shard_spec)
     plan = WorkersPlan(
         target=target, targets=targets,
         emulator=EmulatorSettings(strategy=strategy, faults=tuple(fault),
                                   group_strategies=tuple(groups.items()), seed=seed,
                                   nodes=nodes or 1),
-        workers=specs, tasks=task_specs, rate=rate,
+        workers=mine, tasks=task_specs, rate=rate,
         timeout_s=timeout if timeout is not None else default_timeout(tasks, rate),
         quiet_s=settle_ms / 1000.0, connect_timeout_s=connect_timeout, protocol=protocol,
         seed=seed if seed is not None else random.randrange(1 << 30), run_id=run_id,
     )
+    header = RunHeader(
+        run_id=run_id, seed=plan.seed, workers=specs, tasks=tasks,
+        expect=Expectations(max_imbalance=max_imbalance, allow_redelivery=allow_redelivery),
+        title="aetherdiag workers", context=(
+            ("workers", str(count)), ("subscription", subscription),
+            ("tasks", f"{tasks} to {layout.topic('task-N', 0) if tasks else '-'}"),
+            ("qos", str(qos)), ("mqtt", mqtt),
+        ) + ((("nodes", str(n_nodes)), ("publish to", placement.describe()))
+             if n_nodes > 1 else ()),
+        plan={"target": where, "subscription": subscription,
+              "task_topic": layout.topic("task-N", 0), "qos": qos, "mqtt": mqtt,
+              "profile": profile, "strategy": strategy, "faults": list(fault),
+              "group_strategies": dict(groups), "rate": rate, "timeout_s": plan.timeout_s,
+              "settle_ms": settle_ms, "nodes": n_nodes, "publish_to": placement.describe()},
+        shard=None if shard_spec is None else Shard(
+            index=shard_spec.index, count=shard_spec.count,
+            workers=tuple(w.name for w in mine)),
+    )
     try:
         with render.progress(tasks, "publishing", enabled=not quiet) as update:
-            result = run_workers(plan, on_progress=update)
+            if shard_spec is None:
+                result = run_workers(plan, on_progress=update)
+            else:
+                result, started = run_shard(plan, shard_spec, on_progress=update)
+                header = replace(header, started_unix=started)
     except Abort as exc:
-        common.emit_failure("aetherdiag workers", where, exc, fmt, output)
+        sharding.write(record, header, None, Failure(message=str(exc), code=exc.code))
+        if record is None or str(record) != "-" or output is not None:
+            common.emit_failure("aetherdiag workers", where, exc, fmt, output)
         raise
-    judged = analyse(
-        result, specs,
-        Expectations(max_imbalance=max_imbalance, allow_redelivery=allow_redelivery),
-    )
-    report = replace(judged, title="aetherdiag workers", context=(
-        ("workers", str(count)), ("subscription", subscription),
-        ("tasks", f"{tasks} to {layout.topic('task-N', 0) if tasks else '-'}"),
-        ("qos", str(qos)), ("mqtt", mqtt),
-    ) + ((("nodes", str(n_nodes)), ("publish to", placement.describe()))
-         if n_nodes > 1 else ()))
-    common.emit_report(report, fmt, output, quiet)
+    sharding.write(record, header, result)
+    report = (judge(header, result) if shard_spec is None else sharding.shard_report(
+        header, result, shard_spec, mine, [t.task_id for t in task_specs]))
+    if record is None or str(record) != "-" or output is not None:  # stdout holds the record
+        common.emit_report(report, fmt, output, quiet)
     if report.interrupted:
         render.interrupted()
     raise typer.Exit(int(report.exit_code))

@@ -61,8 +61,10 @@ class Fleet(ChurnSteps):
     ...     result = fleet.result()
 
     Client ids are ``aetherdiag-<run_id>-<worker name>`` (and ``...-publisher``), so two runs
-    on one broker never collide. ``seed`` makes the work-time jitter reproducible. ``label``
-    replaces ``target.display()`` in the result (e.g. to describe the embedded emulator).
+    on one broker never collide; ``client_scope`` replaces the run id there (the shards of one
+    run share the run id but each has a publisher of its own). ``seed`` makes the work-time
+    jitter reproducible. ``label`` replaces ``target.display()`` in the result (e.g. to
+    describe the embedded emulator).
     Up to ``ordered_max`` workers started together subscribe one after the other, in order,
     so a broker that rotates a share group in subscription order gives worker-1 the first
     task on every run; larger fleets subscribe all at once.
@@ -81,13 +83,18 @@ class Fleet(ChurnSteps):
         ordered_max: int = 100,
         targets: Sequence[BrokerTarget] = (),
         publish_nodes: Sequence[int] = (1,),
+        client_scope: str | None = None,
+        backlog: Callable[[], int | None] | None = None,
     ) -> None:
         self.target = target
+        # what the broker still owes its clients (the embedded emulator says; None: unknown)
+        self._backlog = backlog
         self.targets = tuple(targets) or (target,)
         self._pubs = Publishers(publish_nodes)
         for node in self._pubs.nodes:
             self._check_node(node, "publish node")
         self.run_id = run_id or uuid.uuid4().hex[:8]
+        self._client_scope = client_scope or self.run_id  # sharded runs: one per shard
         self.connect_timeout = connect_timeout
         self.seed = seed if seed is not None else random.randrange(1 << 30)
         self.label = label or target.display()
@@ -132,7 +139,7 @@ class Fleet(ChurnSteps):
 
     def client_id(self, name: str) -> str:
         """The MQTT client id used for worker ``name`` (or ``"publisher"``)."""
-        return f"aetherdiag-{self.run_id}-{name}"
+        return f"aetherdiag-{self._client_scope}-{name}"
 
     # ----------------------------------------------------------------- helpers
     def _check_node(self, node: int, what: str) -> None:
@@ -327,6 +334,8 @@ class Fleet(ChurnSteps):
         on a task, and nothing was delivered or acknowledged for ``quiet_s`` seconds once at
         least ``expected`` deliveries arrived — or for ``grace_s`` (at least ``quiet_s``) when
         fewer arrived, so a run whose tasks go missing ends promptly instead of at the timeout.
+        With a ``backlog`` (the embedded emulator), also: the broker owes no connected client
+        a message, so a pause in a long delivery stream is never taken for the end.
         """
         grace_s = max(grace_s, quiet_s)
         pubs = self._pubs
@@ -342,9 +351,10 @@ class Fleet(ChurnSteps):
             if any(w.busy(now) for w in workers):  # QoS 0 work is not counted in pending_acks
                 return False
             idle = now - rec.last_activity
-            if expected is not None and rec.delivered < expected:
-                return idle >= grace_s
-            return idle >= quiet_s
+            if idle < (grace_s if expected is not None and rec.delivered < expected
+                       else quiet_s):
+                return False
+            return not self._backlog or not self._backlog()  # asked last: it costs a call
 
         ok = self._wait(quiet, timeout_s, on_progress=on_progress)
         self._settled = ok
@@ -397,6 +407,7 @@ class Fleet(ChurnSteps):
             subscribe_results=self.rec.subscribe_results(),
             notes=self.rec.notes(),
             events=self.rec.events(),
+            latency=self.rec.latency(),
             endpoints=tuple(t.display() for t in self.targets) if several else (),
             task_nodes=tuple(self._pubs.task_node.items()) if several else (),
         )

@@ -108,6 +108,32 @@ class Delivery:
     completed: bool = True  # False when the worker lost its connection before finishing/acking it
 
 
+# Latency is recorded in an HDR histogram (HdrHistogram, ``hdrh``) in microseconds, from 1 us
+# to an hour, 3 significant digits: a value is kept within 0.1 % whatever its size.
+LATENCY_LOWEST_US = 1
+LATENCY_HIGHEST_US = 3_600_000_000
+LATENCY_DIGITS = 3
+LATENCY_CLOCK = ("publisher's wall clock (time.time() in the payload's sent_at) to the "
+                 "worker's wall clock on receipt, same host")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyRecord:
+    """Every publish-to-delivery latency of a run as one HDR histogram (``LATENCY_*`` above).
+
+    ``hdr`` is HdrHistogram's own compressed encoding (``HdrHistogram.encode()``), so the
+    record stays a plain, frozen value of a few KB however many deliveries it counts.
+    ``below_zero`` counts latencies recorded as 0 because the receiving clock was behind the
+    sending one (a wall-clock step); ``above_range`` those clamped to an hour.
+    """
+
+    hdr: bytes
+    count: int
+    below_zero: int = 0
+    above_range: int = 0
+    clock: str = LATENCY_CLOCK
+
+
 @dataclass(frozen=True, kw_only=True)
 class FleetEvent:
     """Something that happened to one client during a run (for replay timelines).
@@ -158,3 +184,6 @@ class RunResult:
     # a run against one endpoint
     endpoints: tuple[str, ...] = ()
     task_nodes: tuple[tuple[str, int], ...] = ()  # (task id, node)
+    # every delivery's latency in an HDR histogram (recorded by the harness as it went); None
+    # when the source recorded none (analysis then builds one from ``Delivery.latency_ms``)
+    latency: LatencyRecord | None = None

@@ -3,7 +3,9 @@
 How this works: the fleet's loop thread appends plain tuples to lists (cheap: 100,000
 deliveries cost a few tens of MB and no object construction on the hot path); the caller's
 thread reads counters at any time and takes snapshots under a lock. ``Delivery`` and
-``FleetEvent`` objects are only built when a snapshot is taken.
+``FleetEvent`` objects are only built when a snapshot is taken. Each latency also goes into
+an HDR histogram as it is recorded (microseconds; ``model.LATENCY_*``), so tail percentiles
+come from a structure of fixed size with a known precision, not from a sorted list.
 """
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ from __future__ import annotations
 import threading
 import time
 
-from .model import Delivery, FleetEvent
+from hdrh.histogram import HdrHistogram
+
+from .model import (
+    LATENCY_DIGITS,
+    LATENCY_HIGHEST_US,
+    LATENCY_LOWEST_US,
+    Delivery,
+    FleetEvent,
+    LatencyRecord,
+)
 
 # (worker, task_id, topic, qos, dup, retain, at, latency_ms)
 _DeliveryRow = tuple[str, str | None, str, int, bool, bool, float, float | None]
@@ -30,6 +41,9 @@ class Recorder:
         self._connection_lost: list[str] = []
         self.last_activity = self.t0  # monotonic time of the last delivery or acknowledgement
         self.pending_acks = 0  # deliveries a worker is still "working on" (loop thread only)
+        self._latency = HdrHistogram(LATENCY_LOWEST_US, LATENCY_HIGHEST_US, LATENCY_DIGITS)
+        self._below_zero = 0
+        self._above_range = 0
 
     def now(self) -> float:
         """Seconds since the run started."""
@@ -48,6 +62,27 @@ class Recorder:
         row = (worker, task_id, topic, qos, dup, retain, at, latency_ms)
         with self._lock:
             self._rows.append(row)
+            if latency_ms is not None:
+                self._record_latency(latency_ms)
+
+    def _record_latency(self, latency_ms: float) -> None:
+        micros = round(latency_ms * 1000.0)
+        if micros < 0:
+            self._below_zero += 1
+            micros = 0
+        elif micros > LATENCY_HIGHEST_US:
+            self._above_range += 1
+            micros = LATENCY_HIGHEST_US
+        self._latency.record_value(micros)
+
+    def latency(self) -> LatencyRecord | None:
+        """The latency histogram so far (None when no delivery carried a send time)."""
+        with self._lock:
+            count = int(self._latency.get_total_count())
+            if not count:
+                return None
+            return LatencyRecord(hdr=self._latency.encode(), count=count,
+                                 below_zero=self._below_zero, above_range=self._above_range)
 
     def event(
         self, worker: str, kind: str, detail: str = "", task_ids: tuple[str, ...] = ()

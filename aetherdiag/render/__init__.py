@@ -3,7 +3,10 @@
 - ``output``: formats, the one writer for stdout/``--output``, stderr lines, the progress bar;
 - ``report``: a ``workers``-style Report as table, JSON (schema ``aetherdiag.report/1``), JUnit;
 - ``replay``: several replay outcomes, with their timelines and expectations;
-- ``probe``: the probe report.
+- ``probe``: the probe report;
+- ``html``: one self-contained page (Jinja2 templates in ``templates/``, inline SVG from
+  ``charts``) for workers-style reports, replay files and the probe;
+- ``markdown``: a compact summary for CI job pages (``$GITHUB_STEP_SUMMARY``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The shared output layer: formats, where output goes, stderr lines and the progress bar.
 
-How this works: every command writes through ``write`` (table, JSON or JUnit to stdout or
-``--output``), prints its error, warning and interrupted lines through the functions here,
-and shows progress with ``progress``. The report renderers (``report``, ``replay``,
-``probe``) only build text and rich renderables; nothing else in the program prints.
+How this works: every command writes through ``write`` (table, JSON, JUnit, HTML or
+Markdown to stdout or ``--output``), prints its error, warning and interrupted lines through
+the functions here, and shows progress with ``progress``. The report renderers (``report``,
+``replay``, ``probe``, ``html``, ``markdown``) only build text and rich renderables; nothing
+else in the program prints.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..exitcodes import Abort, ExitCode
+
 TASK_LIST_LIMIT = 12
 
 
@@ -24,6 +27,8 @@ class Format(StrEnum):
     table = "table"
     json = "json"
     junit = "junit"
+    html = "html"  # one self-contained page (render.html)
+    markdown = "markdown"  # a compact summary, e.g. for $GITHUB_STEP_SUMMARY (render.markdown)
 
 
 def shorten_tasks(tasks: tuple[str, ...] | list[str], limit: int = TASK_LIST_LIMIT) -> str:
@@ -33,19 +38,36 @@ def shorten_tasks(tasks: tuple[str, ...] | list[str], limit: int = TASK_LIST_LIM
     return ", ".join(tasks[:limit]) + f", … +{len(tasks) - limit} more"
 
 
+def latency_line(lat: dict[str, float]) -> str:
+    """``p50 2.3, p95 2.8, p99 3.1, p99.9 3.4, max 3.4 ms`` (the keys a report has: a saved
+    one may lack the newer ones)."""
+    text = ", ".join(f"{label} {lat[key]:.1f}" for key, label in (
+        ("p50", "p50"), ("p95", "p95"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max"))
+        if key in lat)
+    return f"{text} ms" if text else ""
+
+
 def write(
     fmt: Format, output: TextIO | None, *, json_text: Callable[[], str],
     junit_text: Callable[[], str], draw: Callable[[Console], None], width: int = 120,
+    html_text: Callable[[], str] | None = None, markdown_text: Callable[[], str] | None = None,
 ) -> None:
-    """Write one of the three formats to ``output`` (stdout by default).
+    """Write one of the formats to ``output`` (stdout by default).
 
-    A table written to a file gets a fixed ``width`` and no colour codes.
+    A table written to a file gets a fixed ``width`` and no colour codes. A renderer that
+    gives no ``html_text`` / ``markdown_text`` does not offer that format: asking for it is
+    a usage error (exit 2).
     """
     stream = output or sys.stdout
     if fmt is Format.json:
         stream.write(json_text())
     elif fmt is Format.junit:
         stream.write(junit_text())
+    elif fmt in (Format.html, Format.markdown):
+        text = html_text if fmt is Format.html else markdown_text
+        if text is None:
+            raise Abort(f"--format {fmt} is not available for this command", ExitCode.USAGE)
+        stream.write(text())
     else:
         is_file = output is not None
         draw(Console(file=stream, width=width if is_file else None,

@@ -211,8 +211,12 @@ def table(report: ProbeReport) -> Group:
 
 def render(report: ProbeReport, fmt: Format, output: TextIO | None = None) -> None:
     """Write ``report`` in ``fmt`` to ``output`` (stdout by default)."""
+    from . import html, markdown  # jinja2 loads only when a page is asked for
+
     write(fmt, output, json_text=lambda: to_json(report), junit_text=lambda: to_junit(report),
-          draw=lambda console: console.print(table(report)), width=160)
+          draw=lambda console: console.print(table(report)), width=160,
+          html_text=lambda: html.probe_page(report),
+          markdown_text=lambda: markdown.probe_summary(report))
 
 
 @contextlib.contextmanager

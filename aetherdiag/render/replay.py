@@ -190,8 +190,12 @@ def summary(outcomes: Sequence[ReplayOutcome]) -> Table:
 def render_outcomes(outcomes: Sequence[ReplayOutcome], fmt: Format,
                     output: TextIO | None = None) -> None:
     """Write every file's result in ``fmt`` to ``output`` (stdout by default)."""
+    from . import html, markdown  # jinja2 loads only when a page is asked for
+
     write(fmt, output, json_text=lambda: to_json(outcomes),
-          junit_text=lambda: to_junit(outcomes), draw=lambda console: _draw(console, outcomes))
+          junit_text=lambda: to_junit(outcomes), draw=lambda console: _draw(console, outcomes),
+          html_text=lambda: html.replay_page(outcomes, shown),
+          markdown_text=lambda: markdown.replay_summary(outcomes, shown))
 
 
 def _draw(console: Console, outcomes: Sequence[ReplayOutcome]) -> None:

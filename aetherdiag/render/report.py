@@ -1,4 +1,5 @@
-"""A ``workers``-style Report as a rich table, JSON and JUnit XML (and a failed run's document).
+"""A ``workers``-style Report as a rich table, JSON and JUnit XML (and a failed run's document);
+HTML and Markdown come from ``html`` and ``markdown``.
 
 How this works: commands hand a frozen ``Report`` to ``render(report, fmt)`` and never import
 rich themselves; ``output.write`` puts the chosen format where it belongs. The JSON layout is
@@ -19,7 +20,7 @@ from rich.text import Text
 
 from ..analysis import Report
 from ..exitcodes import ExitCode
-from .output import Format, shorten_tasks, write
+from .output import Format, latency_line, shorten_tasks, write
 
 SCHEMA = "aetherdiag.report/1"
 
@@ -74,6 +75,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "handled_twice": list(w.handled_twice),
                 "never_handled": list(w.never_handled),
                 "node": w.node,
+                "shared": w.shared,
             }
             for w in report.workers
         ],
@@ -93,6 +95,10 @@ def to_dict(report: Report) -> dict[str, Any]:
         "duration_s": round(report.duration_s, 3),
         "settled": report.settled,
         "latency_ms": report.latency_ms,
+        "latency_clock": report.latency_clock or None,
+        "latency_histogram": [{"upto_ms": b.upto_ms, "count": b.count}
+                              for b in report.latency_histogram],
+        "activity": _activity_dict(report),
         "publish_failures": list(report.publish_failures),
         "foreign_messages": report.foreign,
         "notes": list(report.notes),
@@ -106,6 +112,16 @@ def to_dict(report: Report) -> dict[str, Any]:
         "interrupted": report.interrupted,
         "error": None,
     }
+
+
+def _activity_dict(report: Report) -> dict[str, Any] | None:
+    a = report.activity
+    if a is None:
+        return None
+    return {"bucket_s": a.bucket_s, "hidden": a.hidden, "rows": [
+        {"name": r.name, "workers": r.workers, "deliveries": list(r.deliveries),
+         "duplicates": list(r.duplicates), "redeliveries": list(r.redeliveries)}
+        for r in a.rows]}
 
 
 def failure_dict(title: str, target: str, message: str, code: ExitCode) -> dict[str, Any]:
@@ -150,9 +166,14 @@ def render_failure(title: str, target: str, message: str, code: ExitCode, fmt: F
         ET.indent(suite)
         return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
 
+    from . import html, markdown
+
+    verdict = FAILURE_VERDICTS.get(code, code.name.lower())
     write(fmt, output, json_text=lambda: json.dumps(
         failure_dict(title, target, message, code), indent=2) + "\n",
-        junit_text=junit, draw=lambda console: None)
+        junit_text=junit, draw=lambda console: None,
+        html_text=lambda: html.failure_page(title, target, message, code, verdict),
+        markdown_text=lambda: markdown.failure_summary(title, target, message, code, verdict))
 
 
 def to_json(report: Report) -> str:
@@ -283,8 +304,7 @@ def table(report: Report) -> Group:
     summary.add_row("balance", balance)
     if report.latency_ms:
         lat = report.latency_ms
-        summary.add_row("latency", f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, "
-                                   f"max {lat['max']:.1f} ms")
+        summary.add_row("latency", latency_line(lat))
     summary.add_row("duration", f"{report.duration_s:.2f} s" + (
         " (interrupted)" if report.interrupted else
         " (timed out before settling)" if report.timed_out else ""))
@@ -339,7 +359,11 @@ def _count(n: int, extra: str = "") -> Text:
 
 def render(report: Report, fmt: Format, output: TextIO | None = None) -> None:
     """Write ``report`` in ``fmt`` to ``output`` (stdout by default)."""
+    from . import html, markdown  # loaded for these formats only (jinja2)
+
     write(fmt, output, json_text=lambda: to_json(report), junit_text=lambda: to_junit(report),
-          draw=lambda console: console.print(table(report)))
+          draw=lambda console: console.print(table(report)),
+          html_text=lambda: html.report_page(report),
+          markdown_text=lambda: markdown.report_summary(report))
 
 

@@ -92,7 +92,8 @@ def run_scenario(
                          expected_messages=len(scenario.tasks), targets=targets) as broker:
             with Fleet(broker.target, connect_timeout=connect_timeout_s, label=broker.label,
                        seed=seed if seed is not None else scenario_seed(scenario),
-                       targets=broker.targets, publish_nodes=scenario.publish_nodes) as fleet:
+                       targets=broker.targets, publish_nodes=scenario.publish_nodes,
+                       backlog=broker.backlog) as fleet:
                 fleet.start(workers)
                 runner = _StepRunner(fleet, scenario, timeout_s, on_progress, broker)
                 records = runner.run_all()

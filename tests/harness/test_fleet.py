@@ -525,3 +525,27 @@ def test_tls_without_the_ca_is_a_verification_failure(secure_mosquitto: dict[str
     insecure = BrokerTarget(scheme="mqtts", host="localhost", port=secure_mosquitto["mqtts"],
                             insecure=True)
     assert len(_healthy(insecure).deliveries) == 4
+
+
+def test_settling_waits_for_what_the_broker_still_owes(emulator: Emulator, topic: str) -> None:
+    """A quiet moment is not the end while the broker says it still owes its clients
+    messages (a long delivery stream can pause): settle asks the backlog, and only once it
+    is 0 does the run settle; a backlog that never empties is a timeout, not a settled run."""
+    calls: list[int] = []
+
+    def owing(n: int) -> Callable[[], int | None]:
+        def backlog() -> int | None:
+            calls.append(1)
+            return 3 if len(calls) <= n else 0
+        return backlog
+
+    with Fleet(emu_target(emulator), backlog=owing(5)) as fleet:
+        fleet.start(workers(2, f"$share/g/{topic}/+/do"))
+        fleet.publish(tasks(4, topic, 1))
+        assert fleet.settle(expected=4, quiet_s=QUIET, timeout_s=10)
+    assert len(calls) == 6  # asked until it said 0, and only once the run was quiet
+    calls.clear()
+    with Fleet(emu_target(emulator), backlog=owing(10**9)) as fleet:
+        fleet.start(workers(1, f"$share/g/{topic}/+/do"))
+        fleet.publish(tasks(1, topic, 1))
+        assert not fleet.settle(expected=1, quiet_s=QUIET, timeout_s=1.0)

@@ -1,0 +1,131 @@
+"""``--format markdown``: a compact summary for a CI job page (``$GITHUB_STEP_SUMMARY``).
+
+How this works: GitHub-flavoured Markdown built from the same frozen values as the other
+formats: the verdict first, then the checks, a per-worker table with each worker's first
+tasks, the likely causes and the latency percentiles. It stays small whatever the run: at most
+``WORKER_ROWS`` worker rows (those with duplicates or repeats first, then in worker order)
+and a line counting the rest. No HTML, no images: the text reads the same in a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..analysis import Report
+from ..exitcodes import ExitCode
+from ..probe.fingerprint import percent
+from ..probe.model import ProbeReport, Status, version_label
+from ..replay.outcome import ReplayOutcome, worst_exit_code
+from .output import latency_line, shorten_tasks
+
+WORKER_ROWS = 20
+FIRST_TASKS = 5
+_STATUS = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status.INFO: "ℹ️",  # noqa: RUF001
+           Status.SKIP: "➖"}  # noqa: RUF001
+
+
+def _cell(text: object) -> str:
+    """Text safe inside a table cell (pipes escaped, one line)."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _mark(passed: bool | None) -> str:
+    return "✅" if passed else ("➖" if passed is None else "❌")  # noqa: RUF001
+
+
+def _verdict(verdict: str, code: int) -> str:
+    return f"{'✅' if code == 0 else '❌'} **{verdict}** (exit {code})"
+
+
+def report_lines(report: Report, heading: str = "###") -> list[str]:
+    """One workers-style report (``workers``, ``watch``, one replay file)."""
+    lines = [f"{heading} {_cell(report.title or 'aetherdiag')}: {_cell(report.target)}", "",
+             _verdict(report.verdict, int(report.exit_code)), ""]
+    figures = (f"{report.published} published, {report.delivered} delivered "
+               f"({report.unique_delivered} distinct), {len(report.cross_worker)} cross-worker "
+               f"duplicates, {report.repeats} repeats, {len(report.missing)} missing, "
+               f"{report.duration_s:.2f} s")
+    lines += [figures, ""]
+    if report.latency_ms:
+        lines += [f"latency: {latency_line(report.latency_ms)}", ""]
+    lines += ["| | check | detail |", "|---|---|---|"]
+    lines += [f"| {_mark(c.passed)} | {_cell(c.name)} | {_cell(c.detail)} |"
+              for c in report.checks]
+    lines.append("")
+    rows = report.workers
+    if rows:
+        order = sorted(range(len(rows)), key=lambda i: (-(rows[i].shared + rows[i].repeats), i))
+        shown = sorted(order[:WORKER_ROWS])
+        lines += ["| worker | received | unique | shared | repeats | share | first tasks |",
+                  "|---|--:|--:|--:|--:|--:|---|"]
+        for i in shown:
+            w = rows[i]
+            lines.append(f"| {_cell(w.name)} | {w.received} | {w.unique} | {w.shared} | "
+                         f"{w.repeats} | {w.share:.0%} | "
+                         f"{_cell(shorten_tasks(w.tasks, FIRST_TASKS))} |")
+        if len(rows) > len(shown):
+            rest = [rows[i].unique for i in range(len(rows)) if i not in set(shown)]
+            lines.append("")
+            lines.append(f"… and {len(rest)} more workers ({min(rest)} to {max(rest)} unique "
+                         "tasks each)")
+        lines.append("")
+    if report.causes:
+        lines += ["**Likely causes**", ""] + [f"- {_cell(c)}" for c in report.causes] + [""]
+    return lines
+
+
+def report_summary(report: Report) -> str:
+    return "\n".join(report_lines(report)) + "\n"
+
+
+def replay_summary(outcomes: Sequence[ReplayOutcome],
+                   shown: Callable[[ReplayOutcome], Report]) -> str:
+    """Every replay file: a summary table when there are several, then each file's report
+    (``shown``: how ``render.replay`` displays one outcome's report)."""
+    lines: list[str] = []
+    if len(outcomes) > 1:
+        code = worst_exit_code(o.exit_code for o in outcomes)
+        lines += [f"### aetherdiag replay: {len(outcomes)} files", "",
+                  _verdict("healthy" if code == ExitCode.OK else "failed", int(code)), "",
+                  "| file | verdict | exit | expected | expectations |", "|---|---|--:|--:|---|"]
+        for o in outcomes:
+            met = sum(1 for e in o.expectations if e.passed)
+            lines.append(
+                f"| {_cell(o.file)} | {_cell(o.report.verdict if o.report else 'error')} | "
+                f"{int(o.exit_code if o.report is None else o.report.exit_code)} | "
+                f"{'-' if o.expected_exit is None else o.expected_exit} | "
+                f"{'not run' if o.report is None else f'{met}/{len(o.expectations)} met'} |")
+        lines.append("")
+    for o in outcomes:
+        if o.report is None:
+            lines += [f"#### {_cell(o.file)}", "", f"❌ not run: {_cell(o.error)}", ""]
+            continue
+        lines += report_lines(shown(o), "####" if len(outcomes) > 1 else "###")
+        failed = [e for e in o.expectations if not e.passed]
+        if o.expectations:
+            lines += [f"expectations: {len(o.expectations) - len(failed)} of "
+                      f"{len(o.expectations)} met" + ("" if not failed else ": " + "; ".join(
+                          f"{e.name} expected {e.expected}, got {e.actual}" for e in failed)),
+                      ""]
+    return "\n".join(lines) + "\n"
+
+
+def probe_summary(report: ProbeReport) -> str:
+    """The probe: verdict, how $share behaved per version, the strategy, the checks."""
+    lines = [f"### aetherdiag probe: {_cell(report.target)}", "",
+             _verdict(report.verdict, int(report.exit_code)), ""]
+    for v, b in report.share_behaviour.items():
+        lines.append(f"- MQTT {version_label(v)}: {b or 'not tested'}")
+    g = report.strategy
+    if g is not None:
+        lines.append(f"- strategy: {g.label} (confidence {percent(g.confidence)})")
+    lines += ["", "| | check | result |", "|---|---|---|"]
+    lines += [f"| {_STATUS[c.status]} | {_cell(c.title)} | {_cell(c.result)} |"
+              for c in report.checks]
+    return "\n".join(lines) + "\n"
+
+
+def failure_summary(title: str, target: str, message: str, code: ExitCode,
+                    verdict: str) -> str:
+    return (f"### {_cell(title)}: {_cell(target)}\n\n{_verdict(verdict, int(code))}\n\n"
+            f"error: {_cell(message)}\n")
