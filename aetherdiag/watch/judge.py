@@ -74,7 +74,8 @@ def _rows(summary: Summary) -> list[WorkerRow]:
     total = summary.handled
     rows = [WorkerRow(name=w.name, pool=DEFAULT_POOL, received=w.received, unique=w.unique,
                       repeats=w.received - w.unique, dup_repeats=0,
-                      share=w.unique / total if total else 0.0, tasks=w.tasks)
+                      share=w.unique / total if total else 0.0, tasks=w.tasks,
+                      shared=w.shared)
             for w in summary.workers]
     seen = {r.name for r in rows}
     scopes = set(summary.task_scopes)

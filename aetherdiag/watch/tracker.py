@@ -57,6 +57,7 @@ class _Task:
 class _Worker:
     received: int = 0  # copies, repeats included
     unique: int = 0
+    shared: int = 0  # of its tasks, those another worker answered too
     tasks: list[str] = field(default_factory=list)  # the first few, in order
 
 
@@ -66,6 +67,7 @@ class WorkerCount:
     received: int
     unique: int
     tasks: tuple[str, ...]
+    shared: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,7 +258,9 @@ class Tracker:
                 worker.tasks.append(task.tid)
             if len(task.copies) == 1:
                 self.handled += 1
-            elif len(task.copies) >= 2:
+            else:  # now on several workers: count it as shared on each, once
+                for other in (task.copies if len(task.copies) == 2 else (who,)):
+                    self._workers[other].shared += 1
                 names = ", ".join(task.copies)
                 if not task.flags & MULTI:
                     task.flags |= MULTI
@@ -333,7 +337,7 @@ class Tracker:
             duration_s=duration_s, limits=self.limits, tasks=self.tasks, handled=self.handled,
             performs=self.performs,
             workers=tuple(WorkerCount(name=n, received=w.received, unique=w.unique,
-                                      tasks=tuple(w.tasks))
+                                      tasks=tuple(w.tasks), shared=w.shared)
                           for n, w in sorted(self._workers.items())),
             counts=dict(self.counts),
             examples={k: tuple(v.items()) for k, v in self._examples.items()},

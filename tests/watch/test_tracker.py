@@ -152,3 +152,11 @@ def test_snapshot_for_the_live_view() -> None:
     assert snap.tasks == 1 and dict(snap.counts)["multi"] == 1
     assert {name for name, _ in snap.workers} == {"h/w1", "h/w2"}
     assert snap.recent[0].tid == "t1"
+
+
+def test_a_task_answered_by_several_workers_counts_as_shared_on_each_once() -> None:
+    t = Tracker(Limits(stall_after=100))
+    feed(t, perform(1, "t1"), status(2, "t1", "a"), status(3, "t1", "b"), status(4, "t1", "c"),
+         status(5, "t1", "b"), perform(6, "t2"), status(7, "t2", "a"))
+    shared = {w.name: (w.unique, w.shared) for w in t.summary(10).workers}
+    assert shared == {"h/a": (2, 1), "h/b": (1, 1), "h/c": (1, 1)}
