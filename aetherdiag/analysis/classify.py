@@ -138,7 +138,7 @@ def analyse(
             node=specs[name].node if name in specs else 1, shared=shared[name],
         ))
 
-    balance = _balance(rows, pools, len(published), expect)
+    balance = balance_of(rows, pools, len(published), expect)
     unfinished = tuple((w, t) for w, t in result.unfinished if t in published_set)
     checks = (_checks(published, missing, cross, repeats_dup, repeats_fresh, balance, expect,
                       allowed) + _handler_checks(result, rows)
@@ -169,9 +169,11 @@ def analyse(
     return _with_causes(report, result, workers)
 
 
-def _balance(
+def balance_of(
     rows: list[WorkerRow], pools: dict[str, list[str]], published: int, expect: Expectations
 ) -> Balance:
+    """How evenly each pool's workers shared the tasks (the worst pool counts), and whether
+    there were enough tasks per worker to judge it; ``watch`` judges its counts with it too."""
     worst_ratio: float | None = 1.0
     worst_mean: float | None = 1.0
     idle: list[str] = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ..analysis.causes import names
-from ..analysis.classify import _balance
+from ..analysis.classify import balance_of
 from ..analysis.report import (
     DEFAULT_POOL,
     Balance,
@@ -38,7 +38,7 @@ def judge(summary: Summary, *, target: str, ended: Ended, max_imbalance: float =
     """The report of one watch (or of a recording read back)."""
     rows = _rows(summary)
     expect = Expectations(max_imbalance=max_imbalance)
-    balance = _balance(rows, {DEFAULT_POOL: [r.name for r in rows]}, summary.tasks, expect)
+    balance = balance_of(rows, {DEFAULT_POOL: [r.name for r in rows]}, summary.tasks, expect)
     checks = _checks(summary, balance_check(balance, expect), ended, lost)
     # what the watch found, the interrupt itself aside (it wins the exit code anyway)
     failing = [c.code for c in checks if c.passed is False and c.code != ExitCode.INTERRUPTED]
