@@ -8,7 +8,8 @@ How this works: one JSON object per line, told apart by its ``event`` key::
     {"event": "stopped", "stats": {"connections": 3, "messages_in": 9, ...}}
 
 ``listening`` comes once the sockets are bound (``port`` is the real one when ``--port 0``;
-``ports`` every node's of an emulated cluster, node 1 first), ``node`` once a command below was
+``ports`` every node's of an emulated cluster, node 1 first; ``ws_ports`` the WebSocket
+listeners', when there are any), ``node`` once a command below was
 carried out, ``backlog`` in answer to a backlog query (messages queued or in flight for
 connected clients), ``stopped`` once at exit with ``Stats.as_dict()``. The serve command writes them
 and ``harness/embedded.py`` reads them from the child process it starts for large runs.
@@ -33,6 +34,7 @@ class Listening:
     host: str
     port: int
     ports: tuple[int, ...] = ()  # every node's, node 1 first (empty: only ``port``)
+    ws_ports: tuple[int, ...] = ()  # every node's WebSocket listener (empty: none)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +84,8 @@ def dump(event: Event) -> str:
         doc: dict[str, Any] = {"event": "listening", "host": event.host, "port": event.port}
         if event.ports:
             doc["ports"] = list(event.ports)
+        if event.ws_ports:
+            doc["ws_ports"] = list(event.ws_ports)
     elif isinstance(event, NodeChanged):
         doc = {"event": "node", "node": event.node, "up": event.up}
     elif isinstance(event, Backlog):
@@ -131,10 +135,11 @@ def load(line: str) -> Event | None:
         host, port = doc.get("host"), doc.get("port")
         if not isinstance(host, str) or type(port) is not int:
             return None
-        ports = doc.get("ports", [])
-        if not isinstance(ports, list) or not all(type(p) is int for p in ports):
-            return None
-        return Listening(host=host, port=port, ports=tuple(ports))
+        ports, ws_ports = doc.get("ports", []), doc.get("ws_ports", [])
+        for numbers in (ports, ws_ports):
+            if not isinstance(numbers, list) or not all(type(p) is int for p in numbers):
+                return None
+        return Listening(host=host, port=port, ports=tuple(ports), ws_ports=tuple(ws_ports))
     if kind == "node":
         node, up = doc.get("node"), doc.get("up")
         if type(node) is not int or not isinstance(up, bool):

@@ -1,15 +1,17 @@
 """Thin asyncio TCP front end over the sans-IO broker, and the ``Emulator`` handle.
 
-How this works: one ``asyncio.BufferedProtocol`` per TCP connection feeds received bytes to its own
-``codec.Decoder`` and the packets to the shared ``Broker``; whatever the broker answers is
-encoded and written, batched per connection. A periodic task calls ``Broker.tick``. Nothing
-here knows MQTT rules. ``Emulator`` runs the server on a private event loop in a background
-thread so synchronous code (tests, the ``workers`` harness) can use it with ``with``.
+How this works: one ``asyncio.BufferedProtocol`` per TCP connection (``connection.py``) feeds
+received bytes to its own ``codec.Decoder`` and the packets to the shared ``Broker``; whatever
+the broker answers is encoded and written here, batched per connection. A periodic task calls
+``Broker.tick``. Nothing here knows MQTT rules. With a WebSocket port (``ws_port``) the
+same broker also listens for MQTT over WebSocket (``websocket.py``, loaded only then).
+``Emulator`` runs the server on a private event loop in a background thread so synchronous
+code (tests, the ``workers`` harness) can use it with ``with``.
 
 An emulated cluster of N nodes is one broker behind N listeners: each connection tells the
 broker the node (1-based) whose listener accepted it. ``node_down`` stops a node's listener
 (new connections are refused) and aborts its connections; ``node_up`` listens again on the
-same port.
+same port. Each node has its own WebSocket listener too when one is asked for.
 """
 
 from __future__ import annotations
@@ -19,103 +21,19 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
 from ..mqtt.urls import host_for_url
-from . import packets as pk
 from .broker import Broker, Out
-from .codec import Decoder
+from .connection import MqttConnection
 from .encoding import encode
 from .journal import PublishedMessage, SentMessage
 from .session import ClientView, Limits, Stats
 
 log = logging.getLogger("aetherdiag.emulator")
-_HIGH_WATER = 4 << 20  # bytes buffered per connection before the broker holds messages back
-_READ_SIZE = 64 << 10  # bytes read per recv_into
-
-
-class _Connection(asyncio.BufferedProtocol):
-    # A BufferedProtocol reads into one preallocated buffer: a plain Protocol makes asyncio
-    # allocate (mmap) and free a 256 KiB bytes object for every recv, which costs more than
-    # decoding the small packets MQTT workers exchange.
-    def __init__(self, server: EmulatorServer, node: int = 1) -> None:
-        self.server = server
-        self.node = node
-        self.id = next(server.ids)
-        self.transport: asyncio.Transport | None = None
-        self.decoder = Decoder(max_packet_size=server.broker.limits.max_packet_size)
-        self._rbuf = memoryview(bytearray(_READ_SIZE))
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._rbuf
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._rbuf[:nbytes].tobytes())
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=_HIGH_WATER)
-        self.server.conns[self.id] = self
-        self.server.broker.open(self.id, time.monotonic(), _peer(transport), self.node)
-
-    def data_received(self, data: bytes) -> None:
-        broker = self.server.broker
-        now = time.monotonic()  # once per read: every packet in it arrived at the same time
-        error: pk.MalformedPacket | None = None
-        try:
-            packets = self.decoder.feed(data)
-        except pk.MalformedPacket as exc:
-            # Answer the good packets that came before the bad one, then the error.
-            packets, error = exc.packets, exc
-        except Exception as exc:  # never let one client take the server down
-            log.exception("connection %d: unexpected decoding failure", self.id)
-            self.server.emit(broker.reject(self.id, pk.MalformedPacket(str(exc)), now))
-            return
-        handle = broker.handle
-        conn_id = self.id
-        out: list[Out] = []
-        for packet in packets:
-            try:
-                got = handle(conn_id, packet, now)
-            except Exception:
-                log.exception("connection %d: broker failed on %r", conn_id, packet)
-                out += broker.reject(
-                    conn_id,
-                    pk.MalformedPacket("internal error", pk.RC_IMPLEMENTATION_SPECIFIC),
-                    now,
-                )
-                break
-            if out:
-                out += got
-            else:
-                out = got  # a fresh list the broker no longer holds
-        if error is not None:
-            out += broker.reject(conn_id, error, now)
-        self.server.emit(out)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.server.conns.pop(self.id, None)
-        try:
-            self.server.emit(self.server.broker.lost(self.id, time.monotonic()))
-        except Exception:
-            log.exception("connection %d: broker failed while closing", self.id)
-
-    def pause_writing(self) -> None:
-        self.server.emit(self.server.broker.set_paused(self.id, True, time.monotonic()))
-
-    def resume_writing(self) -> None:
-        self.server.emit(self.server.broker.set_paused(self.id, False, time.monotonic()))
-
-
-def _peer(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
-    """The (host, port) of the other end; None when the transport does not say."""
-    name = transport.get_extra_info("peername")
-    if isinstance(name, (tuple, list)) and len(name) >= 2:
-        return str(name[0]), int(name[1])
-    return None
+_Connection = MqttConnection  # the name benchmarks/bench_core.py knows
 
 
 def _one_line_accept_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -136,10 +54,12 @@ class EmulatorServer:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.ids = itertools.count(1)
-        self.conns: dict[int, _Connection] = {}
+        self.conns: dict[int, MqttConnection] = {}
         self.host = ""
         self.ports: list[int] = []  # node i listens on ports[i - 1]
-        self._servers: dict[int, asyncio.Server] = {}  # node -> its listener (while up)
+        self.ws_ports: list[int] = []  # and for WebSocket clients on ws_ports[i - 1], if any
+        # (node, websocket?) -> its listener (while up)
+        self._servers: dict[tuple[int, bool], asyncio.Server] = {}
         self._ticker: asyncio.Task[None] | None = None
 
     def backlog(self) -> int:
@@ -147,10 +67,12 @@ class EmulatorServer:
         what the emulator still owes them. A run is not over while this is above 0."""
         return sum(s.load() for s in self.broker.sessions.values() if s.conn is not None)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+    async def start(self, host: str = "127.0.0.1", port: int = 0,
+                    ws_port: int | None = None) -> tuple[str, int]:
         """Listen for every node of the broker: on ``port``, ``port + 1``... (port 0: free
-        ports, not necessarily consecutive). Returns node 1's (host, port); ``ports`` lists
-        them all."""
+        ports, not necessarily consecutive) and, with ``ws_port``, for MQTT over WebSocket on
+        ``ws_port``, ``ws_port + 1``... (0: free ports). Returns node 1's (host, port);
+        ``ports`` and ``ws_ports`` list them all."""
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_one_line_accept_errors)
         try:
@@ -158,6 +80,11 @@ class EmulatorServer:
                 bound = await self._listen(host, port + node - 1 if port else 0, node)
                 self.host = self.host or bound[0]
                 self.ports.append(bound[1])
+            if ws_port is not None:
+                for node in range(1, self.broker.nodes + 1):
+                    bound = await self._listen(host, ws_port + node - 1 if ws_port else 0,
+                                               node, websocket=True)
+                    self.ws_ports.append(bound[1])
         except BaseException:
             for server in self._servers.values():
                 server.close()
@@ -166,10 +93,16 @@ class EmulatorServer:
         self._ticker = asyncio.create_task(self._tick())
         return self.host, self.ports[0]
 
-    async def _listen(self, host: str, port: int, node: int) -> tuple[str, int]:
+    async def _listen(self, host: str, port: int, node: int,
+                      websocket: bool = False) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _Connection(self, node), host, port)
-        self._servers[node] = server
+        kind: Callable[[EmulatorServer, int], MqttConnection] = MqttConnection
+        if websocket:
+            from .websocket import WebSocketConnection  # wsproto only when asked for
+
+            kind = WebSocketConnection
+        server = await loop.create_server(lambda: kind(self, node), host, port)
+        self._servers[node, websocket] = server
         addr = server.sockets[0].getsockname()
         return str(addr[0]), int(addr[1])
 
@@ -177,19 +110,22 @@ class EmulatorServer:
         """Take ``node`` down: its listener closes, its connections are cut (no DISCONNECT,
         unsent data discarded) and the broker hands on what they held."""
         out = self.broker.node_down(node, time.monotonic())
-        server = self._servers.pop(node, None)
-        if server is not None:
-            server.close()
+        for websocket in (False, True):
+            server = self._servers.pop((node, websocket), None)
+            if server is not None:
+                server.close()
         for conn in list(self.conns.values()):
-            if conn.node == node and conn.transport is not None:
-                conn.transport.abort()
+            if conn.node == node:
+                conn.abort()
         self.emit(out)
 
     async def node_up(self, node: int) -> None:
         """Bring ``node`` back on the port it had (a no-op when it is up)."""
         self.broker.node_up(node)
-        if node not in self._servers:
+        if (node, False) not in self._servers:
             await self._listen(self.host, self.ports[node - 1], node)
+        if self.ws_ports and (node, True) not in self._servers:
+            await self._listen(self.host, self.ws_ports[node - 1], node, websocket=True)
 
     async def _tick(self) -> None:
         while True:
@@ -209,8 +145,7 @@ class EmulatorServer:
             server.close()
         # Connections first: from Python 3.12 on, wait_closed() waits for every one of them.
         for conn in list(self.conns.values()):
-            if conn.transport is not None:
-                conn.transport.abort()
+            conn.abort()
         for server in servers:
             await server.wait_closed()
 
@@ -272,7 +207,8 @@ class Emulator:
     ``nodes=N`` emulates a cluster of N nodes (one broker state, N listeners): on ``port``,
     ``port + 1``... ``port + N - 1``, or N free ports for port 0; ``ports`` and ``urls`` list
     them, node 1 first, and ``port`` / ``url`` are node 1's. ``node_down(n)`` / ``node_up(n)``
-    take a node off the network and back.
+    take a node off the network and back. ``ws_port`` (0: a free one) also serves MQTT over
+    WebSocket (any path, subprotocol ``mqtt``); ``ws_url`` / ``ws_urls`` are where.
     """
 
     def __init__(
@@ -288,6 +224,7 @@ class Emulator:
         users: Mapping[str, str] | None = None,
         journal: bool = False,
         nodes: int = 1,
+        ws_port: int | None = None,
     ) -> None:
         self.broker = Broker(
             strategy=strategy, group_strategies=group_strategies, faults=faults, seed=seed,
@@ -295,9 +232,11 @@ class Emulator:
         )
         self._host = host
         self._port = port
+        self._ws_port = ws_port
         self.host = host
         self.port = 0
         self.ports: tuple[int, ...] = ()
+        self.ws_ports: tuple[int, ...] = ()  # empty without ``ws_port``
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: EmulatorServer | None = None
@@ -314,6 +253,18 @@ class Emulator:
     def urls(self) -> tuple[str, ...]:
         """Every node's URL, node 1 first."""
         return tuple(f"mqtt://{host_for_url(self.host)}:{port}" for port in self.ports)
+
+    @property
+    def ws_url(self) -> str:
+        """Node 1's WebSocket URL (``ValueError`` without ``ws_port``)."""
+        if not self.ws_ports:
+            raise ValueError("the emulator has no WebSocket listener (give ws_port)")
+        return self.ws_urls[0]
+
+    @property
+    def ws_urls(self) -> tuple[str, ...]:
+        """Every node's WebSocket URL, node 1 first (empty without ``ws_port``)."""
+        return tuple(f"ws://{host_for_url(self.host)}:{port}/mqtt" for port in self.ws_ports)
 
     def backlog(self) -> int:
         """Messages queued or in flight for connected clients (``EmulatorServer.backlog``)."""
@@ -348,9 +299,10 @@ class Emulator:
             self._server = EmulatorServer(self.broker)
             try:
                 self.host, self.port = loop.run_until_complete(
-                    self._server.start(self._host, self._port)
+                    self._server.start(self._host, self._port, self._ws_port)
                 )
                 self.ports = tuple(self._server.ports)
+                self.ws_ports = tuple(self._server.ws_ports)
             except BaseException as exc:
                 error.append(exc)
                 ready.set()

@@ -2,7 +2,8 @@
 serving until SIGINT, SIGTERM or SIGHUP, stdin end of file (``--exit-on-stdin-eof``) or the
 death of the process that started it (``--parent-pid``); the address and final stats as
 human lines and, with ``--machine``, as JSON lines (``announce``). An emulated cluster
-(``--nodes N``) prints every node's URL; with ``--machine --exit-on-stdin-eof`` the stdin lines
+(``--nodes N``) prints every node's URL; ``--ws-port`` adds a WebSocket listener (per node), whose
+URL follows the MQTT one; with ``--machine --exit-on-stdin-eof`` the stdin lines
 may carry node commands (``announce.NodeCommand``: take a node down, bring it up), each
 answered by a ``node`` line once done. Imported only by ``serve``, so the CLI starts without
 asyncio.
@@ -26,9 +27,11 @@ from .server import EmulatorServer
 
 
 def serve_until_stopped(broker: Broker, host: str, port: int, *, exit_on_stdin_eof: bool = False,
-                        parent_pid: int | None = None, machine: bool = False) -> None:
-    """Serve ``broker`` on ``host:port`` until told to stop; ``OSError`` if it cannot listen."""
-    asyncio.run(_serve(broker, host, port, exit_on_stdin_eof, parent_pid, machine))
+                        parent_pid: int | None = None, machine: bool = False,
+                        ws_port: int | None = None) -> None:
+    """Serve ``broker`` on ``host:port`` (and MQTT over WebSocket on ``ws_port``) until told
+    to stop; ``OSError`` if it cannot listen."""
+    asyncio.run(_serve(broker, host, port, exit_on_stdin_eof, parent_pid, machine, ws_port))
 
 
 def die_with_parent(parent_pid: int) -> bool:
@@ -112,7 +115,7 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
 
 async def _serve(
     broker: Broker, host: str, port: int, exit_on_stdin_eof: bool = False,
-    parent_pid: int | None = None, machine: bool = False,
+    parent_pid: int | None = None, machine: bool = False, ws_port: int | None = None,
 ) -> None:
     server = EmulatorServer(broker)
     stop = asyncio.Event()
@@ -124,25 +127,29 @@ async def _serve(
         if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
-    bound_host, bound_port = await server.start(host, port)
+    bound_host, bound_port = await server.start(host, port, ws_port)
     if exit_on_stdin_eof:
         _watch_stdin(loop, stop, _obeyer(server) if machine else None)
     watcher = None if parent_pid is None else asyncio.create_task(_watch_parent(parent_pid, stop))
     faults = ",".join(sorted(broker.faults)) or "none"
     if machine:
         print(announce.dump(announce.Listening(host=bound_host, port=bound_port,
-                                               ports=tuple(server.ports))), flush=True)
+                                               ports=tuple(server.ports),
+                                               ws_ports=tuple(server.ws_ports))), flush=True)
     human = sys.stderr if machine else sys.stdout
     urls = [f"mqtt://{host_for_url(bound_host)}:{p}" for p in server.ports]
+    ws_urls = [f"ws://{host_for_url(bound_host)}:{p}/mqtt" for p in server.ws_ports]
+    also = f" and {ws_urls[0]}" if ws_urls else ""
     print(
-        f"aetherdiag emulator listening on {urls[0]} "
+        f"aetherdiag emulator listening on {urls[0]}{also} "
         f"(strategy {broker.strategy}, faults {faults}"
         f"{f', {len(urls)} nodes' if len(urls) > 1 else ''}); Ctrl-C stops it",
         file=human, flush=True,
     )
     if len(urls) > 1:
         for node, url in enumerate(urls, 1):
-            print(f"  node {node}: {url}", file=human, flush=True)
+            ws = f" and {ws_urls[node - 1]}" if ws_urls else ""
+            print(f"  node {node}: {url}{ws}", file=human, flush=True)
     await stop.wait()
     if watcher is not None:
         watcher.cancel()

@@ -12,9 +12,10 @@ for it is bounded; the child is terminated with SIGTERM (then killed) on ``stop(
 ``stopped`` line becomes ``stats()``. Both modes give ``stats()`` one shape (``report_stats``).
 
 An emulated cluster (``EmulatorSettings.nodes``) listens on one port per node in either mode
-(``ports``, node 1 first). ``node_down``/``node_up`` take a node off the network and back: a
-direct call in thread mode, a command line on the child's stdin (answered on its stdout,
-waited for, bounded) in process mode.
+(``ports``, node 1 first); with ``transport="websocket"`` the target and ``ports`` are its
+WebSocket listeners' (``ws://``; ``--ws-port 0`` for the child). ``node_down``/``node_up``
+take a node off the network and back: a direct call in thread mode, a command line on the
+child's stdin (answered on its stdout, waited for, bounded) in process mode.
 
 The child never outlives this process, even when this process is killed with SIGKILL and no
 ``finally:`` runs: its stdin is a pipe from us and it stops when that pipe reaches end of file
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from ..emulator import Emulator
 
 Mode = Literal["auto", "thread", "process"]
+Transport = Literal["tcp", "websocket"]  # how the run's clients reach the emulator
 
 # "auto" picks a process at or above either threshold (see the module docstring)
 PROCESS_MIN_CLIENTS = 500
@@ -136,6 +138,7 @@ def start_emulator(
     expected_clients: int = 0,
     expected_messages: int = 0,
     mode: Mode = "auto",
+    transport: Transport = "tcp",
 ) -> tuple[BrokerTarget, EmbeddedBroker]:
     """Start the emulator for a run; returns the target to connect to and its handle.
 
@@ -148,9 +151,12 @@ def start_emulator(
     if mode == "auto":
         mode = choose_mode(expected_clients, expected_messages)
     handle: ThreadEmulator | ProcessEmulator
-    handle = ThreadEmulator(settings) if mode == "thread" else ProcessEmulator(settings)
+    websocket = transport == "websocket"
+    handle = (ThreadEmulator if mode == "thread" else ProcessEmulator)(settings,
+                                                                      websocket=websocket)
     host, port = handle.start()
-    return BrokerTarget(scheme="mqtt", host=host, port=port, protocol=protocol), handle
+    return BrokerTarget(scheme="ws" if websocket else "mqtt", host=host, port=port,
+                        protocol=protocol), handle
 
 
 @contextlib.contextmanager
@@ -170,12 +176,13 @@ def quiet_emulator_logs() -> Iterator[None]:
         log.setLevel(level)
 
 
-def describe(settings: EmulatorSettings) -> str:
+def describe(settings: EmulatorSettings, transport: Transport = "tcp") -> str:
     """``emulator (strategy round_robin, faults share-fanout)`` for reports (``, 3 nodes``
-    added for a cluster)."""
+    added for a cluster, ``, over WebSocket`` for a WebSocket run)."""
     faults = ",".join(settings.faults) or "none"
     nodes = f", {settings.nodes} nodes" if settings.nodes > 1 else ""
-    return f"emulator (strategy {settings.strategy}, faults {faults}{nodes})"
+    ws = ", over WebSocket" if transport == "websocket" else ""
+    return f"emulator (strategy {settings.strategy}, faults {faults}{nodes}{ws})"
 
 
 class ThreadEmulator:
@@ -183,8 +190,9 @@ class ThreadEmulator:
 
     mode: Literal["thread"] = "thread"
 
-    def __init__(self, settings: EmulatorSettings) -> None:
+    def __init__(self, settings: EmulatorSettings, *, websocket: bool = False) -> None:
         self.settings = settings
+        self.websocket = websocket  # ports are the WebSocket listeners'
         self._emulator: object | None = None
         self._final: dict[str, object] | None = None
         self._ports: tuple[int, ...] = ()
@@ -204,15 +212,16 @@ class ThreadEmulator:
         s = self.settings
         try:
             em = Emulator(strategy=s.strategy, group_strategies=dict(s.group_strategies),
-                          faults=s.faults, seed=s.seed, journal=s.journal, nodes=s.nodes)
+                          faults=s.faults, seed=s.seed, journal=s.journal, nodes=s.nodes,
+                          ws_port=0 if self.websocket else None)
             em.start()
         except (UnknownName, ValueError) as exc:
             raise EmulatorStartError(str(exc)) from None
         except OSError as exc:
             raise EmulatorStartError(f"cannot start the emulator: {exc.strerror or exc}") from None
         self._emulator = em
-        self._ports = em.ports
-        return em.host, em.port
+        self._ports = em.ws_ports if self.websocket else em.ports
+        return em.host, self._ports[0]
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -263,8 +272,10 @@ class ProcessEmulator:
 
     mode: Literal["process"] = "process"
 
-    def __init__(self, settings: EmulatorSettings, start_timeout: float = START_TIMEOUT) -> None:
+    def __init__(self, settings: EmulatorSettings, start_timeout: float = START_TIMEOUT, *,
+                 websocket: bool = False) -> None:
         self.settings = settings
+        self.websocket = websocket  # ports are the WebSocket listeners'
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[str] | None = None
         self._stderr: deque[str] = deque(maxlen=200)
@@ -289,6 +300,8 @@ class ProcessEmulator:
             cmd += ["--seed", str(s.seed)]
         if s.nodes > 1:
             cmd += ["--nodes", str(s.nodes)]
+        if self.websocket:
+            cmd += ["--ws-port", "0"]
         return cmd
 
     @property
@@ -376,8 +389,8 @@ class ProcessEmulator:
                 f"the emulator process {what}" + (f": {detail}" if detail else "")
             )
         self._drain(proc.stdout, self._stdout)
-        self._ports = event.ports or (event.port,)
-        return event.host, event.port
+        self._ports = (event.ws_ports if self.websocket else event.ports) or (event.port,)
+        return event.host, self._ports[0]
 
     def _first_line(self, proc: subprocess.Popen[str], stream: IO[str]) -> str | None:
         """The child's first stdout line, or None if it exits or the wait runs out."""

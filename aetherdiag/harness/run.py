@@ -10,6 +10,8 @@ start-up, stats and shutdown behave the same everywhere.
 Several endpoints (several ``--broker`` URLs, or an emulated cluster's nodes) fill
 ``OpenBroker.targets``, node 1 first; ``OpenBroker.endpoint(node)`` is where node N's clients
 connect and, for the emulator, ``node_down``/``node_up`` take a node off the network and back.
+``transport="websocket"`` has the embedded emulator's clients connect over WebSocket
+(``ws://``); it does not apply to a given target, whose URL says how to reach it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from ..mqtt.protocol import Protocol
-from .embedded import EmbeddedBroker, Mode, describe, quiet_emulator_logs, start_emulator
+from .embedded import (
+    EmbeddedBroker,
+    Mode,
+    Transport,
+    describe,
+    quiet_emulator_logs,
+    start_emulator,
+)
 from .model import BrokerTarget, EmulatorSettings
 
 __all__ = ["OpenBroker", "open_broker"]
@@ -81,6 +90,7 @@ def open_broker(
     expected_messages: int = 0,
     mode: Mode = "auto",
     targets: Sequence[BrokerTarget] = (),
+    transport: Transport = "tcp",
 ) -> Iterator[OpenBroker]:
     """``target`` as it is, or the embedded emulator started with ``emulator`` settings.
 
@@ -99,11 +109,12 @@ def open_broker(
     with quiet_emulator_logs():
         started, handle = start_emulator(emulator, protocol=protocol,
                                          expected_clients=expected_clients,
-                                         expected_messages=expected_messages, mode=mode)
+                                         expected_messages=expected_messages, mode=mode,
+                                         transport=transport)
         try:
             nodes = tuple(replace(started, port=port) for port in handle.ports) or (started,)
-            yield OpenBroker(target=started, label=describe(emulator), emulator=handle,
-                             targets=nodes)
+            yield OpenBroker(target=started, label=describe(emulator, transport),
+                             emulator=handle, targets=nodes)
         finally:
             handle.stop()
 
