@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from ..emulator import FAULTS, STRATEGIES, Broker
+from ..emulator import FAULTS, STRATEGIES, Broker, Limits
 from ..emulator.sharing import UnknownName
 from ..exitcodes import Abort, ExitCode
 
@@ -19,6 +19,18 @@ app = typer.Typer(help="Run the embedded MQTT broker emulator.", no_args_is_help
 MAX_NODES = 64  # an emulated cluster's nodes (each a listener of one process)
 _FAULT_HELP = "; ".join(f"{k}: {v}" for k, v in FAULTS.items())
 _STRATEGY_HELP = "; ".join(f"{k}: {v}" for k, v in STRATEGIES.items())
+
+
+def check_deny_filters(values: list[str]) -> tuple[str, ...]:
+    """``--deny-subscribe`` values, each a valid topic filter (else a usage error)."""
+    from ..emulator.topics import InvalidFilter, parse_filter
+
+    for value in values:
+        try:
+            parse_filter(value)
+        except InvalidFilter as exc:
+            raise Abort(f"--deny-subscribe {value!r}: {exc}", ExitCode.USAGE) from None
+    return tuple(values)
 
 
 def parse_group_strategies(values: list[str]) -> dict[str, str]:
@@ -39,18 +51,42 @@ def parse_group_strategies(values: list[str]) -> dict[str, str]:
     return out
 
 
+def check_ws_port(port: int, ws_port: int | None, nodes: int) -> None:
+    """``--ws-port``: in range, and no port of it shared with the MQTT listeners'."""
+    if ws_port is None:
+        return
+    if not 0 <= ws_port <= 65535:
+        raise Abort(f"--ws-port {ws_port}: expected 0 to 65535", ExitCode.USAGE)
+    if ws_port and ws_port + nodes - 1 > 65535:
+        raise Abort(f"--ws-port {ws_port} --nodes {nodes}: node {nodes} would need port "
+                    f"{ws_port + nodes - 1}, above 65535", ExitCode.USAGE)
+    if ws_port and port and ws_port == port:
+        raise Abort(f"--ws-port {ws_port}: the same port as --port; give the WebSocket "
+                    "listener a port of its own", ExitCode.USAGE)
+    if ws_port and port and abs(ws_port - port) < nodes:
+        raise Abort(f"--ws-port {ws_port} --nodes {nodes}: the WebSocket ports "
+                    f"{ws_port}..{ws_port + nodes - 1} overlap the MQTT ports "
+                    f"{port}..{port + nodes - 1}", ExitCode.USAGE)
+
+
 @app.command(
     epilog="Examples:\n\n"
     "  aetherdiag emulator serve --port 0\n\n"
     "  aetherdiag emulator serve --port 1884 --strategy least_inflight\n\n"
     "  aetherdiag emulator serve --fault share-fanout --fault redeliver\n\n"
-    "  aetherdiag emulator serve --nodes 3 --port 1883 --strategy local",
+    "  aetherdiag emulator serve --nodes 3 --port 1883 --strategy local\n\n"
+    "  aetherdiag emulator serve --port 1883 --ws-port 8080",
 )
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told)."),
     port: int = typer.Option(
         1883, help="TCP port (node 1's: node N listens on PORT+N-1); 0 picks free ones.",
         min=0, max=65535,
+    ),
+    ws_port: int | None = typer.Option(
+        None, "--ws-port",
+        help="Also serve MQTT over WebSocket (subprotocol mqtt, any path) on this TCP port "
+        "(node N's: WS_PORT+N-1); 0 picks free ones.",
     ),
     nodes: int = typer.Option(
         1, "--nodes",
@@ -68,6 +104,25 @@ def serve(
         [], "--fault", "-f", help=f"Misbehave on purpose (repeatable). {_FAULT_HELP}."
     ),
     seed: int | None = typer.Option(None, help="Seed for the random and sticky strategies."),
+    receive_maximum: int = typer.Option(
+        65535, "--receive-maximum", min=1, max=65535,
+        help="Receive Maximum the v5 CONNACK advertises (65535: not advertised); a client "
+        "with more unacknowledged QoS 2 PUBLISHes gets DISCONNECT 0x93.",
+    ),
+    topic_aliases: bool = typer.Option(
+        False, "--topic-aliases",
+        help="Send v5 clients that allow them (Topic Alias Maximum > 0) topic aliases "
+        "instead of repeating topics.",
+    ),
+    server_keep_alive: int | None = typer.Option(
+        None, "--server-keep-alive", metavar="SECONDS", min=0, max=65535,
+        help="Server Keep Alive in the v5 CONNACK: replaces the keep-alive v5 clients ask for.",
+    ),
+    deny_subscribe: list[str] = typer.Option(
+        [], "--deny-subscribe", metavar="FILTER",
+        help="Refuse subscriptions this filter covers with SUBACK 0x87 (0x80 in 3.1.1), as "
+        "an ACL would; for $share/G/F the F part is checked (repeatable).",
+    ),
     exit_on_stdin_eof: bool = typer.Option(
         False, "--exit-on-stdin-eof",
         help="Also stop when standard input reaches end of file (what is read is ignored), "
@@ -96,20 +151,27 @@ def serve(
     if port and port + nodes - 1 > 65535:
         raise Abort(f"--port {port} --nodes {nodes}: node {nodes} would need port "
                     f"{port + nodes - 1}, above 65535", ExitCode.USAGE)
+    check_ws_port(port, ws_port, nodes)
     if parent_pid is not None and not die_with_parent(parent_pid):
         raise Abort(f"parent process {parent_pid} is gone", ExitCode.UNREACHABLE)
     try:
         broker = Broker(
             strategy=strategy, group_strategies=parse_group_strategies(group_strategy),
             faults=fault, seed=seed, nodes=nodes,
+            limits=Limits(receive_maximum=receive_maximum, topic_aliases=topic_aliases,
+                          server_keep_alive=server_keep_alive,
+                          deny_subscribe=check_deny_filters(deny_subscribe)),
         )
     except UnknownName as exc:
         raise Abort(str(exc), ExitCode.USAGE) from None
     try:
         serve_until_stopped(broker, host, port, exit_on_stdin_eof=exit_on_stdin_eof,
-                            parent_pid=parent_pid, machine=machine)
+                            parent_pid=parent_pid, machine=machine, ws_port=ws_port)
     except OSError as exc:
         reason = exc.strerror or exc
         where = f"{host}:{port}" if nodes == 1 or not port else \
             f"{host}:{port}..{port + nodes - 1}"
+        if ws_port is not None:
+            where += f" (WebSocket: {ws_port}" + (
+                f"..{ws_port + nodes - 1})" if nodes > 1 and ws_port else ")")
         raise Abort(f"cannot listen on {where}: {reason}", ExitCode.USAGE) from None

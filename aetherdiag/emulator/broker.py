@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from . import packets as pk
 from .journal import Journal, PublishedMessage, SentMessage
 from .lifecycle import Lifecycle
+from .properties import check_client_publish
 from .routing import Router, SubscriptionIndex
 from .session import ClientView, Limits, Message, Session, Stats, SubscriptionView, new_message
 from .sharing import Dispatcher, check_fault, make_dispatcher
@@ -346,8 +347,8 @@ class Broker:
         state = self._state
         v5 = conn.version == pk.MQTT_5
         given = p.properties
-        if given and pk.PROP_TOPIC_ALIAS in given:
-            raise ProtocolViolation(0x94, "topic alias used but Topic Alias Maximum is 0")
+        if given:
+            check_client_publish(given)  # topic alias, subscription identifier
         topic = p.topic
         if not valid_topic_name(topic):
             raise ProtocolViolation(pk.RC_TOPIC_NAME_INVALID, f"invalid topic name {topic!r}")
@@ -383,7 +384,7 @@ class Broker:
             state.out.append((conn.id, pk.new_puback(p.packet_id or 0, rc, {})))
         elif qos == 2:
             if rc < 0x80:
-                if len(session.inbound_qos2) >= self.limits.max_inbound_qos2:
+                if len(session.inbound_qos2) >= self.limits.inbound_limit(v5):
                     raise ProtocolViolation(
                         pk.RC_RECEIVE_MAXIMUM_EXCEEDED, "too many QoS 2 messages awaiting PUBREL"
                     )

@@ -19,6 +19,8 @@ import struct
 from typing import Any
 
 from . import packets as pk
+from .properties import WILL
+from .properties import check as check_properties
 
 # ---------------------------------------------------------------------------------------------
 # Primitive readers
@@ -89,7 +91,8 @@ class _Reader:
         self.pos = self.end
         return v
 
-    def properties(self) -> pk.Properties:
+    def properties(self, packet_type: int) -> pk.Properties:
+        """The properties of a packet of ``packet_type`` (``properties.WILL``: a will's)."""
         length = self.varint()
         end = self.pos + length
         if end > self.end:
@@ -125,6 +128,8 @@ class _Reader:
                 props[ident] = value
         if self.pos != end:
             raise pk.MalformedPacket("properties length does not match their content")
+        if props:
+            check_properties(packet_type, props)
         return props
 
 
@@ -281,7 +286,7 @@ class Decoder:
             if v5 and r.remaining():
                 rc = r.byte()
                 if r.remaining():
-                    props = r.properties()
+                    props = r.properties(ptype)
             cls = _ACK_CLASSES[ptype]
             packet = cls(packet_id=pid, reason_code=rc, properties=dict(props))
         elif ptype == pk.SUBSCRIBE:
@@ -290,7 +295,7 @@ class Decoder:
             pid = r.u16()
             if pid == 0:
                 raise pk.MalformedPacket("packet identifier 0")
-            props = r.properties() if v5 else {}
+            props = r.properties(ptype) if v5 else {}
             filters: list[str] = []
             while r.remaining():
                 filters.append(r.string())
@@ -308,25 +313,25 @@ class Decoder:
             if v5 and r.remaining():
                 rc = r.byte()
                 if r.remaining():
-                    props = r.properties()
+                    props = r.properties(ptype)
             packet = pk.Disconnect(reason_code=rc, properties=props)
         elif ptype == pk.CONNACK:
             ack_flags = r.byte()
             rc = r.byte()
-            props = r.properties() if v5 and r.remaining() else {}
+            props = r.properties(ptype) if v5 and r.remaining() else {}
             packet = pk.ConnAck(session_present=bool(ack_flags & 1), reason_code=rc,
                                 properties=props)
         elif ptype == pk.SUBACK:
             pid = r.u16()
-            props = r.properties() if v5 else {}
+            props = r.properties(ptype) if v5 else {}
             packet = pk.SubAck(packet_id=pid, reason_codes=tuple(r.rest()), properties=props)
         elif ptype == pk.UNSUBACK:
             pid = r.u16()
-            props = r.properties() if v5 and r.remaining() else {}
+            props = r.properties(ptype) if v5 and r.remaining() else {}
             packet = pk.UnsubAck(packet_id=pid, reason_codes=tuple(r.rest()), properties=props)
         elif ptype == pk.AUTH and v5:
             rc = r.byte() if r.remaining() else 0
-            props = r.properties() if r.remaining() else {}
+            props = r.properties(ptype) if r.remaining() else {}
             packet = pk.Auth(reason_code=rc, properties=props)
         else:
             raise pk.MalformedPacket(f"packet type {ptype} is not valid here", pk.RC_PROTOCOL_ERROR)
@@ -347,7 +352,7 @@ class Decoder:
             pid = r.u16()
             if pid == 0:
                 raise pk.MalformedPacket("packet identifier 0")
-        props = r.properties() if self.version == pk.MQTT_5 else {}
+        props = r.properties(pk.PUBLISH) if self.version == pk.MQTT_5 else {}
         return pk.Publish(
             topic=topic, payload=r.rest(), qos=qos, retain=bool(flags & 0x01), dup=dup,
             packet_id=pid, properties=props,
@@ -366,7 +371,7 @@ class Decoder:
         if cflags & 0x01:
             raise pk.MalformedPacket("CONNECT reserved flag set")
         keepalive = r.u16()
-        props = r.properties() if level == pk.MQTT_5 else {}
+        props = r.properties(pk.CONNECT) if level == pk.MQTT_5 else {}
         client_id = r.string()
         will = None
         will_flag = bool(cflags & 0x04)
@@ -375,7 +380,7 @@ class Decoder:
         if will_flag:
             if will_qos == 3:
                 raise pk.MalformedPacket("will QoS 3")
-            will_props = r.properties() if level == pk.MQTT_5 else {}
+            will_props = r.properties(WILL) if level == pk.MQTT_5 else {}
             will_topic = r.string()
             will_payload = r.binary()
             will = pk.Will(
@@ -398,7 +403,7 @@ class Decoder:
         pid = r.u16()
         if pid == 0:
             raise pk.MalformedPacket("packet identifier 0")
-        props = r.properties() if v5 else {}
+        props = r.properties(pk.SUBSCRIBE) if v5 else {}
         if len(props.get(pk.PROP_SUBSCRIPTION_ID, ())) > 1:
             raise pk.MalformedPacket("Subscription Identifier given twice", pk.RC_PROTOCOL_ERROR)
         subs: list[pk.SubscriptionRequest] = []

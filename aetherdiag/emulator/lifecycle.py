@@ -10,7 +10,10 @@ ends it. Either way the member's unacknowledged shared QoS 0/1 messages are hand
 member of their group (MQTT 5.0 4.8.2; QoS 2 is never moved): ``release_shared``. A session
 that ends (``end_session``) leaves the subscription index, and whatever it still held is
 counted as dropped. ``expire`` (called from ``Broker.tick``) publishes delayed wills and ends
-sessions whose expiry interval has run out.
+sessions whose expiry interval has run out. The faults ``offline-member-keeps-share`` (a
+persistent member keeps what it held while away), ``expired-session-drops`` (an expired
+session's tasks are dropped) and ``redispatch-misses-wildcards`` (the group is looked up by
+the message topic) change ``release_shared`` and ``end_session``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import packets as pk
+from .aliases import TopicAliases
 from .routing import Router, SubscriptionIndex
 from .session import NEVER_EXPIRES, Message, Session
 from .state import FORWARDED, BrokerState, Conn
@@ -112,6 +116,7 @@ class Lifecycle:
             }
             if assigned:
                 props[pk.PROP_ASSIGNED_CLIENT_ID] = assigned
+            self._policies(conn, p, props)
         state.send(conn, pk.ConnAck(session_present=present, properties=props))
         if present:
             # Resume: resend what was in flight (DUP), then whatever queued while away.
@@ -119,12 +124,26 @@ class Lifecycle:
                 if om.released:
                     state.send(conn, pk.PubRel(packet_id=om.packet_id))
                 else:
-                    state.send(conn, self.router.publish_packet(session, om, dup=True))
+                    again = self.router.publish_packet(session, om, dup=True)
+                    state.send(conn, again if conn.aliases is None else conn.aliases.apply(again))
                     if state.journal is not None:
                         msg = om.message
                         state.journal.sent(state.now, session.client_id, conn.id, msg.topic,
                                            msg.payload, om.qos, True, om.packet_id, conn.node)
             self.router.flush(session)
+
+    def _policies(self, conn: Conn, p: pk.Connect, props: dict[int, Any]) -> None:
+        """The v5 CONNACK properties of the ``emulator serve`` options, and their effect on
+        the connection: Receive Maximum (absent: 65535), Server Keep Alive (replaces the
+        client's keep-alive, 3.2.2.3.14) and server-to-client topic aliases."""
+        limits = self.state.limits
+        if limits.receive_maximum < 65535:
+            props[pk.PROP_RECEIVE_MAXIMUM] = limits.receive_maximum
+        if limits.server_keep_alive is not None:
+            props[pk.PROP_SERVER_KEEP_ALIVE] = conn.keepalive = limits.server_keep_alive
+        allowed = int(p.properties.get(pk.PROP_TOPIC_ALIAS_MAXIMUM, 0))
+        if limits.topic_aliases and allowed:
+            conn.aliases = TopicAliases(allowed)
 
     def _take_over(self, session: Session, p: pk.Connect) -> Session | None:
         """A CONNECT for a connected session: close the old link; None if the session ended."""
@@ -177,7 +196,7 @@ class Lifecycle:
             if session.will_at is not None and session.will_at <= now:
                 self.publish_will(session)
             if session.expires_at is not None and session.expires_at <= now:
-                self.end_session(session)
+                self.end_session(session, expired=True)
 
     def release_shared(self, session: Session, ending: bool) -> None:
         """A member's connection broke: hand its unacknowledged shared QoS 0/1 messages on.
@@ -186,15 +205,17 @@ class Lifecycle:
         """
         state = self.state
         lose = "lose-on-disconnect" in state.faults
-        if lose and not ending:
+        if not ending and (lose or "offline-member-keeps-share" in state.faults):
             return  # Mosquitto-like: a persistent member keeps them for its return
+        by_topic = "redispatch-misses-wildcards" in state.faults  # emqx PR #9094
         movable = [om for om in session.outflight.values() if om.share and om.qos < 2]
         movable += [om for om in session.queue if om.share and om.qos < 2]
         for om in movable:
             target = None
             if not lose:
                 assert om.share is not None
-                group = self.index.group(om.share[0], om.share[1])
+                group = self.index.group(om.share[0],
+                                         om.message.topic if by_topic else om.share[1])
                 if group is not None:
                     target = self.router.pick(group, om.message, exclude=session.client_id,
                                               node=session.node)
@@ -215,19 +236,22 @@ class Lifecycle:
             state.stats.redispatched += 1
             self.router.enqueue(state.sessions[target], om)
 
-    def end_session(self, session: Session) -> None:
+    def end_session(self, session: Session, expired: bool = False) -> None:
         state = self.state
         if session.will is not None and session.conn is None and session.will_at is not None:
             self.publish_will(session)
         # 4.8.2: a member's session ending (expiry, or a clean-start takeover) SHOULD hand its
         # unacknowledged shared QoS 1 messages to another member rather than lose them.
-        self.release_shared(session, ending=True)
+        drops = expired and "expired-session-drops" in state.faults  # emqx#12257
+        if not drops:
+            self.release_shared(session, ending=True)
         for sub in list(session.subscriptions.values()):
             self.index.remove(sub)
         session.subscriptions.clear()
         left = len(session.outflight) + len(session.queue)
         if left:
-            state.drop("session_ended", session.client_id, left)
+            state.drop("expired_session_dropped" if drops else "session_ended",
+                       session.client_id, left)
         session.outflight.clear()
         session.queue.clear()
         if state.sessions.get(session.client_id) is session:

@@ -176,6 +176,8 @@ class Router:
             node_of=lambda member: sessions[member].node,
         )
         self._online: Callable[[str], bool] = lambda member: sessions[member].conn is not None
+        # offline-member-keeps-share: every member keeps its turn, online or not (Mosquitto)
+        self._turn = anyone if "offline-member-keeps-share" in state.faults else self._online
 
     def route(self, msg: Message) -> int:
         """Deliver ``msg`` to every matching subscription; return the number of deliveries."""
@@ -188,7 +190,7 @@ class Router:
         ctx.publisher = msg.publisher
         ctx.topic = msg.topic
         ctx.node = msg.node
-        online = self._online
+        online = self._turn
         for entry in self.index.match(msg.topic):
             if entry.plain:
                 if plain is None:
@@ -324,6 +326,8 @@ class Router:
                                    msg.properties)
         else:
             packet = self.publish_packet(session, om, False)
+        if conn.aliases is not None:
+            packet = conn.aliases.apply(packet)
         state.out.append((conn.id, packet))
         stats = state.stats
         stats.deliveries += 1
@@ -337,7 +341,9 @@ class Router:
                 journal.sent(state.now, session.client_id, conn.id, msg.topic, msg.payload,
                              qos, True, pid, conn.node)
         if qos and self._redeliver:
-            state.out.append((conn.id, self.publish_packet(session, om, True)))
+            again = self.publish_packet(session, om, True)
+            state.out.append((conn.id, again if conn.aliases is None else
+                              conn.aliases.apply(again)))
             stats.dup_resends += 1
 
     def publish_packet(self, session: Session, om: OutMsg, dup: bool) -> pk.Publish:

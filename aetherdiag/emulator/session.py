@@ -17,7 +17,8 @@ NEVER_EXPIRES = 0xFFFFFFFF
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Bounds that keep one client from exhausting the emulator.
+    """Bounds that keep one client from exhausting the emulator, and the few server policies
+    a v5 CONNACK announces (``emulator serve`` options).
 
     The defaults let a 100,000-task run through without a single drop.
     """
@@ -27,6 +28,16 @@ class Limits:
     max_packet_size: int = 1 << 20
     max_inbound_qos2: int = 65535
     connect_timeout: float = 10.0  # seconds a new connection may take to send CONNECT
+    # v5 Receive Maximum: advertised in CONNACK when below 65535; a client with more QoS 2
+    # PUBLISHes awaiting PUBREL gets DISCONNECT 0x93 (3.3.4; QoS 1 is acknowledged at once)
+    receive_maximum: int = 65535
+    server_keep_alive: int | None = None  # v5 Server Keep Alive: overrides the client's
+    topic_aliases: bool = False  # server-to-client topic aliases when the client allows them
+    deny_subscribe: tuple[str, ...] = ()  # filters refused with SUBACK 0x87, as an ACL would
+
+    def inbound_limit(self, v5: bool) -> int:
+        """QoS 2 PUBLISHes a client may have awaiting PUBREL."""
+        return min(self.max_inbound_qos2, self.receive_maximum) if v5 else self.max_inbound_qos2
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,14 @@ FAULTS: dict[str, str] = {
     "Mosquitto releases do this)",
     "per-publisher-rr": "the round-robin turn is kept per publisher: one publisher's tasks "
     "always start at the first member (the EMQX round_robin pitfall)",
+    "offline-member-keeps-share": "a persistent member that goes offline keeps its turn: "
+    "its share of the tasks (and what it had in flight) is parked until it returns "
+    "(Mosquitto; mosquitto#1747, emqx#3243)",
+    "expired-session-drops": "when a member's session expires, the tasks queued for it are "
+    "dropped instead of handed to another member (emqx#12257, nanomq#2355)",
+    "redispatch-misses-wildcards": "redispatch after a member loss looks the group up by "
+    "the message topic, not its filter: groups on wildcard filters lose those tasks "
+    "(emqx PR #9094)",
     "cluster-node-local": "each node of an emulated cluster picks among its own members: one "
     "copy per node that has members, as bridged brokers do (no effect on one node)",
     "cluster-no-route": "messages never cross the nodes of an emulated cluster: a subscriber, "

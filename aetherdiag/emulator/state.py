@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import packets as pk
+from .aliases import TopicAliases
 from .journal import Journal
 from .session import Limits, Message, Session, Stats
 
@@ -54,6 +55,7 @@ class Conn:
     max_packet: int = 0  # client's Maximum Packet Size (0: no limit)
     peer: tuple[str, int] | None = None  # the TCP peer (host, port), when the transport knows
     node: int = 1  # the cluster node (1-based) whose listener it came in on
+    aliases: TopicAliases | None = None  # server-to-client topic aliases (``aliases.py``)
 
 
 class BrokerState:

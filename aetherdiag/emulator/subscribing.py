@@ -3,7 +3,9 @@
 How this works: ``Subscriptions`` is the part of ``broker.Broker`` that handles the two
 packets for a connected session: each filter is parsed (``$share/...`` and ``$queue/...``;
 taken literally under the ``share-literal`` fault), filed in the ``routing.SubscriptionIndex``
-and answered in one SUBACK / UNSUBACK; retained messages follow the SUBACK (never for a shared
+and answered in one SUBACK / UNSUBACK (a filter ``Limits.deny_subscribe`` covers is refused
+with 0x87, ``acl.py``; subscribing again to a filter held replaces its options in place, one
+membership, 3.8.4); retained messages follow the SUBACK (never for a shared
 subscription, MQTT 5.0 4.8.2, unless the ``share-retained`` fault; under ``cluster-no-route``
 only those published on the subscriber's node). Sans-IO, like the rest of the core.
 """
@@ -11,6 +13,7 @@ only those published on the subscriber's node). Sans-IO, like the rest of the co
 from __future__ import annotations
 
 from . import packets as pk
+from .acl import denied
 from .routing import Router, SubscriptionIndex, share_key
 from .session import Message, Session, Subscription
 from .state import BrokerState, Conn, ProtocolViolation
@@ -26,6 +29,7 @@ class Subscriptions:
         self.index = index
         self.router = router
         self.queue_prefix = queue_prefix
+        self.deny = state.limits.deny_subscribe
         # messages never cross nodes: a retained one only reaches its own node's subscribers
         self.own_node_retained = router.split and "cluster-no-route" in state.faults
 
@@ -48,6 +52,9 @@ class Subscriptions:
                 pf = self.parse(req.topic_filter)
             except InvalidFilter:
                 codes.append(pk.RC_TOPIC_FILTER_INVALID if v5 else 0x80)
+                continue
+            if self.deny and denied(self.deny, pf.topic_filter):  # --deny-subscribe
+                codes.append(pk.RC_NOT_AUTHORIZED if v5 else 0x80)
                 continue
             if pf.share_name is not None:
                 if "share-unsupported" in self.state.faults:

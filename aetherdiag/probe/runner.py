@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from ..harness.model import BrokerTarget
-from . import checks, cluster, dispatch, inflight
+from . import checks, cluster, dispatch, inflight, sessions
 from .client import V5, V311
 from .context import Budget, Context, StepFailed, check_topic_prefix
 from .fingerprint import Guess
@@ -179,6 +179,12 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
                                  lambda: inflight.qos1_drop_check(ctx, persistent=True)),
         "qos2_drop": ("QoS 2 in flight when a member drops",
                       lambda: inflight.qos2_drop_check(ctx)),
+        "offline_member": ("A persistent member offline: does it keep its turn?",
+                           lambda: sessions.offline_member_check(ctx)),
+        "expired_session": ("Tasks queued for a member whose session expires",
+                            lambda: sessions.expired_session_check(ctx)),
+        "redispatch_wildcard": ("Redispatch for a wildcard group vs an exact filter",
+                                lambda: sessions.wildcard_redispatch_check(ctx)),
         "queue_prefix": ("$queue/ prefix (EMQX style)", lambda: checks.queue_check(ctx)),
     }
     split: list[cluster.NodeRun] = []
@@ -191,6 +197,7 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
             rows[cid] = _skipped(cid, tasks.pop(cid)[0], needs_topics)
     if needs_share is not None:
         for cid in ("retained", "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop",
+                    "offline_member", "expired_session", "redispatch_wildcard",
                     cluster.DELIVERY, cluster.ONCE):
             if cid in tasks:
                 rows[cid] = _skipped(cid, tasks.pop(cid)[0], needs_share)
@@ -216,7 +223,7 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
     order = ["connect_v311", "connect_v5", "shared_sub_available", "share_v311", "share_v5",
              "duplicates", "strategy", *across, "retained", "no_local", "publish_to_share",
              "malformed_share", "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop",
-             "queue_prefix"]
+             "offline_member", "expired_session", "redispatch_wildcard", "queue_prefix"]
     share = {v: (r.outcome.behaviour if r is not None else None) for v, r in runs.items()}
     notes = []
     if opts.protocol and opts.protocol != ctx.version:

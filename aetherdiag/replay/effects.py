@@ -7,6 +7,8 @@ every delivery is given a *cause*, walking them in arrival order:
   another worker of the same pool already had it *in flight when it was lost* (a ``drop``,
   ``disconnect`` or a connection the broker closed): then it is a re-dispatch caused by that
   loss; a retained copy that arrives after a ``subscribe`` is caused by the subscribe;
+- a first copy that reaches a worker on its return, of a task published while it was away, is
+  a *parked* delivery caused by its ``reconnect`` (a broker kept the offline member's turn);
 - a further copy on the same worker is a resumed delivery caused by the worker's
   ``reconnect`` when the task was in flight at its loss, otherwise a repeat of the publish.
 
@@ -32,15 +34,19 @@ from ..harness.model import Delivery, RunResult, WorkerSpec
 from ..scenario.model import (
     Disconnect,
     Drop,
+    Kick,
     NodeDown,
     NodeUp,
     Publish,
     Reconnect,
+    Resubscribe,
     Settle,
     Step,
     Subscribe,
+    Takeover,
     Unsubscribe,
 )
+from .churn_text import intruder_text, resubscribe_text, unsubscribe_text
 from .model import Effects, StepEffect, StepRecord
 
 __all__ = ["derive"]
@@ -73,6 +79,7 @@ class _Tally:
     repeats_dup: int = 0
     resent: list[tuple[str, int, bool]] = field(default_factory=list)  # (task, qos, dup)
     retained: list[str] = field(default_factory=list)
+    parked: list[str] = field(default_factory=list)  # dealt to the worker while it was away
 
 
 def derive(
@@ -218,6 +225,11 @@ class _Deriver:
                 loss.acked_redispatched[d.worker].append(task)
                 self.tallies[loss.step].per_worker[d.worker] += 1
                 return
+        back = self._parked(d, task)
+        if back is not None:
+            self.tallies[back].per_worker[d.worker] += 1
+            self.tallies[back].parked.append(task)
+            return
         if d.retain:
             for i in range(len(self.records) - 1, -1, -1):
                 step = _step(self.records[i])
@@ -229,6 +241,22 @@ class _Deriver:
         tally = self.tallies[self.publish_step.get(task, 0)]
         tally.per_worker[d.worker] += 1
         tally.first[task].append(d.worker)
+
+    def _parked(self, d: Delivery, task: str) -> int | None:
+        """The record position of the reconnect that brought ``task`` to ``d.worker``, when
+        the task was published while the worker was away and first reached it on its return
+        (a broker that keeps an offline persistent member's turn parks it there)."""
+        pub = self.publish_step.get(task)
+        if pub is None:
+            return None
+        published_at = self.records[pub].started
+        for loss in self.losses:
+            if loss.worker != d.worker or loss.at > published_at:
+                continue
+            back = self._reconnect_after(d.worker, loss.at)
+            if back is not None and published_at <= self.records[back[0]].started <= d.at:
+                return back[0]
+        return None
 
     # -- text ------------------------------------------------------------------------------------
 
@@ -252,8 +280,11 @@ class _Deriver:
                 parts.append(f"{len(tally.retained)} retained task(s) delivered "
                              f"({_ids(tally.retained)})")
         elif isinstance(step, Unsubscribe):
-            parts.append("confirmed" if rec.confirmed
-                         else "no UNSUBACK in time")
+            parts.append(unsubscribe_text(rec, self._finished(step.worker, rec)))
+        elif isinstance(step, Takeover | Kick):
+            parts.append(intruder_text(step.kind, step.worker, rec))
+        elif isinstance(step, Resubscribe):
+            parts.append(resubscribe_text(rec.reason_code, step.qos))
         elif isinstance(step, NodeDown):
             cut = sum(1 for x in self.losses if x.step == i and x.how.startswith("lost"))
             parts.append(f"{cut} worker connection(s) cut, new ones refused" if cut
@@ -278,6 +309,12 @@ class _Deriver:
             ended=rec.ended,
             deliveries=tuple(sorted(tally.per_worker.items(), key=self._worker_order)),
         )
+
+    def _finished(self, worker: str, rec: StepRecord) -> list[str]:
+        """Tasks in flight at ``rec`` that ``worker`` did not abandon at a later loss."""
+        lost = {t for x in self.losses if x.worker == worker and x.at >= rec.started
+                for t in x.ids}
+        return [t for t in dict.fromkeys(rec.in_flight) if t not in lost]
 
     def _worker_order(self, item: tuple[str, int]) -> int:
         names = list(self.pool)
@@ -365,6 +402,9 @@ class _Deriver:
             qos1 = [t for t in ids if t in resent and t not in qos2]
             if qos1:
                 parts.append(f"{len(qos1)} in-flight task(s) re-sent ({_ids(qos1)})")
+        if tally.parked:
+            parts.append(f"{len(tally.parked)} task(s) dealt to it while it was away "
+                         f"delivered late ({_ids(tally.parked)})")
         return ", ".join(parts)
 
 

@@ -18,6 +18,10 @@ emulator and wait
 (bounded) until the node's workers have seen their connections end. Those intended losses are
 not "lost broker connections" of the run (a ``drop`` is not either).
 
+``takeover`` / ``kick`` connect a second client with the worker's client id
+(``intruder.py``); the worker's connection, closed by the broker, is not a lost broker
+connection of the run either.
+
 Nothing here prints; broker failures become ``Abort(..., UNREACHABLE)``.
 """
 
@@ -36,6 +40,7 @@ from ..harness.model import BrokerTarget
 from ..harness.run import OpenBroker, open_broker
 from ..mqtt.protocol import Protocol
 from ..scenario import model as sm
+from .intruder import Intruder
 from .model import ReplayRun, StepRecord
 
 __all__ = ["run_scenario"]
@@ -96,7 +101,11 @@ def run_scenario(
                        backlog=broker.backlog) as fleet:
                 fleet.start(workers)
                 runner = _StepRunner(fleet, scenario, timeout_s, on_progress, broker)
-                records = runner.run_all()
+                runner.specs = {w.name: w for w in workers}
+                try:
+                    records = runner.run_all()
+                finally:
+                    runner.close_intruders()
                 notes += runner.notes
                 result = fleet.result()
                 if runner.cut:  # the node_down steps' losses were the point, not a failure
@@ -143,6 +152,8 @@ class _StepRunner:
         self.notes: list[str] = []
         self.cut_short = False
         self.interrupted = False
+        self.specs = {w.name: w for w in scenario.workers}  # as run (--mqtt may change them)
+        self.intruders: dict[str, Intruder] = {}  # worker -> the client holding its session
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -214,6 +225,11 @@ class _StepRunner:
             return blank
         if isinstance(step, sm.Settle):
             return replace(blank, settled=self.settle(step.timeout_s, step.quiet_s))
+        if isinstance(step, sm.Takeover | sm.Kick):
+            return self.intrude(blank, step.worker, kick=isinstance(step, sm.Kick))
+        if isinstance(step, sm.Resubscribe):
+            return replace(blank, reason_code=fleet.subscribe(step.worker, step.topic_filter,
+                                                              step.qos))
         if isinstance(step, sm.Drop | sm.Disconnect | sm.Reconnect):
             self.online[step.worker] = isinstance(step, sm.Reconnect)
         if isinstance(step, sm.Drop):
@@ -225,7 +241,11 @@ class _StepRunner:
                     if e.worker == step.worker and e.kind == "disconnected" and e.at >= since]
             return replace(blank, in_flight=gone[-1].task_ids if gone else ())
         if isinstance(step, sm.Reconnect):
-            return replace(blank, session_present=fleet.reconnect(step.worker))
+            present = fleet.reconnect(step.worker)
+            intruder = self.intruders.pop(step.worker, None)
+            if intruder is not None:  # the broker closed its connection for the worker's
+                intruder.close()
+            return replace(blank, session_present=present)
         if isinstance(step, sm.NodeDown):
             return replace(blank, in_flight=self.node_down(step.node))
         if isinstance(step, sm.NodeUp):
@@ -236,11 +256,59 @@ class _StepRunner:
             code = fleet.subscribe(step.worker, step.topic_filter, step.qos)
             return replace(blank, reason_code=code)
         if isinstance(step, sm.Unsubscribe):
-            return replace(blank, confirmed=fleet.unsubscribe(step.worker, step.topic_filter))
+            held = self._in_flight(step.worker)
+            return replace(blank, in_flight=held,
+                           confirmed=fleet.unsubscribe(step.worker, step.topic_filter))
         if isinstance(step, sm.Slow):
             fleet.set_work_ms(step.worker, step.work_ms)
             return blank
         raise TypeError(f"unknown step {step!r}")  # pragma: no cover - the parser forbids it
+
+    def _in_flight(self, name: str) -> tuple[str, ...]:
+        """The task ids worker ``name`` has received and not yet acknowledged."""
+        fleet = self.fleet
+        worker = fleet._worker(name)
+        return fleet._run(worker.in_flight)
+
+    def intrude(self, blank: StepRecord, name: str, *, kick: bool) -> StepRecord:
+        """``takeover`` / ``kick``: a second client with ``name``'s client id connects (and,
+        for a kick, leaves at once, ending the session); wait (bounded) until the worker has
+        seen its connection end. The record holds the worker's in-flight tasks and whether the
+        intruder found a session."""
+        fleet = self.fleet
+        spec = self.specs[name]
+        since = self.now()
+        held = self._in_flight(name) if self.online.get(name) else ()
+        was_online = self.online.get(name, False)
+        old = self.intruders.pop(name, None)
+        if old is not None:
+            old.close()
+        intruder = Intruder(fleet.targets[spec.node - 1], fleet.client_id(name), spec.protocol,
+                            clean_start=kick or spec.clean_start,
+                            session_expiry=0 if kick else spec.session_expiry)
+        if not intruder.connect(fleet.connect_timeout):
+            intruder.close()
+            self.notes.append(f"{'kick' if kick else 'takeover'} {name}: the second client "
+                              f"with its id was not accepted within {fleet.connect_timeout:g} s")
+            return replace(blank, in_flight=held)
+        if kick:
+            intruder.close(end_session=True)
+        else:
+            self.intruders[name] = intruder
+        if was_online:
+            deadline = time.monotonic() + fleet.connect_timeout
+            while time.monotonic() < deadline and not any(
+                    e.worker == name and e.at >= since and e.kind == "lost"
+                    for e in fleet.rec.events()):
+                time.sleep(0.005)
+        self.online[name] = False
+        self.cut.add(name)  # a 3.1.1 worker sees a bare close: not a broker failure
+        return replace(blank, in_flight=held, session_present=intruder.session_present)
+
+    def close_intruders(self) -> None:
+        for intruder in self.intruders.values():
+            intruder.close()
+        self.intruders.clear()
 
     def node_down(self, node: int) -> tuple[str, ...]:
         """Take ``node`` down and wait (bounded) until each of its connected workers has seen

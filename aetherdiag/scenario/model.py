@@ -144,6 +144,35 @@ class Unsubscribe(WorkerStep):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Resubscribe(WorkerStep):
+    """SUBSCRIBE again to a filter the worker holds, with other options (QoS): the broker
+    replaces the subscription in place (MQTT 5.0 3.8.4), one membership."""
+
+    kind: ClassVar[str] = "resubscribe"
+    topic_filter: str
+    qos: int
+
+    def describe(self) -> str:
+        return f"resubscribe {self.worker} to {self.topic_filter} at QoS {self.qos}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Takeover(WorkerStep):
+    """A second client connects with the worker's client id while it is live: the broker
+    closes the worker's connection and the newcomer holds the session (emqx#1501)."""
+
+    kind: ClassVar[str] = "takeover"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kick(WorkerStep):
+    """The worker's session is kicked: a client with its id connects with Clean Start and
+    leaves, so the broker closes the worker's connection and discards its session."""
+
+    kind: ClassVar[str] = "kick"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Slow(WorkerStep):
     """Change a worker's processing time per task from now on."""
 

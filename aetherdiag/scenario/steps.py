@@ -30,21 +30,24 @@ from ..layout import Layout, template_problem
 from .model import (
     Disconnect,
     Drop,
+    Kick,
     NodeDown,
     NodeUp,
     Publish,
     Reconnect,
+    Resubscribe,
     Settle,
     Slow,
     Step,
     Subscribe,
+    Takeover,
     Unsubscribe,
     Wait,
 )
 from .yaml_nodes import Fields, NodeReader, placeholder_problem, suggest
 
 STEP_KINDS = ("publish", "wait", "disconnect", "drop", "reconnect", "subscribe", "unsubscribe",
-              "slow", "settle", "node_down", "node_up")
+              "resubscribe", "takeover", "kick", "slow", "settle", "node_down", "node_up")
 PUBLISH_KEYS = ("tasks", "count", "id_pattern", "start", "qos", "retain", "rate", "topic",
                 "to_share_topic", "node")
 DEFAULT_QUIET_S = 0.3
@@ -120,13 +123,14 @@ class StepReader(NodeReader):
             return self.publish(body, at)
         if kind == "wait":
             return Wait(seconds=self.number(body, "wait", 0, MAX_SECONDS, above=True), **at)
-        if kind in ("disconnect", "drop", "reconnect"):
+        if kind in ("disconnect", "drop", "reconnect", "takeover", "kick"):
             return self.connection(kind, body, at)
         if kind in ("node_down", "node_up"):
             return self.node_step(kind, body, at)
         keys = {"subscribe": ("worker", "filter", "qos"), "unsubscribe": ("worker", "filter"),
-                "slow": ("worker", "work_ms")}[kind]
-        fields = self.mapping(body, kind, keys, required=keys[:2])
+                "resubscribe": ("worker", "filter", "qos"), "slow": ("worker", "work_ms")}[kind]
+        keys_required = keys if kind == "resubscribe" else keys[:2]
+        fields = self.mapping(body, kind, keys, required=keys_required)
         worker = self.worker(fields["worker"][1], "worker")
         if kind == "slow":
             work_ms = self.number(fields["work_ms"][1], "work_ms", 0, MAX_WORK_MS)
@@ -143,8 +147,15 @@ class StepReader(NodeReader):
                           f"this step (it holds: {', '.join(held) or 'nothing'})")
             held.remove(topic_filter)
             return Unsubscribe(worker=worker, topic_filter=topic_filter, **at)
+        if kind == "resubscribe":
+            if topic_filter not in held:
+                self.fail(filter_node, f"resubscribe: {worker} does not hold {topic_filter!r} "
+                          f"at this step (it holds: {', '.join(held) or 'nothing'})")
+            return Resubscribe(worker=worker, topic_filter=topic_filter,
+                               qos=self.qos_of(fields["qos"][1]), **at)
         if topic_filter in held:
-            self.fail(filter_node, f"subscribe: {worker} already holds {topic_filter!r}")
+            self.fail(filter_node, f"subscribe: {worker} already holds {topic_filter!r} "
+                      "(resubscribe changes its QoS in place)")
         held.append(topic_filter)
         qos = self.qos_of(fields["qos"][1]) if "qos" in fields else self.known.workers[worker].qos
         return Subscribe(worker=worker, topic_filter=topic_filter, qos=qos, **at)
@@ -170,6 +181,9 @@ class StepReader(NodeReader):
     def connection(self, kind: str, body: Node, at: _At) -> Step:
         worker = self.worker(body, kind)
         online = kind == "reconnect"
+        if kind == "kick" and not self.connected[worker]:  # an offline session is kicked too
+            self.left_at[worker] = f"step {at['index']} (line {at['line']})"
+            return Kick(worker=worker, **at)
         if self.connected[worker] == online:
             state = ("is already connected" if online
                      else f"is not connected (since {self.left_at[worker]})")
@@ -180,7 +194,8 @@ class StepReader(NodeReader):
                       f"{self.down[node]}); add 'node_up: {node}' before")
         self.connected[worker] = online
         self.left_at[worker] = f"step {at['index']} (line {at['line']})"
-        cls = {"disconnect": Disconnect, "drop": Drop, "reconnect": Reconnect}[kind]
+        cls = {"disconnect": Disconnect, "drop": Drop, "reconnect": Reconnect,
+               "takeover": Takeover, "kick": Kick}[kind]
         return cls(worker=worker, **at)
 
     def node_step(self, kind: str, body: Node, at: _At) -> Step:

@@ -27,6 +27,7 @@ from aetherdiag.emulator import Emulator, Limits
 from aetherdiag.emulator import packets as pk
 from aetherdiag.emulator.codec import Decoder
 from aetherdiag.emulator.encoding import encode
+from aetherdiag.emulator.properties import ALLOWED, WILL
 
 V3 = pk.MQTT_3_1_1
 V5 = pk.MQTT_5
@@ -469,7 +470,7 @@ _PROPERTY_VALUES = {
     pk.PROP_TOPIC_ALIAS: _u16,
     pk.PROP_MAXIMUM_PACKET_SIZE: _u32,
     pk.PROP_REASON_STRING: _text,
-    pk.PROP_SHARED_SUB_AVAILABLE: st.integers(0, 255),
+    pk.PROP_SHARED_SUB_AVAILABLE: st.integers(0, 1),  # 0 or 1 only (properties.ZERO_OR_ONE)
     pk.PROP_AUTH_DATA: st.binary(max_size=8),
     pk.PROP_USER_PROPERTY: st.lists(_pair, min_size=1, max_size=3).map(tuple),
     pk.PROP_SUBSCRIPTION_ID: st.lists(_varint, min_size=1, max_size=3).map(tuple),
@@ -477,10 +478,12 @@ _PROPERTY_VALUES = {
 
 
 @st.composite
-def _props(draw: st.DrawFn, version: int) -> dict[int, object]:
-    if version != V5:
+def _props(draw: st.DrawFn, version: int, kind: int) -> dict[int, object]:
+    """Properties a packet of type ``kind`` may carry (properties.ALLOWED, MQTT 5.0 2.2.2.2)."""
+    allowed = sorted(set(_PROPERTY_VALUES) & ALLOWED[kind])
+    if version != V5 or not allowed:
         return {}
-    keys = draw(st.lists(st.sampled_from(sorted(_PROPERTY_VALUES)), unique=True, max_size=4))
+    keys = draw(st.lists(st.sampled_from(allowed), unique=True, max_size=4))
     return {k: draw(_PROPERTY_VALUES[k]) for k in keys}
 
 
@@ -488,7 +491,10 @@ def _props(draw: st.DrawFn, version: int) -> dict[int, object]:
 def _packets(draw: st.DrawFn) -> tuple[pk.Packet, int]:
     version = draw(st.sampled_from([pk.MQTT_3_1, V3, V5]))
     v5 = version == V5
-    props = _props(version)
+
+    def props(kind: int) -> st.SearchStrategy[dict[int, object]]:
+        return _props(version, kind)
+
     rc = st.integers(0, 255) if v5 else st.just(0)
     kind = draw(st.sampled_from([
         "connect", "connack", "publish", "ack", "subscribe", "suback", "unsubscribe",
@@ -498,7 +504,7 @@ def _packets(draw: st.DrawFn) -> tuple[pk.Packet, int]:
     if kind == "connect":
         will = draw(st.none() | st.builds(
             pk.Will, topic=_text, payload=st.binary(max_size=8), qos=st.integers(0, 2),
-            retain=st.booleans(), properties=props))
+            retain=st.booleans(), properties=props(WILL)))
         username = draw(st.none() | _text)
         password = draw(st.none() | st.binary(max_size=8))
         if username is None and not v5:
@@ -506,21 +512,24 @@ def _packets(draw: st.DrawFn) -> tuple[pk.Packet, int]:
         packet = pk.Connect(
             protocol_level=version, protocol_name="MQIsdp" if version == 3 else "MQTT",
             client_id=draw(_text), clean_start=draw(st.booleans()), keepalive=draw(_u16),
-            will=will, username=username, password=password, properties=draw(props))
+            will=will, username=username, password=password,
+            properties=draw(props(pk.CONNECT)))
     elif kind == "connack":
         packet = pk.ConnAck(session_present=draw(st.booleans()),
-                            reason_code=draw(st.integers(0, 255)), properties=draw(props))
+                            reason_code=draw(st.integers(0, 255)),
+                            properties=draw(props(pk.CONNACK)))
     elif kind == "publish":
         qos = draw(st.integers(0, 2))
         packet = pk.Publish(
             topic=draw(_text), payload=draw(st.binary(max_size=300)), qos=qos,
             retain=draw(st.booleans()), dup=draw(st.booleans()) if qos else False,
-            packet_id=draw(_pid) if qos else None, properties=draw(props))
+            packet_id=draw(_pid) if qos else None, properties=draw(props(pk.PUBLISH)))
     elif kind == "ack":
         acks: list[type[pk.PubAck | pk.PubRec | pk.PubRel | pk.PubComp]] = [
             pk.PubAck, pk.PubRec, pk.PubRel, pk.PubComp]
         cls = draw(st.sampled_from(acks))
-        packet = cls(packet_id=draw(_pid), reason_code=draw(rc), properties=draw(props))
+        packet = cls(packet_id=draw(_pid), reason_code=draw(rc),
+                     properties=draw(props(pk.PUBACK)))
     elif kind == "subscribe":
         reqs = draw(st.lists(st.builds(
             pk.SubscriptionRequest, topic_filter=_text, qos=st.integers(0, 2),
@@ -528,30 +537,32 @@ def _packets(draw: st.DrawFn) -> tuple[pk.Packet, int]:
             retain_as_published=st.booleans() if v5 else st.just(False),
             retain_handling=st.integers(0, 2) if v5 else st.just(0)),
             min_size=1, max_size=3))
-        sub_props = draw(props)
+        sub_props = draw(props(pk.SUBSCRIBE))
         if pk.PROP_SUBSCRIPTION_ID in sub_props:  # at most one in a SUBSCRIBE (3.8.2.1.2)
             sub_props[pk.PROP_SUBSCRIPTION_ID] = (draw(_varint),)
         packet = pk.Subscribe(packet_id=draw(_pid), subscriptions=tuple(reqs),
                               properties=sub_props)
     elif kind == "suback":
         packet = pk.SubAck(packet_id=draw(_pid), reason_codes=tuple(draw(st.lists(
-            st.integers(0, 255), min_size=1, max_size=4))), properties=draw(props))
+            st.integers(0, 255), min_size=1, max_size=4))), properties=draw(props(pk.SUBACK)))
     elif kind == "unsubscribe":
         packet = pk.Unsubscribe(packet_id=draw(_pid), topic_filters=tuple(draw(st.lists(
-            _text, min_size=1, max_size=3))), properties=draw(props))
+            _text, min_size=1, max_size=3))),
+            properties=draw(props(pk.UNSUBSCRIBE)))
     elif kind == "unsuback":
         codes = draw(st.lists(st.integers(0, 255), max_size=4)) if v5 else []
         packet = pk.UnsubAck(packet_id=draw(_pid), reason_codes=tuple(codes),
-                             properties=draw(props))
+                             properties=draw(props(pk.UNSUBACK)))
     elif kind == "ping":
         packet = pk.PingReq()
     elif kind == "pong":
         packet = pk.PingResp()
     elif kind == "disconnect":
-        packet = pk.Disconnect(reason_code=draw(rc), properties=draw(props))
+        packet = pk.Disconnect(reason_code=draw(rc), properties=draw(props(pk.DISCONNECT)))
     else:
         version = V5
-        packet = pk.Auth(reason_code=draw(st.integers(0, 255)), properties=draw(_props(V5)))
+        packet = pk.Auth(reason_code=draw(st.integers(0, 255)),
+                         properties=draw(_props(V5, pk.AUTH)))
     return packet, version
 
 

@@ -34,6 +34,9 @@ COMPLIANT: dict[str, tuple[str, str]] = {
     "qos1_drop_clean": ("pass", "redispatched to another member"),
     "qos1_drop_persistent": ("pass", "redispatched to another member"),
     "qos2_drop": ("pass", "not moved"),
+    "offline_member": ("pass", "connected members only"),
+    "expired_session": ("pass", "handed to another member"),
+    "redispatch_wildcard": ("pass", "same for both"),
     "queue_prefix": ("info", "supported"),
 }
 
@@ -66,7 +69,26 @@ FAULT_EXPECT: dict[str, dict[str, Any]] = {
     "lose-on-disconnect": {
         "share": ("balanced", "balanced"), "exit": 0, "strategy": ("round_robin", "group"),
         "rows": {"qos1_drop_clean": ("warn", "lost"),
+                 "qos1_drop_persistent": ("warn", "held for the member"),
+                 "expired_session": ("warn", "dropped at expiry"),
+                 "redispatch_wildcard": ("info", "not redispatched (either)")},
+    },
+    "offline-member-keeps-share": {
+        "share": ("balanced", "balanced"), "exit": 0, "strategy": ("round_robin", "group"),
+        "rows": {"offline_member": ("warn", "keeps its turn (parked)"),
                  "qos1_drop_persistent": ("warn", "held for the member")},
+    },
+    "expired-session-drops": {
+        "share": ("balanced", "balanced"), "exit": 0, "strategy": ("round_robin", "group"),
+        "rows": {"expired_session": ("warn", "dropped at expiry")},
+    },
+    "redispatch-misses-wildcards": {
+        "share": ("balanced", "balanced"), "exit": 0, "strategy": ("round_robin", "group"),
+        "rows": {"redispatch_wildcard": ("warn", "lost for wildcard filters"),
+                 # the probe's other groups use '+' filters too
+                 "qos1_drop_clean": ("warn", "lost"),
+                 "qos1_drop_persistent": ("warn", "held for the member"),
+                 "expired_session": ("warn", "dropped at expiry")},
     },
     "share-retained": {
         "share": ("balanced", "balanced"), "exit": 0, "strategy": ("round_robin", "group"),

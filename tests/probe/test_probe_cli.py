@@ -17,7 +17,8 @@ runner = CliRunner()
 CHECK_IDS = [
     "connect_v311", "connect_v5", "shared_sub_available", "share_v311", "share_v5",
     "duplicates", "strategy", "retained", "no_local", "publish_to_share", "malformed_share",
-    "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop", "queue_prefix",
+    "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop", "offline_member",
+    "expired_session", "redispatch_wildcard", "queue_prefix",
 ]
 
 

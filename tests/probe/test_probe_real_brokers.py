@@ -64,6 +64,10 @@ def test_probe_describes_mosquitto(mosquitto: MosquittoProcess) -> None:
     assert got["qos1_drop_clean"] == ("warn", "lost"), explain(report)
     assert got["qos1_drop_persistent"] == ("warn", "held for the member"), explain(report)
     assert got["qos2_drop"] == ("pass", "not moved")
+    # Mosquitto keeps an offline persistent member's turn (mosquitto#1747) and never hands
+    # a lost member's messages on, whatever the filter
+    assert got["offline_member"] == ("warn", "keeps its turn (parked)"), explain(report)
+    assert got["redispatch_wildcard"] == ("info", "not redispatched (either)"), explain(report)
     assert got["queue_prefix"] == ("info", "not supported (taken literally)")
     # Whatever this Mosquitto does with retained messages, the probe says the same.
     observed = retained_reaches_shared(mosquitto.host, mosquitto.port, report.run_id)

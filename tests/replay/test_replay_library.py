@@ -94,6 +94,34 @@ FIGURES: dict[str, Figures] = {
         r"^step 3 \(line \d+\): node_down 2: 2 worker connection\(s\) cut, new ones refused; "
         r"node2-1 lost its connection \(connection lost\): 2 in-flight task\(s\)",
         r"^step 5 \(line \d+\): node_up 2: accepts connections again$")),
+    "offline-member-keeps-share": Figures(0, tasks={"worker-1": 5, "worker-2": 5}, timeline=(
+        r"publish 6 task\(s\) \(task-5 \.\. task-10\): worker-2 3; 3 not delivered by this step",
+        r"reconnect worker-1: session present, 3 task\(s\) dealt to it while it was away "
+        r"delivered late \(task-5, task-7, task-9\)$")),
+    "expired-session-drops": Figures(4, missing=4, tasks={"worker-2": 0}, timeline=(
+        r"publish 4 task\(s\) \(task-1 \.\. task-4\): none delivered$",)),
+    "redispatch-misses-wildcards": Figures(4, missing=5, tasks={"worker-1": 5}, timeline=(
+        r"drop worker-2: 5 in-flight task\(s\) lost: no other worker received them",)),
+    # the 5 re-sent copies carry DUP: accepted redeliveries, on the same worker
+    "session-takeover": Figures(0, redispatched=5, tasks={"worker-1": 5, "worker-2": 5},
+                                timeline=(
+        r"takeover worker-2: a second client with worker-2's id connected and took over its "
+        # Mosquitto 2.0.11 closes the old connection without a DISCONNECT 0x8E
+        r"session; the broker closed worker-2's connection; worker-2 lost its connection "
+        r"\((DISCONNECT 0x8E \(session taken over\) from the broker|connection lost)\): "
+        r"5 in-flight task\(s\) kept in its session for its return",
+        r"reconnect worker-2: session present, 5 in-flight task\(s\) re-sent")),
+    "session-kicked": Figures(0, redispatched=5, tasks={"worker-1": 15, "worker-2": 10},
+                              timeline=(
+        r"kick worker-2: a client with worker-2's id connected with Clean Start and left.*"
+        r"5 in-flight task\(s\) re-dispatched to worker-1",)),
+    "unsubscribe-in-flight": Figures(0, tasks={"worker-1": 9, "worker-2": 3}, timeline=(
+        r"confirmed; 3 task\(s\) in flight at the time \(task-2, task-4, task-6\) stay with "
+        r"the worker.*3 of them finished there$",
+        r"publish 6 task\(s\) \(task-7 \.\. task-12\): worker-1 6$")),
+    "resubscribe-qos": Figures(0, tasks={"worker-1": 4, "worker-2": 4}, timeline=(
+        r"resubscribe worker-2 to .* at QoS 0: replaced in place at QoS 0 \(granted QoS 0\), "
+        r"still one membership",)),
 }
 
 # No emulator fault needed: these also run against Mosquitto (the healthy ones, and the
@@ -112,6 +140,11 @@ ON_MOSQUITTO = {
     "group-per-worker": None,
     "plain-and-shared-overlap": None,
     "publish-to-share-topic": None,
+    "session-takeover": None,
+    "session-kicked": "Mosquitto does not hand the kicked clean member's in-flight QoS 1 "
+                      "messages to another member; they are lost (exit 4)",
+    "unsubscribe-in-flight": None,
+    "resubscribe-qos": None,
 }
 
 

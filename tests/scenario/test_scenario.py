@@ -39,6 +39,13 @@ SHIPPED = {
     "cluster-bridged-duplicates.yaml": 1,
     "cluster-no-route.yaml": 4,
     "cluster-node-down-qos1.yaml": 0,
+    "offline-member-keeps-share.yaml": 0,
+    "expired-session-drops.yaml": 4,
+    "redispatch-misses-wildcards.yaml": 4,
+    "session-takeover.yaml": 0,
+    "session-kicked.yaml": 0,
+    "unsubscribe-in-flight.yaml": 0,
+    "resubscribe-qos.yaml": 0,
 }
 AM_SHARED = "$share/production_engine_workers/production/engine/process-data/batch1/+/perform"
 AM_PLAIN = "production/engine/process-data/batch1/+/perform"
@@ -424,7 +431,8 @@ BAD: list[tuple[str, str, str]] = [
      f"{AM_SHARED})"),
     ("subscribe-twice", "name: t\n" + W
      + "steps:\n  - subscribe: {worker: worker-1, filter: shared}\n  - publish: {count: 3}\n",
-     f"6:43: subscribe: worker-1 already holds '{AM_SHARED}'"),
+     f"6:43: subscribe: worker-1 already holds '{AM_SHARED}' (resubscribe changes its QoS "
+     "in place)"),
     ("slow-missing", "name: t\n" + W + "steps:\n  - slow: {worker: worker-1}\n",
      "6:11: slow: missing required key 'work_ms'"),
     ("duplicate-task", "name: t\n" + W
