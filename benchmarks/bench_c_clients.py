@@ -40,20 +40,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import bench_emulator  # a sibling script: python puts the script directory first on sys.path
+
 TOPIC = "bench/tasks"
 FILTER = "$share/bench/bench/tasks"
-MOSQUITTO_CONF = """\
-listener {port} 127.0.0.1
-allow_anonymous true
-persistence false
-max_inflight_messages 100
-max_queued_messages 200000
-max_queued_bytes 0
-set_tcp_nodelay true
-log_dest stderr
-log_type error
-log_type warning
-"""
+MOSQUITTO_CONF = bench_emulator.MOSQUITTO_CONF  # the same limits as the emulator's defaults
 VARIANTS = ("mosquitto", "emulator", "emulator-ws")
 TICKS = os.sysconf("SC_CLK_TCK")
 
