@@ -204,10 +204,16 @@ def balance_of(
     if any_delivered and dof and enough_for_chi:
         chi = chi_total
         p = chi_square_sf(chi_total, dof)
+    one_worker = not any(len(m) > 1 for m in pools.values())
+    delivered = any(r.unique for r in rows)
+    # one worker has nothing to share with: its split is even by definition (1.00, not ∞)
+    why = ("nothing delivered" if not delivered else "one worker" if one_worker
+           else "" if judged else "too few tasks per worker")
     return Balance(
-        judged=judged and any(len(m) > 1 for m in pools.values()),
-        max_over_min=worst_ratio, max_over_mean=worst_mean if any_delivered else None,
-        chi_square=chi, p_value=p, idle_workers=tuple(idle),
+        judged=judged and not one_worker,
+        max_over_min=worst_ratio if delivered else None,
+        max_over_mean=worst_mean if any_delivered or (one_worker and delivered) else None,
+        chi_square=chi, p_value=p, idle_workers=tuple(idle), not_judged=why,
     )
 
 
@@ -228,14 +234,17 @@ def _checks(
         f"({repeats_dup} DUP redeliveries, {repeats_fresh} fresh copies)"
         if repeats_dup + repeats_fresh else "no worker got a task twice"
     )
-    if balance.max_over_min is None:
+    if balance.not_judged == "nothing delivered":
+        ratio_text = "no split to measure"
+    elif balance.max_over_min is None:
         ratio_text = "max/min infinite (" + ", ".join(balance.idle_workers) + " got nothing)"
     else:
         ratio_text = f"max/min {balance.max_over_min:.2f}"
     if not balance.judged:
         balance_check = Check(
             name="balance", passed=None, code=ExitCode.IMBALANCE,
-            detail=f"not judged: too few tasks per worker ({ratio_text})",
+            detail=f"not judged: {balance.not_judged or 'too few tasks per worker'} "
+            f"({ratio_text})",
         )
     else:
         ok = balance.max_over_min is not None and balance.max_over_min <= expect.max_imbalance

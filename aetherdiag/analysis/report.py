@@ -72,6 +72,8 @@ class Balance:
     chi_square: float | None = None
     p_value: float | None = None  # of an even split; None when the run is too small
     idle_workers: tuple[str, ...] = ()
+    # why it was not judged: "nothing delivered", "one worker", "too few tasks per worker"
+    not_judged: str = ""
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "chi_square": b.chi_square,
             "p_value": b.p_value,
             "idle_workers": list(b.idle_workers),
+            "not_judged": b.not_judged,
         },
         "workers": [
             {
@@ -296,11 +297,14 @@ def table(report: Report) -> Group:
         summary.add_row("foreign messages", Text(
             f"{report.foreign} not published by this run (another publisher on these topics)",
             style="bold yellow"))
-    balance = f"max/min {_ratio(b.max_over_min)}, max/mean {_ratio(b.max_over_mean)}"
-    if b.p_value is not None:
-        balance += f", chi-square p={b.p_value:.3g} vs an even split"
-    if not b.judged:
-        balance += " (not judged: too few tasks)"
+    if b.not_judged == "nothing delivered":
+        balance = "- (nothing delivered)"
+    else:
+        balance = f"max/min {_ratio(b.max_over_min)}, max/mean {_ratio(b.max_over_mean)}"
+        if b.p_value is not None:
+            balance += f", chi-square p={b.p_value:.3g} vs an even split"
+        if not b.judged:
+            balance += f" (not judged: {b.not_judged or 'too few tasks per worker'})"
     summary.add_row("balance", balance)
     if report.latency_ms:
         lat = report.latency_ms

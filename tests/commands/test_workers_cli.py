@@ -577,3 +577,23 @@ def test_missing_tasks_end_promptly_not_at_the_timeout() -> None:
     result, doc = nine_tasks("--fault", "share-literal", "--timeout", "20")
     assert result.exit_code == 4 and len(doc["missing"]) == 9
     assert time.monotonic() - started < 10
+
+
+def test_balance_says_what_is_true_for_one_worker_and_for_no_delivery() -> None:
+    """One worker has nothing to share with: its split is even (1.00), not infinite, and it
+    is not judged because there is one worker, not for want of tasks. With nothing delivered
+    there is no split at all."""
+    result, doc = run_json("--count", "1", "--tasks", "9", "--quiet")
+    assert result.exit_code == 0, result.output
+    b = doc["balance"]
+    assert (b["judged"], b["max_over_min"], b["max_over_mean"], b["not_judged"]) == (
+        False, 1.0, 1.0, "one worker")
+    table = workers("--count", "1", "--tasks", "9")
+    assert "max/mean 1.00 (not judged: one worker)" in table.stdout
+    result, doc = nine_tasks("--fault", "share-literal", "--timeout", "0.6")
+    b = doc["balance"]
+    assert (b["max_over_min"], b["max_over_mean"], b["not_judged"]) == (
+        None, None, "nothing delivered")
+    table = workers("--count", "3", "--tasks", "9", "--fault", "share-literal",
+                    "--timeout", "0.6")
+    assert "- (nothing delivered)" in table.stdout and "max/min 1.00" not in table.stdout
