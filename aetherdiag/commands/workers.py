@@ -160,7 +160,9 @@ def command(
                                         help="Largest max/min split allowed."),
     allow_redelivery: bool = typer.Option(
         False, "--allow-redelivery",
-        help="Accept QoS 1 redelivery after a member loss (not counted as duplicates)."),
+        help="Accept re-sends caused by a lost connection: a re-dispatch after a member loss "
+        "is not a duplicate, a DUP resend of a copy a reconnected member never finished is "
+        "not a repeat (a DUP redelivery with no connection lost still is)."),
     timeout: float | None = typer.Option(
         None, "--timeout", min=0.1, max=86_400, callback=common.finite,
         help="Upper bound in seconds on publishing and waiting, --rate pacing included "

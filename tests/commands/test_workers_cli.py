@@ -597,3 +597,14 @@ def test_balance_says_what_is_true_for_one_worker_and_for_no_delivery() -> None:
     table = workers("--count", "3", "--tasks", "9", "--fault", "share-literal",
                     "--timeout", "0.6")
     assert "- (nothing delivered)" in table.stdout and "max/min 1.00" not in table.stdout
+
+
+def test_allow_redelivery_does_not_excuse_dup_redeliveries_no_connection_loss_explains() -> None:
+    """--allow-redelivery does what the docs say, no more: it accepts re-sends a lost
+    connection causes. The redeliver fault resends with DUP although nothing was lost: the
+    repeats still fail (tests/analysis covers the accepted case of a member that came back)."""
+    for args in (("--fault", "redeliver", "--allow-redelivery"), ("--fault", "redeliver")):
+        result, doc = nine_tasks(*args)
+        assert result.exit_code == 1, result.output
+        assert doc["duplicates"]["repeats_dup"] == 9 and doc["duplicates"]["repeats_fresh"] == 0
+        assert check(doc, "no same-worker repeats") is False
