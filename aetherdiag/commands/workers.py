@@ -244,6 +244,12 @@ def command(
         raise Abort(str(exc)) from None
     if topic is None and topic_filter is not None:
         raise Abort("--filter needs --topic (the generic layout)")
+    unknown = [g for g in groups if plain or g != layout.group]
+    if unknown and exec_command is None:  # --exec: the workers choose their own groups
+        joined = "no group (--plain)" if plain else f"only group {layout.group!r}"
+        raise Abort(f"--group-strategy {unknown[0]}={groups[unknown[0]]}: no worker of this "
+                    f"run joins group {unknown[0]!r} (they join {joined}), so it would "
+                    "change nothing")
     if (plain or "share-fanout" in fault) and count * tasks > MAX_FANOUT_DELIVERIES:
         raise Abort(f"--count {count} x --tasks {tasks}: with every worker getting every task "
                     f"that is {count * tasks:,} deliveries to record, above the "

@@ -177,12 +177,12 @@ def quiet_emulator_logs() -> Iterator[None]:
 
 
 def describe(settings: EmulatorSettings, transport: Transport = "tcp") -> str:
-    """``emulator (strategy round_robin, faults share-fanout)`` for reports (``, 3 nodes``
-    added for a cluster, ``, over WebSocket`` for a WebSocket run)."""
+    """``emulator (strategy round_robin, faults none, group g: sticky, 3 nodes)``."""
+    extra = "".join(f", group {g}: {s}" for g, s in settings.group_strategies) + (
+        f", {settings.nodes} nodes" if settings.nodes > 1 else "") + (
+        ", over WebSocket" if transport == "websocket" else "")
     faults = ",".join(settings.faults) or "none"
-    nodes = f", {settings.nodes} nodes" if settings.nodes > 1 else ""
-    ws = ", over WebSocket" if transport == "websocket" else ""
-    return f"emulator (strategy {settings.strategy}, faults {faults}{nodes}{ws})"
+    return f"emulator (strategy {settings.strategy}, faults {faults}{extra})"
 
 
 class ThreadEmulator:

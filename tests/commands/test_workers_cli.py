@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.cli import ALL, ROUND_ROBIN, causes, run_json, tasks_of, workers
+from support.cli import ALL, ROUND_ROBIN, causes, one_error_line, run_json, tasks_of, workers
 from typer.testing import Result
 
 from aetherdiag.cli import main
@@ -608,3 +608,17 @@ def test_allow_redelivery_does_not_excuse_dup_redeliveries_no_connection_loss_ex
         assert result.exit_code == 1, result.output
         assert doc["duplicates"]["repeats_dup"] == 9 and doc["duplicates"]["repeats_fresh"] == 0
         assert check(doc, "no same-worker repeats") is False
+
+
+def test_a_strategy_for_a_group_no_worker_joins_is_refused_and_a_real_one_shows() -> None:
+    """--group-strategy either takes effect or is a usage error: a group this run's workers
+    never join (or any group with --plain) is refused; the one they join is applied and
+    named in the header."""
+    for args in (["--group-strategy", "nonexistent=sticky"],
+                 ["--plain", "--group-strategy", "production_engine_workers=sticky"]):
+        result = workers(*args)
+        assert result.exit_code == 2, result.output
+        assert "no worker of this run joins group" in one_error_line(result)
+    result, doc = nine_tasks("--group-strategy", "production_engine_workers=sticky")
+    assert "group production_engine_workers: sticky" in doc["target"]
+    assert sorted(unique_counts(doc)) == [0, 0, 9]  # sticky: one member gets every task
