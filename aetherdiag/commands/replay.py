@@ -54,7 +54,8 @@ BROKERS_OPTION: Any = typer.Option(
 
 def command(
     files: list[Path] = typer.Argument(..., metavar="FILE", show_default=False,
-                                       help="Scenario YAML files (see docs/scenario-format.md)."),
+                                       help="Scenario YAML files (see "
+                                       "docs/scenario-format.md); - reads one from stdin."),
     broker: list[str] = BROKERS_OPTION,
     mqtt: str | None = common.mqtt_option("Override the files' protocol for every client"),
     ca_file: Path | None = common.CA_FILE_OPTION,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -59,8 +60,15 @@ _T = TypeVar("_T")
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
-    """Read and validate the scenario file at ``path``."""
+    """Read and validate the scenario file at ``path`` (``-``: standard input, named
+    ``<stdin>`` in errors)."""
     name = os.fspath(path)
+    if name == "-":
+        try:
+            text = sys.stdin.read(MAX_FILE_CHARS + 1)
+        except UnicodeDecodeError:
+            raise ScenarioError("<stdin>", 1, 1, "the input is not UTF-8 text") from None
+        return parse_scenario(text, "<stdin>")
     try:
         with open(name, encoding="utf-8") as stream:
             text = stream.read(MAX_FILE_CHARS + 1)  # bounded: /dev/zero or a FIFO too

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -255,3 +257,17 @@ def test_help_lists_the_options() -> None:
     for option in ("--broker", "--mqtt", "--check-expect", "--timeout", "--format", "--output",
                    "--quiet", "--ca-file", "--seed"):
         assert option in result.stdout
+
+
+def test_a_dash_reads_the_scenario_from_stdin() -> None:
+    """``replay -`` reads one scenario from standard input; its errors name ``<stdin>``."""
+    text = (SCENARIOS / "problem-task.yaml").read_text()
+    done = subprocess.run([sys.executable, "-m", "aetherdiag", "replay", "-", "--check-expect",
+                           "--format", "json", "--quiet"], input=text, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert '"verdict": "healthy"' in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "aetherdiag", "replay", "-"], input="name: [\n",
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("<stdin>:") and \
+        len(bad.stderr.strip().splitlines()) == 1
