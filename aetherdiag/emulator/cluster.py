@@ -77,13 +77,5 @@ def route_split(router: Router, msg: Message) -> int:
                     chosen += [m for m in group.members if sessions[m].node == node]
                 elif (one := pick_on_node(router, group, msg, node, None)) is not None:
                     chosen.append(one)
-            for member in chosen:
-                session = sessions[member]
-                sub = session.subscriptions[group.key]
-                router.deliver(session, msg, sub.qos, False, group.share,
-                               (sub.sub_id,) if sub.sub_id else ())
-                count += 1
-    for client_id, (qos, rap, ids) in plain.items():
-        router.deliver(sessions[client_id], msg, qos, rap and msg.retain, None, ids)
-        count += 1
-    return count
+            count += router.deliver_shared(chosen, group, msg)
+    return count + router.deliver_plain(plain, msg)

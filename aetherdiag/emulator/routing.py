@@ -183,7 +183,6 @@ class Router:
         """Deliver ``msg`` to every matching subscription; return the number of deliveries."""
         if self.split:
             return route_split(self, msg)
-        sessions = self.state.sessions
         plain: dict[str, tuple[int, bool, tuple[int, ...]]] | None = None
         count = 0
         ctx = self.ctx  # pick(group, msg, None), inline
@@ -217,17 +216,29 @@ class Router:
                         if one is None:
                             continue
                     chosen = [one]
-                for member in chosen:
-                    session = sessions[member]
-                    sub = session.subscriptions[group.key]
-                    self.deliver(session, msg, sub.qos, False, group.share,
-                                 (sub.sub_id,) if sub.sub_id else ())
-                    count += 1
+                count += self.deliver_shared(chosen, group, msg)
         if plain:
-            for client_id, (qos, rap, ids) in plain.items():
-                self.deliver(sessions[client_id], msg, qos, rap and msg.retain, None, ids)
-                count += 1
+            count += self.deliver_plain(plain, msg)
         return count
+
+    def deliver_shared(self, members: list[str], group: ShareGroup, msg: Message) -> int:
+        """Send ``msg`` to the chosen ``members`` of ``group``; returns how many."""
+        sessions = self.state.sessions
+        for member in members:
+            session = sessions[member]
+            sub = session.subscriptions[group.key]
+            self.deliver(session, msg, sub.qos, False, group.share,
+                         (sub.sub_id,) if sub.sub_id else ())
+        return len(members)
+
+    def deliver_plain(self, plain: dict[str, tuple[int, bool, tuple[int, ...]]],
+                      msg: Message) -> int:
+        """Send ``msg`` once to each plain subscriber: ``client id -> (QoS, retain as
+        published, subscription ids)``; returns how many."""
+        sessions = self.state.sessions
+        for client_id, (qos, rap, ids) in plain.items():
+            self.deliver(sessions[client_id], msg, qos, rap and msg.retain, None, ids)
+        return len(plain)
 
     def pick(
         self, group: ShareGroup, msg: Message, exclude: str | None, node: int = 1
