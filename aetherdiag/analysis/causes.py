@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ..harness.model import RunResult, WorkerSpec
 from ..mqtt.reasons import reason_text
 from .cluster import cluster_causes
-from .report import Report
+from .report import Report, WorkerRow
 
 
 def names(items: Sequence[str], limit: int = 5) -> str:
@@ -26,6 +26,24 @@ def reasons(reasons: Sequence[str]) -> str:
     for reason in reasons:
         counts[reason] += 1
     return "; ".join(f"{n} {reason}" for reason, n in counts.items())
+
+
+def slow_verb(slow: Sequence[str]) -> str:
+    return "processes" if len(slow) == 1 else "process"
+
+
+def slow_and_behind(rows: Sequence[WorkerRow], workers: Sequence[WorkerSpec]) -> list[str]:
+    """The slow workers (``work_ms`` > 0) that got fewer tasks than their pool's mean: what a
+    load-based dispatcher (least_inflight, or a broker that waits for acknowledgements) does."""
+    slow = {w.name for w in workers if w.work_ms > 0}
+    by_pool: dict[str, list[WorkerRow]] = defaultdict(list)
+    for r in rows:
+        by_pool[r.pool].append(r)
+    behind = []
+    for pool in by_pool.values():
+        mean = sum(r.unique for r in pool) / len(pool)
+        behind += [r.name for r in pool if r.name in slow and r.unique < mean]
+    return behind
 
 
 def likely_causes(
@@ -124,10 +142,14 @@ def likely_causes(
                       "round robin whose turn is kept per publisher")
     elif report.balance.judged and any(c.name == "balance" and c.passed is False
                                        for c in report.checks):
-        slow = [w.name for w in workers if w.work_ms > 0]
-        text = "the split is uneven: a random or load-based strategy, or slow members"
-        if slow:
-            text += f" ({', '.join(slow)} process slowly)"
+        behind = slow_and_behind(rows, workers)
+        if behind:
+            text = (f"the split is uneven because {names(behind)} {slow_verb(behind)} slowly: the "
+                    "dispatcher hands tasks to members with room (least_inflight, or a broker "
+                    "whose in-flight window for a busy member is full), so a slow member gets "
+                    "fewer; that is the strategy working, not a fault (raise --max-imbalance)")
+        else:
+            text = "the split is uneven: a random or load-based strategy, or slow members"
         if report.foreign:
             text += (f"; the workers also took {report.foreign} message(s) that this run did not "
                      "publish, and each one uses up a worker's turn")

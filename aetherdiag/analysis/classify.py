@@ -26,7 +26,7 @@ from dataclasses import replace
 from ..exitcodes import ExitCode
 from ..harness.model import RunResult, WorkerSpec
 from .activity import activity, shared_tasks
-from .causes import likely_causes, names, reasons
+from .causes import likely_causes, names, reasons, slow_and_behind, slow_verb
 from .cluster import node_figures
 from .latency import latency_of
 from .report import (
@@ -141,7 +141,7 @@ def analyse(
     balance = balance_of(rows, pools, len(published), expect)
     unfinished = tuple((w, t) for w, t in result.unfinished if t in published_set)
     checks = (_checks(published, missing, cross, repeats_dup, repeats_fresh, balance, expect,
-                      allowed) + _handler_checks(result, rows)
+                      allowed, slow_and_behind(rows, workers)) + _handler_checks(result, rows)
               + _completion_checks(result, unfinished, steps))
     failing = [c.code for c in checks if c.passed is False]
     code = min(failing) if failing else ExitCode.OK
@@ -220,7 +220,7 @@ def balance_of(
 def _checks(
     published: list[str], missing: list[str], cross: list[tuple[str, tuple[str, ...]]],
     repeats_dup: int, repeats_fresh: int, balance: Balance, expect: Expectations,
-    allowed: int,
+    allowed: int, slow: Sequence[str] = (),
 ) -> tuple[Check, ...]:
     n = len(published)
     cross_detail = (
@@ -249,7 +249,10 @@ def _checks(
     else:
         ok = balance.max_over_min is not None and balance.max_over_min <= expect.max_imbalance
         detail = f"{ratio_text}, allowed {expect.max_imbalance:g}"
-        if not ok and balance.p_value is not None and balance.p_value >= 0.05:
+        if not ok and slow:
+            detail += (f" ({names(slow)} {slow_verb(slow)} slowly and got the fewest tasks: a "
+                       "load-based dispatcher sends a busy member less)")
+        elif not ok and balance.p_value is not None and balance.p_value >= 0.05:
             detail += (f" (chi-square p={balance.p_value:.2f}: a split this uneven is common "
                        "for a random dispatcher at this size; publish more tasks or raise "
                        "--max-imbalance)")

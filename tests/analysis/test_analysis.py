@@ -207,6 +207,28 @@ def test_uneven_split_within_chance_gets_a_hint() -> None:
     assert balance.passed is False and "common for a random dispatcher" in balance.detail
 
 
+
+def test_slow_member_behind_is_blamed_not_a_random_dispatcher() -> None:
+    """The same uneven split as above, with worker-2 the slow one (--slow-worker under
+    least_inflight): the check and the cause name the slow worker and the load-based
+    dispatcher, not chance; the unslowed worker-1 with the most tasks is not named."""
+    assign = {"worker-1": [f"task-{n}" for n in range(1, 16)],
+              "worker-2": [f"task-{n}" for n in range(16, 22)],
+              "worker-3": [f"task-{n}" for n in range(22, 31)]}
+    pool = [replace(w, work_ms=250.0) if w.name == "worker-2" else w for w in specs(3)]
+    report = analyse(run(assign, 30), pool)
+    balance = next(c for c in report.checks if c.name == "balance")
+    assert balance.passed is False
+    assert "worker-2 processes slowly" in balance.detail
+    assert "random dispatcher" not in balance.detail
+    cause = next(c for c in report.causes if c.startswith("the split is uneven"))
+    assert "because worker-2 processes slowly" in cause and "worker-1" not in cause
+    # a slow worker that is not behind is not the explanation
+    fast_behind = [replace(w, work_ms=250.0) if w.name == "worker-1" else w for w in specs(3)]
+    other = analyse(run(assign, 30), fast_behind)
+    assert "common for a random dispatcher" in next(
+        c for c in other.checks if c.name == "balance").detail
+
 # ------------------------------------------------ runs that did not do their job (never healthy)
 
 
