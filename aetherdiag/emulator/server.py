@@ -144,8 +144,12 @@ class EmulatorServer:
         for server in servers:
             server.close()
         # Connections first: from Python 3.12 on, wait_closed() waits for every one of them.
+        # Each one's loss is settled with the broker now, not when asyncio gets round to
+        # connection_lost (a no-op by then): what a session still held is counted as dropped
+        # before anyone reads the final stats.
         for conn in list(self.conns.values()):
             conn.abort()
+            conn.connection_lost(None)
         for server in servers:
             await server.wait_closed()
 

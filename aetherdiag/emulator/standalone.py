@@ -160,6 +160,8 @@ async def _serve(
             print(announce.dump(announce.Stopped(stats=s.as_dict())), flush=True)
     print(
         f"stopped: {s.messages_in} messages in, {s.deliveries} deliveries, "
-        f"{s.total_dropped} dropped",
+        f"{s.total_dropped} dropped"
+        + (" (" + ", ".join(f"{n} {reason}" for reason, n in s.dropped.most_common()) + ")"
+           if s.total_dropped else ""),
         file=sys.stderr, flush=True,
     )

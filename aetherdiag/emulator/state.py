@@ -100,11 +100,10 @@ class BrokerState:
 
     def drop(self, reason: str, client_id: str, count: int = 1) -> None:
         self.stats.dropped[reason] += count
-        key = f"{reason}:{client_id}"
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning("dropped message(s) for %s: %s (counted in stats.dropped)",
-                        client_id, reason)
+        if reason not in self._warned:  # one line per reason, however many clients
+            self._warned.add(reason)
+            log.warning("dropped message(s) for %s: %s (this and later drops for this reason "
+                        "are counted in stats.dropped, not logged)", client_id, reason)
 
     def expiry(self, props: Mapping[int, Any]) -> float | None:
         """Broker clock time a message with these properties expires (None: never)."""

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from support.mqttclient import V5, V311, PahoClient, by_payload
+from support.mqttclient import SUBACK, V5, V311, PahoClient, RawClient, by_payload
 
 from aetherdiag.emulator import announce
 
@@ -128,3 +128,40 @@ def test_serve_machine_prints_json_lines_on_stdout_and_the_human_lines_on_stderr
     assert stopped.stats["messages_in"] == 1 and stopped.stats["dropped_total"] == 0
     assert "aetherdiag emulator listening on mqtt://127.0.0.1:" in err
     assert "stopped: 1 messages in, 0 deliveries, 0 dropped" in err
+
+
+def test_serve_summary_counts_what_stalled_members_held_when_it_stopped(serve, clients):
+    """Two members that never read their socket: what the emulator queued for them is dropped
+    when it stops, and the summary says so (it used to read the stats before the connections'
+    losses were settled: '0 dropped', then the drops logged after it); one warning line per
+    reason, not one per client."""
+    proc = serve("--port", "0")
+    host, port = _address(proc)
+    stalled = []
+    for name in ("stalled-1", "stalled-2"):
+        raw = RawClient(host, port, version=V311)
+        raw.connect(name)
+        raw.send_subscribe(1, "$share/g/t", 0)
+        raw.expect(SUBACK)
+        stalled.append(raw)
+    pub = PahoClient(host, port, version=V5, client_id="pub")
+    clients.append(pub)
+    pub.connect()
+    sent = 20_000
+    for _ in range(sent):
+        pub.publish("t", b"x" * 1000, qos=0)
+    pub.publish("t", b"last", qos=1)  # acknowledged once the broker has read all before it
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    for raw in stalled:
+        raw.sock.close()
+    summary = err.strip().splitlines()[-1]
+    match = re.fullmatch(r"stopped: (\d+) messages in, (\d+) deliveries, (\d+) dropped"
+                         r" \((\d+) (\w+)\)", summary)
+    assert match, err
+    messages_in, deliveries, dropped, by_reason, reason = (*map(int, match.groups()[:4]),
+                                                           match.group(5))
+    assert messages_in == sent + 1
+    assert dropped > 0 and dropped == by_reason == messages_in - deliveries
+    assert err.count("WARNING dropped message(s)") == 1, err
+    assert reason in err.split("WARNING dropped message(s)")[1].splitlines()[0]
