@@ -124,6 +124,10 @@ class ChurnSteps:
             return False
         return self._wait(lambda: mid in w.answers, self.connect_timeout)
 
+    def in_flight(self, name: str) -> tuple[str, ...]:
+        """The task ids worker ``name`` has received and not yet acknowledged."""
+        return self._run(self._worker(name).in_flight)
+
     def set_work_ms(self, name: str, work_ms: float, jitter_ms: float | None = None) -> None:
         """Change worker ``name``'s processing time per task (slow it down or speed it up)."""
         w = self._worker(name)

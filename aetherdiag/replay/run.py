@@ -256,19 +256,13 @@ class _StepRunner:
             code = fleet.subscribe(step.worker, step.topic_filter, step.qos)
             return replace(blank, reason_code=code)
         if isinstance(step, sm.Unsubscribe):
-            held = self._in_flight(step.worker)
+            held = self.fleet.in_flight(step.worker)
             return replace(blank, in_flight=held,
                            confirmed=fleet.unsubscribe(step.worker, step.topic_filter))
         if isinstance(step, sm.Slow):
             fleet.set_work_ms(step.worker, step.work_ms)
             return blank
         raise TypeError(f"unknown step {step!r}")  # pragma: no cover - the parser forbids it
-
-    def _in_flight(self, name: str) -> tuple[str, ...]:
-        """The task ids worker ``name`` has received and not yet acknowledged."""
-        fleet = self.fleet
-        worker = fleet._worker(name)
-        return fleet._run(worker.in_flight)
 
     def intrude(self, blank: StepRecord, name: str, *, kick: bool) -> StepRecord:
         """``takeover`` / ``kick``: a second client with ``name``'s client id connects (and,
@@ -278,7 +272,7 @@ class _StepRunner:
         fleet = self.fleet
         spec = self.specs[name]
         since = self.now()
-        held = self._in_flight(name) if self.online.get(name) else ()
+        held = fleet.in_flight(name) if self.online.get(name) else ()
         was_online = self.online.get(name, False)
         old = self.intruders.pop(name, None)
         if old is not None:
