@@ -213,7 +213,7 @@ class ThreadEmulator:
         try:
             em = Emulator(strategy=s.strategy, group_strategies=dict(s.group_strategies),
                           faults=s.faults, seed=s.seed, journal=s.journal, nodes=s.nodes,
-                          ws_port=0 if self.websocket else None)
+                          ws_port=0 if self.websocket else None, limits=s.limits)
             em.start()
         except (UnknownName, ValueError) as exc:
             raise EmulatorStartError(str(exc)) from None
@@ -288,18 +288,10 @@ class ProcessEmulator:
     def command(self) -> list[str]:
         s = self.settings
         cmd = [sys.executable, "-m", "aetherdiag", "emulator", "serve",
-               "--host", "127.0.0.1", "--port", "0", "--strategy", s.strategy,
+               "--host", "127.0.0.1", "--port", "0", *s.serve_options(),
                "--exit-on-stdin-eof", "--machine"]
         if threading.current_thread() is threading.main_thread():
             cmd += ["--parent-pid", str(os.getpid())]
-        for fault in s.faults:
-            cmd += ["--fault", fault]
-        for group, strategy in s.group_strategies:
-            cmd += ["--group-strategy", f"{group}={strategy}"]
-        if s.seed is not None:
-            cmd += ["--seed", str(s.seed)]
-        if s.nodes > 1:
-            cmd += ["--nodes", str(s.nodes)]
         if self.websocket:
             cmd += ["--ws-port", "0"]
         return cmd

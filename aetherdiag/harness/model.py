@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from ..emulator.session import Limits
 from ..mqtt.protocol import Protocol
 from ..mqtt.urls import host_for_url
 
@@ -59,6 +60,30 @@ class EmulatorSettings:
     seed: int | None = None
     journal: bool = False  # record every delivery (``--exec``: which connection got what)
     nodes: int = 1  # an emulated cluster of N nodes (one listener each, ports P..P+N-1)
+    # the server policies a v5 CONNACK announces and the subscriptions it refuses
+    limits: Limits = field(default_factory=Limits)
+
+    def serve_options(self) -> list[str]:
+        """The ``aetherdiag emulator serve`` options that start an emulator like this one."""
+        out = ["--strategy", self.strategy]
+        for fault in self.faults:
+            out += ["--fault", fault]
+        for group, strategy in self.group_strategies:
+            out += ["--group-strategy", f"{group}={strategy}"]
+        if self.seed is not None:
+            out += ["--seed", str(self.seed)]
+        if self.nodes > 1:
+            out += ["--nodes", str(self.nodes)]
+        lim, default = self.limits, Limits()
+        if lim.receive_maximum != default.receive_maximum:
+            out += ["--receive-maximum", str(lim.receive_maximum)]
+        if lim.topic_aliases:
+            out.append("--topic-aliases")
+        if lim.server_keep_alive is not None:
+            out += ["--server-keep-alive", str(lim.server_keep_alive)]
+        for topic_filter in lim.deny_subscribe:
+            out += ["--deny-subscribe", topic_filter]
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)

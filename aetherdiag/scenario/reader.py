@@ -25,7 +25,9 @@ from typing import Any, TypeVar
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ..emulator.session import Limits
 from ..emulator.sharing import FAULTS, STRATEGIES
+from ..emulator.topics import InvalidFilter, parse_filter
 from ..harness.model import EmulatorSettings, WorkerSpec
 from ..layout import Layout, LayoutError, aethermagic, generic, template_problem
 from ..mqtt.protocol import Protocol, UnknownProtocol, parse_protocol
@@ -47,6 +49,8 @@ TOP_KEYS = ("name", "description", "target", "layout", "protocol", "qos", "timeo
 WORKER_KEYS = ("name", "replicas", "subscriptions", "group", "pool", "qos", "protocol",
                "session", "session_expiry", "work_ms", "work_jitter_ms", "node")
 MAX_NODES = 64  # an emulated cluster's nodes (``aetherdiag emulator serve --nodes``)
+# ``target: emulator:`` keys for the server policies (``emulator serve`` options)
+LIMIT_KEYS = ("receive_maximum", "topic_aliases", "server_keep_alive", "deny_subscribe")
 EXPECT_KEYS = ("exit_code", "duplicates", "repeats", "missing", "redispatched",
                "max_imbalance", "allow_redelivery", "workers")
 DEFAULT_PERSISTENT_EXPIRY = 3600  # seconds, for `session: persistent` under MQTT 5
@@ -173,7 +177,7 @@ class ScenarioReader(NodeReader):
         if self.is_null(body):
             return None, EmulatorSettings()
         em = self.mapping(body, "emulator", ("strategy", "faults", "group_strategies", "seed",
-                                             "nodes"))
+                                             "nodes", *LIMIT_KEYS))
         strategy = "round_robin"
         if "strategy" in em:
             strategy = self.choice(em["strategy"][1], "strategy", list(STRATEGIES))
@@ -193,7 +197,31 @@ class ScenarioReader(NodeReader):
             seed = self.integer(em["seed"][1], "seed", 0, MAX_SEED)
         nodes = self.integer(em["nodes"][1], "nodes", 1, MAX_NODES) if "nodes" in em else 1
         return None, EmulatorSettings(strategy=strategy, faults=tuple(faults),
-                                      group_strategies=groups, seed=seed, nodes=nodes)
+                                      group_strategies=groups, seed=seed, nodes=nodes,
+                                      limits=self.limits(em))
+
+    def limits(self, em: dict[str, tuple[Node, Node]]) -> Limits:
+        """The server policies of ``emulator serve`` (--receive-maximum, --topic-aliases,
+        --server-keep-alive, --deny-subscribe) as scenario keys."""
+        lim = Limits()
+        if "receive_maximum" in em:
+            lim = replace(lim, receive_maximum=self.integer(
+                em["receive_maximum"][1], "receive_maximum", 1, 65535))
+        if "topic_aliases" in em:
+            lim = replace(lim, topic_aliases=self.boolean(em["topic_aliases"][1], "topic_aliases"))
+        if "server_keep_alive" in em and not self.is_null(em["server_keep_alive"][1]):
+            lim = replace(lim, server_keep_alive=self.integer(
+                em["server_keep_alive"][1], "server_keep_alive", 0, 65535))
+        denied: list[str] = []
+        for item in (self.sequence(em["deny_subscribe"][1], "deny_subscribe")
+                     if "deny_subscribe" in em else []):
+            value = self.string(item, "deny_subscribe")
+            try:
+                parse_filter(value)
+            except InvalidFilter as exc:
+                self.fail(item, f"deny_subscribe {value!r}: {exc}")
+            denied.append(value)
+        return replace(lim, deny_subscribe=tuple(denied))
 
     def check_url(self, node: Node, url: str) -> None:
         from ..harness.target import InvalidTarget, parse_broker_url
