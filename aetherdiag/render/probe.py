@@ -19,12 +19,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from rich.console import Console, Group
+from rich.console import Console, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 from ..probe.fingerprint import percent
 from ..probe.model import ProbeReport, Status, version_label
+from .blocks import Sized, pairs, stacked
 from .output import Format, write
 
 SCHEMA = "aetherdiag.probe/1"
@@ -169,26 +171,42 @@ def render_failure(target: str, message: str, code: int, fmt: Format,
           width=160)
 
 
-def table(report: ProbeReport) -> Group:
-    """The rich renderable for ``--format table``."""
-    summary = Table.grid(padding=(0, 2))
-    summary.add_column(style="bold")
-    summary.add_column()
-    summary.add_row("target", report.target)
+TABLE_MIN = 100  # narrower than this, one block per check instead of the four-column table
+
+
+def table(report: ProbeReport) -> Sized:
+    """The rich renderable for ``--format table``, laid out for the width it is drawn at:
+    the four-column checks table from ``TABLE_MIN`` cells, one block per check below it (a
+    column a few cells wide would fold every word)."""
+    return Sized(lambda width: _parts(report, width))
+
+
+def _parts(report: ProbeReport, width: int) -> list[RenderableType]:
+    summary: list[tuple[str, str | Text]] = [("target", report.target)]
     if len(report.endpoints) > 1:
-        summary.add_row("nodes", ", ".join(f"{i}: {url}"
-                                           for i, url in enumerate(report.endpoints, 1)))
-    summary.add_row("protocols", ", ".join(
+        summary.append(("nodes", ", ".join(f"{i}: {url}"
+                                           for i, url in enumerate(report.endpoints, 1))))
+    summary.append(("protocols", ", ".join(
         f"MQTT {version_label(p.version)}: {'accepted' if p.accepted else 'refused'}"
-        for p in report.protocols))
-    summary.add_row("$share", ", ".join(
-        f"MQTT {version_label(v)}: {b or 'not tested'}" for v, b in report.share_behaviour.items()))
+        for p in report.protocols)))
+    summary.append(("$share", ", ".join(f"MQTT {version_label(v)}: {b or 'not tested'}"
+                                        for v, b in report.share_behaviour.items())))
     g = report.strategy
     if g is not None:
-        summary.add_row("strategy", f"{g.label} (confidence {percent(g.confidence)}; "
-                        f"per member: {', '.join(str(c) for c in g.counts)})")
-    summary.add_row("run", f"{report.run_id}, {report.duration_s:.1f} s")
+        summary.append(("strategy", f"{g.label} (confidence {percent(g.confidence)}; "
+                        f"per member: {', '.join(str(c) for c in g.counts)})"))
+    summary.append(("run", f"{report.run_id}, {report.duration_s:.1f} s"))
 
+    parts: list[RenderableType] = [pairs(summary, width)]
+    parts += [_checks_table(report)] if width >= TABLE_MIN else _check_blocks(report, width)
+    if report.notes:
+        parts.append(Text("notes: " + "; ".join(report.notes), style="yellow"))
+    style = "bold green" if report.exit_code == 0 else "bold red"
+    parts.append(Text(f"verdict: {report.verdict} (exit {int(report.exit_code)})", style=style))
+    return parts
+
+
+def _checks_table(report: ProbeReport) -> Table:
     rows = Table(title="checks", title_justify="left", show_lines=True, expand=True)
     rows.add_column("check", style="bold", ratio=2, overflow="fold")
     rows.add_column("result", ratio=4, overflow="fold")
@@ -200,13 +218,22 @@ def table(report: ProbeReport) -> Group:
         result.append(f"{mark} {c.result}", style=style)
         result.append(f"\n{c.evidence}", style="dim")
         rows.add_row(c.title, result, Text(c.spec, style="dim"), c.meaning)
+    return rows
 
-    parts: list[Any] = [summary, rows]
-    if report.notes:
-        parts.append(Text("notes: " + "; ".join(report.notes), style="yellow"))
-    style = "bold green" if report.exit_code == 0 else "bold red"
-    parts.append(Text(f"verdict: {report.verdict} (exit {int(report.exit_code)})", style=style))
-    return Group(*parts)
+
+def _check_blocks(report: ProbeReport, width: int) -> list[RenderableType]:
+    """Each check as ``✔ title  result`` with its evidence, the spec and what it means for a
+    worker pool indented below."""
+    out: list[RenderableType] = [Text("checks", style="italic")]
+    for c in report.checks:
+        mark, style = _MARK[c.status]
+        head = Text.assemble((f"{mark} ", style), (c.title, "bold"))
+        out.append(stacked(head, Text(c.result, style=style), width))
+        lines = [Text(c.evidence, style="dim"), Text(f"spec: {c.spec}", style="dim"),
+                 Text(f"meaning: {c.meaning}")]
+        body = Text("\n", overflow="fold").join(line for line in lines if line.plain.strip())
+        out.append(Padding(body, (0, 0, 0, 2)))
+    return out
 
 
 def render(report: ProbeReport, fmt: Format, output: TextIO | None = None) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, TextIO
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -29,6 +29,7 @@ from ..analysis import Check, Report
 from ..exitcodes import ExitCode
 from ..replay.outcome import RUN_FAILURES, ExpectResult, ReplayOutcome, worst_exit_code
 from . import report as render
+from .blocks import Sized, boxed_width, pairs
 from .output import Format, write
 
 __all__ = ["outcome_dict", "render_outcomes", "shown", "to_json", "to_junit"]
@@ -169,22 +170,40 @@ def expectation_line(o: ReplayOutcome) -> Text:
                 f"{listed}", style="bold red")
 
 
-def summary(outcomes: Sequence[ReplayOutcome]) -> Table:
-    """One row per file (shown when several files were replayed)."""
-    t = Table(title="replay summary", title_justify="left")
-    for col in ("file", "verdict", "exit", "expected", "expectations"):
-        t.add_column(col, justify="right" if col in ("exit", "expected") else "left")
+def summary(outcomes: Sequence[ReplayOutcome]) -> Sized:
+    """One row per file (shown when several files were replayed): a table when it fits the
+    width, else one line per file, so a file name is never cut."""
+    heads = ("file", "verdict", "exit", "expected", "expectations")
+    rows: list[tuple[str, str, str, str, Text]] = []
     for o in outcomes:
+        expected = "-" if o.expected_exit is None else str(o.expected_exit)
         if o.report is None:
-            t.add_row(o.file, Text("error", style="bold red"), str(int(o.exit_code)),
-                      "-" if o.expected_exit is None else str(o.expected_exit), "not run")
+            rows.append((o.file, "error", str(int(o.exit_code)), expected,
+                         Text("not run", style="bold red")))
             continue
         met = sum(1 for e in o.expectations if e.passed)
         ok = met == len(o.expectations)
-        t.add_row(o.file, o.report.verdict, str(int(o.report.exit_code)),
-                  "-" if o.expected_exit is None else str(o.expected_exit),
-                  Text(f"{met}/{len(o.expectations)} met", style="green" if ok else "bold red"))
-    return t
+        rows.append((o.file, o.report.verdict, str(int(o.report.exit_code)), expected,
+                     Text(f"{met}/{len(o.expectations)} met",
+                          style="green" if ok else "bold red")))
+
+    def verdict(row: tuple[str, str, str, str, Text]) -> Text:
+        return Text(row[1], style="bold red") if row[1] == "error" else Text(row[1])
+
+    def build(width: int) -> list[RenderableType]:
+        title = Text("replay summary", style="italic")
+        if boxed_width(heads, ((*r[:4], r[4].plain) for r in rows)) <= width:
+            t = Table(title="replay summary", title_justify="left")
+            for col in heads:
+                t.add_column(col, justify="right" if col in ("exit", "expected") else "left",
+                             no_wrap=True)
+            for r in rows:
+                t.add_row(r[0], verdict(r), *r[2:])
+            return [t]
+        return [title, pairs([(r[0], Text.assemble(
+            verdict(r), f", exit {r[2]}, expected {r[3]}, ", r[4])) for r in rows], width)]
+
+    return Sized(build)
 
 
 def render_outcomes(outcomes: Sequence[ReplayOutcome], fmt: Format,

@@ -1,5 +1,5 @@
-"""A ``workers``-style Report as a rich table, JSON and JUnit XML (and a failed run's document);
-HTML and Markdown come from ``html`` and ``markdown``.
+"""A ``workers``-style Report as a rich table (laid out by ``report_view``), JSON and JUnit
+XML (and a failed run's document); HTML and Markdown come from ``html`` and ``markdown``.
 
 How this works: commands hand a frozen ``Report`` to ``render(report, fmt)`` and never import
 rich themselves; ``output.write`` puts the chosen format where it belongs. The JSON layout is
@@ -13,20 +13,13 @@ import json
 import xml.etree.ElementTree as ET
 from typing import Any, TextIO
 
-from rich.console import Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
-
 from ..analysis import Report
 from ..exitcodes import ExitCode
-from .output import Format, latency_line, shorten_tasks, write
+from .blocks import Sized
+from .output import Format, shorten_tasks, write
+from .report_view import report_view
 
 SCHEMA = "aetherdiag.report/1"
-
-
-def _ratio(value: float | None) -> str:
-    return "∞" if value is None else f"{value:.2f}"
 
 
 def to_dict(report: Report) -> dict[str, Any]:
@@ -227,138 +220,10 @@ def junit_suite(report: Report) -> ET.Element:
     return suite
 
 
-def table(report: Report) -> Group:
-    """The rich renderable for ``--format table``."""
-    pools = {w.pool for w in report.workers}
-    workers = Table(expand=False, show_lines=False)
-    workers.add_column("worker", style="bold")
-    several = len(report.nodes) > 1
-    if several:
-        workers.add_column("node", justify="right")
-    if len(pools) > 1:
-        workers.add_column("pool")
-    workers.add_column("received", justify="right")
-    workers.add_column("unique", justify="right")
-    workers.add_column("repeats", justify="right")
-    workers.add_column("share", justify="right")
-    app_level = any(w.handled is not None for w in report.workers)
-    if app_level:
-        workers.add_column("handled", justify="right")
-    workers.add_column("tasks", overflow="fold")
-    all_tasks = report.published
-    for w in report.workers:
-        repeat_style = "red" if w.repeats else ""
-        everything = w.unique == all_tasks and len(report.workers) > 1 and all_tasks > 0
-        cells: list[Text | str] = [w.name]
-        if several:
-            cells.append(str(w.node))
-        if len(pools) > 1:
-            cells.append(w.pool)
-        cells += [
-            str(w.received),
-            Text(str(w.unique), style="red" if everything else ""),
-            Text(str(w.repeats), style=repeat_style),
-            f"{w.share:.0%}",
-        ]
-        if app_level:
-            off = bool(w.never_handled or w.handled_twice)
-            cells.append(Text(str(w.handled), style="red" if off else ""))
-        cells.append(Text(shorten_tasks(w.tasks), style="red" if everything else ""))
-        workers.add_row(*cells)
-
-    summary = Table.grid(padding=(0, 2))
-    summary.add_column(style="bold")
-    summary.add_column()
-    b = report.balance
-    summary.add_row("published", str(report.published))
-    summary.add_row("delivered", f"{report.delivered} ({report.unique_delivered} distinct tasks)")
-    examples = "; ".join(f"{t} -> {', '.join(ws)}" for t, ws in report.cross_worker[:2])
-    if len(report.cross_worker) > 2:
-        examples += "; …"
-    summary.add_row("cross-worker duplicates", _count(len(report.cross_worker), f" ({examples})"))
-    summary.add_row("same-worker repeats", _count(
-        report.repeats, f" ({report.repeats_dup} DUP redeliveries, "
-        f"{report.repeats_fresh} fresh copies)"))
-    summary.add_row("missing", _count(len(report.missing), (
-        ": " + shorten_tasks(report.missing, 8)) if report.missing else ""))
-    if report.unsent:
-        summary.add_row("not sent", _count(len(report.unsent), ": " + shorten_tasks(
-            [t for t, _ in report.unsent], 8)))
-    if report.unfinished:
-        summary.add_row("unfinished", _count(len(report.unfinished), ": " + shorten_tasks(
-            [f"{t} ({w})" for w, t in report.unfinished], 8)))
-    if report.connection_lost:
-        summary.add_row("connection lost", _count(len(report.connection_lost), ": " + ", ".join(
-            report.connection_lost[:8])))
-    if report.steps_not_run:
-        summary.add_row("steps not run", _count(len(report.steps_not_run), ": " + shorten_tasks(
-            report.steps_not_run, 4)))
-    if report.foreign:
-        summary.add_row("foreign messages", Text(
-            f"{report.foreign} not published by this run (another publisher on these topics)",
-            style="bold yellow"))
-    if b.not_judged == "nothing delivered":
-        balance = "- (nothing delivered)"
-    else:
-        balance = f"max/min {_ratio(b.max_over_min)}, max/mean {_ratio(b.max_over_mean)}"
-        if b.p_value is not None:
-            balance += f", chi-square p={b.p_value:.3g} vs an even split"
-        if not b.judged:
-            balance += f" (not judged: {b.not_judged or 'too few tasks per worker'})"
-    summary.add_row("balance", balance)
-    if report.latency_ms:
-        lat = report.latency_ms
-        summary.add_row("latency", latency_line(lat))
-    summary.add_row("duration", f"{report.duration_s:.2f} s" + (
-        " (interrupted)" if report.interrupted else
-        " (timed out before settling)" if report.timed_out else ""))
-
-    checks = Table.grid(padding=(0, 1))
-    for c in report.checks:
-        mark = Text("✔", style="green") if c.passed else (
-            Text("-", style="dim") if c.passed is None else Text("✘", style="bold red"))
-        checks.add_row(mark, Text(c.name, style="bold"), c.detail)
-
-    parts: list[Any] = [Text(f"{report.title}: {report.target}", style="bold")]
-    if report.context:
-        setup = Table.grid(padding=(0, 2))
-        setup.add_column(style="dim")
-        setup.add_column(style="dim")
-        for key, value in report.context:
-            setup.add_row(key, value)
-        parts.append(setup)
-    parts += [workers, *([_nodes(report)] if several else []), summary, checks]
-    if report.timeline:
-        tl = Table(title="timeline", title_justify="left", show_header=False)
-        tl.add_column()
-        for line in report.timeline:
-            tl.add_row(line)
-        parts.append(tl)
-    if report.notes:
-        parts.append(Text("notes: " + "; ".join(report.notes), style="yellow"))
-    if report.causes:
-        parts.append(Panel("\n".join(f"• {c}" for c in report.causes), title="likely causes",
-                           title_align="left", border_style="yellow"))
-    style = "bold green" if report.exit_code == 0 else "bold red"
-    parts.append(Text(f"verdict: {report.verdict} (exit {int(report.exit_code)})", style=style))
-    return Group(*parts)
-
-
-def _nodes(report: Report) -> Table:
-    """Per-node figures: where tasks were published and where they went."""
-    nodes = Table(expand=False, show_lines=False)
-    for name in ("node", "endpoint", "workers", "published", "delivered", "distinct"):
-        nodes.add_column(name, justify="left" if name == "endpoint" else "right")
-    nodes.add_column("idle workers")
-    for f in report.nodes:
-        nodes.add_row(str(f.node), f.endpoint, str(f.workers), str(f.published),
-                      str(f.delivered), str(f.unique),
-                      Text(", ".join(f.idle_workers), style="red") if f.idle_workers else "")
-    return nodes
-
-
-def _count(n: int, extra: str = "") -> Text:
-    return Text(f"{n}{extra if n else ''}", style="bold red" if n else "green")
+def table(report: Report) -> Sized:
+    """The rich renderable for ``--format table``, laid out for the width it is drawn at
+    (``report_view``)."""
+    return report_view(report)
 
 
 def render(report: Report, fmt: Format, output: TextIO | None = None) -> None:

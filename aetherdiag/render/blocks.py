@@ -1,0 +1,78 @@
+"""Renderables laid out for the width rich draws them at, shared by the report, replay and
+probe tables.
+
+How this works: ``Sized`` learns the width only when rich draws it (``__rich_console__``)
+and hands it to a builder, which picks a layout for it. ``pairs`` lays out keys and values as
+a grid whose values fold (never cut with "…"), or as stacked lines (``key  value``, or the
+value indented under its key) when the values would get fewer than ``MIN_VALUE`` cells.
+``boxed_width`` is the width of a rich ``Table`` whose columns do not wrap, so a builder can
+tell whether a table fits before choosing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+MIN_VALUE = 24  # below this many cells for a grid's values, stacked lines
+
+
+class Sized:
+    """A renderable built for the width it is drawn at: ``build(width)`` gives its parts."""
+
+    def __init__(self, build: Callable[[int], Sequence[RenderableType]]) -> None:
+        self.build = build
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield from self.build(max(1, options.max_width))
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(min(20, options.max_width), options.max_width)
+
+
+def boxed_width(heads: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
+    """The width of a default rich ``Table`` (box, padding 1) whose columns do not wrap."""
+    widths = [cell_len(h) for h in heads]
+    for row in rows:
+        widths = [max(w, cell_len(c)) for w, c in zip(widths, row, strict=True)]
+    return sum(widths) + 3 * len(heads) + 1
+
+
+def room(keys: Iterable[str], width: int, gap: int = 2) -> int:
+    """The cells a value gets beside its key in a grid."""
+    return width - max((cell_len(k) for k in keys), default=0) - gap
+
+
+def value_width(keys: Iterable[str], width: int, gap: int = 2) -> int:
+    """The cells a value gets beside its key in a grid, or under it when stacked."""
+    cells = room(keys, width, gap)
+    return cells if cells >= MIN_VALUE else max(1, width - 2)
+
+
+def stacked(head: Text, value: Text, width: int, gap: int = 2) -> RenderableType:
+    """``head  value`` on one line when it fits, else the value indented under its head."""
+    if cell_len(head.plain) + gap + cell_len(value.plain) <= width and "\n" not in value.plain:
+        return Text.assemble(head, " " * gap, value, overflow="fold")
+    head.overflow = value.overflow = "fold"
+    return Group(head, Padding(value, (0, 0, 0, 2)))
+
+
+def pairs(rows: Sequence[tuple[str, str | Text]], width: int, key_style: str = "bold",
+          value_style: str = "") -> RenderableType:
+    """Keys and values: a grid whose values fold (never cut), or stacked lines when narrow."""
+    values = [v if isinstance(v, Text) else Text(v, style=value_style) for _, v in rows]
+    if room((k for k, _ in rows), width) >= MIN_VALUE:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style=key_style, no_wrap=True)
+        grid.add_column(overflow="fold")
+        for (key, _), value in zip(rows, values, strict=True):
+            grid.add_row(key, value)
+        return grid
+    return Group(*(stacked(Text(key, style=key_style), value, width)
+                   for (key, _), value in zip(rows, values, strict=True)))
