@@ -6,6 +6,8 @@ app: usage errors (2), an interrupt (130, see ``interrupts``), too many open fil
 anything else, which is a bug: exit 8 (``INTERNAL``) with a hint to rerun with ``--debug``,
 never 3 ("broker unreachable"). ``--debug`` (anywhere on the command line) shows the traceback
 and debug logs.
+
+Help is plain text made for an 80-column terminal (``render.help``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 from . import __version__, render
 from .commands import emulator as emulator_cmd
@@ -26,11 +29,14 @@ from .commands import replay as replay_cmd
 from .commands import report as report_cmd
 from .commands import watch as watch_cmd
 from .commands import workers as workers_cmd
-from .commands.common import DEBUG_OPTION
+from .commands.common import BROKER_URLS_EPILOG, DEBUG_OPTION
 from .exitcodes import Abort, ExitCode
 from .interrupts import INTERRUPTED, Interrupts
+from .render.help import HelpCommand, HelpGroup
 
 app = typer.Typer(
+    cls=HelpGroup,
+    rich_markup_mode=None,
     name="aetherdiag",
     help="Diagnose MQTT shared-subscription load balancing: does every task reach exactly one "
     "worker, and is the work spread evenly?",
@@ -39,11 +45,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command("workers", epilog=workers_cmd.EPILOG)(workers_cmd.command)
-app.add_typer(emulator_cmd.app, name="emulator")
-app.command("probe", epilog=probe_cmd.EPILOG)(probe_cmd.command)
-app.command("replay", epilog=replay_cmd.EPILOG)(replay_cmd.command)
-app.command("watch", epilog=watch_cmd.EPILOG)(watch_cmd.command)
+# the commands that take --broker URL end their help with the URL syntax
+app.command("workers", epilog=workers_cmd.EPILOG + BROKER_URLS_EPILOG)(workers_cmd.command)
+app.add_typer(emulator_cmd.app, name="emulator", cls=HelpGroup)
+app.command("probe", epilog=probe_cmd.EPILOG + BROKER_URLS_EPILOG)(probe_cmd.command)
+app.command("replay", epilog=replay_cmd.EPILOG + BROKER_URLS_EPILOG)(replay_cmd.command)
+app.command("watch", epilog=watch_cmd.EPILOG + BROKER_URLS_EPILOG)(watch_cmd.command)
 app.command("report", epilog=report_cmd.EPILOG)(report_cmd.command)
 
 
@@ -78,10 +85,13 @@ def _command(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _wrap_commands(typer_app: typer.Typer) -> None:
-    """Run every command of ``typer_app`` (sub-apps included) inside ``_command``."""
+    """Run every command of ``typer_app`` (sub-apps included) inside ``_command``, its help
+    written by ``HelpCommand``."""
     for info in typer_app.registered_commands:
         if info.callback is not None:
             info.callback = _command(info.callback)
+        if info.cls in (None, TyperCommand):  # typer's default
+            info.cls = HelpCommand
     for group in typer_app.registered_groups:
         if group.typer_instance is not None:
             _wrap_commands(group.typer_instance)

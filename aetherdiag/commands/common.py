@@ -35,8 +35,31 @@ DEBUG_OPTION: Any = typer.Option(False, "--debug", callback=_debug_logging,
 def broker_option(default: str) -> Any:
     """``--broker URL`` with what happens without it (``default``)."""
     return typer.Option(None, "--broker", "-b", metavar="URL",
-                        help=f"mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. "
-                        f"Default: {default}.")
+                        help=f"The broker: mqtt://, mqtts://, ws:// or wss:// (see Broker URLs "
+                        f"below). Default: {default}.")
+
+
+# The end of the help of every command that takes --broker URL (harness/target.py reads them;
+# tests/test_help.py checks the default ports against it).
+BROKER_URLS_EPILOG = """
+
+Broker URLs (--broker):
+
+  mqtt://[user[:pass]@]host[:port]         MQTT over TCP, port 1883
+  mqtts://[user[:pass]@]host[:port]        over TLS, port 8883
+  ws://[user[:pass]@]host[:port][/path]    over WebSocket, port 80, path /mqtt
+  wss://[user[:pass]@]host[:port][/path]   over WebSocket and TLS, port 443
+
+  mqtt://localhost
+  mqtt://[::1]:1884
+  mqtts://ops@broker.example.com
+  wss://ops:s%40cret@broker.example.com:8443/mqtt
+
+A user without a password takes it from $AETHERDIAG_PASSWORD if set (or from the variable
+--password-env names). Percent-encode '/', '?', '#' and '@' in user names and passwords (%2F,
+%3F, %23, %40); write IPv6 addresses in brackets. --ca-file, --cert-file, --key-file and
+--insecure need mqtts:// or wss://.
+"""
 
 
 def mqtt_option(meaning: str) -> Any:

@@ -8,6 +8,8 @@ lines on stderr. ``harness/embedded.py`` passes all three to the child it starts
 
 from __future__ import annotations
 
+import textwrap
+
 import typer
 
 from ..emulator import FAULTS, STRATEGIES, Broker, Limits
@@ -17,8 +19,34 @@ from ..exitcodes import Abort, ExitCode
 app = typer.Typer(help="Run the embedded MQTT broker emulator.", no_args_is_help=True)
 
 MAX_NODES = 64  # an emulated cluster's nodes (each a listener of one process)
-_FAULT_HELP = "; ".join(f"{k}: {v}" for k, v in FAULTS.items())
-_STRATEGY_HELP = "; ".join(f"{k}: {v}" for k, v in STRATEGIES.items())
+
+
+def _listing(title: str, entries: dict[str, str]) -> str:
+    """``title`` and each entry's name on a line of its own with its text below, wrapped for an
+    80-column help (the epilog keeps these lines as they are)."""
+    lines = [title, ""]
+    for name, text in entries.items():
+        lines.append(f"  {name}")
+        lines += textwrap.wrap(text, 72, initial_indent="      ",
+                               subsequent_indent="      ", break_on_hyphens=False)
+    return "\n".join(lines)
+
+
+SERVE_EPILOG = f"""Examples:
+
+  aetherdiag emulator serve --port 0
+  aetherdiag emulator serve --port 1884 --strategy least_inflight
+  aetherdiag emulator serve --fault share-fanout --fault redeliver
+  aetherdiag emulator serve --nodes 3 --port 1883 --strategy local
+  aetherdiag emulator serve --port 1883 --ws-port 8080
+
+Clients connect to mqtt://HOST:PORT (node N: PORT+N-1) and, with --ws-port, to
+ws://HOST:WS_PORT (any path). Ctrl-C, SIGTERM or SIGHUP stops it.
+
+{_listing("Strategies (--strategy, --group-strategy GROUP=STRATEGY):", STRATEGIES)}
+
+{_listing("Faults (--fault, repeatable; all off by default):", FAULTS)}
+"""
 
 
 def check_deny_filters(values: list[str]) -> tuple[str, ...]:
@@ -69,39 +97,36 @@ def check_ws_port(port: int, ws_port: int | None, nodes: int) -> None:
                     f"{port}..{port + nodes - 1}", ExitCode.USAGE)
 
 
-@app.command(
-    epilog="Examples:\n\n"
-    "  aetherdiag emulator serve --port 0\n\n"
-    "  aetherdiag emulator serve --port 1884 --strategy least_inflight\n\n"
-    "  aetherdiag emulator serve --fault share-fanout --fault redeliver\n\n"
-    "  aetherdiag emulator serve --nodes 3 --port 1883 --strategy local\n\n"
-    "  aetherdiag emulator serve --port 1883 --ws-port 8080",
-)
+@app.command(epilog=SERVE_EPILOG)
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told)."),
+    host: str = typer.Option("127.0.0.1", metavar="HOST",
+                             help="Address to bind (loopback unless told)."),
     port: int = typer.Option(
-        1883, help="TCP port (node 1's: node N listens on PORT+N-1); 0 picks free ones.",
+        1883, metavar="PORT",
+        help="TCP port (node 1's: node N listens on PORT+N-1); 0 picks free ones.",
         min=0, max=65535,
     ),
     ws_port: int | None = typer.Option(
-        None, "--ws-port",
+        None, "--ws-port", metavar="WS_PORT",
         help="Also serve MQTT over WebSocket (subprotocol mqtt, any path) on this TCP port "
         "(node N's: WS_PORT+N-1); 0 picks free ones.",
     ),
     nodes: int = typer.Option(
-        1, "--nodes",
+        1, "--nodes", metavar="N",
         help="Emulate a cluster of N nodes, one listener each, with one routing state: a "
         "share group has one member chosen cluster-wide (see the cluster-* faults).",
     ),
     strategy: str = typer.Option(
-        "round_robin", "--strategy", "-s",
-        help=f"How a share group picks a member. {_STRATEGY_HELP}.",
+        "round_robin", "--strategy", "-s", metavar="STRATEGY",
+        help="How a share group picks a member: one of the strategies below.",
     ),
     group_strategy: list[str] = typer.Option(
-        [], "--group-strategy", help="Per-group strategy, GROUP=STRATEGY (repeatable)."
+        [], "--group-strategy", metavar="GROUP=STRATEGY",
+        help="Per-group strategy, GROUP=STRATEGY (repeatable)."
     ),
     fault: list[str] = typer.Option(
-        [], "--fault", "-f", help=f"Misbehave on purpose (repeatable). {_FAULT_HELP}."
+        [], "--fault", "-f", metavar="FAULT",
+        help="Misbehave on purpose (repeatable): one of the faults below."
     ),
     seed: int | None = typer.Option(None, help="Seed for the random and sticky strategies."),
     receive_maximum: int = typer.Option(

@@ -21,9 +21,9 @@ MAX_NODES = 64
 
 BROKERS_OPTION: Any = typer.Option(
     [], "--broker", "-b", metavar="URL",
-    help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. Repeat it for the nodes "
-    "of a cluster or bridged brokers (node 1 first): workers are spread round robin over them. "
-    "Default: the embedded emulator on a free loopback port.")
+    help="The broker: mqtt://, mqtts://, ws:// or wss:// (see Broker URLs below). Repeat it "
+    "for the nodes of a cluster or bridged brokers (node 1 first): workers are spread round "
+    "robin over them. Default: the embedded emulator on a free loopback port.")
 NODES_OPTION: Any = typer.Option(
     None, "--nodes", metavar="N",
     help="Embedded emulator: an emulated cluster of N nodes (one listener each); workers are "

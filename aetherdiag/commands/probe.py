@@ -41,31 +41,28 @@ from . import common
 
 EPILOG = """Examples:
 
-  aetherdiag probe                                   # the embedded emulator (a demo)
+  aetherdiag probe                           # the embedded emulator: a demo
+  aetherdiag probe --fault share-fanout      # the seed bug: exit 1
+  aetherdiag probe -b mqtt://localhost --format json -o probe.json
+  aetherdiag probe -b mqtt://ci@broker --topic-prefix ci/aetherdiag   # ACLs
+  aetherdiag probe -b mqtt://node1 -b mqtt://node2                # a cluster
+  aetherdiag probe --nodes 2 --fault cluster-node-local      # like bridges
 
-  aetherdiag probe --fault share-fanout              # what the seed bug looks like: exit 1
-
-  aetherdiag probe --broker mqtt://localhost:1883 --format json -o probe.json
-
-  aetherdiag probe --broker mqtt://ci@broker:1883 --topic-prefix ci/aetherdiag   # ACLs
-
-  aetherdiag probe --broker mqtt://node1:1883 --broker mqtt://node2:1883   # a cluster
-
-  aetherdiag probe --nodes 2 --fault cluster-node-local   # like bridged brokers: exit 1
-
-Exit codes: 0 each message reaches exactly one member, 1 it does not, 2 usage,
-3 broker unreachable or it refused the probe's own topics (try --topic-prefix).
+Exit codes: 0 each message reaches exactly one member, 1 it does not, 2 usage, 3 broker
+unreachable or it refused the probe's own topics (try --topic-prefix).
 """
 
-_STRATEGY_HELP = "Embedded emulator dispatch strategy: " + ", ".join(STRATEGIES) + "."
-_FAULT_HELP = "Embedded emulator fault mode (repeatable): " + ", ".join(FAULTS) + "."
+_STRATEGY_HELP = ("Embedded emulator dispatch strategy: " + ", ".join(STRATEGIES)
+                  + " (see aetherdiag emulator serve --help).")
+_FAULT_HELP = ("Embedded emulator fault mode (repeatable): " + ", ".join(FAULTS)
+               + " (see aetherdiag emulator serve --help).")
 
 
 BROKERS_OPTION: Any = typer.Option(
     [], "--broker", "-b", metavar="URL",
-    help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. Repeat it for the nodes "
-    "of a cluster or bridged brokers (node 1 first): the probe adds cross-node checks. "
-    "Default: the embedded emulator on a free loopback port.")
+    help="The broker: mqtt://, mqtts://, ws:// or wss:// (see Broker URLs below). Repeat it "
+    "for the nodes of a cluster or bridged brokers (node 1 first): the probe adds cross-node "
+    "checks. Default: the embedded emulator on a free loopback port.")
 NODES_OPTION: Any = typer.Option(
     None, "--nodes", metavar="N", min=1, max=16,
     help="Embedded emulator: an emulated cluster of N nodes (with --strategy local and the "
@@ -76,10 +73,10 @@ def command(
     broker: list[str] = BROKERS_OPTION,
     nodes: int | None = NODES_OPTION,
     strategy: str = typer.Option(
-        "round_robin", "--strategy", "-s",
+        "round_robin", "--strategy", "-s", metavar="STRATEGY",
         help=_STRATEGY_HELP),
     fault: list[str] = typer.Option(
-        [], "--fault", "-f",
+        [], "--fault", "-f", metavar="FAULT",
         help=_FAULT_HELP),
     seed: int | None = typer.Option(None, "--seed",
                                     help="Seed for the emulator's random/sticky strategies."),

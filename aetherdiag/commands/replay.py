@@ -29,16 +29,14 @@ from . import common
 EPILOG = """Examples:
 
   aetherdiag replay scenarios/problem-task.yaml
-
-  aetherdiag replay scenarios/seed-bug-fanout.yaml      # the seed bug: exit 1 (duplicates)
-
-  aetherdiag replay --check-expect scenarios/*.yaml     # CI: every file behaves as it says
-
-  aetherdiag replay scenarios/plain-by-mistake.yaml --broker mqtt://localhost:1883
-
-  aetherdiag replay mine-2-nodes.yaml --broker mqtt://node1:1883 --broker mqtt://node2:1883
+  aetherdiag replay scenarios/seed-bug-fanout.yaml    # the seed bug: exit 1
+  aetherdiag replay --check-expect scenarios/*.yaml   # CI: exit 0 or 6
+  aetherdiag replay scenarios/plain-by-mistake.yaml -b mqtt://localhost
+  aetherdiag replay mine-2-nodes.yaml -b mqtt://node1 -b mqtt://node2
+  aetherdiag replay - < mine.yaml                     # a scenario on stdin
 
 Every file is validated before anything connects (errors: file:line:column, exit 2).
+
 Exit codes: 0 healthy, 1 duplicates, 2 usage, 3 broker unreachable, 4 missing, 5 imbalance;
 with several files the lowest non-zero code wins. With --check-expect: 0 when every file's
 `expect` block holds, 6 when one does not (3 when a broker is unreachable).
@@ -47,9 +45,9 @@ with several files the lowest non-zero code wins. With --check-expect: 0 when ev
 
 BROKERS_OPTION: Any = typer.Option(
     [], "--broker", "-b", metavar="URL",
-    help="mqtt://[user[:pass]@]host[:port], mqtts://, ws://, wss://. Repeat it for the nodes "
-    "of a cluster or bridged brokers (node 1 first): workers with node: N connect to the "
-    "Nth. Default: each file's own target.")
+    help="The broker: mqtt://, mqtts://, ws:// or wss:// (see Broker URLs below). Repeat it "
+    "for the nodes of a cluster or bridged brokers (node 1 first): workers with node: N "
+    "connect to the Nth. Default: each file's own target.")
 
 
 def command(

@@ -25,11 +25,9 @@ from . import common
 
 EPILOG = """Examples:
 
-  aetherdiag report run.jsonl                          # a recorded run, judged again
-
-  aetherdiag report shard-1.jsonl shard-2.jsonl shard-3.jsonl --format junit -o junit.xml
-
-  aetherdiag report report.json --format table         # a saved JSON report, re-rendered
+  aetherdiag report run.jsonl                    # a run record, judged again
+  aetherdiag report shard-*.jsonl --format junit -o junit.xml   # one run
+  aetherdiag report report.json --format table   # a saved JSON report
 
 Exit codes: the report's (0 healthy, 1 duplicates, 3 broker lost, 4 missing, 5 imbalance,
 7 incomplete, 130 interrupted); 2 for input that cannot be read or records that do not make
@@ -42,7 +40,7 @@ _FORMAT_HELP = "Output format: " + ", ".join(render.Format) + "."
 
 def command(
     files: list[Path] = typer.Argument(
-        ..., metavar="FILE...", show_default=False,
+        ..., metavar="FILE", show_default=False,
         help="Run records (workers --record; every shard's record of a sharded run) or one "
         "saved JSON report (workers --format json)."),
     fmt: render.Format = typer.Option(render.Format.table, "--format",

@@ -26,16 +26,13 @@ from . import common
 
 EPILOG = """Examples:
 
-  aetherdiag watch --broker mqtt://broker:1883 --duration 600
-
-  aetherdiag watch -b mqtt://broker:1883 --union production --job engine --tasks 1000
-
-  aetherdiag watch -b mqtt://broker:1883 --profile generic --task-topic 'jobs/{task_id}'
-      --reply-topic 'results/{task_id}' --worker-field /worker
-
-  aetherdiag watch -b mqtt://broker:1883 --duration 3600 --record pool.jsonl --quiet
-
-  aetherdiag watch --input pool.jsonl --format json   # judge a recording, no broker
+  aetherdiag watch --broker mqtt://broker --duration 600
+  aetherdiag watch -b mqtt://broker --job engine --tasks 1000
+  aetherdiag watch -b mqtt://broker --profile generic \\
+      --task-topic 'jobs/{task_id}' --reply-topic 'results/{task_id}' \\
+      --worker-field /worker
+  aetherdiag watch -b mqtt://broker --duration 3600 --record pool.jsonl
+  aetherdiag watch --input pool.jsonl --format json   # a recording, no broker
 
 watch only subscribes (plain, never $share), so the pool is untouched. Without --duration
 or --tasks it runs until Ctrl-C, then prints the report. A live table is shown on stderr
@@ -77,7 +74,7 @@ def command(
         None, "--duration", min=0.1, max=31 * 86_400, callback=common.finite,
         metavar="SECONDS", help="Stop after SECONDS (default: run until Ctrl-C or --tasks)."),
     tasks: int | None = typer.Option(
-        None, "--tasks", min=1, max=1_000_000_000,
+        None, "--tasks", metavar="N", min=1, max=1_000_000_000,
         help="Stop once N tasks were seen and each completed or stalled."),
     stall_after: float = typer.Option(
         10.0, "--stall-after", min=0.01, max=86_400, callback=common.finite, metavar="SECONDS",

@@ -35,25 +35,17 @@ from .placement import (
 EPILOG = """Examples:
 
   aetherdiag workers --count 3 --tasks 9
+  aetherdiag workers --fault share-fanout          # the seed bug: exit 1
+  aetherdiag workers --plain -b mqtt://localhost   # the bug on any broker
+  aetherdiag workers --topic 'jobs/{task_id}' --group pool --qos 2
+  aetherdiag workers -b mqtt://node1 -b mqtt://node2 --count 4   # a cluster
+  aetherdiag workers --nodes 3 --count 6 --fault cluster-node-local  # exit 1
+  aetherdiag workers --record run.jsonl && aetherdiag report run.jsonl
+  aetherdiag workers -b mqtt://broker --count 6 --shard 2/3 --run-id n42 \\
+      --record shard-2.jsonl                       # one of 3 hosts
 
-  aetherdiag workers --count 3 --tasks 9 --fault share-fanout   # the seed bug: exit 1
-
-  aetherdiag workers --plain --broker mqtt://localhost:1883      # reproduce on a real broker
-
-  aetherdiag workers --topic 'jobs/{task_id}' --group pool --qos 2 --format json
-
-  aetherdiag workers --broker mqtt://node1:1883 --broker mqtt://node2:1883 --count 4
-
-  aetherdiag workers --nodes 3 --count 6 --fault cluster-node-local   # bridged-like: exit 1
-
-  aetherdiag workers --record run.jsonl && aetherdiag report run.jsonl --format junit
-
-  aetherdiag workers --broker mqtt://broker:1883 --count 6 --tasks 60 \
-      --shard 2/3 --run-id nightly-42 --record shard-2.jsonl     # one of 3 hosts
-
-On a real broker (--broker) the run uses its own topics and group under
-aetherdiag/<run id>/ (see --topic-prefix), so it never meets a live pool;
---use-production-topics opts out.
+On a real broker (--broker) the run uses its own topics and group under aetherdiag/<run id>/
+(see --topic-prefix), so it never meets a live pool; --use-production-topics opts out.
 
 Exit codes: 0 healthy, 1 duplicates, 2 usage, 3 broker unreachable or lost, 4 missing,
 5 imbalance, 7 incomplete (tasks not sent or not finished, --timeout reached),
@@ -63,8 +55,10 @@ Exit codes: 0 healthy, 1 duplicates, 2 usage, 3 broker unreachable or lost, 4 mi
 MAX_TASKS = 1_000_000
 MAX_FANOUT_DELIVERIES = 20_000_000  # --plain / share-fanout: every worker gets every task
 
-_STRATEGY_HELP = "Emulator dispatch strategy: " + ", ".join(STRATEGIES) + "."
-_FAULT_HELP = "Emulator fault mode (repeatable): " + ", ".join(FAULTS) + "."
+_STRATEGY_HELP = ("Emulator dispatch strategy: " + ", ".join(STRATEGIES)
+                  + " (see aetherdiag emulator serve --help).")
+_FAULT_HELP = ("Emulator fault mode (repeatable): " + ", ".join(FAULTS)
+               + " (see aetherdiag emulator serve --help).")
 
 
 def command(
