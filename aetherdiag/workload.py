@@ -89,6 +89,7 @@ def _run(plan: WorkersPlan, on_progress: Callable[[int, int], None] | None,
             with Fleet(broker.target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
                        label=broker.label, run_id=plan.run_id, targets=broker.targets,
                        publish_nodes=publish_nodes, client_scope=scope,
+                       publishers=max((t.publisher for t in plan.tasks), default=1),
                        backlog=broker.backlog) as fleet:
                 coordinator = (None if shard is None else Coordinator(
                     broker.target, shard, connect_timeout=plan.connect_timeout_s))

@@ -154,6 +154,13 @@ def likely_causes(
             text += (f"; the workers also took {report.foreign} message(s) that this run did not "
                      "publish, and each one uses up a worker's turn")
         causes.append(text)
+    o = report.ordering
+    if o is not None and o.judged and o.out_of_order:
+        causes.append(f"{o.out_of_order} task(s) arrived out of the order their {o.scope} sent "
+                      f"them, though {o.basis}: the broker sends a member's backlog out of "
+                      "order (queued messages sent after later ones), or hands one stream to "
+                      "several members; workers that need order must not assume "
+                      "it from this broker and strategy, or must reorder by sequence number")
     if result.own_processes:
         causes += _process_causes(report)
     if report.foreign:

@@ -12,7 +12,9 @@ The checks map to exit codes; the lowest failing code wins.
 A run is only judged healthy when it did all it set out to do: besides duplicates, missing
 tasks and balance, the checks fail when a client lost its broker connection mid-run (3),
 tasks were never sent or never finished, replay steps were not run, or the run hit its
-timeout before it settled (7, incomplete). An interrupted run is 130 whatever else it shows.
+timeout before it settled (7, incomplete). When the run asks for it (``Expectations.order_check``)
+the ordering check holds it to the order its strategy promises (``ordering.py``; 6). An
+interrupted run is 130 whatever else it shows.
 Nothing here does I/O, and no presentation comes in: titles, the run's setup and replay
 timelines are attached to the Report by the caller.
 """
@@ -29,6 +31,7 @@ from .activity import activity, shared_tasks
 from .causes import likely_causes, names, reasons, slow_and_behind, slow_verb
 from .cluster import node_figures
 from .latency import latency_of
+from .ordering import ordering_check, ordering_of, publisher_rows
 from .report import (
     DEFAULT_POOL,
     Balance,
@@ -140,9 +143,10 @@ def analyse(
 
     balance = balance_of(rows, pools, len(published), expect)
     unfinished = tuple((w, t) for w, t in result.unfinished if t in published_set)
+    ordering = ordering_of(result, expect, published_set)
     checks = (_checks(published, missing, cross, repeats_dup, repeats_fresh, balance, expect,
                       allowed, slow_and_behind(rows, workers)) + _handler_checks(result, rows)
-              + _completion_checks(result, unfinished, steps))
+              + ordering_check(ordering, expect) + _completion_checks(result, unfinished, steps))
     failing = [c.code for c in checks if c.passed is False]
     code = min(failing) if failing else ExitCode.OK
     if result.interrupted:
@@ -165,6 +169,7 @@ def analyse(
         interrupted=result.interrupted, nodes=node_figures(result, rows),
         latency_histogram=latency_histogram, latency_clock=latency_clock,
         activity=activity(result, pool_of, published),
+        publishers=publisher_rows(result, published), ordering=ordering,
     )
     return _with_causes(report, result, workers)
 

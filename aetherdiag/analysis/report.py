@@ -5,11 +5,15 @@ computes or does I/O."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from ..exitcodes import ExitCode
 
 DEFAULT_POOL = "workers"
+
+# What order a run is held to (analysis/ordering.py): each publisher's tasks, each key's, or
+# none (the figures are shown, not judged); "" when the source does not say.
+OrderScope = Literal["", "none", "publisher", "key"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,6 +23,12 @@ class Expectations:
     max_imbalance: float = 1.5
     allow_redelivery: bool = False
     min_share_to_judge: float = 3.0  # balance is judged when each worker's even share >= this
+    # ordering (analysis/ordering.py ``promise``): the scope the run is held to and what it
+    # rests on (the strategy's promise, --expect-order) or why order is not judged; with
+    # ``order_check`` the report lists the ordering check
+    order: OrderScope = ""
+    order_basis: str = ""
+    order_check: bool = False
 
 
 class CopyRef(NamedTuple):
@@ -111,6 +121,50 @@ class Activity:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PublisherRow:
+    """One publisher of the run (``--publishers``): what it sent and where that went."""
+
+    name: str  # publisher, publisher-2, publisher-node2...
+    sent: int  # tasks it handed to the broker
+    delivered: int  # of those, the distinct tasks some worker received
+    workers: tuple[tuple[str, int], ...]  # (worker, distinct tasks of this publisher it got)
+    first_worker: str | None = None  # who got the first task it sent (None: nobody)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ordering:
+    """Did deliveries arrive in the order each publisher sent them? (analysis/ordering.py)
+
+    A delivery is counted when it is the first copy of its task anywhere and not DUP-flagged;
+    it is out of order when the same stream (a worker, a publisher, a key) already had a
+    later task of the same publisher (a higher ``seq``). ``by_*`` list every stream with a
+    count, zero included.
+    """
+
+    scope: OrderScope  # what is judged; "none" or "": figures shown, not judged
+    basis: str  # the promise judged against, or why there is none
+    counted: int  # deliveries the counts are taken over
+    left_out: int  # copies not counted: DUP-flagged, or of a task already delivered
+    by_worker: tuple[tuple[str, int], ...]
+    by_publisher: tuple[tuple[str, int], ...]
+    by_key: tuple[tuple[str, int], ...] = ()
+    examples: tuple[str, ...] = ()  # a few of the deliveries out of order, in words
+
+    @property
+    def judged(self) -> bool:
+        return self.scope in ("publisher", "key")
+
+    @property
+    def out_of_order(self) -> int | None:
+        """Deliveries out of order in the judged scope (None when not judged)."""
+        if self.scope == "publisher":
+            return sum(n for _, n in self.by_publisher)
+        if self.scope == "key":
+            return sum(n for _, n in self.by_key)
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Check:
     name: str
     passed: bool | None  # None: not judged
@@ -162,6 +216,8 @@ class Report:
     latency_histogram: tuple[LatencyBucket, ...] = ()
     latency_clock: str = ""
     activity: Activity | None = None  # deliveries over time per worker (None: no deliveries)
+    publishers: tuple[PublisherRow, ...] = ()  # empty when the source does not say
+    ordering: Ordering | None = None  # None when no delivery carried a sequence number
     # presentation, attached by the caller (never by analyse):
     title: str = ""
     context: tuple[tuple[str, str], ...] = ()  # how the run was set up, shown under the title
@@ -174,6 +230,7 @@ _VERDICTS = {
     ExitCode.UNREACHABLE: "broker lost",
     ExitCode.MISSING: "missing",
     ExitCode.IMBALANCE: "imbalanced",
+    ExitCode.EXPECTATIONS_NOT_MET: "out of order",  # the one check of analyse with code 6
     ExitCode.INCOMPLETE: "incomplete",
     ExitCode.INTERRUPTED: "interrupted",
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ..mqtt.protocol import parse_protocol
 from ..record import Failure, RunHeader, Shard, judge
 from ..wire.profile import PROFILES
 from . import common
+from . import workers_publish as publish
 from . import workers_shard as sharding
 from .emulator import parse_group_strategies
 from .placement import (
@@ -48,8 +50,9 @@ On a real broker (--broker) the run uses its own topics and group under aetherdi
 (see --topic-prefix), so it never meets a live pool; --use-production-topics opts out.
 
 Exit codes: 0 healthy, 1 duplicates, 2 usage, 3 broker unreachable or lost, 4 missing,
-5 imbalance, 7 incomplete (tasks not sent or not finished, --timeout reached),
-8 internal error, 130 interrupted.
+5 imbalance, 6 out of order (where the strategy or --expect-order promises order),
+7 incomplete (tasks not sent or not finished, --timeout reached), 8 internal error,
+130 interrupted.
 """
 
 MAX_TASKS = 1_000_000
@@ -70,6 +73,10 @@ def command(
     nodes: int | None = NODES_OPTION,
     place_worker: list[str] = PLACE_OPTION,
     publish_to: str = PUBLISH_TO_OPTION,
+    publishers: int | None = publish.PUBLISHERS_OPTION,
+    publisher_reconnect: bool = publish.PUBLISHER_RECONNECT_OPTION,
+    keys: int | None = publish.KEYS_OPTION,
+    expect_order: bool = publish.EXPECT_ORDER_OPTION,
     mqtt: str | None = common.mqtt_option(
         "Protocol of every client (default 5; 3.1.1 with --profile aethermagic)"),
     exec_command: str | None = typer.Option(
@@ -196,6 +203,8 @@ def command(
     if profile not in PROFILES:
         raise Abort(f"--profile {profile!r}: choose {' or '.join(PROFILES)}")
     library = profile == "aethermagic"
+    pubs = publish.publishing(publishers, publisher_reconnect, keys, expect_order,
+                              exec_command=exec_command, profile=profile)
     protocol = parse_protocol(mqtt or ("3.1.1" if library else "5"))  # checked by the callback
     mqtt = protocol
     qos = qos if qos is not None else (0 if library else 1)
@@ -250,7 +259,7 @@ def command(
                     f"{MAX_FANOUT_DELIVERIES:,} one run keeps in memory")
     common.check_output(output)
     sharding.check_record(record)
-    _check_fd_limit(count + n_nodes - 1, embedded=target is None)
+    _check_fd_limit(count + n_nodes * pubs.publishers - 1, embedded=target is None)
     run_id = run_id_given or uuid.uuid4().hex[:8]
     if exec_command is not None:
         if target is not None and not use_production_topics:
@@ -289,11 +298,16 @@ def command(
                    profile=profile, node=placement.worker_nodes[i - 1])
         for i in range(1, count + 1)
     )
-    task_specs = tuple(
-        TaskSpec(task_id=f"task-{n}", topic=layout.topic(f"task-{n}", n), qos=qos,
-                 profile=profile, node=placement.task_node(n))
-        for n in range(1, tasks + 1)
-    )
+    seqs: Counter[tuple[int, int]] = Counter()  # each publisher numbers its tasks 1, 2, ...
+    task_list = []
+    for n in range(1, tasks + 1):
+        node, publisher = placement.task_node(n), pubs.publisher_of(n)
+        seqs[node, publisher] += 1
+        task_list.append(TaskSpec(
+            task_id=f"task-{n}", topic=pubs.topic(layout, f"task-{n}", n), qos=qos,
+            profile=profile, node=node, publisher=publisher, seq=seqs[node, publisher],
+            key=pubs.key_of(n), fresh_connection=pubs.reconnect))
+    task_specs = tuple(task_list)
     from ..workload import WorkersPlan, default_timeout, run_shard, run_workers
 
     mine = sharding.my_workers(specs, shard_spec)
@@ -309,18 +323,21 @@ def command(
     )
     header = RunHeader(
         run_id=run_id, seed=plan.seed, workers=specs, tasks=tasks,
-        expect=Expectations(max_imbalance=max_imbalance, allow_redelivery=allow_redelivery),
+        expect=pubs.expectations(
+            Expectations(max_imbalance=max_imbalance, allow_redelivery=allow_redelivery),
+            None if target is not None else groups.get(layout.group, strategy), fault, plain),
         title="aetherdiag workers", context=(
             ("workers", str(count)), ("subscription", subscription),
             ("tasks", f"{tasks} to {layout.topic('task-N', 0) if tasks else '-'}"),
             ("qos", str(qos)), ("mqtt", mqtt),
         ) + ((("nodes", str(n_nodes)), ("publish to", placement.describe()))
-             if n_nodes > 1 else ()),
+             if n_nodes > 1 else ()) + pubs.context(),
         plan={"target": where, "subscription": subscription,
               "task_topic": layout.topic("task-N", 0), "qos": qos, "mqtt": mqtt,
               "profile": profile, "strategy": strategy, "faults": list(fault),
               "group_strategies": dict(groups), "rate": rate, "timeout_s": plan.timeout_s,
-              "settle_ms": settle_ms, "nodes": n_nodes, "publish_to": placement.describe()},
+              "settle_ms": settle_ms, "nodes": n_nodes, "publish_to": placement.describe(),
+              **pubs.plan()},
         shard=None if shard_spec is None else Shard(
             index=shard_spec.index, count=shard_spec.count,
             workers=tuple(w.name for w in mine)),

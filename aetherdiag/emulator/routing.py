@@ -14,7 +14,8 @@ Delivery to a session (``deliver``; ``enqueue`` for a message handed on from ano
 a message is transmitted at once when the session is connected, not paused and has room in its
 in-flight window, otherwise it waits in the session's queue (bounded by ``Limits.max_queued``;
 an offline session drops QoS 0) until ``flush`` is called after an acknowledgement, a resume
-or a drained socket. ``transmit`` assigns the packet id, records the in-flight message and
+or a drained socket (under the ``reorder`` fault: one message in flight, the queue drained
+newest first). ``transmit`` assigns the packet id, records the in-flight message and
 emits the PUBLISH (and notes it in ``state.journal`` when there is one).
 """
 
@@ -24,7 +25,7 @@ import itertools
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import packets as pk
 from .cluster import pick_on_node, route_split
@@ -166,6 +167,11 @@ class Router:
         self.index = index
         self._fanout = "share-fanout" in state.faults
         self._redeliver = "redeliver" in state.faults
+        # reorder: one message in flight per session (the window every CONNECT now gets) and
+        # its backlog drained newest first (``flush``)
+        self._newest_first = "reorder" in state.faults
+        if self._newest_first:
+            state.limits = replace(state.limits, max_inflight=1)
         # the nodes of a cluster dispatch on their own (cluster.py); never on one node
         self.split = state.nodes > 1 and bool(state.faults & CLUSTER_FAULTS)
         sessions = state.sessions  # never rebound: the closures below stay valid
@@ -310,6 +316,12 @@ class Router:
     def flush(self, session: Session) -> None:
         """Send what ``session`` has queued, as far as its window and its socket allow."""
         queue = session.queue
+        if self._newest_first:  # the reorder fault
+            while queue and session.conn is not None and not session.paused:
+                if queue[-1].qos and len(session.outflight) >= session.window:
+                    return
+                self.transmit(session, queue.pop())
+            return
         while queue and session.conn is not None and not session.paused:
             if queue[0].qos and len(session.outflight) >= session.window:
                 return

@@ -45,8 +45,8 @@ FAULTS: dict[str, str] = {
     "set (acknowledgements 'lost')",
     "lose-on-disconnect": "in-flight messages of a member whose connection drops are "
     "discarded instead of re-dispatched (Mosquitto-like)",
-    "share-retained": "retained messages are sent to new shared subscriptions (older "
-    "Mosquitto releases do this)",
+    "share-retained": "retained messages are sent to new shared subscriptions (what "
+    "Mosquitto 2.0.11 does; MQTT 5 says they must not be)",
     "per-publisher-rr": "the round-robin turn is kept per publisher: one publisher's tasks "
     "always start at the first member (the EMQX round_robin pitfall)",
     "offline-member-keeps-share": "a persistent member that goes offline keeps its turn: "
@@ -57,6 +57,9 @@ FAULTS: dict[str, str] = {
     "redispatch-misses-wildcards": "redispatch after a member loss looks the group up by "
     "the message topic, not its filter: groups on wildcard filters lose those tasks "
     "(emqx PR #9094)",
+    "reorder": "each member gets one QoS 1/2 message in flight at a time and the rest of its "
+    "backlog newest first: one publisher's tasks reach a sticky or hashed member out of order "
+    "(a broker dispatching through parallel queues)",
     "cluster-node-local": "each node of an emulated cluster picks among its own members: one "
     "copy per node that has members, as bridged brokers do (no effect on one node)",
     "cluster-no-route": "messages never cross the nodes of an emulated cluster: a subscriber, "

@@ -8,33 +8,19 @@ broker's answer. The helpers it relies on live in fleet.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
-
-from .member import LIVE, Member
+from .fleetbase import FleetBase
+from .member import LIVE
 from .recorder import Recorder
 from .worker import Worker
 
-T = TypeVar("T")
 
-
-class ChurnSteps:
+class ChurnSteps(FleetBase):
     """Mixin for ``Fleet``: the steps a replay scenario applies to one worker."""
 
     rec: Recorder
-    connect_timeout: float
 
     # provided by Fleet
     def _worker(self, name: str) -> Worker:
-        raise NotImplementedError
-
-    def _run(self, fn: Callable[[], T]) -> T:
-        raise NotImplementedError
-
-    def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
-        raise NotImplementedError
-
-    def _connect(self, members: Sequence[Member], *, ordered: bool = False) -> None:
         raise NotImplementedError
 
     def disconnect(self, name: str) -> None:

@@ -14,8 +14,9 @@ and a quiet period; ``result()`` snapshots everything into a ``RunResult``. Chur
 replay (``disconnect``, ``drop``, ``reconnect``, ``subscribe``, ``unsubscribe``,
 ``set_work_ms``) act on one worker and wait (bounded) for the broker's answer.
 
-Several endpoints (``targets``, node 1 first): a worker connects to its ``WorkerSpec.node``,
-and each of ``publish_nodes`` gets a publisher for its tasks (``publishers.py``).
+Several endpoints (``targets``, node 1 first): a worker connects to its ``WorkerSpec.node``;
+each of ``publish_nodes`` gets ``publishers`` publishers (publishers.py, and fresh.py for
+tasks sent each over a connection of its own).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import TypeVar
 
 from .churn import ChurnSteps
 from .clients import BrokerUnreachable, ClientFactory, Connector
+from .fresh import FreshPublishing
 from .loop import Loop, LoopError
 from .member import LIVE, Member
 from .model import BrokerTarget, RunResult, TaskSpec, WorkerSpec
@@ -50,9 +52,8 @@ class FleetError(RuntimeError):
     """A fleet operation could not be carried out (unknown worker, loop failure...)."""
 
 
-class Fleet(ChurnSteps):
-    """Workers plus a publisher against a broker (or several endpoints), all driven from one
-    loop thread.
+class Fleet(ChurnSteps, FreshPublishing):
+    """Workers and publishers against a broker (or several endpoints), on one loop thread.
 
     >>> with Fleet(target) as fleet:
     ...     fleet.start([WorkerSpec(name="worker-1", subscriptions=("$share/g/t/+",))])
@@ -64,10 +65,10 @@ class Fleet(ChurnSteps):
     on one broker never collide; ``client_scope`` replaces the run id there (the shards of one
     run share the run id but each has a publisher of its own). ``seed`` makes the work-time
     jitter reproducible. ``label`` replaces ``target.display()`` in the result (e.g. to
-    describe the embedded emulator).
-    Up to ``ordered_max`` workers started together subscribe one after the other, in order,
-    so a broker that rotates a share group in subscription order gives worker-1 the first
-    task on every run; larger fleets subscribe all at once.
+    describe the embedded emulator). Up to ``ordered_max`` workers started together
+    subscribe one after the other, in order, so a broker that rotates a share group in
+    subscription order gives worker-1 the first task on every run; larger fleets subscribe
+    all at once.
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class Fleet(ChurnSteps):
         ordered_max: int = 100,
         targets: Sequence[BrokerTarget] = (),
         publish_nodes: Sequence[int] = (1,),
+        publishers: int = 1,
         client_scope: str | None = None,
         backlog: Callable[[], int | None] | None = None,
     ) -> None:
@@ -90,7 +92,7 @@ class Fleet(ChurnSteps):
         # what the broker still owes its clients (the embedded emulator says; None: unknown)
         self._backlog = backlog
         self.targets = tuple(targets) or (target,)
-        self._pubs = Publishers(publish_nodes)
+        self._pubs = Publishers(publish_nodes, publishers)
         for node in self._pubs.nodes:
             self._check_node(node, "publish node")
         self.run_id = run_id or uuid.uuid4().hex[:8]
@@ -149,8 +151,8 @@ class Fleet(ChurnSteps):
     def _endpoint(self, name: str) -> BrokerTarget:
         return self.targets[self._node_of.get(name, 1) - 1]
 
-    def _new_publisher(self, name: str, node: int) -> Publisher:
-        cid, protocol = self.client_id(name), self.targets[node - 1].protocol
+    def _new_publisher(self, name: str, node: int, client_id: str | None = None) -> Publisher:
+        cid, protocol = client_id or self.client_id(name), self.targets[node - 1].protocol
         self._node_of[name] = node
         return Publisher(cid, protocol, self._factory(node).make(cid, protocol), self._loop,
                          self.rec, run_id=self.run_id, window=self.window, name=name)
@@ -301,20 +303,23 @@ class Fleet(ChurnSteps):
             raise FleetError("start() the fleet before publishing")
         batch = list(tasks)
         try:
-            by_node = pubs.route(batch)
+            by_slot = pubs.route(batch)
         except ValueError as exc:
             raise FleetError(str(exc)) from None
+        fresh = pubs.split_fresh(by_slot)  # sent one at a time below (fresh.py)
 
         def enqueue() -> int:
             before = pubs.sent
-            pubs.enqueue(by_node, rate)
+            pubs.enqueue(by_slot, rate)
             return before
 
         before = self._run(enqueue)
-        if not wait:
-            return 0
         if timeout_s is None:
             timeout_s = 60.0 + (len(batch) / rate if rate else len(batch) / 1000.0)
+        if fresh:
+            self._publish_fresh(fresh, rate, timeout_s, on_progress)
+        if not wait:
+            return 0
         if not self._wait(lambda: not pubs.queued, timeout_s, on_progress=on_progress):
             self._run(partial(pubs.cancel, f"not sent within {timeout_s:g} s"))
         return pubs.sent - before
@@ -410,6 +415,7 @@ class Fleet(ChurnSteps):
             latency=self.rec.latency(),
             endpoints=tuple(t.display() for t in self.targets) if several else (),
             task_nodes=tuple(self._pubs.task_node.items()) if several else (),
+            task_publishers=self._pubs.task_publishers(),
         )
 
     def close(self, timeout: float = 3.0) -> None:

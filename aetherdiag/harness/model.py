@@ -116,6 +116,10 @@ class TaskSpec:
     retain: bool = False
     profile: str = "generic"
     node: int = 1  # which endpoint publishes it (1-based: --broker order, or a cluster's node)
+    publisher: int = 1  # which of that node's publishers sends it (1-based, --publishers)
+    seq: int = 0  # its number among its publisher's tasks; 0: numbered when published
+    key: str = ""  # the ordering key it carries (--keys); "": none
+    fresh_connection: bool = False  # sent over a connection (and client id) of its own
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +135,11 @@ class Delivery:
     at: float  # seconds since the run started
     latency_ms: float | None = None  # publish-to-receive, when the payload carries the send time
     completed: bool = True  # False when the worker lost its connection before finishing/acking it
+    # what the payload says about its sender: publisher name, its sequence number there (1,
+    # 2, ...) and the ordering key; None when the payload carries none (another profile)
+    publisher: str | None = None
+    seq: int | None = None
+    key: str | None = None
 
 
 # Latency is recorded in an HDR histogram (HdrHistogram, ``hdrh``) in microseconds, from 1 us
@@ -209,6 +218,8 @@ class RunResult:
     # a run against one endpoint
     endpoints: tuple[str, ...] = ()
     task_nodes: tuple[tuple[str, int], ...] = ()  # (task id, node)
+    # (task id, publisher name, its sequence number there) of every task a publisher took
+    task_publishers: tuple[tuple[str, str, int], ...] = ()
     # every delivery's latency in an HDR histogram (recorded by the harness as it went); None
     # when the source recorded none (analysis then builds one from ``Delivery.latency_ms``)
     latency: LatencyRecord | None = None

@@ -5,7 +5,10 @@ than ``window`` are unacknowledged (QoS 0 counts until written), so neither paho
 buffers grow without bound and paho's own in-flight queue (linear per ack) is never used. With
 a rate, sends are spaced ``1/rate`` apart by a timer on the loop's heap. PUBACK/PUBCOMP reason
 codes >= 0x80 and publishes lost with the connection are recorded as failures. The payload is
-a small JSON object: ``{"task_id": ..., "run_id": ..., "sent_at": <unix time>}``.
+a small JSON object: ``{"task_id": ..., "run_id": ..., "sent_at": <unix time>, "publisher":
+..., "seq": ...}`` (and ``"key"`` when the task has one): ``seq`` numbers each publisher's tasks
+1, 2, ... in the order it sends them, which is what the ordering check compares deliveries
+against (docs/ordering.md).
 """
 
 from __future__ import annotations
@@ -30,12 +33,18 @@ from .recorder import Recorder
 DEFAULT_WINDOW = 1000
 
 
-def task_payload(task_id: str, run_id: str, sent_at: float) -> bytes:
-    """The JSON a task is published with (workers read ``task_id`` and ``sent_at`` back)."""
-    return json.dumps(
-        {"task_id": task_id, "run_id": run_id, "sent_at": round(sent_at, 6)},
-        separators=(",", ":"),
-    ).encode()
+def task_payload(task_id: str, run_id: str, sent_at: float, *, publisher: str | None = None,
+                 seq: int = 0, key: str = "") -> bytes:
+    """The JSON a task is published with (workers read it back: ``task_id``, ``sent_at``,
+    and the ``publisher``, ``seq`` and ``key`` the ordering check needs)."""
+    doc: dict[str, object] = {"task_id": task_id, "run_id": run_id,
+                              "sent_at": round(sent_at, 6)}
+    if publisher is not None and seq > 0:
+        doc["publisher"] = publisher
+        doc["seq"] = seq
+    if key:
+        doc["key"] = key
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 class Publisher(Member):
@@ -118,7 +127,8 @@ class Publisher(Member):
                     return
                 self.next_at = max(self.next_at, now - interval) + interval
             task = queue.popleft()
-            payload = (task_payload(task.task_id, self.run_id, time.time())
+            payload = (task_payload(task.task_id, self.run_id, time.time(), publisher=self.name,
+                                    seq=task.seq, key=task.key)
                        if task.profile == "generic"
                        else profile_payload(task.profile, task.task_id, self.run_id, time.time()))
             try:

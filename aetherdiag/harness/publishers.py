@@ -1,11 +1,18 @@
-"""The fleet's publishers: one per node that publishes (just ``publisher`` on one broker).
+"""The fleet's publishers: ``per_node`` of them on each node that publishes.
 
 How this works: a run against several endpoints (several ``--broker`` URLs, an emulated
-cluster) may publish on more than one of them (``--publish-to each``). Each publishing node gets
-a ``Publisher`` of its own, named ``publisher`` for the first and ``publisher-node2``... for the
-others; ``route`` sends each ``TaskSpec`` to the publisher its ``node`` names, and the run's
-task order is kept so the result lists tasks in publish order whichever node sent them. A
-``--rate`` is for the whole run: it is split evenly over the nodes that publish. Everything but
+cluster) may publish on more than one of them (``--publish-to each``), and each publishing node
+may have several publishers (``--publishers N``). A publisher is a slot ``(node, index)``;
+with one per node they are named ``publisher`` for the first node and ``publisher-node2``...
+for the others, with several ``publisher-1``, ``publisher-2``... (``publisher-node2-1``... on
+the other nodes). ``route`` sends each ``TaskSpec`` to the slot its ``node`` and ``publisher``
+name and numbers each publisher's tasks 1, 2, ... (``seq``) in the order given; the run's task
+order is kept so the result lists tasks in publish order whichever publisher sent them. A
+``--rate`` is for the whole run: it is split evenly over the publishers that have tasks.
+
+Tasks with ``fresh_connection`` (``--publisher-reconnect``) are not enqueued here: the fleet
+sends each on a connection of its own (``fresh.py``) and hands the short-lived publisher back
+with ``retire``, so its sent ids and failures are collected like the others'. Everything but
 ``route`` and the counters runs on the fleet's loop thread.
 """
 
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import NamedTuple
 
 from .model import TaskSpec
@@ -20,89 +28,130 @@ from .publisher import Publisher
 
 PUBLISHER_NAME = "publisher"
 
+Slot = tuple[int, int]  # (node, publisher index), both 1-based
+
 
 class Publishers:
-    """Publishers by node (1-based), the first of ``nodes`` first."""
+    """Publishers by slot, the first node's first."""
 
-    def __init__(self, nodes: Sequence[int]) -> None:
+    def __init__(self, nodes: Sequence[int], per_node: int = 1) -> None:
         self.nodes = tuple(dict.fromkeys(nodes)) or (1,)
-        self.by_node: dict[int, Publisher] = {}
+        self.per_node = max(1, per_node)
+        self.by_slot: dict[Slot, Publisher] = {}
+        self.retired: list[Publisher] = []  # done with: fresh connections (fresh.py)
         self.order: dict[str, int] = {}  # task id -> its place among the tasks routed so far
         self.task_node: dict[str, int] = {}  # task id -> the node it was published on
+        self.numbered: dict[str, tuple[str, int]] = {}  # task id -> (publisher, its seq)
+        self.given_up: list[tuple[str, str]] = []  # (task id, reason): no publisher took it
+        self._seq: Counter[str] = Counter()
+
+    def name(self, node: int, index: int) -> str:
+        """The name of slot ``(node, index)`` (module doc)."""
+        base = PUBLISHER_NAME if node == self.nodes[0] else f"{PUBLISHER_NAME}-node{node}"
+        return base if self.per_node == 1 else f"{base}-{index}"
 
     def names(self) -> Iterator[tuple[str, int]]:
         """``(name, node)`` of every publisher this run needs."""
-        for i, node in enumerate(self.nodes):
-            yield (PUBLISHER_NAME if i == 0 else f"{PUBLISHER_NAME}-node{node}"), node
-
-    def add(self, node: int, publisher: Publisher) -> None:
-        self.by_node[node] = publisher
+        for node in self.nodes:
+            for index in range(1, self.per_node + 1):
+                yield self.name(node, index), node
 
     def __iter__(self) -> Iterator[Publisher]:
-        return iter(self.by_node.values())
+        return iter([*self.by_slot.values(), *self.retired])
 
     def __bool__(self) -> bool:
-        return bool(self.by_node)
+        return bool(self.by_slot)
 
     @property
     def sent(self) -> int:
-        return sum(p.sent for p in self.by_node.values())
+        return sum(p.sent for p in self)
 
     @property
     def queued(self) -> bool:
         """Some task still waits to be handed to its broker."""
-        return any(p.queue for p in self.by_node.values())
+        return any(p.queue for p in self.by_slot.values())
 
     @property
     def idle(self) -> bool:
-        return all(p.idle for p in self.by_node.values())
+        return all(p.idle for p in self.by_slot.values())
 
-    def route(self, tasks: Sequence[TaskSpec]) -> dict[int, list[TaskSpec]]:
-        """``tasks`` by the node that publishes them; ``ValueError`` for a node without a
-        publisher."""
-        by_node: dict[int, list[TaskSpec]] = {}
+    def route(self, tasks: Sequence[TaskSpec]) -> dict[Slot, list[TaskSpec]]:
+        """``tasks`` by the slot that publishes them, each numbered (``seq``) unless the plan
+        did; ``ValueError`` for a node or index without a publisher."""
+        by_slot: dict[Slot, list[TaskSpec]] = {}
+        names: dict[Slot, str] = {}
         for task in tasks:
-            if task.node not in self.by_node:
-                raise ValueError(f"{task.task_id}: no publisher on node {task.node}")
-            by_node.setdefault(task.node, []).append(task)
+            slot = (task.node, task.publisher)
+            name = names.get(slot)
+            if name is None:
+                if slot not in self.by_slot:
+                    where = (f"no publisher {task.publisher} on node {task.node}"
+                             if task.node in self.nodes else f"no publisher on node {task.node}")
+                    raise ValueError(f"{task.task_id}: {where}")
+                name = names[slot] = self.name(*slot)
+            if task.seq <= 0:
+                self._seq[name] += 1
+                task = replace(task, seq=self._seq[name])
+            by_slot.setdefault(slot, []).append(task)
             self.order.setdefault(task.task_id, len(self.order))
             self.task_node.setdefault(task.task_id, task.node)
-        return by_node
+            self.numbered.setdefault(task.task_id, (name, task.seq))
+        return by_slot
 
-    def enqueue(self, by_node: dict[int, list[TaskSpec]], rate: float | None) -> None:
-        """Hand each node's tasks to its publisher (loop thread)."""
-        share = rate / len(by_node) if rate and by_node else rate
-        for node, tasks in by_node.items():
-            self.by_node[node].enqueue(tasks, share)
+    def split_fresh(self, by_slot: dict[Slot, list[TaskSpec]]) -> list[TaskSpec]:
+        """Take the ``fresh_connection`` tasks out of ``by_slot``; returns them in publish
+        order (the fleet sends each over a connection of its own)."""
+        fresh = [t for tasks in by_slot.values() for t in tasks if t.fresh_connection]
+        for slot in list(by_slot):
+            by_slot[slot] = [t for t in by_slot[slot] if not t.fresh_connection]
+            if not by_slot[slot]:
+                del by_slot[slot]
+        return sorted(fresh, key=lambda t: self.order[t.task_id])
+
+    def enqueue(self, by_slot: dict[Slot, list[TaskSpec]], rate: float | None) -> None:
+        """Hand each slot's tasks to its publisher (loop thread)."""
+        share = rate / len(by_slot) if rate and by_slot else rate
+        for slot, tasks in by_slot.items():
+            self.by_slot[slot].enqueue(tasks, share)
+
+    def retire(self, publisher: Publisher) -> None:
+        """A short-lived publisher (one fresh connection) is done: keep what it did."""
+        self.retired.append(publisher)
 
     def cancel(self, reason: str) -> None:
-        for pub in self.by_node.values():
+        for pub in self.by_slot.values():
             pub.cancel(reason)
 
     def clear_retained(self) -> None:
-        for pub in self.by_node.values():
+        for pub in self:
             pub.clear_retained()
 
     def collect(self) -> tuple[list[str], list[tuple[str, str]]]:
         """Sent task ids in publish order, and ``(task id, reason)`` of every failure: refused,
-        still queued, still unacknowledged (loop thread)."""
+        still queued, still unacknowledged, never given to a publisher (loop thread)."""
         sent: list[str] = []
         failures: list[tuple[str, str]] = []
-        for pub in self.by_node.values():
+        for pub in self:
             sent += pub.sent_ids
             failures += pub.failures
             failures += [(t.task_id, "not sent: the run ended first") for t in pub.queue]
             failures += [(t, "not acknowledged in time") for t in pub.unacknowledged()]
-        if len(self.by_node) > 1:
+        failures += self.given_up
+        if len(self.by_slot) > 1 or self.retired:
             order = self.order
             sent.sort(key=lambda t: order.get(t, len(order)))
         return sent, failures
 
+    def task_publishers(self) -> tuple[tuple[str, str, int], ...]:
+        """``(task id, publisher, seq)`` of every task routed, in publish order."""
+        return tuple((t, name, seq) for t, (name, seq) in self.numbered.items())
+
     def make_all(self, make: Callable[[str, int], Publisher]) -> list[Publisher]:
         """Build every publisher with ``make(name, node)``."""
-        for name, node in self.names():
-            self.add(node, make(name, node))
-        return list(self.by_node.values())
+        for node in self.nodes:
+            for index in range(1, self.per_node + 1):
+                self.by_slot[(node, index)] = make(self.name(node, index), node)
+        return list(self.by_slot.values())
 
 
 class Outcome(NamedTuple):

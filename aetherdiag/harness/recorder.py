@@ -24,8 +24,9 @@ from .model import (
     LatencyRecord,
 )
 
-# (worker, task_id, topic, qos, dup, retain, at, latency_ms)
-_DeliveryRow = tuple[str, str | None, str, int, bool, bool, float, float | None]
+# (worker, task_id, topic, qos, dup, retain, at, latency_ms, publisher, seq, key)
+_DeliveryRow = tuple[str, str | None, str, int, bool, bool, float, float | None,
+                     str | None, int | None, str | None]
 
 
 class Recorder:
@@ -56,10 +57,12 @@ class Recorder:
 
     def delivery(
         self, worker: str, task_id: str | None, topic: str, qos: int, dup: bool, retain: bool,
-        at: float, latency_ms: float | None,
+        at: float, latency_ms: float | None, publisher: str | None = None,
+        seq: int | None = None, key: str | None = None,
     ) -> None:
-        """Record one message a worker received."""
-        row = (worker, task_id, topic, qos, dup, retain, at, latency_ms)
+        """Record one message a worker received (``publisher``, ``seq``, ``key``: what its
+        payload says about its sender, for the ordering check)."""
+        row = (worker, task_id, topic, qos, dup, retain, at, latency_ms, publisher, seq, key)
         with self._lock:
             self._rows.append(row)
             if latency_ms is not None:
@@ -118,8 +121,9 @@ class Recorder:
         with self._lock:
             rows = list(self._rows)
         return tuple(
-            Delivery(worker=w, task_id=t, topic=tp, qos=q, dup=d, retain=r, at=a, latency_ms=lat)
-            for (w, t, tp, q, d, r, a, lat) in rows
+            Delivery(worker=w, task_id=t, topic=tp, qos=q, dup=d, retain=r, at=a, latency_ms=lat,
+                     publisher=p, seq=n, key=k)
+            for (w, t, tp, q, d, r, a, lat, p, n, k) in rows
         )
 
     def events(self) -> tuple[FleetEvent, ...]:

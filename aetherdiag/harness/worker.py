@@ -8,8 +8,9 @@ one is done, and the acknowledgement is a timer on the loop's heap at the end of
 the broker, which is what ``least_inflight``-like brokers react to. Timers remember the
 connection generation: an acknowledgement for a connection that has since ended is dropped.
 
-Each payload is the publisher's JSON (``{"task_id", "run_id", "sent_at"}``); a message from
-another run or not in that format is recorded with ``task_id=None``.
+Each payload is the publisher's JSON (``{"task_id", "run_id", "sent_at"}``, with ``publisher``,
+``seq`` and ``key`` for the ordering check); a message from another run or not in that format
+is recorded with ``task_id=None``.
 """
 
 from __future__ import annotations
@@ -167,6 +168,9 @@ class Worker(Member):
         now = time.monotonic()
         task_id: str | None = None
         latency: float | None = None
+        publisher: str | None = None
+        seq: int | None = None
+        key: str | None = None
         try:
             data = json.loads(msg.payload)
             if type(data) is dict and type(data.get("data")) is dict:  # --profile aethermagic
@@ -177,6 +181,11 @@ class Worker(Member):
                 sent = data.get("sent_at")
                 if isinstance(sent, float | int):
                     latency = (wall - sent) * 1000.0
+                if "seq" in data:  # the ordering check's fields (harness/publisher.py)
+                    pub, num, k = data.get("publisher"), data["seq"], data.get("key")
+                    if isinstance(pub, str) and type(num) is int:
+                        publisher, seq = pub, num
+                    key = k if isinstance(k, str) else None
         except (ValueError, UnicodeDecodeError):
             pass
         rec = self.rec
@@ -187,7 +196,7 @@ class Worker(Member):
         except UnicodeDecodeError:
             topic = "<topic is not valid UTF-8>"
         rec.delivery(self.name, task_id, topic, msg.qos, bool(msg.dup), bool(msg.retain),
-                     now - rec.t0, latency)
+                     now - rec.t0, latency, publisher, seq, key)
         work = self.work_ms
         if self.jitter_ms > 0:
             work += self.rng.uniform(0.0, self.jitter_ms)

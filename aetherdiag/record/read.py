@@ -131,6 +131,7 @@ class _Builder:
             deliveries=tuple(it["delivery"]), events=tuple(it["event"]),
             subscribe_results=tuple(it["subscribe"]), unfinished=tuple(it["unfinished"]),
             replies=tuple(it["reply"]), task_nodes=tuple(it["task_node"]),
+            task_publishers=tuple(it["task_publisher"]),
             duration_s=_num(end, "duration_s"), settled=_get(end, "settled", bool),
             timeout_s=_num(end, "timeout_s", null=True, default=None),
             interrupted=_get(end, "interrupted", bool, default=False),
@@ -146,7 +147,10 @@ def _delivery(d: Doc) -> Delivery:
                     topic=_get(d, "topic", str), qos=_get(d, "qos", int),
                     dup=_get(d, "dup", bool), retain=_get(d, "retain", bool),
                     at=_num(d, "at"), latency_ms=_num(d, "latency_ms", null=True, default=None),
-                    completed=_get(d, "completed", bool, default=True))
+                    completed=_get(d, "completed", bool, default=True),
+                    publisher=_get(d, "publisher", str, null=True, default=None),
+                    seq=_get(d, "seq", int, null=True, default=None),
+                    key=_get(d, "key", str, null=True, default=None))
 
 
 def _event(d: Doc) -> FleetEvent:
@@ -158,6 +162,8 @@ def _event(d: Doc) -> FleetEvent:
 _ITEMS: dict[str, Callable[[Doc], Any]] = {
     "publish": lambda d: _get(d, "task", str),
     "task_node": lambda d: (_get(d, "task", str), _get(d, "node", int)),
+    "task_publisher": lambda d: (_get(d, "task", str), _get(d, "publisher", str),
+                                 _get(d, "seq", int)),
     "publish_failure": lambda d: _get(d, "task", str),
     "publish_refusal": lambda d: (_get(d, "task", str), _get(d, "reason", str)),
     "unsent": lambda d: (_get(d, "task", str), _get(d, "reason", str)),

@@ -5,10 +5,12 @@ How this works: ``write_record(stream, header, result)`` writes
 - the header: ``{"schema": "aetherdiag.record/1", "type": "header", "run_id", "seed",
   "shard", "title", "context", "workers": [every WorkerSpec], "tasks", "plan", "expect"}``;
 - one line per published task (``publish``), the node each task went out on (``task_node``,
-  runs against several endpoints), refused or unacknowledged publish
-  (``publish_failure``, ``publish_refusal``), task never sent (``unsent``), delivery
-  (``delivery``), fleet event (``event``), SUBACK answer (``subscribe``), task still being
-  worked on at the end (``unfinished``) and reply (``reply``), in the run's order;
+  runs against several endpoints), the publisher and sequence number of each task
+  (``task_publisher``), refused or unacknowledged publish (``publish_failure``,
+  ``publish_refusal``), task never sent (``unsent``), delivery (``delivery``; with
+  ``publisher``, ``seq`` and ``key`` when its payload carried them), fleet event
+  (``event``), SUBACK answer (``subscribe``), task still being worked on at the end
+  (``unfinished``) and reply (``reply``), in the run's order;
 - the end line: ``{"type": "end", ...}`` with the run's end state (settled, timed out,
   interrupted, lost connections, notes, duration, the latency histogram) or, for a run that
   could not happen, ``"error"`` and ``"exit_code"``.
@@ -54,9 +56,13 @@ def item_lines(result: RunResult) -> list[dict[str, Any]]:
     out += [{"type": "unsent", "task": t, "reason": r} for t, r in result.unsent]
     out += [{"type": "subscribe", "worker": w, "filter": f, "code": c}
             for w, f, c in result.subscribe_results]
+    out += [{"type": "task_publisher", "task": t, "publisher": p, "seq": n}
+            for t, p, n in result.task_publishers]
     out += [{"type": "delivery", "worker": d.worker, "task": d.task_id, "topic": d.topic,
              "qos": d.qos, "dup": d.dup, "retain": d.retain, "at": d.at,
-             "latency_ms": d.latency_ms, "completed": d.completed}
+             "latency_ms": d.latency_ms, "completed": d.completed,
+             **({} if d.seq is None else {"publisher": d.publisher, "seq": d.seq,
+                                          "key": d.key})}
             for d in result.deliveries]
     out += [{"type": "event", "at": e.at, "worker": e.worker, "kind": e.kind,
              "detail": e.detail, "task_ids": list(e.task_ids)} for e in result.events]

@@ -19,11 +19,13 @@ import jinja2
 
 from .. import __version__
 from ..analysis import Report
+from ..analysis.ordering import publishers_line
 from ..exitcodes import ExitCode
 from ..probe.fingerprint import percent
 from ..probe.model import DESCRIBE, ProbeReport, Status, version_label
 from ..replay.outcome import ReplayOutcome, worst_exit_code
 from . import charts
+from .fit import share_text
 from .output import latency_line, shorten_tasks
 
 WORKER_ROWS = 50  # rows of the workers table; the rest are counted
@@ -94,6 +96,7 @@ def report_view(report: Report, *, anchor: str = "run", heading: str = "",
         "checks": [{"cls": _mark(c.passed)[0], "mark": _mark(c.passed)[1], "name": c.name,
                     "detail": c.detail} for c in report.checks],
         "causes": list(report.causes), "notes": list(report.notes),
+        "publishers": publishers_line(report) or "",
         "bars": charts.worker_bars(bars, even),
         "even_text": "-" if even is None else f"{even:.1f} tasks per worker",
         "timeline": charts.timeline(activity, markers) if activity else "",
@@ -112,7 +115,7 @@ def report_view(report: Report, *, anchor: str = "run", heading: str = "",
         "workers": [{"name": rows[i].name, "node": rows[i].node, "pool": rows[i].pool,
                      "received": rows[i].received, "unique": rows[i].unique,
                      "shared": rows[i].shared, "repeats": rows[i].repeats,
-                     "share": f"{rows[i].share:.0%}", "tasks": shorten_tasks(rows[i].tasks, 8)}
+                     "share": share_text(rows[i].share), "tasks": shorten_tasks(rows[i].tasks, 8)}
                     for i in table_rows],
         "more_workers": max(0, len(rows) - WORKER_ROWS),
         "cross": [f"{t} -> {', '.join(ws[:6])}" + (f" (+{len(ws) - 6} more)"

@@ -27,6 +27,7 @@ from ..analysis import (
     Report,
     WorkerRow,
 )
+from ..analysis.report import Ordering, PublisherRow
 from ..exitcodes import ExitCode
 from .report import SCHEMA
 
@@ -148,6 +149,8 @@ def load_saved(doc: Any) -> Report | SavedFailure:
         connection_lost=_strs(doc, "connection_lost"), steps_not_run=_strs(doc, "steps_not_run"),
         timed_out=_get(doc, "timed_out", bool, False),
         interrupted=_get(doc, "interrupted", bool, False),
+        publishers=tuple(_publisher(p) for p in _objects(doc, "publishers")),
+        ordering=_ordering(_get(doc, "ordering", dict, None, null=True)),
     )
 
 
@@ -186,6 +189,37 @@ def _node(n: dict[str, Any]) -> NodeFigures:
                        workers=_get(n, "workers", int, 0), published=_get(n, "published", int, 0),
                        delivered=_get(n, "delivered", int, 0), unique=_get(n, "unique", int, 0),
                        idle_workers=_strs(n, "idle_workers"))
+
+
+def _counts(doc: dict[str, Any], key: str, where: str) -> tuple[tuple[str, int], ...]:
+    items = _get(doc, key, dict, {}, where=where)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in items.values()):
+        raise LoadError(f"{where}{key!r} must map names to integers")
+    return tuple((str(k), v) for k, v in items.items())
+
+
+def _publisher(p: dict[str, Any]) -> PublisherRow:
+    where = "a publisher: "
+    return PublisherRow(name=_get(p, "name", str, where=where),
+                        sent=_get(p, "sent", int, 0, where=where),
+                        delivered=_get(p, "delivered", int, 0, where=where),
+                        workers=_counts(p, "workers", where),
+                        first_worker=_get(p, "first_worker", str, None, null=True, where=where))
+
+
+def _ordering(doc: dict[str, Any] | None) -> Ordering | None:
+    if doc is None:
+        return None
+    where = "ordering: "
+    scope = _get(doc, "scope", str, "", where=where)
+    if scope not in ("", "none", "publisher", "key"):
+        raise LoadError(f"{where}'scope' must be publisher, key or none")
+    return Ordering(scope=scope, basis=_get(doc, "basis", str, "", where=where),
+                    counted=_get(doc, "counted", int, 0, where=where),
+                    left_out=_get(doc, "left_out", int, 0, where=where),
+                    by_worker=_counts(doc, "by_worker", where),
+                    by_publisher=_counts(doc, "by_publisher", where),
+                    by_key=_counts(doc, "by_key", where), examples=_strs(doc, "examples", where))
 
 
 def _ints(doc: dict[str, Any], key: str) -> tuple[int, ...]:

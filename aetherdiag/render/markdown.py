@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..analysis import Report
+from ..analysis.ordering import publishers_line
 from ..exitcodes import ExitCode
 from ..probe.fingerprint import percent
 from ..probe.model import ProbeReport, Status, version_label
 from ..replay.outcome import ReplayOutcome, worst_exit_code
+from .fit import share_text
 from .output import latency_line, shorten_tasks
 
 WORKER_ROWS = 20
@@ -48,6 +50,8 @@ def report_lines(report: Report, heading: str = "###") -> list[str]:
     lines += [figures, ""]
     if report.latency_ms:
         lines += [f"latency: {latency_line(report.latency_ms)}", ""]
+    if (publishers := publishers_line(report)) is not None:
+        lines += [f"publishers: {_cell(publishers)}", ""]
     lines += ["| | check | detail |", "|---|---|---|"]
     lines += [f"| {_mark(c.passed)} | {_cell(c.name)} | {_cell(c.detail)} |"
               for c in report.checks]
@@ -61,7 +65,7 @@ def report_lines(report: Report, heading: str = "###") -> list[str]:
         for i in shown:
             w = rows[i]
             lines.append(f"| {_cell(w.name)} | {w.received} | {w.unique} | {w.shared} | "
-                         f"{w.repeats} | {w.share:.0%} | "
+                         f"{w.repeats} | {share_text(w.share)} | "
                          f"{_cell(shorten_tasks(w.tasks, FIRST_TASKS))} |")
         if len(rows) > len(shown):
             rest = [rows[i].unique for i in range(len(rows)) if i not in set(shown)]

@@ -93,6 +93,12 @@ def to_dict(report: Report) -> dict[str, Any]:
         "latency_histogram": [{"upto_ms": b.upto_ms, "count": b.count}
                               for b in report.latency_histogram],
         "activity": _activity_dict(report),
+        "publishers": [
+            {"name": p.name, "sent": p.sent, "delivered": p.delivered,
+             "workers": dict(p.workers), "first_worker": p.first_worker}
+            for p in report.publishers
+        ],
+        "ordering": _ordering_dict(report),
         "publish_failures": list(report.publish_failures),
         "foreign_messages": report.foreign,
         "notes": list(report.notes),
@@ -116,6 +122,16 @@ def _activity_dict(report: Report) -> dict[str, Any] | None:
         {"name": r.name, "workers": r.workers, "deliveries": list(r.deliveries),
          "duplicates": list(r.duplicates), "redeliveries": list(r.redeliveries)}
         for r in a.rows]}
+
+
+def _ordering_dict(report: Report) -> dict[str, Any] | None:
+    o = report.ordering
+    if o is None:
+        return None
+    return {"judged": o.judged, "scope": o.scope, "basis": o.basis,
+            "out_of_order": o.out_of_order, "counted": o.counted, "left_out": o.left_out,
+            "by_worker": dict(o.by_worker), "by_publisher": dict(o.by_publisher),
+            "by_key": dict(o.by_key), "examples": list(o.examples)}
 
 
 def failure_dict(title: str, target: str, message: str, code: ExitCode) -> dict[str, Any]:

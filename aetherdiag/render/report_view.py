@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis import Check, Report, WorkerRow
+from ..analysis.ordering import publishers_line, summary_line
 from .blocks import MIN_VALUE, Sized, boxed_width, pairs, stacked, value_width
 from .fit import duplicate_examples, fit_names, fit_tasks, lines_needed, share_text, some_names
 from .output import latency_line
@@ -204,7 +205,7 @@ def _ratio(value: float | None) -> str:
 
 SUMMARY_KEYS = ("published", "delivered", "cross-worker duplicates", "same-worker repeats",
                 "missing", "not sent", "unfinished", "connection lost", "steps not run",
-                "foreign messages", "balance", "latency", "duration")
+                "foreign messages", "balance", "publishers", "ordering", "latency", "duration")
 
 
 def summary_view(report: Report, width: int) -> RenderableType:
@@ -250,6 +251,9 @@ def summary_view(report: Report, width: int) -> RenderableType:
         if not b.judged:
             balance += f" (not judged: {b.not_judged or 'too few tasks per worker'})"
     rows.append(("balance", balance))
+    for key, line in (("publishers", publishers_line(report)), ("ordering", summary_line(report))):
+        if line is not None:
+            rows.append((key, line))
     if report.latency_ms:
         rows.append(("latency", latency_line(report.latency_ms)))
     rows.append(("duration", f"{report.duration_s:.2f} s" + (

@@ -150,7 +150,7 @@ def test_ctrl_c_prints_the_partial_report_and_exits_130() -> None:
          "--format", "json", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        time.sleep(2.0)
+        time.sleep(3.0)  # start-up (a child emulator for 100,000 tasks) and a few sends
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -157,6 +157,44 @@ def test_per_publisher_round_robin(emu, version, faults, expected):
     assert [len(m.settle(0.1)) for m in members] == expected
 
 
+@pytest.mark.parametrize(("faults", "expected"), [
+    ([], ["0", "1", "2", "3", "4"]),
+    (["reorder"], ["0", "4", "3", "2", "1"]),
+])
+def test_reorder_sends_a_members_backlog_newest_first(emu, version, faults, expected):
+    """A member that has not acknowledged yet: a healthy broker sends it the whole backlog in
+    publish order at once; under the fault it gets one message in flight and, after each
+    acknowledgement, the newest one waiting."""
+    _em, connect = emu(strategy="sticky", faults=faults)
+    member = connect("member", manual_ack=True)
+    member.subscribe("$share/g/tasks", qos=1)
+    pub = connect("pub")
+    for i in range(5):
+        pub.publish("tasks", str(i), qos=1)
+    got = member.wait_for(1)
+    if faults:
+        assert member.settle(0.1) == got, "one message in flight"
+        while len(got) < 5:
+            member.ack(got[-1])
+            got = member.wait_for(len(got) + 1)
+    else:
+        got = member.wait_for(5)
+    assert [m.text for m in member.settle(0.1)] == expected
+    assert not any(m.dup for m in got)
+
+
+def test_reorder_leaves_qos0_in_order(emu, version):
+    """QoS 0 has no in-flight window, so nothing queues and nothing is reordered."""
+    _em, connect = emu(faults=["reorder"])
+    member = connect("member")
+    member.subscribe("$share/g/tasks", qos=0)
+    pub = connect("pub")
+    for i in range(5):
+        pub.publish("tasks", str(i), qos=0)
+    member.wait_for(5)
+    assert [m.text for m in member.settle(0.1)] == ["0", "1", "2", "3", "4"]
+
+
 def test_faults_combine(emu, version):
     """Faults are independent switches: fan-out plus redelivery gives both symptoms."""
     em, connect = emu(faults=["share-fanout", "redeliver"])
@@ -177,7 +215,7 @@ def test_unknown_fault_is_refused(emulator_factory):
 
 def test_every_fault_has_a_test():
     tested = {"share-fanout", "share-literal", "share-unsupported", "redeliver",
-              "lose-on-disconnect", "share-retained", "per-publisher-rr",
+              "lose-on-disconnect", "share-retained", "per-publisher-rr", "reorder",
               "cluster-node-local", "cluster-no-route",  # the cluster ones: test_cluster_*.py
               # these three: test_conformance_faults_sessions.py
               "offline-member-keeps-share", "expired-session-drops",

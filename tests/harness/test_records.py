@@ -46,7 +46,10 @@ FULL = RunResult(
     deliveries=(Delivery(worker="worker-1", task_id="task-1", topic="t/1", qos=1, dup=False,
                          retain=False, at=0.012345678901, latency_ms=1.23456789),
                 Delivery(worker="worker-2", task_id=None, topic="t/x", qos=0, dup=True,
-                         retain=True, at=0.5, latency_ms=None, completed=False)),
+                         retain=True, at=0.5, latency_ms=None, completed=False),
+                Delivery(worker="worker-3", task_id="task-2", topic="t/key-1", qos=1, dup=False,
+                         retain=False, at=0.6, latency_ms=0.5, publisher="publisher-2", seq=1,
+                         key="key-1")),
     duration_s=1.234, settled=False,
     subscribe_results=(("worker-1", "$share/g/t/+", 1), ("worker-2", "$share/g/t/+", 0x87)),
     notes=("worker-3: no SUBACK within 5 s",), emulator_stats={"connections": 4, "x": [1, 2]},
@@ -57,6 +60,7 @@ FULL = RunResult(
     connection_lost=("worker-2",), steps_not_run=("wait 1",), timeout_s=2.5, interrupted=True,
     replies=(("worker-1", "task-1", "complete"),), expects_replies=True, own_processes=True,
     endpoints=("mqtt://a:1", "mqtt://b:2"), task_nodes=(("task-1", 1), ("task-2", 2)),
+    task_publishers=(("task-1", "publisher-1", 1), ("task-2", "publisher-2", 1)),
     latency=LatencyRecord(hdr=b"HISTFAAAA\x00\xff", count=1, below_zero=1, above_range=2,
                           clock="wall"),
 )
@@ -85,7 +89,7 @@ def test_a_record_reads_back_to_the_same_header_and_result(tmp_path: Path) -> No
     assert got.failure is None
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines[0]["schema"] == "aetherdiag.record/1" and lines[-1]["type"] == "end"
-    assert sum(1 for doc in lines if doc["type"] == "delivery") == 2
+    assert sum(1 for doc in lines if doc["type"] == "delivery") == len(FULL.deliveries)
 
 
 def test_a_failed_run_is_recorded_with_its_error(tmp_path: Path) -> None:

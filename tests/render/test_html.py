@@ -144,3 +144,16 @@ def test_browser_check_sees_console_and_requests(tmp_path: Path) -> None:
     assert any("boom" in line for line in page.console)
     assert page.requests == ("http://127.0.0.1:9/x.png",)
     assert "<p>hi</p>" in page.dom
+
+
+def test_page_names_the_publishers_and_tells_a_large_pools_shares_apart(tmp_path: Path) -> None:
+    """--publishers: the page says where each publisher's tasks went, as the table does; a
+    worker of a 300-worker pool has a share above 0% (two significant figures)."""
+    out = tmp_path / "report.html"
+    result = invoke("workers", "--publishers", "2", "--count", "3", "--tasks", "6",
+                    "--format", "html", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert re.search(r"publishers: publisher-1: 3 sent → worker-\d", text), text[-3000:]
+    large = html.report_page(synthetic_report(300, 3000))
+    assert ">0.33%<" in large and ">0%<" not in large
