@@ -51,6 +51,7 @@ WORKER_KEYS = ("name", "replicas", "subscriptions", "group", "pool", "qos", "pro
 MAX_NODES = 64  # an emulated cluster's nodes (``aetherdiag emulator serve --nodes``)
 # ``target: emulator:`` keys for the server policies (``emulator serve`` options)
 LIMIT_KEYS = ("receive_maximum", "topic_aliases", "server_keep_alive", "deny_subscribe")
+EMULATOR_KEYS = ("strategy", "faults", "group_strategies", "seed", "nodes", *LIMIT_KEYS)
 EXPECT_KEYS = ("exit_code", "duplicates", "repeats", "missing", "redispatched",
                "max_imbalance", "allow_redelivery", "workers")
 DEFAULT_PERSISTENT_EXPIRY = 3600  # seconds, for `session: persistent` under MQTT 5
@@ -176,8 +177,7 @@ class ScenarioReader(NodeReader):
         body = fields["emulator"][1]
         if self.is_null(body):
             return None, EmulatorSettings()
-        em = self.mapping(body, "emulator", ("strategy", "faults", "group_strategies", "seed",
-                                             "nodes", *LIMIT_KEYS))
+        em = self.mapping(body, "emulator", EMULATOR_KEYS)
         strategy = "round_robin"
         if "strategy" in em:
             strategy = self.choice(em["strategy"][1], "strategy", list(STRATEGIES))
