@@ -77,3 +77,16 @@ def test_output_dash_means_stdout(tmp_path: Any, monkeypatch: pytest.MonkeyPatch
     assert done.value.code == 0
     assert json.loads(capsys.readouterr().out)["published"] == 4
     assert not (tmp_path / "-").exists()
+
+
+def test_debug_logging_lasts_one_run_not_the_process() -> None:
+    """Runs in one process (tests, the README check) each get the logging they ask for: a
+    --debug run does not leave the next one logging at DEBUG."""
+    import logging
+
+    from support.cli import invoke
+
+    invoke("--debug", "workers", "--tasks", "0")
+    assert logging.getLogger().level == logging.DEBUG
+    invoke("workers", "--tasks", "0")
+    assert logging.getLogger().level == logging.WARNING
