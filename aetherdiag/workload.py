@@ -49,9 +49,17 @@ class WorkersPlan:
     run_id: str | None = None  # client ids (and run-scoped topics) use it; None: a fresh one
 
 
-def default_timeout(tasks: int, rate: float | None, base: float = 30.0) -> float:
-    """``--timeout`` when none is given: ``base`` seconds plus what ``--rate`` pacing needs."""
-    return base + (tasks / rate if rate else 0.0)
+DELIVERIES_PER_SECOND = 5_000  # what the default timeout allows for: a low floor, measured
+#                                 fan-out runs of 300 workers record about 8,500 a second
+
+
+def default_timeout(tasks: int, rate: float | None, base: float = 30.0,
+                    deliveries: int | None = None) -> float:
+    """``--timeout`` when none is given: ``base`` seconds, plus what ``--rate`` pacing needs,
+    plus a second per ``DELIVERIES_PER_SECOND`` deliveries the run expects (``deliveries``,
+    default one per task; every worker's copy under ``--plain`` or a fan-out fault)."""
+    expected = tasks if deliveries is None else deliveries
+    return base + (tasks / rate if rate else 0.0) + expected / DELIVERIES_PER_SECOND
 
 
 def run_workers(

@@ -167,8 +167,8 @@ def command(
     timeout: float | None = typer.Option(
         None, "--timeout", min=0.1, max=86_400, callback=common.finite,
         help="Upper bound in seconds on publishing and waiting, --rate pacing included "
-        "(default: 30 plus the seconds --rate pacing needs). A run it cuts off is "
-        "incomplete (exit 7)."),
+        "(default: 30, plus the seconds --rate pacing needs, plus one per 5,000 expected "
+        "deliveries: COUNT x TASKS with --plain). A run it cuts off is incomplete (exit 7)."),
     settle_ms: float = typer.Option(300.0, "--settle-ms", min=0, max=60_000, callback=common.finite,
                                     help="Quiet period that ends the run once all is acked."),
     connect_timeout: float = typer.Option(5.0, "--connect-timeout", min=0.1, max=600,
@@ -253,7 +253,8 @@ def command(
         raise Abort(f"--group-strategy {unknown[0]}={groups[unknown[0]]}: no worker of this "
                     f"run joins group {unknown[0]!r} (they join {joined}), so it would "
                     "change nothing")
-    if (plain or "share-fanout" in fault) and count * tasks > MAX_FANOUT_DELIVERIES:
+    fanout = plain or "share-fanout" in fault  # every worker gets every task
+    if fanout and count * tasks > MAX_FANOUT_DELIVERIES:
         raise Abort(f"--count {count} x --tasks {tasks}: with every worker getting every task "
                     f"that is {count * tasks:,} deliveries to record, above the "
                     f"{MAX_FANOUT_DELIVERIES:,} one run keeps in memory")
@@ -317,7 +318,8 @@ def command(
                                   group_strategies=tuple(groups.items()), seed=seed,
                                   nodes=nodes or 1),
         workers=mine, tasks=task_specs, rate=rate,
-        timeout_s=timeout if timeout is not None else default_timeout(tasks, rate),
+        timeout_s=timeout if timeout is not None else default_timeout(
+            tasks, rate, deliveries=tasks * count if fanout else tasks),
         quiet_s=settle_ms / 1000.0, connect_timeout_s=connect_timeout, protocol=protocol,
         seed=seed if seed is not None else random.randrange(1 << 30), run_id=run_id,
     )
