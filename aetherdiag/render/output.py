@@ -10,10 +10,11 @@ else in the program prints.
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from collections.abc import Callable, Iterator
 from enum import StrEnum
-from typing import TextIO
+from typing import TextIO, cast
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -70,8 +71,47 @@ def write(
         stream.write(text())
     else:
         is_file = output is not None
-        draw(Console(file=stream, width=width if is_file else None,
+        plain = is_file or not _isatty(stream)
+        trimmed = _TrimmedLines(stream) if plain else None
+        draw(Console(file=cast(TextIO, trimmed) if trimmed is not None else stream,
+                     width=width if is_file else None,
                      force_terminal=False if is_file else None, soft_wrap=False))
+        if trimmed is not None:
+            trimmed.close()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _TrimmedLines(io.TextIOBase):
+    """Text written to a file or a pipe without the spaces rich pads its grid cells with at
+    the end of a line (``close`` writes a last line that has no newline)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._pending = ""
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        if lines:
+            self._stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._pending:
+            self._stream.write(self._pending.rstrip(" "))
+            self._pending = ""
+        self._stream.flush()
 
 
 def error(message: str) -> None:

@@ -637,3 +637,17 @@ def test_the_default_timeout_grows_with_the_deliveries_a_run_expects(tmp_path: P
     assert result.exit_code == 1, result.output
     header = json.loads(record.read_text().splitlines()[0])
     assert header["plan"]["timeout_s"] == pytest.approx(30.0 + 20 / DELIVERIES_PER_SECOND)
+
+
+def test_piped_and_file_tables_have_no_trailing_spaces(tmp_path: Path) -> None:
+    """rich pads grid cells to the width; a pipe or a file gets the lines without it (a
+    terminal keeps rich's output as drawn)."""
+    result = workers("--count", "3", "--tasks", "9")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("subscription") for line in lines)
+    assert [line for line in lines if line != line.rstrip()] == []
+    out = tmp_path / "table.txt"
+    assert workers("--count", "3", "--tasks", "9", "-o", str(out)).exit_code == 0
+    text = out.read_text()
+    assert text.endswith("(exit 0)\n") and " \n" not in text
