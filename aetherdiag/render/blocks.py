@@ -11,6 +11,7 @@ tell whether a table fits before choosing it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 from rich.cells import cell_len
@@ -63,10 +64,33 @@ def stacked(head: Text, value: Text, width: int, gap: int = 2) -> RenderableType
     return Group(head, Padding(value, (0, 0, 0, 2)))
 
 
+def break_paths(text: str, width: int) -> str:
+    """``text`` with each word longer than ``width`` that holds ``/`` (a topic, a filter, a
+    path) broken into lines after a ``/``, so it folds at a level, not inside one; a level
+    longer than the width still folds where it must."""
+    words = []
+    for word in text.split(" "):
+        if cell_len(word) <= width or "/" not in word:
+            words.append(word)
+            continue
+        lines, line = [], ""
+        for level in re.findall(r"[^/]*/|[^/]+$", word):
+            if line and cell_len(line + level) > width:
+                lines.append(line)
+                line = level
+            else:
+                line += level
+        words.append("\n".join([*lines, line]))
+    return " ".join(words)
+
+
 def pairs(rows: Sequence[tuple[str, str | Text]], width: int, key_style: str = "bold",
           value_style: str = "") -> RenderableType:
-    """Keys and values: a grid whose values fold (never cut), or stacked lines when narrow."""
-    values = [v if isinstance(v, Text) else Text(v, style=value_style) for _, v in rows]
+    """Keys and values: a grid whose values fold (never cut), or stacked lines when narrow;
+    topics and paths fold after a ``/`` (``break_paths``)."""
+    cells = value_width((k for k, _ in rows), width)
+    values = [v if isinstance(v, Text) else Text(break_paths(v, cells), style=value_style)
+              for _, v in rows]
     if room((k for k, _ in rows), width) >= MIN_VALUE:
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style=key_style, no_wrap=True)

@@ -186,6 +186,17 @@ def test_subscription_whole_in_the_setup_at_80_columns_piped() -> None:
     assert "…" not in "".join(row)
 
 
+@pytest.mark.parametrize("width", [40, 60, 80])
+def test_topics_fold_after_a_slash_not_inside_a_level(width: int) -> None:
+    """A topic too long for its column breaks after a ``/``: every line of the subscription
+    but the last ends with one, so no level is split."""
+    text = draw(case("three"), width, tty=False)
+    indent = len("subscription  ")
+    row = [line[indent:].rstrip() for line in rows_of(text, "subscription", indent)]
+    assert len(row) > 1 and "".join(row) == SUBSCRIPTION
+    assert all(line.endswith("/") for line in row[:-1]), row
+
+
 def failing(n: int) -> Report:
     """A 300-worker run where everything that can go wrong did, n of each."""
     base = case("pool300")
