@@ -137,9 +137,18 @@ def likely_causes(
     if cluster.idle:
         pass
     elif len(rows) > 1 and len(active) == 1 and report.unique_delivered > 1 and not everyone:
-        causes.append(f"one worker ({active[0].name}) got everything: a sticky or hash-based "
-                      "dispatch strategy (hash by publisher client id with one publisher), or a "
-                      "round robin whose turn is kept per publisher")
+        pubs = report.publishers
+        if len(pubs) > 1:
+            causes.append(f"one worker ({active[0].name}) got everything from all {len(pubs)} "
+                          "publishers: a sticky or hash-based dispatch strategy, or a round "
+                          "robin whose turn is kept per publisher connection, so short-lived "
+                          "publishers always start at the first member (EMQX's round_robin); "
+                          "publishers that stay connected, or a turn the group shares, spread "
+                          "the tasks")
+        else:
+            causes.append(f"one worker ({active[0].name}) got everything: a sticky or "
+                          "hash-based dispatch strategy (hash by publisher client id with one "
+                          "publisher), or a round robin whose turn is kept per publisher")
     elif report.balance.judged and any(c.name == "balance" and c.passed is False
                                        for c in report.checks):
         behind = slow_and_behind(rows, workers)

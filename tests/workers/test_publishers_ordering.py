@@ -47,6 +47,9 @@ def test_per_publisher_round_robin_sends_every_publishers_first_task_to_worker_1
                             "--settle-ms", "100", "--fault", "per-publisher-rr")
     assert skewed.exit_code == ExitCode.IMBALANCE, skewed.output
     assert [w["unique"] for w in many["workers"]] == [9, 0, 0]
+    assert any(c.startswith("one worker (worker-1) got everything from all 9 publishers") and
+               "short-lived publishers always start at the first member" in c
+               for c in many["causes"]), many["causes"]
 
 
 def test_markdown_names_where_each_publishers_tasks_went() -> None:
