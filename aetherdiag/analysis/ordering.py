@@ -19,7 +19,8 @@ What is judged comes from ``promise`` (the command asks it and puts the answer i
 ``Expectations``): a strategy that sends one publisher's tasks to one member (``sticky``,
 ``hash_clientid``) promises per-publisher order, ``hash_topic`` per-key order (one topic per
 key, ``--keys``); round robin, random, least_inflight and local promise none, so their counts
-are shown but not judged; on a real broker the strategy is unknown unless ``--expect-order``.
+are shown but not judged; on a real broker the strategy is unknown. ``--expect-order`` holds
+such a run to per-worker order (each worker gets each publisher's tasks in the order sent).
 A failure is exit 6 (``EXPECTATIONS_NOT_MET``: the run did not keep the order it was held to).
 
 ``publisher_rows`` gives each publisher's figures (sent, delivered, which workers got its
@@ -52,13 +53,23 @@ def promise(strategy: str | None, *, expect_order: bool = False, keys: int = 0,
             fresh_ids: bool = False) -> tuple[OrderScope, str]:
     """The order a run is held to, and why: ``strategy`` is the dispatch strategy (None: a
     real broker's, unknown), ``keys`` how many ordering keys the tasks carry (0: none),
-    ``fresh_ids`` whether every task comes from a client id of its own."""
-    if expect_order:
-        return ("key", "--expect-order: each key's tasks in the order sent") if keys else (
-            "publisher", "--expect-order: each publisher's tasks in the order sent")
+    ``fresh_ids`` whether every task comes from a client id of its own. ``expect_order``
+    holds a run whose strategy promises nothing stronger to per-worker order: each worker
+    gets each publisher's tasks in the order sent, what MQTT promises every subscriber. Order
+    across workers is not judged then: workers receive in parallel, and which of two sockets
+    is read first is a race, not a broker's promise."""
+    scope, basis = _promise_of(strategy, keys=keys, fresh_ids=fresh_ids)
+    if expect_order and scope == "none":
+        return "worker", ("--expect-order: each worker gets each publisher's tasks in the order "
+                          "sent")
+    return scope, basis
+
+
+def _promise_of(strategy: str | None, *, keys: int, fresh_ids: bool
+                ) -> tuple[OrderScope, str]:
     if strategy is None:
         return "none", "the broker's dispatch strategy is unknown (--expect-order holds the " \
-                       "run to per-publisher order)"
+                       "run to per-worker order)"
     if strategy == "hash_clientid" and fresh_ids:
         return "none", ("hash_clientid with --publisher-reconnect: every task comes from a "
                         "client id of its own, so nothing keeps one publisher's tasks together")

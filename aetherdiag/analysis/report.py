@@ -13,7 +13,7 @@ DEFAULT_POOL = "workers"
 
 # What order a run is held to (analysis/ordering.py): each publisher's tasks, each key's, or
 # none (the figures are shown, not judged); "" when the source does not say.
-OrderScope = Literal["", "none", "publisher", "key"]
+OrderScope = Literal["", "none", "worker", "publisher", "key"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,11 +152,13 @@ class Ordering:
 
     @property
     def judged(self) -> bool:
-        return self.scope in ("publisher", "key")
+        return self.scope in ("worker", "publisher", "key")
 
     @property
     def out_of_order(self) -> int | None:
         """Deliveries out of order in the judged scope (None when not judged)."""
+        if self.scope == "worker":
+            return sum(n for _, n in self.by_worker)
         if self.scope == "publisher":
             return sum(n for _, n in self.by_publisher)
         if self.scope == "key":

@@ -41,9 +41,10 @@ KEYS_OPTION: Any = typer.Option(
     "the topic's {task_id} or {n} becomes the key); hash_topic keeps a key on one worker.")
 EXPECT_ORDER_OPTION: Any = typer.Option(
     False, "--expect-order",
-    help="Fail (exit 6) when a publisher's tasks (each key's, with --keys) arrive out of the "
-    "order sent, whatever the strategy; on --broker the strategy is unknown, so order is "
-    "judged only with this.")
+    help="Fail (exit 6) when a worker gets a publisher's tasks out of the order sent, whatever "
+    "the strategy (sticky, hash_clientid and hash_topic with --keys are held to their own, "
+    "stronger promise); on --broker the strategy is unknown, so order is judged only with "
+    "this.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,7 +94,8 @@ class Publishing:
             rows.append(("keys", f"{self.keys} (task n on key-((n-1) mod {self.keys})+1, "
                                  "one topic per key)"))
         if self.expect_order:
-            rows.append(("expect order", "per key" if self.keys else "per publisher"))
+            rows.append(("expect order", "each worker gets each publisher's tasks in the order "
+                                         "sent"))
         return tuple(rows)
 
     def plan(self) -> dict[str, Any]:

@@ -212,8 +212,8 @@ def _ordering(doc: dict[str, Any] | None) -> Ordering | None:
         return None
     where = "ordering: "
     scope = _get(doc, "scope", str, "", where=where)
-    if scope not in ("", "none", "publisher", "key"):
-        raise LoadError(f"{where}'scope' must be publisher, key or none")
+    if scope not in ("", "none", "worker", "publisher", "key"):
+        raise LoadError(f"{where}'scope' must be worker, publisher, key or none")
     return Ordering(scope=scope, basis=_get(doc, "basis", str, "", where=where),
                     counted=_get(doc, "counted", int, 0, where=where),
                     left_out=_get(doc, "left_out", int, 0, where=where),
