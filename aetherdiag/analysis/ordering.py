@@ -234,15 +234,12 @@ def publishers_line(report: Report) -> str | None:
 
 
 def summary_line(report: Report) -> str | None:
-    """The table's ``ordering`` line (None when the report has no ordering check)."""
+    """The table's ``ordering`` line, figures only as the balance line's are (None when the
+    report has no ordering check): ``4 out of order per worker, 4 per publisher of 6 (judged
+    per publisher)``; the check below it says what they are judged against, with examples."""
     o = report.ordering
-    check = next((c for c in report.checks if c.name == CHECK_NAME), None)
-    if o is None or check is None:
+    if o is None or not any(c.name == CHECK_NAME for c in report.checks):
         return None
-    if not o.judged:
-        return f"not judged: {o.basis}" + (f"; {counts_text(o)}" if o.counted else "")
-    bad = o.out_of_order or 0
-    if not bad:
-        return f"in order per {o.scope} ({o.basis}); {counts_text(o)}"
-    example = f"; e.g. {o.examples[0]}" if o.examples else ""
-    return f"{bad} of {o.counted} out of order per {o.scope}, though {o.basis}{example}"
+    if not o.counted:
+        return f"not judged: {o.basis}"
+    return f"{counts_text(o)} ({f'judged per {o.scope}' if o.judged else 'not judged'})"

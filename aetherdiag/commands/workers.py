@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -299,16 +298,11 @@ def command(
                    profile=profile, node=placement.worker_nodes[i - 1])
         for i in range(1, count + 1)
     )
-    seqs: Counter[tuple[int, int]] = Counter()  # each publisher numbers its tasks 1, 2, ...
-    task_list = []
-    for n in range(1, tasks + 1):
-        node, publisher = placement.task_node(n), pubs.publisher_of(n)
-        seqs[node, publisher] += 1
-        task_list.append(TaskSpec(
-            task_id=f"task-{n}", topic=pubs.topic(layout, f"task-{n}", n), qos=qos,
-            profile=profile, node=node, publisher=publisher, seq=seqs[node, publisher],
-            key=pubs.key_of(n), fresh_connection=pubs.reconnect))
-    task_specs = tuple(task_list)
+    task_specs = tuple(
+        TaskSpec(task_id=f"task-{n}", topic=pubs.topic(layout, f"task-{n}", n), qos=qos,
+                 profile=profile, node=placement.task_node(n), publisher=pubs.publisher_of(n),
+                 key=pubs.key_of(n), fresh_connection=pubs.reconnect)
+        for n in range(1, tasks + 1))
     from ..workload import WorkersPlan, default_timeout, run_shard, run_workers
 
     mine = sharding.my_workers(specs, shard_spec)

@@ -14,9 +14,8 @@ and a quiet period; ``result()`` snapshots everything into a ``RunResult``. Chur
 replay (``disconnect``, ``drop``, ``reconnect``, ``subscribe``, ``unsubscribe``,
 ``set_work_ms``) act on one worker and wait (bounded) for the broker's answer.
 
-Several endpoints (``targets``, node 1 first): a worker connects to its ``WorkerSpec.node``;
-each of ``publish_nodes`` gets ``publishers`` publishers (publishers.py, and fresh.py for
-tasks sent each over a connection of its own).
+Several endpoints (``targets``, node 1 first): each worker connects to its ``WorkerSpec.node``,
+each of ``publish_nodes`` has ``publishers`` publishers (publishers.py, fresh.py).
 """
 
 from __future__ import annotations
@@ -155,7 +154,8 @@ class Fleet(ChurnSteps, FreshPublishing):
         cid, protocol = client_id or self.client_id(name), self.targets[node - 1].protocol
         self._node_of[name] = node
         return Publisher(cid, protocol, self._factory(node).make(cid, protocol), self._loop,
-                         self.rec, run_id=self.run_id, window=self.window, name=name)
+                         self.rec, run_id=self.run_id, window=self.window, name=name,
+                         numbered=self._pubs.numbered)
 
     def _factory(self, node: int) -> ClientFactory:
         if node not in self._factories:  # one TLS context per endpoint

@@ -117,7 +117,6 @@ class TaskSpec:
     profile: str = "generic"
     node: int = 1  # which endpoint publishes it (1-based: --broker order, or a cluster's node)
     publisher: int = 1  # which of that node's publishers sends it (1-based, --publishers)
-    seq: int = 0  # its number among its publisher's tasks; 0: numbered when published
     key: str = ""  # the ordering key it carries (--keys); "": none
     fresh_connection: bool = False  # sent over a connection (and client id) of its own
 

@@ -17,7 +17,7 @@ import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -31,6 +31,7 @@ from .model import TaskSpec
 from .recorder import Recorder
 
 DEFAULT_WINDOW = 1000
+_UNNUMBERED = ("", 0)
 
 
 def task_payload(task_id: str, run_id: str, sent_at: float, *, publisher: str | None = None,
@@ -53,9 +54,13 @@ class Publisher(Member):
     def __init__(
         self, client_id: str, protocol: Protocol, client: mqtt.Client, loop: Loop, rec: Recorder,
         *, run_id: str, window: int = DEFAULT_WINDOW, name: str = "publisher",
+        numbered: Mapping[str, tuple[str, int]] | None = None,
     ) -> None:
         super().__init__(name, client_id, protocol, client, loop, rec)
         self.run_id = run_id
+        # task id -> (publisher, its seq): the run's numbering (Publishers.numbered), read when
+        # a task is sent; a task it does not number goes out without a seq
+        self.numbered: Mapping[str, tuple[str, int]] = numbered if numbered is not None else {}
         self.window = window
         self.queue: deque[TaskSpec] = deque()
         self.outstanding: dict[int, TaskSpec] = {}  # mid -> task, sent and not yet acknowledged
@@ -115,7 +120,8 @@ class Publisher(Member):
         """Send queued tasks while the window (and the rate) allows (loop thread)."""
         if self.state != "connected":
             return
-        queue, outstanding, client = self.queue, self.outstanding, self.client
+        queue, outstanding, client, numbered = self.queue, self.outstanding, self.client, \
+            self.numbered
         interval = 1.0 / self.rate if self.rate else 0.0
         now = time.monotonic()
         while queue and len(outstanding) < self.window:
@@ -128,7 +134,8 @@ class Publisher(Member):
                 self.next_at = max(self.next_at, now - interval) + interval
             task = queue.popleft()
             payload = (task_payload(task.task_id, self.run_id, time.time(), publisher=self.name,
-                                    seq=task.seq, key=task.key)
+                                    seq=numbered.get(task.task_id, _UNNUMBERED)[1],
+                                    key=task.key)
                        if task.profile == "generic"
                        else profile_payload(task.profile, task.task_id, self.run_id, time.time()))
             try:

@@ -2,13 +2,15 @@
 
 How this works: a run against several endpoints (several ``--broker`` URLs, an emulated
 cluster) may publish on more than one of them (``--publish-to each``), and each publishing node
-may have several publishers (``--publishers N``). A publisher is a slot ``(node, index)``;
-with one per node they are named ``publisher`` for the first node and ``publisher-node2``...
-for the others, with several ``publisher-1``, ``publisher-2``... (``publisher-node2-1``... on
-the other nodes). ``route`` sends each ``TaskSpec`` to the slot its ``node`` and ``publisher``
-name and numbers each publisher's tasks 1, 2, ... (``seq``) in the order given; the run's task
-order is kept so the result lists tasks in publish order whichever publisher sent them. A
-``--rate`` is for the whole run: it is split evenly over the publishers that have tasks.
+may have several publishers (``--publishers N``). A publisher is a slot ``(node, index)``; with
+one per node they are named ``publisher`` for the first node and ``publisher-node2``... for the
+others, with several ``publisher-1``, ``publisher-2``... (``publisher-node2-1``... on the other
+nodes). ``route`` sends each ``TaskSpec`` to the slot its ``node`` and ``publisher`` name and
+numbers each publisher's tasks 1, 2, ... (``seq``) in the order given, in ``numbered``: the one
+place tasks are numbered; a publisher reads its task's number there when it sends it (a task id
+routed again keeps its first number). The run's task order is kept so the result lists tasks in
+publish order whichever publisher sent them. A ``--rate`` is for the whole run: it is split
+evenly over the publishers that have tasks.
 
 Tasks with ``fresh_connection`` (``--publisher-reconnect``) are not enqueued here: the fleet
 sends each on a connection of its own (``fresh.py``) and hands the short-lived publisher back
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from typing import NamedTuple
 
 from .model import TaskSpec
@@ -76,8 +77,8 @@ class Publishers:
         return all(p.idle for p in self.by_slot.values())
 
     def route(self, tasks: Sequence[TaskSpec]) -> dict[Slot, list[TaskSpec]]:
-        """``tasks`` by the slot that publishes them, each numbered (``seq``) unless the plan
-        did; ``ValueError`` for a node or index without a publisher."""
+        """``tasks`` by the slot that publishes them, each new task id numbered in
+        ``numbered``; ``ValueError`` for a node or index without a publisher."""
         by_slot: dict[Slot, list[TaskSpec]] = {}
         names: dict[Slot, str] = {}
         for task in tasks:
@@ -89,13 +90,12 @@ class Publishers:
                              if task.node in self.nodes else f"no publisher on node {task.node}")
                     raise ValueError(f"{task.task_id}: {where}")
                 name = names[slot] = self.name(*slot)
-            if task.seq <= 0:
-                self._seq[name] += 1
-                task = replace(task, seq=self._seq[name])
             by_slot.setdefault(slot, []).append(task)
-            self.order.setdefault(task.task_id, len(self.order))
-            self.task_node.setdefault(task.task_id, task.node)
-            self.numbered.setdefault(task.task_id, (name, task.seq))
+            if task.task_id not in self.order:
+                self.order[task.task_id] = len(self.order)
+                self.task_node[task.task_id] = task.node
+                self._seq[name] += 1
+                self.numbered[task.task_id] = (name, self._seq[name])
         return by_slot
 
     def split_fresh(self, by_slot: dict[Slot, list[TaskSpec]]) -> list[TaskSpec]:
