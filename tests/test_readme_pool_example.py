@@ -14,6 +14,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from aetherdiag.harness.clients import release
+
 pytest.importorskip("aethermagic", reason="the test extra installs aethermagic[mqtt]")
 WORKER = Path(__file__).resolve().parent / "workers" / "readme_worker.py"
 BASE = "production/engine/process-data/batch1"
@@ -43,7 +45,7 @@ def run_pool(port: int, tasks: int = 9, workers: int = 3) -> list[str]:
         time.sleep(0.5)  # repeats, if any, arrive too
         return sorted(done)
     finally:
-        caller.loop_stop()
+        release(caller)
         caller.disconnect()
         for p in procs:
             p.terminate()

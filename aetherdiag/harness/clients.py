@@ -86,6 +86,20 @@ def new_client(
     return client
 
 
+def release(client: mqtt.Client) -> None:
+    """Stop ``client``'s network thread (when ``loop_start()`` made one) and close every
+    socket it holds: its connection and the socket pair that wakes the thread. Call it once
+    done with the client, after DISCONNECT. paho closes them only in ``__del__``; a client
+    whose callbacks are bound methods sits in a reference cycle, where the garbage collector
+    may finalize the sockets first: open sockets left to the collector, a ResourceWarning."""
+    with contextlib.suppress(Exception):
+        client.loop_stop()
+    reset = getattr(client, "_reset_sockets", None)  # paho 2.x
+    if callable(reset):
+        with contextlib.suppress(Exception):
+            reset()
+
+
 class ClientFactory:
     """Makes configured (not yet connected) paho clients for one target."""
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..wire.profile import announce_filters, announcement, task_of
+from .clients import release
 from .run import OpenBroker
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def observer(broker: OpenBroker, plan: ExecPlan) -> Iterator[Seen]:
     finally:
         with contextlib.suppress(Exception):
             client.disconnect()
-        client.loop_stop()
+        release(client)
 
 
 def announced(plan: ExecPlan, seen: Seen) -> dict[str, set[str]]:

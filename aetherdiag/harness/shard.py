@@ -28,7 +28,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from .clients import describe_connect_error, new_client, tls_context
+from .clients import describe_connect_error, new_client, release, tls_context
 from .model import BrokerTarget
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -228,4 +228,4 @@ class Coordinator:
             pass
         finally:
             self._connected = False
-            self._client.loop_stop()
+            release(self._client)

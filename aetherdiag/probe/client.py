@@ -24,7 +24,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from ..harness.clients import connect_properties, describe_connect_error, new_client, tls_context
+from ..harness.clients import (
+    connect_properties,
+    describe_connect_error,
+    new_client,
+    release,
+    tls_context,
+)
 from ..harness.model import BrokerTarget
 from ..mqtt.protocol import Protocol
 
@@ -324,10 +330,8 @@ class ProbeClient:
         self._stop_loop()
 
     def _stop_loop(self) -> None:
-        if self._loop:
-            self._loop = False
-            with contextlib.suppress(Exception):
-                self._paho.loop_stop()
+        self._loop = False
+        release(self._paho)
 
 
 def close_all(clients: Iterable[ProbeClient], *, end_session: bool = False) -> None:

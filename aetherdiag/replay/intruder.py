@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ..harness.clients import KEEPALIVE, connect_properties, new_client, tls_context
+from ..harness.clients import KEEPALIVE, connect_properties, new_client, release, tls_context
 from ..harness.model import BrokerTarget
 
 
@@ -71,6 +71,5 @@ class Intruder:
             props.SessionExpiryInterval = 0
         with contextlib.suppress(OSError, ValueError):
             self.client.disconnect(properties=props)
-        if self._running:
-            self.client.loop_stop()
-            self._running = False
+        release(self.client)
+        self._running = False

@@ -24,7 +24,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from ..harness.clients import BrokerUnreachable, describe_connect_error, new_client, tls_context
+from ..harness.clients import (
+    BrokerUnreachable,
+    describe_connect_error,
+    new_client,
+    release,
+    tls_context,
+)
 from ..harness.model import BrokerTarget
 from ..mqtt.protocol import Protocol
 from .events import Event, Watched
@@ -139,13 +145,9 @@ class _Client:
 
     def close(self) -> None:
         self.closing = True
-        if self.started:
-            with contextlib.suppress(Exception):
-                self.paho.disconnect()
-            self.paho.loop_stop()
-        else:  # connect() failed before the loop ran: close the socket paho may hold
-            with contextlib.suppress(Exception):
-                self.paho.disconnect()
+        with contextlib.suppress(Exception):
+            self.paho.disconnect()
+        release(self.paho)
 
 
 def observe(plan: WatchPlan, watched: Watched, tracker: Tracker, *,

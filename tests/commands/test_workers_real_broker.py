@@ -32,6 +32,8 @@ from support.brokers import (
 from support.cli import ALL, ROUND_ROBIN, failed_checks, one_error_line, run_json, tasks_of, workers
 from typer.testing import Result
 
+from aetherdiag.harness.clients import release
+
 USER, PASSWORD = "alice", "s3cret-pw"
 
 
@@ -216,7 +218,7 @@ class LivePool:
             self._feeder.join(5)
         for client in (self.sub, self.pub):
             client.disconnect()
-            client.loop_stop()
+            release(client)
 
 
 @pytest.mark.mosquitto
@@ -312,7 +314,7 @@ def test_builtin_workers_answer_like_aethermagic_workers(mosquitto: MosquittoPro
                              "aethermagic", "--work-ms", "20")
         time.sleep(0.3)
     finally:
-        observer.loop_stop()
+        release(observer)
         observer.disconnect()
     assert result.exit_code == 0, result.output
     got = {tid: w["name"] for w in doc["workers"] for tid in w["tasks"]}

@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from aetherdiag.emulator import announce
+from aetherdiag.harness.clients import release
 
 LIMIT = 40
 
@@ -51,7 +52,7 @@ def test_a_connection_flood_under_a_low_fd_limit_is_one_line_and_survivable() ->
             assert client.is_connected(), "the emulator no longer accepts connections"
         finally:
             client.disconnect()
-            client.loop_stop()
+            release(client)
     finally:
         for s in flood:
             s.close()

@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from aetherdiag.emulator import ClientView, Emulator, Journal, SentMessage, SubscriptionView
 from aetherdiag.emulator import packets as pk
 from aetherdiag.emulator.broker import Broker, Out
+from aetherdiag.harness.clients import release
 
 POOL = "$share/pool/jobs/+/run"
 
@@ -236,7 +237,7 @@ def test_emulator_over_tcp_reports_the_peer_and_the_shared_subscription() -> Non
             (view,) = [v for v in em.clients() if v.client_id == client_id]
             sent = em.sent()
         finally:
-            c.loop_stop()
+            release(c)
             c.disconnect()
     assert view.connected and view.peer == (local[0], local[1])
     assert view.subscriptions == (SubscriptionView("jt/+", "grp", 1),)

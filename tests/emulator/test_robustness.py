@@ -28,6 +28,7 @@ from aetherdiag.emulator import packets as pk
 from aetherdiag.emulator.codec import Decoder
 from aetherdiag.emulator.encoding import encode
 from aetherdiag.emulator.properties import ALLOWED, WILL
+from aetherdiag.harness.clients import release
 
 V3 = pk.MQTT_3_1_1
 V5 = pk.MQTT_5
@@ -72,7 +73,7 @@ class Healthy:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        release(self.client)
 
 
 class Live:

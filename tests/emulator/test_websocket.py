@@ -36,6 +36,7 @@ from aetherdiag.emulator import Emulator, announce
 from aetherdiag.emulator import packets as pk
 from aetherdiag.emulator.codec import Decoder
 from aetherdiag.emulator.encoding import encode
+from aetherdiag.harness.clients import release
 from aetherdiag.harness.model import BrokerTarget, EmulatorSettings
 from aetherdiag.harness.run import open_broker
 
@@ -146,7 +147,7 @@ class WsPaho:
 
     def stop(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        release(self.client)
 
 
 def _wait(done: Any) -> None:
@@ -342,7 +343,7 @@ def test_every_node_of_a_cluster_has_its_websocket_listener(pahos):
         c.subscribe("t")
         assert next(v for v in em.clients() if v.client_id == "on-node-2").node == 2
         c.client.disconnect()
-        c.client.loop_stop()
+        release(c.client)
         pahos.remove(c)
         em.node_down(2)
         with pytest.raises(OSError):

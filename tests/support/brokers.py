@@ -22,6 +22,7 @@ from typing import Literal, NoReturn
 import pytest
 
 from aetherdiag.emulator import Emulator
+from aetherdiag.harness.clients import release
 
 MOSQUITTO_START_TIMEOUT = 10.0
 
@@ -187,7 +188,7 @@ def _crosses(src: MosquittoProcess, dst: MosquittoProcess, topic: str, timeout: 
     finally:
         for client in (sub, pub):
             client.disconnect()
-            client.loop_stop()
+            release(client)
 
 
 @contextlib.contextmanager

@@ -25,6 +25,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from aetherdiag.harness.clients import release
+
 V311 = 4
 V5 = 5
 WAIT = 5.0  # default bound for any single wait
@@ -301,7 +303,7 @@ class PahoClient:
             self._paho.disconnect()
             self._wait(lambda: self._disconnected is not None, WAIT, "clean disconnect",
                        fail=False)
-            self._paho.loop_stop()
+            release(self._paho)
             self._loop_started = False
 
     def kill(self) -> None:
@@ -312,7 +314,7 @@ class PahoClient:
                 sock.shutdown(socket.SHUT_RDWR)
         if self._loop_started:
             self._wait(lambda: self._disconnected is not None, WAIT, "socket loss", fail=False)
-            self._paho.loop_stop()
+            release(self._paho)
             self._loop_started = False
 
     def close(self) -> None:
@@ -320,7 +322,7 @@ class PahoClient:
             if self._loop_started and self._disconnected is None:
                 self.disconnect()
             elif self._loop_started:
-                self._paho.loop_stop()
+                release(self._paho)
                 self._loop_started = False
         except Exception:
             pass

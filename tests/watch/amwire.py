@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from aetherdiag.emulator import Emulator
+from aetherdiag.harness.clients import release
 
 BASE = "production/engine/process-data/batch1"
 
@@ -51,7 +52,7 @@ class Wire:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        release(self.client)
 
 
 def wait_for_watcher(em: Emulator, timeout: float = 10.0) -> None:
