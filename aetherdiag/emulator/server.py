@@ -150,10 +150,6 @@ class EmulatorServer:
         for conn in list(self.conns.values()):
             conn.abort()
             conn.connection_lost(None)
-        # An aborted transport closes its socket in a callback it schedules; let those run
-        # before the loop is closed (wait_closed() may return without yielding), or the
-        # sockets are left to the garbage collector, open.
-        await asyncio.sleep(0)
         for server in servers:
             await server.wait_closed()
 
