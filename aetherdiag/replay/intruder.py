@@ -39,7 +39,6 @@ class Intruder:
         self.session_present: bool | None = None
         self._answered = threading.Event()
         self.client.on_connect = self._on_connect
-        self._running = False
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
                     props: Any) -> None:
@@ -59,7 +58,6 @@ class Intruder:
         except (OSError, ValueError):
             return False
         self.client.loop_start()
-        self._running = True
         self._answered.wait(timeout)
         return self.session_present is not None
 
@@ -72,4 +70,3 @@ class Intruder:
         with contextlib.suppress(OSError, ValueError):
             self.client.disconnect(properties=props)
         release(self.client)
-        self._running = False
