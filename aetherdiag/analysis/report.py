@@ -11,8 +11,9 @@ from ..exitcodes import ExitCode
 
 DEFAULT_POOL = "workers"
 
-# What order a run is held to (analysis/ordering.py): each publisher's tasks, each key's, or
-# none (the figures are shown, not judged); "" when the source does not say.
+# What order a run is held to (analysis/ordering.py): each worker's tasks from each publisher,
+# each publisher's, each key's, or none (the figures are shown, not judged); "" when the source
+# does not say.
 OrderScope = Literal["", "none", "worker", "publisher", "key"]
 
 

@@ -132,7 +132,6 @@ class ProbeClient:
         self._subs: dict[int, _Pending] = {}
         self._pubs: dict[int, _Pending] = {}
         self._acked = 0  # messages[:_acked] were acknowledged by ack_all
-        self._loop = False
         self._tls = tls_context(target)
         self._paho = self._make_paho()
 
@@ -216,7 +215,6 @@ class ProbeClient:
             raise ConnectFailed(describe_connect_error(exc, self.target,
                                                        self._paho.connect_timeout)) from None
         self._paho.loop_start()
-        self._loop = True
         self.wait(lambda: self.connack is not None or self.disconnect_code is not None,
                   timeout)
         if self.connack is None:
@@ -330,7 +328,6 @@ class ProbeClient:
         self._stop_loop()
 
     def _stop_loop(self) -> None:
-        self._loop = False
         release(self._paho)
 
 

@@ -82,7 +82,6 @@ class _Client:
         self.paho.on_subscribe = self._on_subscribe
         self.paho.on_message = self._on_message
         self.paho.on_disconnect = self._on_disconnect
-        self.started = False
 
     def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         self.acks.put(("connack", rc))
@@ -127,7 +126,6 @@ class _Client:
                                     f"{describe_connect_error(exc, target, plan.connect_timeout)}"
                                     ) from None
         self.paho.loop_start()
-        self.started = True
         rc = self._wait("connack", deadline, "CONNACK")
         if _code(rc) != 0:
             raise BrokerUnreachable(f"{target.display()} refused the connection: {rc}")
