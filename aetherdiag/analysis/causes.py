@@ -6,9 +6,11 @@ spelled out, a lost broker, a timeout, foreign messages. Pure: no I/O.
 
 from __future__ import annotations
 
+import signal
 from collections import defaultdict
 from collections.abc import Sequence
 
+from ..emulator.topics import matches
 from ..harness.model import RunResult, WorkerSpec
 from ..mqtt.reasons import reason_text
 from .cluster import cluster_causes
@@ -50,7 +52,7 @@ def likely_causes(
     report: Report, result: RunResult, workers: Sequence[WorkerSpec]
 ) -> list[str]:
     """Plain-words explanations derived from the delivery pattern."""
-    causes: list[str] = _shortfall_causes(report, result)
+    causes: list[str] = _exit_causes(report, result) + _shortfall_causes(report, result)
     n = report.published
     rows = report.workers
     if n == 0:
@@ -73,22 +75,36 @@ def likely_causes(
             causes.append("every worker got every task: each worker is in a different share "
                           f"group ({', '.join(sorted(groups))}); members must use the same "
                           "group name")
-        elif result.own_processes and any(
-                not sub.startswith(("$share/", "$queue/")) for sub in subs):
+        elif result.own_processes and offending_plain(result, subs):
             causes.append("every process got every task: some hold a plain subscription to "
                           "the task topics besides (or instead of) the shared one (named below)")
         else:
             causes.append("every worker got every task although they share one group: the "
                           "broker treats $share/... like a plain subscription (no real "
                           "shared-subscription support, or a fan-out bug)")
+    elif report.cross_worker and result.own_processes and offending_plain(result, subs):
+        causes.append(f"{len(report.cross_worker)} task(s) reached several processes: a process "
+                      "holds a plain subscription to the task topics besides the shared one "
+                      "(named below)")
     elif report.cross_worker:
         causes.append(f"{len(report.cross_worker)} task(s) reached several workers: overlapping "
                       "pools or groups, partial fan-out, or a QoS 1 re-dispatch after a member "
                       "dropped (use --allow-redelivery if that is acceptable)")
 
     refusal_causes = _publish_refusal_causes(result)
+    died = [e for e in result.process_exits if e.held]
     if cluster.missing:
         pass
+    elif report.missing and report.lost_in_flight:
+        # The journal shows them in the hands of a member that dropped or died: that comes
+        # before any guess about filters or broker support.
+        explained = {t for e in died for t in e.held}
+        rest = [t for t in report.lost_in_flight if t not in explained]
+        if rest or not died:
+            causes.append(f"{len(rest or report.lost_in_flight)} task(s) were in flight on a "
+                          "member whose connection dropped and the broker did not hand them to "
+                          "another member (Mosquitto-like discard); persistent sessions or a "
+                          "re-dispatching broker avoid the loss")
     elif report.unique_delivered == 0 or len(report.missing) == n:
         if refusal_causes:
             causes.append("nothing arrived: " + refusal_causes[0])
@@ -111,11 +127,9 @@ def likely_causes(
             options.append("the filter does not match the task topics")
             accepted = " although every subscription was accepted" if shared else ""
             causes.append(f"nothing arrived{accepted}: " + ", or ".join(options))
-    elif report.missing and report.lost_in_flight:
-        causes.append(f"{len(report.lost_in_flight)} task(s) were in flight on a member whose "
-                      "connection dropped and the broker did not hand them to another member "
-                      "(Mosquitto-like discard); persistent sessions or a re-dispatching broker "
-                      "avoid the loss")
+    elif report.missing and report.timed_out and not report.connection_lost:
+        causes.append(f"{len(report.missing)} task(s) had not reached any worker when the run "
+                      "was cut off")
     elif report.missing:
         qos0 = all(w.qos == 0 for w in workers)
         cause = (f"{len(report.missing)} task(s) never arrived: messages were lost — a member "
@@ -129,7 +143,11 @@ def likely_causes(
         causes.append(f"{report.repeats_dup} DUP-flagged redelivery(ies): acknowledgements are "
                       "not reaching the broker in time (or the worker reconnected), so it sent "
                       "them again — workers must be idempotent or ack faster")
-    if report.repeats_fresh:
+    if report.repeats_fresh and result.own_processes:
+        causes.append(f"{report.repeats_fresh} fresh copy(ies) on one process: it holds "
+                      "overlapping subscriptions (plain + shared, or two groups, on one client "
+                      "or on several) and receives a copy per subscription")
+    elif report.repeats_fresh:
         causes.append(f"{report.repeats_fresh} fresh copy(ies) on one worker: that client holds "
                       "overlapping subscriptions (plain + shared, or two groups) and receives a "
                       "copy per subscription")
@@ -149,6 +167,9 @@ def likely_causes(
             causes.append(f"one worker ({active[0].name}) got everything: a sticky or "
                           "hash-based dispatch strategy (hash by publisher client id with one "
                           "publisher), or a round robin whose turn is kept per publisher")
+    elif result.own_processes and (offending_plain(result, subs) or result.process_exits
+                                   or result.collisions):
+        pass  # a plain subscriber's extra copies, or a process that died: named below
     elif report.balance.judged and any(c.name == "balance" and c.passed is False
                                        for c in report.checks):
         behind = slow_and_behind(rows, workers)
@@ -171,7 +192,7 @@ def likely_causes(
                       "several members; workers that need order must not assume "
                       "it from this broker and strategy, or must reorder by sequence number")
     if result.own_processes:
-        causes += _process_causes(report)
+        causes += _process_causes(report, result)
     if report.foreign:
         causes.append(f"{report.foreign} message(s) on the task topics were not published by "
                       "this run: another publisher (a live pool?) uses the same topics, so this "
@@ -179,21 +200,83 @@ def likely_causes(
     return causes
 
 
-def _process_causes(report: Report) -> list[str]:
-    """Findings about the team's own worker processes (``--exec``), naming each one."""
+def exit_status(status: int) -> str:
+    """``status 3``, ``SIGKILL (-9)``: how a process ended, in words."""
+    if status < 0:
+        try:
+            return f"{signal.Signals(-status).name} ({status})"
+        except ValueError:
+            return f"signal {-status}"
+    return f"status {status}"
+
+
+def task_topics(result: RunResult) -> set[str]:
+    """The topics the run's tasks were delivered on (what a filter must match to matter)."""
+    return {d.topic for d in result.deliveries if d.task_id is not None and d.topic}
+
+
+def offending_plain(result: RunResult, subs: Sequence[str]) -> list[str]:
+    """The plain (not shared) filters among ``subs`` that match a task topic of the run: a
+    filter that matches none (AetherMagic's ``.../batch1//perform``) takes no task copy."""
+    topics = task_topics(result)
+    return [f for f in dict.fromkeys(subs)
+            if not f.startswith(("$share/", "$queue/")) and any(matches(f, t) for t in topics)]
+
+
+def _who(result: RunResult, process: str, topic_filter: str | None = None) -> str:
+    """``worker-3 (pid 4242, client 'abc')``: a process and the client that holds a filter."""
+    held = [h for h in result.holders if h.process == process
+            and (topic_filter is None or h.topic_filter == topic_filter)]
+    if not held:
+        return process
+    clients = ", ".join(repr(c) for c in dict.fromkeys(h.client_id for h in held))
+    return f"{process} (pid {held[0].pid}, client {clients})"
+
+
+def _exit_causes(report: Report, result: RunResult) -> list[str]:
+    """Worker processes (``--exec``) that ended on their own, first: what they held is the
+    first explanation of what went missing."""
+    out: list[str] = []
+    missing = set(report.missing)
+    for e in result.process_exits:
+        lost = [t for t in e.held if t in missing]
+        handed = len(e.held) - len(lost)
+        fate = ("they were lost with it" if not handed else
+                f"the broker handed {handed} on to another worker"
+                + (f" and {len(lost)} were lost" if lost else ""))
+        held = (f" holding {len(e.held)} task(s) it had not finished ({names(list(e.held))}): "
+                f"{fate}" if e.held else "")
+        tail = f"; its log ({e.log}) ends: {e.log_tail[-1]}" if e.log_tail else ""
+        out.append(f"{e.name} (pid {e.pid}) exited with {exit_status(e.status)} during the "
+                   f"run{held}{tail}")
+    return out
+
+
+def _process_causes(report: Report, result: RunResult) -> list[str]:
+    """Findings about the team's own worker processes (``--exec``), naming each one and only
+    from evidence: a filter is blamed only when it matches the run's task topics."""
     out: list[str] = []
     rows = report.workers
+    for c in result.collisions:
+        users = " and ".join(c.processes)
+        out.append(f"{users} connect with the same client id {c.client_id!r}: the broker took "
+                   f"the session over {c.takeovers} time(s), each new connection closing the "
+                   "other's; give every process a client id of its own (e.g. with {name} or "
+                   "the pid in it)" if len(c.processes) > 1 else
+                   f"{users}'s client id {c.client_id!r} was taken over {c.takeovers} "
+                   "time(s) by another connection with the same id (another process of the "
+                   "pool, or one outside the run): give every process a client id of its own")
     groups = {r.name: {s.split("/")[1] for s in r.subscriptions if s.startswith("$share/")}
               for r in rows}
     for r in rows:
-        plain = [s for s in r.subscriptions if not s.startswith(("$share/", "$queue/"))]
+        plain = offending_plain(result, r.subscriptions)
         if plain and groups[r.name]:
-            out.append(f"{r.name} also holds the plain subscription {plain[0]!r} next to its "
-                       "$share subscription, so it gets a copy of every task besides its "
-                       "share")
+            out.append(f"{_who(result, r.name, plain[0])} also holds the plain subscription "
+                       f"{plain[0]!r} next to its $share subscription, so it gets a copy of "
+                       "every task besides its share")
         elif plain and any(groups.values()):
-            out.append(f"{r.name} subscribes without $share ({plain[0]!r}) while the others "
-                       "share a group: it gets every task")
+            out.append(f"{_who(result, r.name, plain[0])} subscribes without $share "
+                       f"({plain[0]!r}) while the others share a group: it gets every task")
     all_groups = {g for gs in groups.values() for g in gs}
     if len(all_groups) > 1:
         by_group = ", ".join(f"{r.name} in {sorted(groups[r.name])}" for r in rows
@@ -209,7 +292,8 @@ def _process_causes(report: Report) -> list[str]:
         if r.handled_twice:
             out.append(f"{r.name} handled {len(r.handled_twice)} task(s) more than once (e.g. "
                        f"{r.handled_twice[0]}): its handler runs twice per message (registered "
-                       "twice, or a second subscription that overlaps the first)")
+                       "twice, or a second client or subscription in the process that "
+                       "overlaps the first)")
     return out
 
 
@@ -261,7 +345,7 @@ def _shortfall_causes(report: Report, result: RunResult) -> list[str]:
     if report.interrupted:
         out.append("the run was interrupted before it finished; figures are partial")
     elif report.timed_out:
-        bound = f" ({result.timeout_s:g} s)" if result.timeout_s else ""
+        bound = f" ({round(result.timeout_s, 1):g} s)" if result.timeout_s else ""
         pending = []
         if report.unsent:
             pending.append(f"{len(report.unsent)} task(s) not yet sent")

@@ -28,7 +28,7 @@ from dataclasses import replace
 from ..exitcodes import ExitCode
 from ..harness.model import RunResult, WorkerSpec
 from .activity import activity, shared_tasks
-from .causes import likely_causes, names, reasons, slow_and_behind, slow_verb
+from .causes import exit_status, likely_causes, names, reasons, slow_and_behind, slow_verb
 from .cluster import node_figures
 from .latency import latency_of
 from .ordering import ordering_check, ordering_of, publisher_rows
@@ -145,7 +145,7 @@ def analyse(
     unfinished = tuple((w, t) for w, t in result.unfinished if t in published_set)
     ordering = ordering_of(result, expect, published_set)
     checks = (_checks(published, missing, cross, repeats_dup, repeats_fresh, balance, expect,
-                      allowed, slow_and_behind(rows, workers)) + _handler_checks(result, rows)
+                      allowed, slow_and_behind(rows, workers), lost) + _handler_checks(result, rows)
               + ordering_check(ordering, expect) + _completion_checks(result, unfinished, steps))
     failing = [c.code for c in checks if c.passed is False]
     code = min(failing) if failing else ExitCode.OK
@@ -160,7 +160,8 @@ def analyse(
         repeats=repeats_dup + repeats_fresh, repeats_dup=repeats_dup,
         repeats_fresh=repeats_fresh, foreign=foreign, balance=balance, workers=tuple(rows),
         checks=checks, causes=(), exit_code=code,
-        verdict=verdict_text(code, timed_out=timed_out, timeout_s=result.timeout_s),
+        verdict=verdict_text(code, timed_out=timed_out, timeout_s=result.timeout_s)
+        + _judged_on(result, code),
         duration_s=result.duration_s, settled=result.settled,
         publish_failures=result.publish_failures, latency_ms=latency,
         notes=result.notes, emulator_stats=result.emulator_stats, lost_in_flight=tuple(lost),
@@ -172,6 +173,14 @@ def analyse(
         publishers=publisher_rows(result, published), ordering=ordering,
     )
     return _with_causes(report, result, workers)
+
+
+def _judged_on(result: RunResult, code: ExitCode) -> str:
+    """What a verdict on the team's own processes rests on, when it is not everything."""
+    if not result.own_processes or result.observed == "all" or code is ExitCode.INTERRUPTED:
+        return ""
+    seen = "delivery and ack" if result.observed == "acks" else "delivery"
+    return f" ({seen} only: add --reply-topic)"
 
 
 def balance_of(
@@ -225,7 +234,7 @@ def balance_of(
 def _checks(
     published: list[str], missing: list[str], cross: list[tuple[str, tuple[str, ...]]],
     repeats_dup: int, repeats_fresh: int, balance: Balance, expect: Expectations,
-    allowed: int, slow: Sequence[str] = (),
+    allowed: int, slow: Sequence[str] = (), lost: Sequence[str] = (),
 ) -> tuple[Check, ...]:
     n = len(published)
     cross_detail = (
@@ -268,7 +277,9 @@ def _checks(
         Check(name="no same-worker repeats", passed=not (repeats_dup + repeats_fresh),
               code=ExitCode.DUPLICATES, detail=repeat_detail),
         Check(name="no missing tasks", passed=not missing, code=ExitCode.MISSING,
-              detail=f"{len(missing)} of {n} tasks reached no worker" if missing
+              detail=f"{len(missing)} of {n} tasks reached no worker"
+              + (f" that finished them ({len(lost)} lost in flight on a member that dropped "
+                 "or died)" if lost else "") if missing
               else f"all {n} tasks delivered"),
         balance_check,
     )
@@ -277,38 +288,86 @@ def _checks(
 def _app_level(result: RunResult, worker: str, tasks: list[str], published: set[str]
                ) -> tuple[int | None, tuple[str, ...], tuple[str, ...]]:
     """What a worker process did with its tasks, from its replies (``--exec`` profiles):
-    how many it handled, those it handled more than once, those it got and never handled."""
+    how many it handled (a ``complete``, or a reply to a ``--reply-topic``; AetherMagic's
+    automatic ``status`` is receipt, not handling), those it handled more than once (every
+    client of the process counted), those it got and never handled. A task still being
+    worked on when the run ended (``unfinished``), or held by a process that ended on its
+    own, is not "never handled": those are failures of their own."""
     if not result.expects_replies:
         return None, (), ()
-    answered: set[str] = set()
     completes: dict[str, int] = defaultdict(int)
     for who, task, action in result.replies:
-        if who == worker and task in published:
-            answered.add(task)
-            if action == "complete":
-                completes[task] += 1
+        if who == worker and task in published and action == "complete":
+            completes[task] += 1
     twice = tuple(t for t, n in completes.items() if n > 1)
-    never = tuple(t for t in tasks if t not in answered)
-    return len(answered), twice, never
+    elsewhere = {t for w, t in result.unfinished if w == worker}
+    elsewhere.update(t for e in result.process_exits if e.name == worker for t in e.held)
+    never = tuple(t for t in tasks if t not in completes and t not in elsewhere)
+    return len(completes), twice, never
+
+
+NOT_OBSERVED = "not observed"
+_NO_REPLIES = ("no reply channel: give --reply-topic (and --worker-field on a real broker) "
+               "so the workers' answers can be seen")
 
 
 def _handler_checks(result: RunResult, rows: list[WorkerRow]) -> tuple[Check, ...]:
-    """App-level checks of ``--exec`` workers that answer: every task a process received was
-    handled, and no process ran its handler twice for one task."""
-    if not result.expects_replies:
+    """App-level checks of ``--exec`` workers: every task a process received was handled,
+    and no process ran its handler twice for one task. Without replies neither can be seen:
+    both are listed as not observed, never passed."""
+    if not result.own_processes and not result.expects_replies:
         return ()
+    if not result.expects_replies:
+        return (
+            Check(name="every delivered task handled", passed=None, code=ExitCode.MISSING,
+                  detail=f"{NOT_OBSERVED}: {_NO_REPLIES}"),
+            Check(name="each task handled once", passed=None, code=ExitCode.DUPLICATES,
+                  detail=f"{NOT_OBSERVED}: {_NO_REPLIES}"),
+        )
     never = [(r.name, t) for r in rows for t in r.never_handled]
     twice = [(r.name, t) for r in rows for t in r.handled_twice]
+    pending = len(result.unfinished) + sum(len(e.held) for e in result.process_exits)
+    if never:
+        handled = Check(name="every delivered task handled", passed=False,
+                        code=ExitCode.MISSING,
+                        detail=f"{len(never)} task(s) delivered to a process that never handled "
+                        f"them: {names([f'{t} on {w}' for w, t in never])}")
+    elif pending:
+        handled = Check(name="every delivered task handled", passed=None,
+                        code=ExitCode.MISSING,
+                        detail=f"{NOT_OBSERVED} for {pending} task(s) that were not finished "
+                        "(still being worked on, or held by a process that ended; see below); "
+                        "every other delivered task was completed")
+    else:
+        handled = Check(name="every delivered task handled", passed=True, code=ExitCode.MISSING,
+                        detail="every process completed every task it received")
     return (
-        Check(name="every delivered task handled", passed=not never, code=ExitCode.MISSING,
-              detail=f"{len(never)} task(s) delivered to a process that never handled them: "
-              f"{names([f'{t} on {w}' for w, t in never])}" if never
-              else "every process answered every task it received"),
+        handled,
         Check(name="each task handled once", passed=not twice, code=ExitCode.DUPLICATES,
               detail=f"{len(twice)} task(s) handled more than once by one process: "
               f"{names([f'{t} on {w}' for w, t in twice])}" if twice
               else "no process ran its handler twice for a task"),
     )
+
+
+def _process_checks(result: RunResult) -> tuple[Check, ...]:
+    """``--exec``: every process ran until the run stopped it, with a client id of its own."""
+    if not result.own_processes:
+        return ()
+    exits = result.process_exits
+    checks = [Check(
+        name="worker processes kept running", passed=not exits, code=ExitCode.INCOMPLETE,
+        detail="; ".join(f"{e.name} exited with {exit_status(e.status)}"
+                         + (f" holding {len(e.held)} task(s) ({names(list(e.held))})"
+                            if e.held else "") for e in exits)
+        if exits else "no worker process ended before the run stopped it")]
+    if result.collisions:
+        checks.append(Check(
+            name="one client id per process", passed=False, code=ExitCode.INCOMPLETE,
+            detail="; ".join(f"client id {c.client_id!r} used by {' and '.join(c.processes)}"
+                             f" (session taken over {c.takeovers} time(s))"
+                             for c in result.collisions)))
+    return tuple(checks)
 
 
 def _completion_checks(
@@ -317,6 +376,21 @@ def _completion_checks(
     """Did the run do all it set out to do? Each shortfall is a failing check of its own."""
     planned = len(result.published) + len(result.unsent)
     lost = result.connection_lost
+    if unfinished:
+        finished = Check(name="every task finished", passed=False, code=ExitCode.INCOMPLETE,
+                         detail=f"{len(unfinished)} task(s) still being worked on when the run "
+                         f"ended ({names([f'{t} on {w}' for w, t in unfinished])})")
+    elif result.own_processes and result.observed == "deliveries":
+        finished = Check(name="every task finished", passed=None, code=ExitCode.INCOMPLETE,
+                         detail=f"{NOT_OBSERVED}: at QoS 0 without replies nothing says when a "
+                         "worker is done (give --reply-topic, or --qos 1 for acknowledgements)")
+    elif result.own_processes and result.observed == "acks":
+        finished = Check(name="every task finished", passed=True, code=ExitCode.INCOMPLETE,
+                         detail="every delivery was acknowledged (the handling itself is not "
+                         "observed without replies)")
+    else:
+        finished = Check(name="every task finished", passed=True, code=ExitCode.INCOMPLETE,
+                         detail="no worker was still working on a task at the end")
     checks = [
         Check(name="broker connection held", passed=not lost, code=ExitCode.UNREACHABLE,
               detail=f"{len(lost)} client(s) lost the broker connection mid-run: "
@@ -325,10 +399,8 @@ def _completion_checks(
               detail=f"{len(result.unsent)} of {planned} tasks never sent "
               f"({reasons([r for _, r in result.unsent])})" if result.unsent else
               f"all {planned} tasks sent"),
-        Check(name="every task finished", passed=not unfinished, code=ExitCode.INCOMPLETE,
-              detail=f"{len(unfinished)} task(s) still being worked on when the run ended "
-              f"({names([f'{t} on {w}' for w, t in unfinished])})" if unfinished
-              else "no worker was still working on a task at the end"),
+        finished,
+        *_process_checks(result),
     ]
     if steps is not None:
         skipped = result.steps_not_run
@@ -336,7 +408,7 @@ def _completion_checks(
             name="every step ran", passed=not skipped, code=ExitCode.INCOMPLETE,
             detail=f"{len(skipped)} of {steps} steps not run: {names(skipped)}" if skipped
             else f"all {steps} steps ran"))
-    bound = f" after {result.timeout_s:g} s" if result.timeout_s else ""
+    bound = f" after {round(result.timeout_s, 1):g} s" if result.timeout_s else ""
     if result.interrupted:
         checks.append(Check(name="run not interrupted", passed=False,
                             code=ExitCode.INTERRUPTED,

@@ -243,5 +243,5 @@ def verdict_text(code: ExitCode, *, timed_out: bool, timeout_s: float | None) ->
     """``healthy``, ``missing (timed out after 2 s)``, ``interrupted`` ..."""
     text = _VERDICTS.get(code, code.name.lower())
     if timed_out and code is not ExitCode.INTERRUPTED:
-        text += f" (timed out after {timeout_s:g} s)" if timeout_s else " (timed out)"
+        text += f" (timed out after {round(timeout_s, 1):g} s)" if timeout_s else " (timed out)"
     return text

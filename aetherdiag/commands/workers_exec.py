@@ -50,6 +50,11 @@ def run_exec_command(
         replies = replies_for(chosen, layout, reply_topic, worker_field)
     except ValueError as exc:
         raise Abort(str(exc)) from None
+    if target is not None and replies.kind == "none":
+        raise Abort("--exec on a real broker needs a reply channel: without one nothing your "
+                    "workers do can be seen there (only the embedded emulator sees deliveries); "
+                    "give --reply-topic TEMPLATE --worker-field POINTER, or drop --broker to "
+                    "judge deliveries on the emulator")
     if target is not None and replies.kind == "template" and not replies.names_worker:
         raise Abort("--reply-topic on a real broker needs --worker-field: only the embedded "
                     "emulator sees which connection published a reply")

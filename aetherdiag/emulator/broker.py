@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from . import packets as pk
-from .journal import Journal, PublishedMessage, SentMessage
+from .journal import Journal, PublishedMessage, SentMessage, Takeover
 from .lifecycle import Lifecycle
 from .properties import check_client_publish
 from .routing import Router, SubscriptionIndex
@@ -106,6 +106,10 @@ class Broker:
         """Indices into ``sent()`` of acknowledged sends, in ack order, from ``start``."""
         return self._journal().acks(start)
 
+    def takeovers(self, start: int = 0) -> tuple[Takeover, ...]:
+        """Sessions taken over by a new connection with the same client id, from ``start``."""
+        return self._journal().takeovers_snapshot(start)
+
     def _journal(self) -> Journal:
         if (journal := self._state.journal) is None:
             raise RuntimeError("the send journal is off: make the broker with journal=True")
@@ -126,6 +130,7 @@ class Broker:
                     for sub in session.subscriptions.values()
                 ),
                 node=session.node,
+                conn_id=conn.id if conn is not None else None,
             ))
         return tuple(views)
 

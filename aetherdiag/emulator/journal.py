@@ -55,11 +55,25 @@ class PublishedMessage:
     node: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """A CONNECT that took over the session of a live connection with the same client id
+    (``old_peer`` and ``new_peer``: the TCP peers of the connection closed and of the new
+    one, when the transport knows them)."""
+
+    at: float
+    client_id: str
+    old_conn: int
+    new_conn: int
+    old_peer: tuple[str, int] | None
+    new_peer: tuple[str, int] | None
+
+
 class Journal:
     """A bounded record of the PUBLISH packets sent to subscribers (see the module docstring)."""
 
-    __slots__ = ("_ack_log", "_acked", "_entries", "_pending", "_published", "dropped",
-                 "max_entries")
+    __slots__ = ("_ack_log", "_acked", "_entries", "_pending", "_published", "_takeovers",
+                 "dropped", "max_entries")
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         if max_entries < 0:
@@ -74,6 +88,7 @@ class Journal:
         self._ack_log: list[int] = []  # the same, in the order the acks came
         # (client id, packet id) -> index of its latest unacknowledged send
         self._pending: dict[tuple[str, int], int] = {}
+        self._takeovers: list[Takeover] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -102,6 +117,15 @@ class Journal:
         if len(self._published) >= self.max_entries:
             return  # the sends' counter tells that the journal is full
         self._published.append((at, client_id, conn_id, topic, payload, node))
+
+    def takeover(self, record: Takeover) -> None:
+        """A session was taken over (bounded like the sends)."""
+        if len(self._takeovers) < self.max_entries:
+            self._takeovers.append(record)
+
+    def takeovers_snapshot(self, start: int = 0) -> tuple[Takeover, ...]:
+        """Every recorded takeover, oldest first, from the ``start``-th on."""
+        return tuple(self._takeovers[start:])
 
     def published_snapshot(self, start: int = 0) -> tuple[PublishedMessage, ...]:
         """Every recorded publish from a client, oldest first, from the ``start``-th on."""

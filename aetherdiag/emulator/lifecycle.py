@@ -22,6 +22,7 @@ from typing import Any
 
 from . import packets as pk
 from .aliases import TopicAliases
+from .journal import Takeover
 from .routing import Router, SubscriptionIndex
 from .session import NEVER_EXPIRES, Message, Session
 from .state import FORWARDED, BrokerState, Conn
@@ -82,6 +83,11 @@ class Lifecycle:
 
         session = state.sessions.get(client_id)
         if session is not None and session.conn is not None:
+            if state.journal is not None:
+                old = state.conns.get(session.conn)
+                state.journal.takeover(Takeover(
+                    at=state.now, client_id=client_id, old_conn=session.conn, new_conn=conn.id,
+                    old_peer=old.peer if old is not None else None, new_peer=conn.peer))
             session = self._take_over(session, p)
         if session is not None and p.clean_start:
             self.end_session(session)

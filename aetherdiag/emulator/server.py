@@ -29,7 +29,7 @@ from ..mqtt.urls import host_for_url
 from .broker import Broker, Out
 from .connection import MqttConnection
 from .encoding import encode
-from .journal import PublishedMessage, SentMessage
+from .journal import PublishedMessage, SentMessage, Takeover
 from .session import ClientView, Limits, Stats
 
 log = logging.getLogger("aetherdiag.emulator")
@@ -359,6 +359,11 @@ class Emulator:
         """Indices into ``sent()`` of the acknowledged sends, in ack order (from the
         ``start``-th ack on)."""
         return self.call(self.broker.acks, start)  # type: ignore[no-any-return]
+
+    def takeovers(self, start: int = 0) -> tuple[Takeover, ...]:
+        """Every session takeover so far (a CONNECT with the client id of a live
+        connection), from the ``start``-th on; needs ``journal=True``."""
+        return self.call(self.broker.takeovers, start)  # type: ignore[no-any-return]
 
     def sent_dropped(self) -> int:
         """Sends the journal only counted because it was full (0: ``sent()`` is complete)."""

@@ -110,6 +110,7 @@ class ClientView:
     peer: tuple[str, int] | None
     subscriptions: tuple[SubscriptionView, ...]
     node: int = 1
+    conn_id: int | None = None  # its live connection (None: disconnected)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Set
 from typing import TYPE_CHECKING
 
 from ..wire.profile import announce_filters, announcement, task_of
@@ -19,7 +19,7 @@ from .run import OpenBroker
 if TYPE_CHECKING:
     from .execrun import ExecPlan
 
-Seen = list[tuple[float, str, bytes]]
+Seen = list[tuple[float, str, bytes]]  # (time.monotonic(), topic, payload)
 
 
 def emulator_of(broker: OpenBroker) -> object | None:
@@ -38,15 +38,16 @@ def observer(broker: OpenBroker, plan: ExecPlan) -> Iterator[Seen]:
         return
     from .clients import ClientFactory
 
-    t0 = time.monotonic()
     lock = threading.Lock()
     subscribed = threading.Event()
     client = ClientFactory(broker.target).make(f"aetherdiag-{plan.run_id}-observer",
                                                plan.protocol)
 
     def on_message(_c: object, _u: object, msg: object) -> None:
+        if msg.retain:  # type: ignore[attr-defined]  # stale state from before the run
+            return
         with lock:
-            seen.append((time.monotonic() - t0, msg.topic, msg.payload))  # type: ignore[attr-defined]
+            seen.append((time.monotonic(), msg.topic, msg.payload))  # type: ignore[attr-defined]
 
     client.on_message = on_message
     client.on_subscribe = lambda *args: subscribed.set()
@@ -86,21 +87,48 @@ def task_id(plan: ExecPlan, topic: str, payload: bytes) -> str | None:
     return None
 
 
-class Progress:
-    """Which tasks reached an end (acknowledged, or completed by a reply), read from the
-    journal (emulator) or the observer's list (real broker) where the last read stopped, so
-    each poll costs what happened since the last one, not the whole run."""
+Holder = str  # who holds a task: a process name, "conn:<id>" (owner not known yet) or a
+#               real broker's "host/client" reply identity
 
-    def __init__(self, broker: OpenBroker, plan: ExecPlan,
-                 seen: Seen) -> None:
-        self.em, self.plan, self.seen = emulator_of(broker), plan, seen
+
+class Progress:
+    """Which tasks reached an end so far, and which are still being worked on, read from the
+    journal (emulator) or the observer's list (real broker) where the last read stopped, so
+    each poll costs what happened since the last one, not the whole run.
+
+    A task reaches its end when the profile says it was handled: a ``complete`` (AetherMagic)
+    or a reply (a ``--reply-topic``); without replies, when its delivery was acknowledged
+    (QoS 1/2) or, at QoS 0, when it was delivered (nothing more can be seen). A task is being
+    worked on while a holder has it unacknowledged (QoS 1/2) or has answered ``status`` and
+    not yet ``complete`` (AetherMagic). ``owner(conn_id)`` names the process of a connection.
+    """
+
+    def __init__(self, broker: OpenBroker, plan: ExecPlan, seen: Seen,
+                 owner: Callable[[int], str | None] = lambda _conn: None) -> None:
+        self.em, self.plan, self.seen, self.owner = emulator_of(broker), plan, seen, owner
         self.done: set[str] = set()
         self.sent = self.published = self.acks = 0  # read so far
-        self.unacked: dict[int, str] = {}  # send index -> task, QoS > 0 and not yet acked
+        self.unacked: dict[int, tuple[str, int]] = {}  # send index -> (task, conn id)
+        self.started: dict[str, set[Holder]] = {}  # task -> who answered status, not complete
+        self.finished: dict[str, set[Holder]] = {}  # task -> who completed it
 
     def activity(self) -> int:
         """Grows with every send, publish and ack (emulator) or observed message."""
         return self.sent + self.published + self.acks
+
+    def _holder(self, conn: int) -> Holder:
+        return self.owner(conn) or f"conn:{conn}"
+
+    def _reply(self, task: str, action: str, who: Holder) -> None:
+        if action == "complete":
+            self.done.add(task)
+            self.finished.setdefault(task, set()).add(who)
+            # a worker may answer through short-lived helper connections (mosquitto_pub)
+            # that no process is seen to own: a complete ends those holders' status too
+            started = self.started.get(task, set())
+            started -= {w for w in started if w == who or w.startswith("conn:")}
+        elif who not in self.finished.get(task, ()):
+            self.started.setdefault(task, set()).add(who)
 
     def update(self) -> set[str]:
         plan, em = self.plan, self.em
@@ -109,31 +137,40 @@ class Progress:
             self.published += len(new_seen)
             for at, topic, payload in new_seen:
                 r = plan.replies.parse(topic, payload, at)
-                if r is not None and r.action == "complete":
-                    self.done.add(r.task_id)
+                if r is not None:
+                    self._reply(r.task_id, r.action, r.identity)
             return self.done
-        if plan.replies.expected:
-            new = em.published(self.published)  # type: ignore[attr-defined]
-            self.published += len(new)
-            for p in new:
-                r = plan.replies.parse(p.topic, p.payload, p.at, "x")
-                if r is not None and r.action == "complete":
-                    self.done.add(r.task_id)
-            self.sent = len(em.sent(self.sent)) + self.sent  # type: ignore[attr-defined]
-            return self.done
+        replies = plan.replies.expected
         sends = em.sent(self.sent)  # type: ignore[attr-defined]
         for i, s in enumerate(sends, self.sent):
             task = task_id(plan, s.topic, s.payload)
             if task is None:
                 continue
             if s.acked is False:
-                self.unacked[i] = task
-            else:
+                self.unacked[i] = (task, s.conn_id)
+            elif not replies:
                 self.done.add(task)
         self.sent += len(sends)
         acks = em.acks(self.acks)  # type: ignore[attr-defined]
         self.acks += len(acks)
         for i in acks:
-            if i in self.unacked:
-                self.done.add(self.unacked.pop(i))
+            entry = self.unacked.pop(i, None)
+            if entry is not None and not replies:
+                self.done.add(entry[0])
+        if replies:
+            new = em.published(self.published)  # type: ignore[attr-defined]
+            self.published += len(new)
+            for p in new:
+                r = plan.replies.parse(p.topic, p.payload, p.at, "x")
+                if r is not None:
+                    self._reply(r.task_id, r.action, self._holder(p.conn_id))
         return self.done
+
+    def working(self, gone: Set[str] = frozenset()) -> set[tuple[Holder, str]]:
+        """``(holder, task)`` still being worked on by a holder not in ``gone`` (the processes
+        that ended): unacknowledged deliveries, and AetherMagic tasks with a ``status`` and
+        no ``complete`` from the same holder."""
+        out = {(self._holder(conn), task) for task, conn in self.unacked.values()}
+        for task, who in self.started.items():
+            out.update((w, task) for w in who)
+        return {(w, t) for w, t in out if w not in gone}

@@ -8,10 +8,19 @@ are the processes.
 
 Attribution: on the emulator the journal is the truth. It says which connection got each
 task and whether it was acknowledged; each connection belongs to the process that owns its
-local TCP endpoint (psutil), and a worker's replies are attributed to the connection that
-published them. Ready means every process holds a subscription that matches the task topics.
-On a real broker only the workers' replies tell who handled what (``profile``): a worker is
-named by the ``host/client`` its replies carry, and ready means ``warmup_s`` passed.
+local TCP endpoint (psutil, learnt per connection, so processes that share a client id are
+told apart and their takeovers named), and a worker's replies are attributed to the
+connection that published them. Ready means every process holds a subscription that matches
+the task topics. On a real broker only the workers' replies tell who handled what
+(``profile``): a worker is named by the ``host/client`` its replies carry, and ready means
+``warmup_s`` passed.
+
+Handled means done as the profile says (``execobserve.Progress``): the run waits for every
+task being worked on (an AetherMagic ``status`` without its ``complete``, an unacknowledged
+QoS 1/2 delivery) until ``timeout_s``; what is still being worked on then is unfinished. A
+process that ends on its own during the run loses what it held: its deliveries are not
+finished, and it is named with its exit status, its tasks and its log tail. Every time in the
+result is on the run's own clock (seconds since the fleet started), as for built-in workers.
 """
 
 from __future__ import annotations
@@ -27,7 +36,17 @@ from ..mqtt.protocol import Protocol
 from ..wire.profile import Profile, Replies, Reply, announce_filters
 from .execobserve import Progress, Seen, announced, emulator_of, observer, task_id
 from .fleet import Fleet
-from .model import BrokerTarget, Delivery, EmulatorSettings, RunResult, TaskSpec
+from .model import (
+    BrokerTarget,
+    ClientIdCollision,
+    Delivery,
+    EmulatorSettings,
+    Holder,
+    Observed,
+    ProcessExit,
+    RunResult,
+    TaskSpec,
+)
 from .peers import tcp_peers
 from .procs import WorkerProcesses
 from .run import OpenBroker, open_broker
@@ -97,7 +116,7 @@ def run_exec(plan: ExecPlan, on_progress: ProgressCallback | None = None) -> Exe
             WorkerProcesses(plan.command, plan.count, host=broker.target.host,
                             port=broker.target.port, logs_dir=plan.logs_dir) as pool:
         pool.keep_logs(True)  # the caller removes them after a healthy run
-        owners: dict[str, str] = {}  # MQTT client id -> process name (emulator)
+        owners = Owners(broker, pool)
         with observer(broker, plan) as seen:  # before the workers: it hears them announce
             pool.start()
             ready_note = _wait_ready(broker, plan, pool, owners, seen)
@@ -106,38 +125,62 @@ def run_exec(plan: ExecPlan, on_progress: ProgressCallback | None = None) -> Exe
                 fleet.start([])
                 deadline = time.monotonic() + plan.timeout_s
                 interrupted = False
+                progress = Progress(broker, plan, seen, owners.of_conn)
                 try:
                     fleet.publish(plan.tasks, rate=plan.rate, timeout_s=plan.timeout_s,
                                   on_progress=on_progress)
-                    settled = _settle(broker, plan, seen, owners, pool, deadline)
+                    settled = _settle(plan, owners, pool, progress, deadline)
                 except KeyboardInterrupt:
                     interrupted, settled = True, False
                 fleet.stop_clock()
                 sent = fleet.result()
+                t0 = fleet.rec.t0  # the run's clock: every time in the result is on it
         if ready_note is not None:
             sent = replace(sent, notes=(*sent.notes, ready_note))
-        return _outcome(broker, plan, pool, owners, seen, sent, settled, interrupted)
+        return _outcome(broker, plan, pool, owners, seen, sent, settled, interrupted,
+                        progress, t0)
 
 
 # ------------------------------------------------------------------------------- observing
 
 
-def _owners(broker: OpenBroker, pool: WorkerProcesses, owners: dict[str, str]) -> None:
-    """Learn which process owns each connected client (kept once learnt: a client that
-    disconnects later is still that process's)."""
-    em = emulator_of(broker)
-    if em is None:
-        return
-    new = [v for v in em.clients()  # type: ignore[attr-defined]
-           if v.peer is not None and v.client_id not in owners]
-    if not new:  # every connection is known: no need to scan the processes' sockets again
-        return
-    pids = pool.pids()
-    by_pid = {pid: name for name, pid in pids.items()}
-    peers = tcp_peers(pids.values(), broker.target.port)
-    for view in new:
-        if tuple(view.peer) in peers:
-            owners.setdefault(view.client_id, by_pid[peers[tuple(view.peer)]])
+class Owners:
+    """Which process owns each connection the emulator saw (kept once learnt: a connection
+    that closes later is still that process's), and the client ids each process used."""
+
+    def __init__(self, broker: OpenBroker, pool: WorkerProcesses) -> None:
+        self.em = emulator_of(broker)
+        self.port = broker.target.port
+        self.pool = pool
+        self.conns: dict[int, str] = {}  # connection id -> process name
+        self.peers: dict[tuple[str, int], str] = {}  # TCP peer -> process name
+        self.clients: dict[str, set[str]] = {}  # client id -> processes seen using it
+
+    def refresh(self) -> None:
+        em = self.em
+        if em is None:
+            return
+        views = [v for v in em.clients()  # type: ignore[attr-defined]
+                 if v.peer is not None and v.conn_id is not None and v.conn_id not in self.conns]
+        if not views:  # every connection is known: no need to scan the processes' sockets
+            return
+        pids = self.pool.pids()
+        by_pid = {pid: name for name, pid in pids.items()}
+        peers = tcp_peers(pids.values(), self.port)
+        for view in views:
+            pid = peers.get(tuple(view.peer))
+            if pid is None:
+                continue
+            name = by_pid[pid]
+            self.conns[view.conn_id] = name
+            self.peers[tuple(view.peer)] = name
+            self.clients.setdefault(view.client_id, set()).add(name)
+
+    def of_conn(self, conn_id: int) -> str | None:
+        return self.conns.get(conn_id)
+
+    def names_of(self, client_id: str) -> set[str]:
+        return self.clients.get(client_id, set())
 
 
 def _failed_early(pool: WorkerProcesses) -> None:
@@ -149,7 +192,7 @@ def _failed_early(pool: WorkerProcesses) -> None:
 
 
 def _wait_ready(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses,
-                owners: dict[str, str], seen: Seen) -> str | None:
+                owners: Owners, seen: Seen) -> str | None:
     """Until every process subscribes to the task topics (emulator); on a real broker until
     the warm-up passed or, with a profile whose workers announce themselves, every process
     did (then a short grace: AetherMagic announces just before it subscribes). Returns a note
@@ -177,9 +220,9 @@ def _wait_ready(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses,
     ready: set[str] = set()
     while True:
         _failed_early(pool)
-        _owners(broker, pool, owners)
+        owners.refresh()
         for view in em.clients():  # type: ignore[attr-defined]
-            name = owners.get(view.client_id)
+            name = owners.of_conn(view.conn_id) if view.conn_id is not None else None
             if name and view.connected and any(
                     matches(s.topic_filter, sample) for s in view.subscriptions):
                 ready.add(name)
@@ -189,33 +232,53 @@ def _wait_ready(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses,
         if time.monotonic() >= deadline:
             waiting = [n for n in pool.names if n not in ready]
             name = waiting[0]
+            shared = _collisions(em, owners)
+            why = ""
+            if shared:
+                c = shared[0]
+                why = (f"; client id {c.client_id!r} was taken over {c.takeovers} time(s)"
+                       + (f" between {', '.join(c.processes)}" if len(c.processes) > 1 else "")
+                       + ": processes that share a client id keep closing each other's "
+                       "connection")
             raise ExecError(
                 f"{len(waiting)} worker process(es) never subscribed to the task topics within "
-                f"{plan.ready_timeout_s:g} s: {', '.join(waiting[:5])} (log of {name}: "
+                f"{plan.ready_timeout_s:g} s: {', '.join(waiting[:5])}{why} (log of {name}: "
                 f"{pool.log_path(name)})", tuple(pool.log_tail(name)))
         time.sleep(POLL_S)
 
 
-def _settle(broker: OpenBroker, plan: ExecPlan, seen: Seen,
-            owners: dict[str, str], pool: WorkerProcesses, deadline: float) -> bool:
-    """Wait until every task reached an end and nothing happened for ``quiet_s``; or until
-    nothing happened for a grace period; False when the deadline came first."""
+def _settle(plan: ExecPlan, owners: Owners, pool: WorkerProcesses, progress: Progress,
+            deadline: float) -> bool:
+    """Wait until every task reached its end and nothing happened for ``quiet_s``, or until
+    nothing happened for a grace period while no live process is still working on a task;
+    False when the deadline came first (what is still being worked on is then unfinished)."""
     wanted = {t.task_id for t in plan.tasks}
     last, changed = -1, time.monotonic()
-    progress = Progress(broker, plan, seen)
+    grace = max(2.0, plan.quiet_s * 4)
     while True:
-        _owners(broker, pool, owners)
+        owners.refresh()
         done = progress.update()
         activity = progress.activity()
         now = time.monotonic()
         if activity != last:
             last, changed = activity, now
         idle = now - changed
-        if (wanted <= done and idle >= plan.quiet_s) or idle >= max(2.0, plan.quiet_s * 4):
+        working = progress.working(set(pool.exited()))
+        if not working and ((wanted <= done and idle >= plan.quiet_s) or idle >= grace):
             return True
         if now >= deadline:
             return False
         time.sleep(POLL_S)
+
+
+def _collisions(em: object, owners: Owners) -> list[ClientIdCollision]:
+    """Client ids whose session was taken over by another connection during the run."""
+    counts: dict[str, int] = {}
+    for t in em.takeovers():  # type: ignore[attr-defined]
+        counts[t.client_id] = counts.get(t.client_id, 0) + 1
+    return [ClientIdCollision(client_id=cid, processes=tuple(sorted(owners.names_of(cid))),
+                              takeovers=n)
+            for cid, n in sorted(counts.items()) if owners.names_of(cid)]
 
 
 # ------------------------------------------------------------------------------- the result
@@ -251,70 +314,134 @@ def _attribute(replies: list[Reply], deliveries: list[Delivery], processes: set[
     return out
 
 
-def _outcome(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses, owners: dict[str, str],
-             seen: Seen, sent: RunResult, settled: bool,
-             interrupted: bool) -> ExecOutcome:
+def _observed(plan: ExecPlan) -> Observed:
+    if plan.replies.expected:
+        return "all"
+    return "acks" if plan.tasks and all(t.qos > 0 for t in plan.tasks) else "deliveries"
+
+
+def _outcome(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses, owners: Owners,
+             seen: Seen, sent: RunResult, settled: bool, interrupted: bool,
+             progress: Progress, t0: float) -> ExecOutcome:
     em = emulator_of(broker)
     planned = {t.task_id for t in plan.tasks}
+    exited = pool.exited()  # before the run stops them: these ended on their own
     deliveries: list[Delivery] = []
     replies: list[Reply] = []
     subscriptions: dict[str, list[str]] = {n: [] for n in pool.names}
     clients: dict[str, list[str]] = {n: [] for n in pool.names}
+    holders: list[Holder] = []
+    collisions: list[ClientIdCollision] = []
+    acked: set[tuple[str, str]] = set()  # (worker, task) whose QoS 1/2 delivery was acked
     if em is not None:
-        _owners(broker, pool, owners)
+        owners.refresh()
+        progress.update()
         for view in em.clients():  # type: ignore[attr-defined]
-            name = owners.get(view.client_id)
-            if name is None:
-                continue
-            clients[name].append(view.client_id)
-            for s in view.subscriptions:
-                full = (f"$share/{s.share_name}/{s.topic_filter}" if s.share_name
-                        else s.topic_filter)
-                if full not in subscriptions[name]:
-                    subscriptions[name].append(full)
+            live = owners.of_conn(view.conn_id) if view.conn_id is not None else None
+            for name in sorted({live} if live else owners.names_of(view.client_id)):
+                if view.client_id not in clients[name]:
+                    clients[name].append(view.client_id)
+                for s in view.subscriptions:
+                    full = (f"$share/{s.share_name}/{s.topic_filter}" if s.share_name
+                            else s.topic_filter)
+                    if full not in subscriptions[name]:
+                        subscriptions[name].append(full)
+                    holders.append(Holder(process=name, pid=pool.pid(name),
+                                          client_id=view.client_id, topic_filter=full))
         for s in em.sent():  # type: ignore[attr-defined]
-            name = owners.get(s.client_id)
-            if name is None:
+            receiver = owners.of_conn(s.conn_id)
+            if receiver is None:
                 continue
             task = task_id(plan, s.topic, s.payload)
+            if task in planned and s.acked:
+                acked.add((receiver, task))
             deliveries.append(Delivery(
-                worker=name, task_id=task if task in planned else None, topic=s.topic,
-                qos=s.qos, dup=s.dup, retain=False, at=s.at, completed=s.acked is not False))
+                worker=receiver, task_id=task if task in planned else None, topic=s.topic,
+                qos=s.qos, dup=s.dup, retain=False, at=s.at - t0))
         for p in em.published():  # type: ignore[attr-defined]
-            r = plan.replies.parse(p.topic, p.payload, p.at, owners.get(p.client_id))
+            r = plan.replies.parse(p.topic, p.payload, p.at - t0, owners.of_conn(p.conn_id))
             if r is not None and r.task_id in planned:
                 replies.append(r)
         replies = _attribute(replies, deliveries, set(pool.names))
+        collisions = _collisions(em, owners)
         workers = tuple(pool.names)
     else:
         for at, topic, payload in list(seen):
-            r = plan.replies.parse(topic, payload, at)
+            r = plan.replies.parse(topic, payload, at - t0)
             if r is not None and r.task_id in planned:
                 replies.append(r)
         # Only the replies say who got a task: one delivery per (worker, task) answered. A
-        # worker that announced itself idle and answered nothing is a worker with no task.
+        # worker that announced itself idle and answered nothing is a worker with no task;
+        # one never heard of at all stays in the table as "unseen" (with nothing).
         idle = announced(plan, seen)["idle"]
-        workers = tuple(sorted({r.identity for r in replies} | idle))
+        heard = sorted({r.identity for r in replies} | idle)
+        unseen = [f"unseen-{n}" for n in range(1, plan.count - len(heard) + 1)]
+        workers = (*heard, *unseen)
         first: dict[tuple[str, str], Reply] = {}
         for r in replies:
             first.setdefault((r.identity, r.task_id), r)
         for (who, task), r in first.items():
             deliveries.append(Delivery(worker=who, task_id=task, topic="", qos=0, dup=False,
                                        retain=False, at=r.at))
-    exited = pool.exited()
+        if unseen:
+            sent = replace(sent, notes=(*sent.notes, (
+                f"{len(unseen)} of {plan.count} worker processes were never heard from (no "
+                "announcement, no reply): shown as " + ", ".join(unseen[:3])
+                + (", …" if len(unseen) > 3 else "") + " with no task")))
+    ended = _ended_tasks(plan, replies, deliveries, acked)
+    gone = set(exited)
+    held = {name: [t for t in dict.fromkeys(d.task_id for d in deliveries
+                                            if d.worker == name and d.task_id is not None)
+                   if (name, t) not in ended]
+            for name in gone}
+    deliveries = [replace(d, completed=False)
+                  if d.worker in gone and d.task_id in held.get(d.worker, ()) else d
+                  for d in deliveries]
+    unfinished = _unfinished(plan, deliveries, ended, progress, gone, settled)
+    exits = tuple(
+        ProcessExit(name=n, pid=pool.pid(n), status=exited[n], held=tuple(held[n]),
+                    log=str(pool.log_path(n)), log_tail=tuple(pool.log_tail(n, 5)))
+        for n in pool.names if n in exited)
+    tails = tuple(f"{e.name} exited during the run; the end of its log ({e.log}): "
+                  + " | ".join(e.log_tail) for e in exits if e.log_tail)
+    sent = replace(sent, notes=sent.notes + tails)
     processes = tuple(
         ProcessInfo(name=n, pid=pool.pid(n), clients=tuple(clients.get(n, ())),
                     subscriptions=tuple(subscriptions.get(n, ())), exit_code=exited.get(n),
                     log=pool.log_path(n),
                     log_tail=tuple(pool.log_tail(n)) if n in exited else ())
         for n in pool.names)
-    notes = [f"{p.name} exited with status {p.exit_code} during the run (log: {p.log})"
-             for p in processes if p.exit_code is not None]
     result = replace(
         sent, workers=workers, deliveries=tuple(sorted(deliveries, key=lambda d: d.at)),
         settled=settled, interrupted=interrupted, timeout_s=plan.timeout_s,
-        notes=sent.notes + tuple(notes), emulator_stats=broker.stats(),
+        unfinished=tuple(unfinished), emulator_stats=broker.stats(),
         replies=tuple((r.identity, r.task_id, r.action) for r in replies),
-        expects_replies=plan.replies.expected, own_processes=True)
+        expects_replies=plan.replies.expected, own_processes=True, observed=_observed(plan),
+        process_exits=exits, collisions=tuple(collisions), holders=tuple(holders))
     return ExecOutcome(result=result, processes=processes, replies=tuple(replies),
                        log_dir=pool.log_dir)
+
+
+def _ended_tasks(plan: ExecPlan, replies: list[Reply], deliveries: list[Delivery],
+                 acked: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """``(worker, task)`` pairs that reached their end on that worker: completed (a profile
+    with replies), else acknowledged (QoS 1/2) or, at QoS 0, delivered."""
+    if plan.replies.expected:
+        return {(r.identity, r.task_id) for r in replies if r.action == "complete"}
+    return {(d.worker, d.task_id) for d in deliveries
+            if d.task_id is not None and (d.qos == 0 or (d.worker, d.task_id) in acked)}
+
+
+def _unfinished(plan: ExecPlan, deliveries: list[Delivery], ended: set[tuple[str, str]],
+                progress: Progress, gone: set[str], settled: bool) -> list[tuple[str, str]]:
+    """``(worker, task)`` still being worked on by a live process when the run ended: what
+    ``Progress`` saw in hand (a ``status`` without ``complete``, an unacknowledged
+    delivery) and, when the run was cut short, every task a live process received and had
+    not finished."""
+    out = {(w, t) for w, t in progress.working(gone) if not w.startswith("conn:")}
+    if not settled:
+        out |= {(d.worker, d.task_id) for d in deliveries
+                if d.task_id is not None and d.worker not in gone
+                and (d.worker, d.task_id) not in ended}
+    order = {t.task_id: n for n, t in enumerate(plan.tasks)}
+    return sorted(out, key=lambda wt: (order.get(wt[1], 0), wt[0]))

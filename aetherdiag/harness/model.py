@@ -9,6 +9,7 @@ I/O, so analysis and rendering are tested without brokers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import quote
 
 from ..emulator.session import Limits
@@ -184,6 +185,44 @@ class FleetEvent:
     task_ids: tuple[str, ...] = ()
 
 
+# What a run could see of the work its workers did (``--exec``): ``all`` (built-in workers, or
+# workers that answer: each task's end is seen), ``acks`` (no replies, QoS 1/2: the broker's
+# acknowledgements say a task was finished; the handling itself is not seen), ``deliveries``
+# (no replies, QoS 0: only which process got each task; nothing says when it was done).
+Observed = Literal["all", "acks", "deliveries"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessExit:
+    """A worker process (``--exec``) that ended on its own before the run stopped it."""
+
+    name: str
+    pid: int
+    status: int  # its exit status; -N: killed by signal N
+    held: tuple[str, ...] = ()  # tasks it had received and not finished: lost with it
+    log: str = ""  # its log file
+    log_tail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientIdCollision:
+    """Several connections with one client id kept taking the session over from each other."""
+
+    client_id: str
+    processes: tuple[str, ...]  # the worker processes seen using it
+    takeovers: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Holder:
+    """One subscription as the broker saw it, with the process and client that hold it."""
+
+    process: str
+    pid: int
+    client_id: str
+    topic_filter: str  # the full filter: "$share/g/..." or plain
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunResult:
     """Everything the harness observed."""
@@ -212,6 +251,10 @@ class RunResult:
     replies: tuple[tuple[str, str, str], ...] = ()
     expects_replies: bool = False
     own_processes: bool = False  # the workers are the team's own processes (--exec)
+    observed: Observed = "all"  # what could be seen of the workers' work (see Observed)
+    process_exits: tuple[ProcessExit, ...] = ()  # --exec: processes that ended on their own
+    collisions: tuple[ClientIdCollision, ...] = ()  # --exec: client ids shared by processes
+    holders: tuple[Holder, ...] = ()  # --exec on the emulator: who holds which subscription
     # several endpoints (--broker given more than once, an emulated cluster): each one's
     # display, node 1 first, and the node each published task went out on; both empty for
     # a run against one endpoint

@@ -16,11 +16,21 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from ..analysis import Expectations
 from ..exitcodes import ExitCode
-from ..harness.model import Delivery, FleetEvent, LatencyRecord, RunResult, WorkerSpec
+from ..harness.model import (
+    ClientIdCollision,
+    Delivery,
+    FleetEvent,
+    Holder,
+    LatencyRecord,
+    Observed,
+    ProcessExit,
+    RunResult,
+    WorkerSpec,
+)
 from .model import SCHEMA, Failure, RecordError, Recording, RunHeader, Shard
 
 Doc = dict[str, Any]
@@ -139,7 +149,16 @@ class _Builder:
             steps_not_run=_strs(end, "steps_not_run", ()), emulator_stats=emulator,
             expects_replies=_get(end, "expects_replies", bool, default=False),
             own_processes=_get(end, "own_processes", bool, default=False),
+            observed=_observed(_get(end, "observed", str, default="all")),
+            process_exits=tuple(it["process_exit"]), collisions=tuple(it["collision"]),
+            holders=tuple(it["holder"]),
             endpoints=_strs(end, "endpoints", ()), latency=latency)
+
+
+def _observed(value: str) -> Observed:
+    if value not in get_args(Observed):
+        raise ValueError(f"'observed' is {value!r}, not one of {', '.join(get_args(Observed))}")
+    return value  # type: ignore[return-value]
 
 
 def _delivery(d: Doc) -> Delivery:
@@ -172,6 +191,16 @@ _ITEMS: dict[str, Callable[[Doc], Any]] = {
     "event": _event,
     "unfinished": lambda d: (_get(d, "worker", str), _get(d, "task", str)),
     "reply": lambda d: (_get(d, "worker", str), _get(d, "task", str), _get(d, "action", str)),
+    "process_exit": lambda d: ProcessExit(
+        name=_get(d, "worker", str), pid=_get(d, "pid", int), status=_get(d, "status", int),
+        held=_strs(d, "held", ()), log=_get(d, "log", str, default=""),
+        log_tail=_strs(d, "log_tail", ())),
+    "collision": lambda d: ClientIdCollision(
+        client_id=_get(d, "client_id", str), processes=_strs(d, "workers", ()),
+        takeovers=_get(d, "takeovers", int)),
+    "holder": lambda d: Holder(process=_get(d, "worker", str), pid=_get(d, "pid", int),
+                               client_id=_get(d, "client_id", str),
+                               topic_filter=_get(d, "filter", str)),
 }
 
 

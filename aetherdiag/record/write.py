@@ -69,6 +69,13 @@ def item_lines(result: RunResult) -> list[dict[str, Any]]:
     out += [{"type": "unfinished", "worker": w, "task": t} for w, t in result.unfinished]
     out += [{"type": "reply", "worker": w, "task": t, "action": a}
             for w, t, a in result.replies]
+    out += [{"type": "process_exit", "worker": e.name, "pid": e.pid, "status": e.status,
+             "held": list(e.held), "log": e.log, "log_tail": list(e.log_tail)}
+            for e in result.process_exits]
+    out += [{"type": "collision", "client_id": c.client_id, "workers": list(c.processes),
+             "takeovers": c.takeovers} for c in result.collisions]
+    out += [{"type": "holder", "worker": h.process, "pid": h.pid, "client_id": h.client_id,
+             "filter": h.topic_filter} for h in result.holders]
     return out
 
 
@@ -86,6 +93,7 @@ def end_dict(result: RunResult | None, failure: Failure | None = None) -> dict[s
         "connection_lost": list(result.connection_lost), "notes": list(result.notes),
         "steps_not_run": list(result.steps_not_run), "emulator": result.emulator_stats,
         "expects_replies": result.expects_replies, "own_processes": result.own_processes,
+        "observed": result.observed,
         "endpoints": list(result.endpoints),
         "latency": None if lat is None else {
             "hdr": base64.b64encode(lat.hdr).decode("ascii"), "count": lat.count,

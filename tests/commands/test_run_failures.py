@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 from support.cli import failed_checks, invoke, run_json
+from support.mqttclient import PahoClient
 from support.paths import SCENARIOS
 
 from aetherdiag.cli import main
+from aetherdiag.emulator import Emulator
 
 # --------------------------------------------------------------------------- timeouts
 
@@ -144,19 +146,29 @@ def test_a_failed_run_writes_junit_with_the_error(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_prints_the_partial_report_and_exits_130() -> None:
+    """SIGINT once the run is publishing: the test waits for its first task on the broker (a
+    packet seen, not a sleep a loaded machine can outrun), then interrupts."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aetherdiag", "workers", "--tasks", "100000", "--rate", "200",
-         "--format", "json", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        time.sleep(3.0)  # start-up (a child emulator for 100,000 tasks) and a few sends
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with Emulator() as em:
+        watcher = PahoClient(em.host, em.port, client_id="ctrl-c-watcher")
+        try:
+            assert watcher.connect().reason_code == 0
+            watcher.subscribe("aetherdiag/#", qos=0)  # a run's own topic tree on a broker
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "aetherdiag", "workers", "--tasks", "100000",
+                 "--rate", "200", "--broker", f"mqtt://{em.host}:{em.port}", "--format",
+                 "json", "--quiet"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            try:
+                watcher.wait_for(1, timeout=60)  # the run is publishing
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        finally:
+            watcher.close()
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["aetherdiag: interrupted"], err
     assert "Traceback" not in err

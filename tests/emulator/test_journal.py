@@ -196,7 +196,9 @@ def test_clients_lists_every_session_with_peer_and_subscriptions() -> None:
         client_id="w", connected=True, peer=("127.0.0.1", 50001),
         subscriptions=(SubscriptionView("jobs/+/run", "pool", 1),
                        SubscriptionView("plain/#", None, 1)),
+        conn_id=views["w"].conn_id,
     )}
+    assert views["w"].conn_id is not None
 
 
 def test_clients_shows_a_disconnected_persistent_session_without_peer() -> None:
@@ -245,3 +247,26 @@ def test_emulator_over_tcp_reports_the_peer_and_the_shared_subscription() -> Non
         (client_id, "jt/1", b"hello", True),
     ]
     assert em.sent_dropped() == 0
+
+
+def test_a_takeover_is_journalled_with_both_connections_and_peers() -> None:
+    """Two connections with one client id: each CONNECT takes the live session over, and the
+    journal names the connection closed and the one that took its place (``--exec`` tells
+    processes sharing a client id apart by these)."""
+    net = Net(journal=True)
+
+    def connect(port: int) -> int:
+        conn_id = next(net._ids)
+        net.broker.open(conn_id, net.now, ("127.0.0.1", port))
+        out = net.send(conn_id, pk.Connect(protocol_level=pk.MQTT_5, client_id="same"))
+        assert any(c == conn_id and isinstance(p, pk.ConnAck) for c, p in out), out
+        return conn_id
+
+    first, second, third = connect(50001), connect(50002), connect(50001)
+    got = net.broker.takeovers()
+    assert [(t.client_id, t.old_conn, t.new_conn) for t in got] == [
+        ("same", first, second), ("same", second, third)]
+    assert (got[0].old_peer, got[0].new_peer) == (("127.0.0.1", 50001), ("127.0.0.1", 50002))
+    assert net.broker.takeovers(1) == got[1:]
+    net.client("other")
+    assert len(net.broker.takeovers()) == 2  # a new client id takes nothing over

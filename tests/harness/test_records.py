@@ -13,7 +13,16 @@ import pytest
 
 from aetherdiag.analysis import Expectations
 from aetherdiag.exitcodes import ExitCode
-from aetherdiag.harness.model import Delivery, FleetEvent, LatencyRecord, RunResult, WorkerSpec
+from aetherdiag.harness.model import (
+    ClientIdCollision,
+    Delivery,
+    FleetEvent,
+    Holder,
+    LatencyRecord,
+    ProcessExit,
+    RunResult,
+    WorkerSpec,
+)
 from aetherdiag.harness.shard import check_run_id, parse_shard, slice_of
 from aetherdiag.record import (
     Failure,
@@ -59,6 +68,12 @@ FULL = RunResult(
     publish_refusals=(("task-3", "refused: 0x87 not authorized"),),
     connection_lost=("worker-2",), steps_not_run=("wait 1",), timeout_s=2.5, interrupted=True,
     replies=(("worker-1", "task-1", "complete"),), expects_replies=True, own_processes=True,
+    observed="acks",
+    process_exits=(ProcessExit(name="worker-2", pid=42, status=-9, held=("task-2",),
+                               log="/logs/worker-2.log", log_tail=("[worker-2] bye",)),),
+    collisions=(ClientIdCollision(client_id="same", processes=("worker-1", "worker-3"),
+                                  takeovers=4),),
+    holders=(Holder(process="worker-1", pid=41, client_id="c1", topic_filter="t/+"),),
     endpoints=("mqtt://a:1", "mqtt://b:2"), task_nodes=(("task-1", 1), ("task-2", 2)),
     task_publishers=(("task-1", "publisher-1", 1), ("task-2", "publisher-2", 1)),
     latency=LatencyRecord(hdr=b"HISTFAAAA\x00\xff", count=1, below_zero=1, above_range=2,

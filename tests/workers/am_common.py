@@ -23,6 +23,8 @@ JOB = os.environ.get("AM_JOB") or "engine"
 TASK = os.environ.get("AM_TASK") or "process-data"
 CONTEXT = os.environ.get("AM_CONTEXT") or "batch1"
 
+WORK_S = float(os.environ.get("AM_WORK_S") or "0")  # the handler's work time per task
+
 READY_OUT = sys.stdout  # the READY line's stream, even once sys.stdout is sent to stderr
 
 
@@ -40,6 +42,8 @@ async def complete(task: Any, data: dict[str, Any]) -> None:
     """The correct task handler: ``task`` is an AetherTask copy bound to the incoming tid."""
     tid = await task.tid()
     log(f"handling {tid} {data}")
+    if WORK_S:
+        await asyncio.sleep(WORK_S)
     await task.complete(True, {"worker": NAME, "pid": os.getpid(), "input": data})
 
 

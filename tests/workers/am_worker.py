@@ -8,6 +8,8 @@ the environment:
     AETHERDIAG_WORKER       this worker's name (default am-worker-<pid>)
     AM_UNION, AM_JOB, AM_TASK, AM_CONTEXT
                             default production / engine / process-data / batch1
+    AM_WORK_S               seconds the handler works on each task before it completes it
+                            (default 0)
 
 The library subscribes (MQTT 3.1.1, QoS 0, clean session) to
 ``$share/{union}_{job}_workgroup/{union}/{job}/{task}/{context}/+/perform``. For each task it
