@@ -6,7 +6,12 @@ and hands it to a builder, which picks a layout for it. ``pairs`` lays out keys 
 a grid whose values fold (never cut with "…"), or as stacked lines (``key  value``, or the
 value indented under its key) when the values would get fewer than ``MIN_VALUE`` cells.
 ``boxed_width`` is the width of a rich ``Table`` whose columns do not wrap, so a builder can
-tell whether a table fits before choosing it.
+tell whether a table fits before choosing it. ``Guarded`` keeps a report's verdict line the
+only line that starts with ``verdict:``, whatever its values hold.
+
+Values from outside (names, topics, task ids, setup values) reach rich here only inside
+``Text`` objects, escaped with ``safe.terminal``: ``pairs`` escapes its keys and its string
+values itself; a ``Text`` value a caller builds is escaped by that caller.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.padding import Padding
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from .safe import terminal
+
 MIN_VALUE = 24  # below this many cells for a grid's values, stacked lines
+VERDICT = "verdict:"  # how a report's verdict line starts; no other line may
 
 
 class Sized:
@@ -35,6 +44,42 @@ class Sized:
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(min(20, options.max_width), options.max_width)
+
+
+class Guarded:
+    """``renderable`` drawn so that none of its lines starts with ``verdict:`` (such a line is
+    moved one cell to the right; what no longer fits goes on a line of its own), except its
+    first line when ``first``: a name at the start of a line, or a long value wrapped at the
+    space before the word, can never pass for the report's verdict line."""
+
+    def __init__(self, renderable: RenderableType, *, first: bool = False) -> None:
+        self.renderable = renderable
+        self.first = first
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        for i, line in enumerate(console.render_lines(self.renderable, options, pad=False)):
+            text = "".join(s.text for s in line if not s.control)
+            if not text.startswith(VERDICT) or (self.first and i == 0):
+                yield from line
+                yield Segment.line()
+                continue
+            moved = [Segment(" "), *line]
+            total = Segment.get_line_length(moved)
+            for part in (Segment.divide(moved, [width, total]) if total > width else [moved]):
+                yield from part
+                yield Segment.line()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.renderable)
+
+
+def verdict_line(verdict: str, code: int) -> Guarded:
+    """``verdict: healthy (exit 0)``, green when the code is 0: the one line of a report that
+    starts with ``verdict:`` (``verdict`` escaped; a long one folds onto lines that do not)."""
+    style = "bold green" if code == 0 else "bold red"
+    return Guarded(Text(f"{VERDICT} {terminal(verdict)} (exit {int(code)})", style=style),
+                   first=True)
 
 
 def boxed_width(heads: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
@@ -87,16 +132,20 @@ def break_paths(text: str, width: int) -> str:
 def pairs(rows: Sequence[tuple[str, str | Text]], width: int, key_style: str = "bold",
           value_style: str = "") -> RenderableType:
     """Keys and values: a grid whose values fold (never cut), or stacked lines when narrow;
-    topics and paths fold after a ``/`` (``break_paths``)."""
-    cells = value_width((k for k, _ in rows), width)
-    values = [v if isinstance(v, Text) else Text(break_paths(v, cells), style=value_style)
+    topics and paths fold after a ``/`` (``break_paths``). Keys and string values are text
+    from outside as far as this knows: escaped with ``safe.terminal``; a ``Text`` value is
+    drawn as given."""
+    keys = [terminal(k) for k, _ in rows]
+    cells = value_width(keys, width)
+    values = [v if isinstance(v, Text) else Text(break_paths(terminal(v), cells),
+                                                 style=value_style)
               for _, v in rows]
-    if room((k for k, _ in rows), width) >= MIN_VALUE:
+    if room(keys, width) >= MIN_VALUE:
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style=key_style, no_wrap=True)
         grid.add_column(overflow="fold")
-        for (key, _), value in zip(rows, values, strict=True):
-            grid.add_row(key, value)
+        for key, value in zip(keys, values, strict=True):
+            grid.add_row(Text(key), value)
         return grid
     return Group(*(stacked(Text(key, style=key_style), value, width)
-                   for (key, _), value in zip(rows, values, strict=True)))
+                   for key, value in zip(keys, values, strict=True)))

@@ -5,6 +5,9 @@ formats: the verdict first, then the checks, a per-worker table with each worker
 tasks, the likely causes and the latency percentiles. It stays small whatever the run: at most
 ``WORKER_ROWS`` worker rows (those with duplicates or repeats first, then in worker order)
 and a line counting the rest. No HTML, no images: the text reads the same in a terminal.
+Every value from outside (names, task ids, topics, details, causes, file names, errors, even
+the verdict of a loaded report) goes through ``safe.markdown`` (``md``), so none can add HTML,
+a link, an image, a table cell or a line.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ..probe.model import ProbeReport, Status, version_label
 from ..replay.outcome import ReplayOutcome, worst_exit_code
 from .fit import share_text
 from .output import latency_line, shorten_tasks
+from .safe import markdown as md
 
 WORKER_ROWS = 20
 FIRST_TASKS = 5
@@ -26,22 +30,17 @@ _STATUS = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status
            Status.SKIP: "➖"}  # noqa: RUF001
 
 
-def _cell(text: object) -> str:
-    """Text safe inside a table cell (pipes escaped, one line)."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
 def _mark(passed: bool | None) -> str:
     return "✅" if passed else ("➖" if passed is None else "❌")  # noqa: RUF001
 
 
 def _verdict(verdict: str, code: int) -> str:
-    return f"{'✅' if code == 0 else '❌'} **{verdict}** (exit {code})"
+    return f"{'✅' if code == 0 else '❌'} **{md(verdict)}** (exit {code})"
 
 
 def report_lines(report: Report, heading: str = "###") -> list[str]:
     """One workers-style report (``workers``, ``watch``, one replay file)."""
-    lines = [f"{heading} {_cell(report.title or 'aetherdiag')}: {_cell(report.target)}", "",
+    lines = [f"{heading} {md(report.title or 'aetherdiag')}: {md(report.target)}", "",
              _verdict(report.verdict, int(report.exit_code)), ""]
     figures = (f"{report.published} published, {report.delivered} delivered "
                f"({report.unique_delivered} distinct), {len(report.cross_worker)} cross-worker "
@@ -51,9 +50,9 @@ def report_lines(report: Report, heading: str = "###") -> list[str]:
     if report.latency_ms:
         lines += [f"latency: {latency_line(report.latency_ms)}", ""]
     if (publishers := publishers_line(report)) is not None:
-        lines += [f"publishers: {_cell(publishers)}", ""]
+        lines += [f"publishers: {md(publishers)}", ""]
     lines += ["| | check | detail |", "|---|---|---|"]
-    lines += [f"| {_mark(c.passed)} | {_cell(c.name)} | {_cell(c.detail)} |"
+    lines += [f"| {_mark(c.passed)} | {md(c.name)} | {md(c.detail)} |"
               for c in report.checks]
     lines.append("")
     rows = report.workers
@@ -64,9 +63,9 @@ def report_lines(report: Report, heading: str = "###") -> list[str]:
                   "|---|--:|--:|--:|--:|--:|---|"]
         for i in shown:
             w = rows[i]
-            lines.append(f"| {_cell(w.name)} | {w.received} | {w.unique} | {w.shared} | "
+            lines.append(f"| {md(w.name)} | {w.received} | {w.unique} | {w.shared} | "
                          f"{w.repeats} | {share_text(w.share)} | "
-                         f"{_cell(shorten_tasks(w.tasks, FIRST_TASKS))} |")
+                         f"{md(shorten_tasks(w.tasks, FIRST_TASKS))} |")
         if len(rows) > len(shown):
             rest = [rows[i].unique for i in range(len(rows)) if i not in set(shown)]
             lines.append("")
@@ -74,7 +73,7 @@ def report_lines(report: Report, heading: str = "###") -> list[str]:
                          "tasks each)")
         lines.append("")
     if report.causes:
-        lines += ["**Likely causes**", ""] + [f"- {_cell(c)}" for c in report.causes] + [""]
+        lines += ["**Likely causes**", ""] + [f"- {md(c)}" for c in report.causes] + [""]
     return lines
 
 
@@ -95,41 +94,41 @@ def replay_summary(outcomes: Sequence[ReplayOutcome],
         for o in outcomes:
             met = sum(1 for e in o.expectations if e.passed)
             lines.append(
-                f"| {_cell(o.file)} | {_cell(o.report.verdict if o.report else 'error')} | "
+                f"| {md(o.file)} | {md(o.report.verdict if o.report else 'error')} | "
                 f"{int(o.exit_code if o.report is None else o.report.exit_code)} | "
                 f"{'-' if o.expected_exit is None else o.expected_exit} | "
                 f"{'not run' if o.report is None else f'{met}/{len(o.expectations)} met'} |")
         lines.append("")
     for o in outcomes:
         if o.report is None:
-            lines += [f"#### {_cell(o.file)}", "", f"❌ not run: {_cell(o.error)}", ""]
+            lines += [f"#### {md(o.file)}", "", f"❌ not run: {md(o.error or '')}", ""]
             continue
         lines += report_lines(shown(o), "####" if len(outcomes) > 1 else "###")
         failed = [e for e in o.expectations if not e.passed]
         if o.expectations:
             lines += [f"expectations: {len(o.expectations) - len(failed)} of "
-                      f"{len(o.expectations)} met" + ("" if not failed else ": " + "; ".join(
-                          f"{e.name} expected {e.expected}, got {e.actual}" for e in failed)),
+                      f"{len(o.expectations)} met" + ("" if not failed else ": " + md("; ".join(
+                          f"{e.name} expected {e.expected}, got {e.actual}" for e in failed))),
                       ""]
     return "\n".join(lines) + "\n"
 
 
 def probe_summary(report: ProbeReport) -> str:
     """The probe: verdict, how $share behaved per version, the strategy, the checks."""
-    lines = [f"### aetherdiag probe: {_cell(report.target)}", "",
+    lines = [f"### aetherdiag probe: {md(report.target)}", "",
              _verdict(report.verdict, int(report.exit_code)), ""]
     for v, b in report.share_behaviour.items():
-        lines.append(f"- MQTT {version_label(v)}: {b or 'not tested'}")
+        lines.append(f"- MQTT {version_label(v)}: {md(b or 'not tested')}")
     g = report.strategy
     if g is not None:
-        lines.append(f"- strategy: {g.label} (confidence {percent(g.confidence)})")
+        lines.append(f"- strategy: {md(g.label)} (confidence {percent(g.confidence)})")
     lines += ["", "| | check | result |", "|---|---|---|"]
-    lines += [f"| {_STATUS[c.status]} | {_cell(c.title)} | {_cell(c.result)} |"
+    lines += [f"| {_STATUS[c.status]} | {md(c.title)} | {md(c.result)} |"
               for c in report.checks]
     return "\n".join(lines) + "\n"
 
 
 def failure_summary(title: str, target: str, message: str, code: ExitCode,
                     verdict: str) -> str:
-    return (f"### {_cell(title)}: {_cell(target)}\n\n{_verdict(verdict, int(code))}\n\n"
-            f"error: {_cell(message)}\n")
+    return (f"### {md(title)}: {md(target)}\n\n{_verdict(verdict, int(code))}\n\n"
+            f"error: {md(message)}\n")

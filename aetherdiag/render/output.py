@@ -4,7 +4,9 @@ How this works: every command writes through ``write`` (table, JSON, JUnit, HTML
 Markdown to stdout or ``--output``), prints its error, warning and interrupted lines through
 the functions here, and shows progress with ``progress``. The report renderers (``report``,
 ``replay``, ``probe``, ``html``, ``markdown``) only build text and rich renderables; nothing
-else in the program prints.
+else in the program prints. A message or label may name a value from outside (a file, a
+client id, a topic): it is printed through ``safe.terminal``, one line with no control
+character, and never handed to rich as markup.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..exitcodes import Abort, ExitCode
+from .safe import terminal
 
 TASK_LIST_LIMIT = 12
 
@@ -115,19 +118,19 @@ class _TrimmedLines(io.TextIOBase):
 
 
 def error(message: str) -> None:
-    """One line on stderr."""
-    print(f"aetherdiag: error: {message}", file=sys.stderr)
+    """One line on stderr (``message`` escaped: ``safe.terminal``)."""
+    print(f"aetherdiag: error: {terminal(message)}", file=sys.stderr)
 
 
 def warning(message: str) -> None:
-    """One line on stderr."""
-    print(f"aetherdiag: warning: {message}", file=sys.stderr)
+    """One line on stderr (``message`` escaped: ``safe.terminal``)."""
+    print(f"aetherdiag: warning: {terminal(message)}", file=sys.stderr)
 
 
 def hint(message: str) -> None:
     """One line on stderr that is not an error (``aetherdiag: hint: ...``); ``message``
-    starts with ``hint:``."""
-    print(f"aetherdiag: {message}", file=sys.stderr)
+    starts with ``hint:`` (escaped: ``safe.terminal``)."""
+    print(f"aetherdiag: {terminal(message)}", file=sys.stderr)
 
 
 def interrupted() -> None:
@@ -139,17 +142,19 @@ def interrupted() -> None:
 def progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
     """A progress bar on stderr, drawn only when ``enabled`` and stderr is a terminal.
 
-    Yields ``update(published, delivered)``.
+    Yields ``update(published, delivered)``. ``label`` may be a file's name: it is shown as
+    text (``safe.terminal``), never read as markup.
     """
     console = Console(file=sys.stderr)
     if not enabled or not console.is_terminal:
         yield lambda published, delivered: None
         return
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[delivered]} delivered"), TimeElapsedColumn(),
-                   console=console, transient=True)
+    bar = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                   MofNCompleteColumn(),
+                   TextColumn("{task.fields[delivered]} delivered", markup=False),
+                   TimeElapsedColumn(), console=console, transient=True)
     with bar:
-        task = bar.add_task(label, total=total, delivered=0)
+        task = bar.add_task(terminal(label), total=total, delivered=0)
 
         def update(published: int, delivered: int) -> None:
             bar.update(task, completed=published, delivered=delivered)

@@ -7,7 +7,10 @@ failures and "skip" rows as skipped, "warn" rows pass with the warning in system
 With several endpoints the summary names each node and the JSON ``endpoints`` lists them
 (node 1 first); the cross-node checks are ordinary rows. A probe that could not run at all
 (unreachable broker, usage error) still leaves a document in the requested format:
-``render_failure`` (same schema, no checks, an ``error`` and the exit code).
+``render_failure`` (same schema, no checks, an ``error`` and the exit code). The target,
+endpoints, errors and check texts are escaped for each format (``safe``): in ``Text`` via
+``safe.terminal`` for the table (the verdict line ``Guarded`` as the only one starting with
+``verdict:``), ``safe.xml_document`` for JUnit.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 from ..probe.fingerprint import percent
 from ..probe.model import ProbeReport, Status, version_label
-from .blocks import Sized, pairs, stacked
+from .blocks import Guarded, Sized, pairs, stacked, verdict_line
 from .output import Format, write
+from .safe import terminal, xml_document
 
 SCHEMA = "aetherdiag.probe/1"
 
@@ -121,8 +125,7 @@ def to_junit(report: ProbeReport) -> str:
             out = ET.SubElement(case, "system-out")
             prefix = "WARNING: " if c.status is Status.WARN else ""
             out.text = f"{prefix}{c.result}: {c.evidence}"
-    ET.indent(suite)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+    return xml_document(suite)
 
 
 def failure_dict(target: str, message: str, code: int, duration_s: float = 0.0
@@ -155,8 +158,7 @@ def failure_junit(target: str, message: str, code: int, duration_s: float = 0.0)
         "classname": "aetherdiag.probe", "name": "probe: run", "time": f"{duration_s:.3f}"})
     error_el = ET.SubElement(case, "error", {"message": message, "type": f"exit {int(code)}"})
     error_el.text = message
-    ET.indent(suite)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+    return xml_document(suite)
 
 
 def render_failure(target: str, message: str, code: int, fmt: Format,
@@ -167,7 +169,8 @@ def render_failure(target: str, message: str, code: int, fmt: Format,
                                        indent=2) + "\n",
           junit_text=lambda: failure_junit(target, message, code, duration_s),
           draw=lambda console: console.print(
-              Text(f"target: {target}\nverdict: error: {message} (exit {int(code)})")),
+              Guarded(Text(f"target: {terminal(target)}")),
+              verdict_line(f"error: {message}", code)),
           width=160)
 
 
@@ -200,10 +203,9 @@ def _parts(report: ProbeReport, width: int) -> list[RenderableType]:
     parts: list[RenderableType] = [pairs(summary, width)]
     parts += [_checks_table(report)] if width >= TABLE_MIN else _check_blocks(report, width)
     if report.notes:
-        parts.append(Text("notes: " + "; ".join(report.notes), style="yellow"))
-    style = "bold green" if report.exit_code == 0 else "bold red"
-    parts.append(Text(f"verdict: {report.verdict} (exit {int(report.exit_code)})", style=style))
-    return parts
+        parts.append(Text("notes: " + "; ".join(terminal(n) for n in report.notes),
+                          style="yellow"))
+    return [Guarded(Group(*parts)), verdict_line(report.verdict, report.exit_code)]
 
 
 def _checks_table(report: ProbeReport) -> Table:
@@ -215,9 +217,10 @@ def _checks_table(report: ProbeReport) -> Table:
     for c in report.checks:
         mark, style = _MARK[c.status]
         result = Text()
-        result.append(f"{mark} {c.result}", style=style)
-        result.append(f"\n{c.evidence}", style="dim")
-        rows.add_row(c.title, result, Text(c.spec, style="dim"), c.meaning)
+        result.append(f"{mark} {terminal(c.result)}", style=style)
+        result.append(f"\n{terminal(c.evidence)}", style="dim")
+        rows.add_row(Text(terminal(c.title)), result, Text(terminal(c.spec), style="dim"),
+                     Text(terminal(c.meaning)))
     return rows
 
 
@@ -227,10 +230,11 @@ def _check_blocks(report: ProbeReport, width: int) -> list[RenderableType]:
     out: list[RenderableType] = [Text("checks", style="italic")]
     for c in report.checks:
         mark, style = _MARK[c.status]
-        head = Text.assemble((f"{mark} ", style), (c.title, "bold"))
-        out.append(stacked(head, Text(c.result, style=style), width))
-        lines = [Text(c.evidence, style="dim"), Text(f"spec: {c.spec}", style="dim"),
-                 Text(f"meaning: {c.meaning}")]
+        head = Text.assemble((f"{mark} ", style), (terminal(c.title), "bold"))
+        out.append(stacked(head, Text(terminal(c.result), style=style), width))
+        lines = [Text(terminal(c.evidence), style="dim"),
+                 Text(f"spec: {terminal(c.spec)}", style="dim"),
+                 Text(f"meaning: {terminal(c.meaning)}")]
         body = Text("\n", overflow="fold").join(line for line in lines if line.plain.strip())
         out.append(Padding(body, (0, 0, 0, 2)))
     return out
@@ -253,7 +257,7 @@ def status(enabled: bool) -> Iterator[Callable[[str], None]]:
     if not enabled or not console.is_terminal:
         yield lambda _text: None
         return
-    with console.status("probing") as spinner:
-        yield lambda text: spinner.update(f"probing: {text}")
+    with console.status(Text("probing")) as spinner:
+        yield lambda text: spinner.update(Text(f"probing: {terminal(text)}"))
 
 

@@ -10,7 +10,10 @@ schema ``aetherdiag.report/1`` plus a ``scenario`` section), several files give 
 such objects in the order given. JUnit: a ``<testsuites>`` document with one ``<testsuite>``
 per file (one test case per check, expectations included; under ``--check-expect`` the run's
 own failed checks are reported as skipped, since the expectations decide). Commands never
-import rich.
+import rich. File names, descriptions, errors and expectation values are text from outside:
+``safe.terminal`` inside ``Text`` for the table (``Guarded`` around the lines that carry them,
+so no line but a report's verdict line starts with ``verdict:``), ``safe.xml_document`` for
+JUnit.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from ..analysis import Check, Report
 from ..exitcodes import ExitCode
 from ..replay.outcome import RUN_FAILURES, ExpectResult, ReplayOutcome, worst_exit_code
 from . import report as render
-from .blocks import Sized, boxed_width, pairs
+from .blocks import Guarded, Sized, boxed_width, pairs
 from .output import Format, write
+from .safe import terminal, xml_document
 
 __all__ = ["outcome_dict", "render_outcomes", "shown", "to_json", "to_junit"]
 
@@ -126,8 +130,7 @@ def to_junit(outcomes: Sequence[ReplayOutcome]) -> str:
     suites.set("tests", str(tests))
     suites.set("failures", str(failures))
     suites.set("errors", str(errors))
-    ET.indent(suites)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+    return xml_document(suites)
 
 
 def _judged(o: ReplayOutcome) -> Report:
@@ -155,7 +158,7 @@ def _judged(o: ReplayOutcome) -> Report:
 def expectation_line(o: ReplayOutcome) -> Text:
     """``expectations: all 7 met (exit 1 as expected)`` or what did not hold."""
     if o.report is None:
-        return Text(f"not run: {o.error}", style="bold red")
+        return Text(f"not run: {terminal(o.error or '')}", style="bold red")
     if not o.expectations:
         return Text("expectations: the file has no expect block", style="dim")
     failed = [e for e in o.expectations if not e.passed]
@@ -165,7 +168,8 @@ def expectation_line(o: ReplayOutcome) -> Text:
             + (f", expected {o.expected_exit}" if o.expected_exit is not None else ""))
     if not failed:
         return Text(f"expectations: all {len(o.expectations)} met ({code})", style="green")
-    listed = "; ".join(f"{e.name} expected {e.expected}, got {e.actual}" for e in failed)
+    listed = terminal("; ".join(f"{e.name} expected {e.expected}, got {e.actual}"
+                                for e in failed))
     return Text(f"expectations: {len(failed)} of {len(o.expectations)} NOT met ({code}): "
                 f"{listed}", style="bold red")
 
@@ -174,16 +178,17 @@ def summary(outcomes: Sequence[ReplayOutcome]) -> Sized:
     """One row per file (shown when several files were replayed): a table when it fits the
     width, else one line per file, so a file name is never cut."""
     heads = ("file", "verdict", "exit", "expected", "expectations")
-    rows: list[tuple[str, str, str, str, Text]] = []
+    rows: list[tuple[str, str, str, str, Text]] = []  # file and verdict escaped (terminal)
     for o in outcomes:
         expected = "-" if o.expected_exit is None else str(o.expected_exit)
         if o.report is None:
-            rows.append((o.file, "error", str(int(o.exit_code)), expected,
+            rows.append((terminal(o.file), "error", str(int(o.exit_code)), expected,
                          Text("not run", style="bold red")))
             continue
         met = sum(1 for e in o.expectations if e.passed)
         ok = met == len(o.expectations)
-        rows.append((o.file, o.report.verdict, str(int(o.report.exit_code)), expected,
+        rows.append((terminal(o.file), terminal(o.report.verdict),
+                     str(int(o.report.exit_code)), expected,
                      Text(f"{met}/{len(o.expectations)} met",
                           style="green" if ok else "bold red")))
 
@@ -198,7 +203,7 @@ def summary(outcomes: Sequence[ReplayOutcome]) -> Sized:
                 t.add_column(col, justify="right" if col in ("exit", "expected") else "left",
                              no_wrap=True)
             for r in rows:
-                t.add_row(r[0], verdict(r), *r[2:])
+                t.add_row(Text(r[0]), verdict(r), Text(r[2]), Text(r[3]), r[4])
             return [t]
         return [title, pairs([(r[0], Text.assemble(
             verdict(r), f", exit {r[2]}, expected {r[3]}, ", r[4])) for r in rows], width)]
@@ -221,14 +226,14 @@ def _draw(console: Console, outcomes: Sequence[ReplayOutcome]) -> None:
     several = len(outcomes) > 1
     for o in outcomes:
         if several:
-            console.rule(o.file)
+            console.rule(Text(terminal(o.file)))
         if o.description:
-            console.print(Text(o.description, style="italic"))
+            console.print(Guarded(Text(terminal(o.description), style="italic")))
         if o.report is not None:
             console.print(render.table(shown(o)))
-        console.print(expectation_line(o))
+        console.print(Guarded(expectation_line(o)))
     if several:
-        console.print(summary(outcomes))
+        console.print(Guarded(summary(outcomes)))
         code = worst_exit_code(o.exit_code for o in outcomes)
         mode = "expectations (--check-expect)" if outcomes[0].check_expect else "verdicts"
         console.print(Text(f"exit {int(code)}: the lowest non-zero code of the files' {mode}",

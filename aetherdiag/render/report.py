@@ -4,7 +4,8 @@ XML (and a failed run's document); HTML and Markdown come from ``html`` and ``ma
 How this works: commands hand a frozen ``Report`` to ``render(report, fmt)`` and never import
 rich themselves; ``output.write`` puts the chosen format where it belongs. The JSON layout is
 the documented, stable schema (``SCHEMA``); JUnit has one test case per check so CI systems
-show the verdict natively.
+show the verdict natively. Text from outside is escaped for each format (``safe``): JSON
+keeps it raw, JUnit goes through ``safe.xml_document``, the table through ``safe.terminal``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..exitcodes import ExitCode
 from .blocks import Sized
 from .output import Format, shorten_tasks, write
 from .report_view import report_view
+from .safe import terminal, xml_document
 
 SCHEMA = "aetherdiag.report/1"
 
@@ -166,15 +168,13 @@ def render_failure(title: str, target: str, message: str, code: ExitCode, fmt: F
     has nothing to add to the error line on stderr)."""
     if fmt is Format.table:
         if output is not None:
-            output.write(f"{title}: {target}\nerror: {message}\n"
+            output.write(f"{terminal(title)}: {terminal(target)}\nerror: {terminal(message)}\n"
                          f"verdict: {FAILURE_VERDICTS.get(code, code.name.lower())} "
                          f"(exit {int(code)})\n")
         return
 
     def junit() -> str:
-        suite = failure_suite(title, target, message, code)
-        ET.indent(suite)
-        return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+        return xml_document(failure_suite(title, target, message, code))
 
     from . import html, markdown
 
@@ -191,9 +191,7 @@ def to_json(report: Report) -> str:
 
 
 def to_junit(report: Report) -> str:
-    suite = junit_suite(report)
-    ET.indent(suite)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+    return xml_document(junit_suite(report))
 
 
 def junit_suite(report: Report) -> ET.Element:

@@ -13,6 +13,9 @@ draws it, and then every part is built for that width:
 - summary lines listing tasks or workers are bounded whatever the run's size.
 
 Nothing here decides a figure or a verdict: it only lays out what ``analysis`` reported.
+Names, task ids, topics, details, notes and causes are text from outside: each reaches rich
+inside a ``Text``, escaped with ``safe.terminal`` (lists before they are fitted to a width),
+and the body is ``Guarded`` so the verdict line is the only line starting with ``verdict:``.
 """
 
 from __future__ import annotations
@@ -29,9 +32,19 @@ from rich.text import Text
 
 from ..analysis import Check, Report, WorkerRow
 from ..analysis.ordering import publishers_line, summary_line
-from .blocks import MIN_VALUE, Sized, boxed_width, pairs, stacked, value_width
+from .blocks import (
+    MIN_VALUE,
+    Guarded,
+    Sized,
+    boxed_width,
+    pairs,
+    stacked,
+    value_width,
+    verdict_line,
+)
 from .fit import duplicate_examples, fit_names, fit_tasks, lines_needed, share_text, some_names
 from .output import latency_line
+from .safe import terminal
 
 MIN_TASKS = 24  # below this many cells for the tasks column, one block per worker
 SUMMARY_LINES = 2  # lines a summary row's task or worker list may take
@@ -43,8 +56,10 @@ def report_view(report: Report) -> Sized:
 
 
 def parts(report: Report, width: int) -> list[RenderableType]:
-    """Every part of the report, top to bottom, for ``width`` cells."""
-    out: list[RenderableType] = [Text(f"{report.title}: {report.target}", style="bold")]
+    """Every part of the report, top to bottom, for ``width`` cells: the body, then the
+    verdict line (both ``Guarded``)."""
+    out: list[RenderableType] = [Text(terminal(f"{report.title}: {report.target}"),
+                                      style="bold")]
     if report.context:
         out.append(pairs(report.context, width, key_style="dim", value_style="dim"))
     out.append(workers_view(report, width))
@@ -55,16 +70,15 @@ def parts(report: Report, width: int) -> list[RenderableType]:
         tl = Table(title="timeline", title_justify="left", show_header=False)
         tl.add_column(overflow="fold")
         for line in report.timeline:
-            tl.add_row(line)
+            tl.add_row(Text(terminal(line)))
         out.append(tl)
     if report.notes:
-        out.append(Text("notes: " + "; ".join(report.notes), style="yellow"))
+        out.append(Text("notes: " + "; ".join(terminal(n) for n in report.notes),
+                        style="yellow"))
     if report.causes:
-        out.append(Panel("\n".join(f"• {c}" for c in report.causes), title="likely causes",
-                         title_align="left", border_style="yellow"))
-    style = "bold green" if report.exit_code == 0 else "bold red"
-    out.append(Text(f"verdict: {report.verdict} (exit {int(report.exit_code)})", style=style))
-    return out
+        out.append(Panel(Text("\n".join(f"• {terminal(c)}" for c in report.causes)),
+                         title="likely causes", title_align="left", border_style="yellow"))
+    return [Guarded(Group(*out)), verdict_line(report.verdict, report.exit_code)]
 
 
 # -- workers -----------------------------------------------------------------------------------
@@ -78,7 +92,7 @@ def _columns(report: Report) -> list[tuple[str, list[Text], str]]:
     if len(report.nodes) > 1:
         cols.append(("node", [Text(str(w.node)) for w in rows], "right"))
     if len({w.pool for w in rows}) > 1:
-        cols.append(("pool", [Text(w.pool) for w in rows], "left"))
+        cols.append(("pool", [Text(terminal(w.pool)) for w in rows], "left"))
     cols += [
         ("received", [Text(str(w.received)) for w in rows], "right"),
         ("unique", [Text(str(w.unique), style="red" if _everything(report, w) else "")
@@ -98,21 +112,28 @@ def _everything(report: Report, w: WorkerRow) -> bool:
     return w.unique == report.published and len(report.workers) > 1 and report.published > 0
 
 
+def _ids(items: Sequence[str]) -> list[str]:
+    """Task ids or names as the terminal shows them (``safe.terminal``), ready to be fitted."""
+    return [terminal(i) for i in items]
+
+
 def _tasks(report: Report, w: WorkerRow, width: int, lines: int) -> Text:
-    return Text(fit_tasks(w.tasks, width, lines), style="red" if _everything(report, w) else "")
+    return Text(fit_tasks(_ids(w.tasks), width, lines),
+                style="red" if _everything(report, w) else "")
 
 
 def workers_view(report: Report, width: int) -> RenderableType:
     """The per-worker table, or one block per worker when the tasks column would be narrow."""
     cols = _columns(report)
-    name_w = max([cell_len("worker"), *(cell_len(w.name) for w in report.workers)])
+    names = _ids([w.name for w in report.workers])
+    name_w = max([cell_len("worker"), *(cell_len(n) for n in names)])
     fixed = name_w + sum(max([cell_len(h), *(cell_len(c.plain) for c in cells)])
                          for h, cells, _ in cols)
     n = len(cols) + 2
     tasks_w = width - fixed - 3 * n - 1  # a box line before each column and at the end, padding
     if tasks_w < MIN_TASKS:
         return _blocks(report, width, name_w)
-    lines = 1 if all(lines_needed(fit_tasks(w.tasks, tasks_w, 1), tasks_w) <= 1
+    lines = 1 if all(lines_needed(fit_tasks(_ids(w.tasks), tasks_w, 1), tasks_w) <= 1
                      for w in report.workers) else 2
     table = Table(expand=False, show_lines=False)
     table.add_column("worker", style="bold", no_wrap=True)
@@ -120,8 +141,8 @@ def workers_view(report: Report, width: int) -> RenderableType:
         table.add_column(header, justify="right" if justify == "right" else "left",
                          no_wrap=True)
     table.add_column("tasks", overflow="fold", max_width=tasks_w)
-    for i, w in enumerate(report.workers):
-        table.add_row(w.name, *(cells[i] for _, cells, _ in cols),
+    for i, (w, name) in enumerate(zip(report.workers, names, strict=True)):
+        table.add_row(Text(name), *(cells[i] for _, cells, _ in cols),
                       _tasks(report, w, tasks_w, lines))
     return table
 
@@ -141,15 +162,16 @@ def _blocks(report: Report, width: int, name_w: int) -> RenderableType:
                          else cell if header == "share" else Text.assemble(cell, f" {header}"))
         details.append(Text.assemble(_joined(items, tasks_w), "\n",
                                      _tasks(report, w, tasks_w, 2), overflow="fold"))
+    names = _ids([w.name for w in report.workers])
     if beside:
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(overflow="fold")
-        for w, detail in zip(report.workers, details, strict=True):
-            grid.add_row(w.name, detail)
+        for name, detail in zip(names, details, strict=True):
+            grid.add_row(Text(name), detail)
         return grid
-    return Group(*(part for w, detail in zip(report.workers, details, strict=True) for part in (
-        Text(w.name, style="bold", overflow="fold"), Padding(detail, (0, 0, 0, 2)))))
+    return Group(*(part for name, detail in zip(names, details, strict=True) for part in (
+        Text(name, style="bold", overflow="fold"), Padding(detail, (0, 0, 0, 2)))))
 
 
 def _joined(items: Sequence[Text], width: int) -> Text:
@@ -175,18 +197,19 @@ def nodes_view(report: Report, width: int) -> RenderableType:
     fits, else one line per node."""
     heads = ("node", "endpoint", "workers", "published", "delivered", "distinct",
              "idle workers")
-    rows = [(str(f.node), f.endpoint, str(f.workers), str(f.published), str(f.delivered),
-             str(f.unique), some_names(f.idle_workers, 8)) for f in report.nodes]
+    rows = [(str(f.node), terminal(f.endpoint), str(f.workers), str(f.published),
+             str(f.delivered), str(f.unique), terminal(some_names(f.idle_workers, 8)))
+            for f in report.nodes]
     if boxed_width(heads, rows) <= width:
         nodes = Table(expand=False, show_lines=False)
         for name in heads:
             nodes.add_column(name, justify="left" if name in ("endpoint", "idle workers")
                              else "right", no_wrap=True)
         for r in rows:
-            nodes.add_row(*r[:-1], Text(r[-1], style="red") if r[-1] else "")
+            nodes.add_row(*(Text(c) for c in r[:-1]), Text(r[-1], style="red"))
         return nodes
     return pairs([(f"node {f.node}", Text.assemble(
-        f"{f.endpoint}: {f.workers} workers, {f.published} published, {f.delivered} "
+        f"{r[1]}: {f.workers} workers, {f.published} published, {f.delivered} "
         f"delivered, {f.unique} distinct",
         ("; idle: " + r[-1], "red") if f.idle_workers else "")) for f, r in zip(
             report.nodes, rows, strict=True)], width)
@@ -217,27 +240,28 @@ def summary_view(report: Report, width: int) -> RenderableType:
         return _count(n, ": " + text)
 
     b = report.balance
+    examples = terminal(duplicate_examples(report.cross_worker))  # no width to fit: escaped after
     rows: list[tuple[str, str | Text]] = [
         ("published", str(report.published)),
         ("delivered", f"{report.delivered} ({report.unique_delivered} distinct tasks)"),
-        ("cross-worker duplicates", _count(len(report.cross_worker),
-                                           f" ({duplicate_examples(report.cross_worker)})")),
+        ("cross-worker duplicates", _count(len(report.cross_worker), f" ({examples})")),
         ("same-worker repeats", _count(report.repeats, f" ({report.repeats_dup} DUP "
                                        f"redeliveries, {report.repeats_fresh} fresh copies)")),
-        ("missing", listed(len(report.missing), fit_tasks(report.missing, vw - 6, lines, 8))),
+        ("missing", listed(len(report.missing), fit_tasks(_ids(report.missing), vw - 6, lines,
+                                                          8))),
     ]
     if report.unsent:
         rows.append(("not sent", listed(len(report.unsent), fit_tasks(
-            [t for t, _ in report.unsent], vw - 6, lines, 8))))
+            _ids([t for t, _ in report.unsent]), vw - 6, lines, 8))))
     if report.unfinished:
         rows.append(("unfinished", listed(len(report.unfinished), fit_tasks(
-            [f"{t} ({w})" for w, t in report.unfinished], vw - 6, lines, 8))))
+            _ids([f"{t} ({w})" for w, t in report.unfinished]), vw - 6, lines, 8))))
     if report.connection_lost:
         rows.append(("connection lost", listed(len(report.connection_lost), fit_names(
-            report.connection_lost, vw - 6, lines))))
+            _ids(report.connection_lost), vw - 6, lines))))
     if report.steps_not_run:
         rows.append(("steps not run", listed(len(report.steps_not_run), fit_tasks(
-            report.steps_not_run, vw - 6, lines, 4, noun="steps"))))
+            _ids(report.steps_not_run), vw - 6, lines, 4, noun="steps"))))
     if report.foreign:
         rows.append(("foreign messages", Text(
             f"{report.foreign} not published by this run (another publisher on these topics)",
@@ -268,15 +292,17 @@ def checks_view(checks: Sequence[Check], width: int) -> RenderableType:
         return Text("✔", style="green") if c.passed else (
             Text("-", style="dim") if c.passed is None else Text("✘", style="bold red"))
 
-    name_w = max((cell_len(c.name) for c in checks), default=0)
+    names = _ids([c.name for c in checks])
+    details = _ids([c.detail for c in checks])
+    name_w = max((cell_len(n) for n in names), default=0)
     if width - name_w - 3 >= MIN_VALUE:
         grid = Table.grid(padding=(0, 1))
         grid.add_column(no_wrap=True)
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(overflow="fold")
-        for c in checks:
-            grid.add_row(mark(c), c.name, c.detail)
+        for c, name, detail in zip(checks, names, details, strict=True):
+            grid.add_row(mark(c), Text(name), Text(detail))
         return grid
-    rows: list[Any] = [stacked(Text.assemble(mark(c), " ", (c.name, "bold")), Text(c.detail),
-                               width) for c in checks]
+    rows: list[Any] = [stacked(Text.assemble(mark(c), " ", (name, "bold")), Text(detail), width)
+                       for c, name, detail in zip(checks, names, details, strict=True)]
     return Group(*rows)

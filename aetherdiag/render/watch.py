@@ -19,14 +19,16 @@ from rich.table import Table
 from rich.text import Text
 
 from ..watch.tracker import Snapshot
+from .safe import terminal
 
 _LABELS = {"multi": "processed twice", "repeat": "same worker again", "stalled": "stalled",
            "resent": "resent", "collision": "tid collision"}
 
 
 def view(snapshot: Snapshot, title: str) -> Group:
-    """The renderable of one snapshot."""
-    head = Text(f"{title}  ", style="bold")
+    """The renderable of one snapshot. Client ids, task ids and finding texts come off the
+    wire: each is shown as ``Text`` escaped with ``safe.terminal``, never as markup."""
+    head = Text(f"{terminal(title)}  ", style="bold")
     head.append(f"{snapshot.elapsed:.0f} s, {snapshot.tasks} tasks", style="")
     if snapshot.forgotten:
         head.append(f", {snapshot.forgotten} forgotten", style="dim")
@@ -36,7 +38,7 @@ def view(snapshot: Snapshot, title: str) -> Group:
     workers.add_column("worker", style="bold")
     workers.add_column("tasks", justify="right")
     for name, count in snapshot.workers:
-        workers.add_row(name, str(count))
+        workers.add_row(Text(terminal(name)), Text(str(count)))
     if not snapshot.workers:
         workers.add_row(Text("(no answers yet)", style="dim"), "")
     counts = Text()
@@ -44,8 +46,9 @@ def view(snapshot: Snapshot, title: str) -> Group:
         counts.append(f"{_LABELS[kind]} {n}   ", style="bold red" if n else "green")
     parts: list[Text | Table] = [head, workers, counts]
     for finding in snapshot.recent:
-        parts.append(Text(f"{finding.at:8.1f} s  {_LABELS[finding.kind]:<18} {finding.tid}: "
-                          f"{finding.text}", style="red", overflow="ellipsis", no_wrap=True))
+        parts.append(Text(f"{finding.at:8.1f} s  {_LABELS[finding.kind]:<18} "
+                          f"{terminal(finding.tid)}: {terminal(finding.text)}", style="red",
+                          overflow="ellipsis", no_wrap=True))
     return Group(*parts)
 
 
