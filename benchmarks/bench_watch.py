@@ -8,13 +8,17 @@ hour (default 0.1: 6 minutes, 360,000 tasks). Three workers share the tasks roun
 1,000th task is answered by two workers, so findings are exercised too.
 
 Printed: messages/s processed (a run without tracemalloc), then, from a second run under
-tracemalloc, the memory held by the tracker and the live tasks it keeps at 10%, 50% and 100%
-of the run, and the peak. With ``--forget-after`` 60 s the live set is ~60 s of tasks, so the
-held memory levels off once the run is longer than that and does not grow with its length.
+tracemalloc, the memory held by the tracker, the live tasks and the finished-task memory's
+entries at 10%, 50% and 100% of the run, and the peak. With ``--forget-after`` 60 s the live
+set is ~60 s of tasks; every task forgotten leaves a compact entry in the finished-task memory
+(so a late second answer is still recognised), which grows until ``--max-finished`` entries
+(default 1,000,000) and then stays there: the held memory is bounded by both limits, not by the
+length of the run.
 
     python benchmarks/bench_watch.py                  # 6 simulated minutes
     python benchmarks/bench_watch.py --scale 1        # the full hour (several minutes)
     python benchmarks/bench_watch.py --rate 5000 --forget-after 10
+    python benchmarks/bench_watch.py --max-finished 100000   # see the bound reached
 """
 
 from __future__ import annotations
@@ -42,12 +46,14 @@ STATUS = [payload("status", f"w{i}", 0) for i in range(4)]
 COMPLETE = [payload("complete", f"w{i}", 100) for i in range(4)]
 
 
-def run(tasks: int, rate: float, forget_after: float, marks: tuple[float, ...],
-        traced: bool) -> tuple[float, int, list[tuple[float, int, int]]]:
-    """(seconds, messages, [(fraction, bytes held, live tasks)] at each mark)."""
+def run(tasks: int, rate: float, forget_after: float, max_finished: int,
+        marks: tuple[float, ...], traced: bool
+        ) -> tuple[float, int, list[tuple[float, int, int, int]]]:
+    """(seconds, messages, [(fraction, bytes held, live tasks, finished entries)] at each
+    mark)."""
     watched = AetherMagicWatch()
-    tracker = Tracker(Limits(forget_after=forget_after))
-    samples: list[tuple[float, int, int]] = []
+    tracker = Tracker(Limits(forget_after=forget_after, max_finished=max_finished))
+    samples: list[tuple[float, int, int, int]] = []
     todo = [int(tasks * m) for m in marks]
     messages = 0
     next_tick = 0.0
@@ -55,7 +61,7 @@ def run(tasks: int, rate: float, forget_after: float, marks: tuple[float, ...],
     started = time.perf_counter()
     for n in range(tasks):
         at = n / rate
-        tid = f"{n:012x}"
+        tid = f"{n:036x}"  # as long as a UUID
         worker = n % 3
         steps = [(f"{BASE}/{tid}/perform", PERFORM), (f"{BASE}/{tid}/status", STATUS[worker]),
                  (f"{BASE}/{tid}/complete", COMPLETE[worker])]
@@ -72,7 +78,8 @@ def run(tasks: int, rate: float, forget_after: float, marks: tuple[float, ...],
         if todo and n + 1 == todo[0]:
             todo.pop(0)
             held = tracemalloc.get_traced_memory()[0] if traced else 0
-            samples.append(((n + 1) / tasks, held, len(tracker._tasks)))
+            samples.append(((n + 1) / tasks, held, len(tracker._tasks),
+                            len(tracker._finished)))
     elapsed = time.perf_counter() - started
     summary = tracker.summary(tasks / rate)
     assert summary.counts["multi"] == tasks // 1000, summary.counts
@@ -85,23 +92,27 @@ def main() -> None:
                         help="fraction of the 1-hour watch (default 0.1)")
     parser.add_argument("--rate", type=float, default=1000.0, help="tasks per second")
     parser.add_argument("--forget-after", type=float, default=60.0)
+    parser.add_argument("--max-finished", type=int, default=Limits().max_finished)
     args = parser.parse_args()
     tasks = int(3600 * args.rate * args.scale)
     marks = (0.1, 0.5, 1.0)
     print(f"simulated watch: {tasks / args.rate:,.0f} s at {args.rate:,.0f} tasks/s = "
-          f"{tasks:,} tasks, --forget-after {args.forget_after:g} s")
-    elapsed, messages, _ = run(tasks, args.rate, args.forget_after, marks, traced=False)
+          f"{tasks:,} tasks, --forget-after {args.forget_after:g} s, --max-finished "
+          f"{args.max_finished:,}")
+    elapsed, messages, _ = run(tasks, args.rate, args.forget_after, args.max_finished, marks,
+                               traced=False)
     print(f"throughput: {messages:,} messages in {elapsed:.1f} s = "
           f"{messages / elapsed:,.0f} messages/s ({messages / elapsed / 3:,.0f} tasks/s)")
     tracemalloc.start()
     try:
-        _, _, samples = run(tasks, args.rate, args.forget_after, marks, traced=True)
+        _, _, samples = run(tasks, args.rate, args.forget_after, args.max_finished, marks,
+                            traced=True)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    for fraction, held, live in samples:
+    for fraction, held, live, finished in samples:
         print(f"  at {fraction:4.0%} of the run: {held / 1e6:7.1f} MB held, "
-              f"{live:,} live tasks")
+              f"{live:,} live tasks, {finished:,} finished entries")
     print(f"tracemalloc peak: {peak / 1e6:.1f} MB")
 
 

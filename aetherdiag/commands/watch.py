@@ -19,9 +19,10 @@ from ..harness.clients import BrokerUnreachable
 from ..mqtt.protocol import parse_protocol
 from ..render import watch as live_view
 from ..watch.events import AetherMagicWatch, GenericWatch, Watched
-from ..watch.judge import judge
-from ..watch.record import Ended, Recorder, RecordError, read
-from ..watch.tracker import Limits, Tracker
+from ..watch.judge import Ended as EndedHow
+from ..watch.judge import judge, no_tasks_hint, observed, pool_seen
+from ..watch.record import Ended, Header, Recorder, RecordError, read
+from ..watch.tracker import FINISHED_ENTRY_BYTES, Limits, Summary, Tracker
 from . import common
 
 EPILOG = """Examples:
@@ -36,12 +37,17 @@ EPILOG = """Examples:
 
 watch only subscribes (plain, never $share), so the pool is untouched. Without --duration
 or --tasks it runs until Ctrl-C, then prints the report. A live table is shown on stderr
-when it is a terminal.
+when it is a terminal. Retained messages (stale state the broker kept from before the watch)
+are ignored and counted, never taken for live tasks. A task finished and forgotten
+(--forget-after) stays in the finished-task memory (--max-finished tasks, about 320 bytes
+each), so a second worker answering it later is still a duplicate.
 
-Exit codes: 0 healthy (also when no task was seen: verdict "no tasks observed"),
-1 processed more than once (by two workers, twice by one, or a tid reused), 2 usage or a bad
---input file, 3 broker unreachable or lost, 4 stalled, 5 imbalance, 8 internal error,
-130 interrupted (the report is still printed).
+Exit codes: 0 healthy, 1 processed more than once (by two workers, twice by one, or a tid
+reused), 2 usage or a bad --input file, 3 broker unreachable or lost, 4 stalled,
+5 imbalance, 7 incomplete (no task seen at all: verdict "no tasks observed", with a hint
+naming the filters; or an --input recording cut off before its end), 8 internal error,
+130 interrupted (the report is still printed). The lowest non-zero code wins; 130 always
+wins.
 """
 
 TITLE = "aetherdiag watch"
@@ -81,7 +87,13 @@ def command(
         help="A perform with no status within SECONDS is stalled."),
     forget_after: float = typer.Option(
         60.0, "--forget-after", min=0.0, max=86_400, callback=common.finite, metavar="SECONDS",
-        help="Forget a task SECONDS after it finished (bounded memory; counted as forgotten)."),
+        help="Forget a task SECONDS after it finished (bounded memory; counted as forgotten; "
+        "the finished-task memory still recognises a later answer to it)."),
+    max_finished: int = typer.Option(
+        1_000_000, "--max-finished", metavar="N", min=1, max=1_000_000_000,
+        help=f"Finished tasks remembered after they are forgotten, so a late second answer is "
+        f"still a duplicate (about {FINISHED_ENTRY_BYTES} bytes each; beyond N the oldest "
+        "are dropped and the report says so)."),
     max_imbalance: float = typer.Option(1.5, "--max-imbalance", min=1.0, callback=common.finite,
                                         help="Largest max/min split allowed."),
     record: Path | None = typer.Option(
@@ -111,6 +123,7 @@ def command(
                        worker_field)
     tls = common.TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
     limits = Limits(stall_after=stall_after, forget_after=forget_after,
+                    max_finished=max_finished,
                     expects_replies=not isinstance(watched, GenericWatch)
                     or watched.expects_replies)
     setup = (("profile", watched.profile), ("filters", ", ".join(watched.filters())),
@@ -123,7 +136,11 @@ def command(
                         "recording, no broker)")
         tls.refuse_tls("--broker (not --input)")
         common.check_output(output)
-        report = _from_recording(input_file, limits, max_imbalance)
+        report, summary, header = _from_recording(input_file, limits, max_imbalance)
+        # what the recorded watch subscribed to, not these options (unless it does not say)
+        filters = header.filters or watched.filters()
+        setup = (("profile", header.profile or watched.profile),
+                 ("filters", ", ".join(filters)), *setup[2:])
     else:
         if broker is None:
             raise Abort("--broker URL is required (or --input FILE to judge a recording)")
@@ -136,11 +153,16 @@ def command(
         tracker = Tracker(limits)
         with _recorder(record, watched, target.display()) as recorder, \
                 live_view.live(not quiet, TITLE) as update:
+
+            def tick(now: float) -> None:
+                update(tracker.snapshot(now))
+                if recorder is not None:  # a killed watch leaves all but the last tick
+                    recorder.flush()
+
             try:
                 outcome = observe(
                     plan, watched, tracker,
-                    on_event=recorder.write if recorder is not None else None,
-                    on_tick=lambda now: update(tracker.snapshot(now)))
+                    on_event=recorder.write if recorder is not None else None, on_tick=tick)
             except BrokerUnreachable as exc:
                 failure = Abort(str(exc), ExitCode.UNREACHABLE)
                 common.emit_failure(TITLE, target.display(), failure, fmt, output)
@@ -148,10 +170,14 @@ def command(
             if recorder is not None:
                 recorder.close(outcome.elapsed, f"lost: {outcome.lost}" if outcome.lost
                                else outcome.ended)
-        report = judge(tracker.summary(outcome.elapsed), target=target.display(),
-                       ended=outcome.ended, max_imbalance=max_imbalance, lost=outcome.lost)
-    report = replace(report, title=TITLE, context=setup)
+        filters = watched.filters()
+        summary = tracker.summary(outcome.elapsed)
+        report = judge(summary, target=target.display(), ended=outcome.ended,
+                       max_imbalance=max_imbalance, lost=outcome.lost, filters=filters)
+    report = replace(report, title=TITLE, context=(*setup, *pool_seen(summary)))
     common.emit_report(report, fmt, output, quiet)
+    if not observed(summary):
+        render.hint(no_tasks_hint(filters))
     if report.interrupted:
         render.interrupted()
     raise typer.Exit(int(report.exit_code))
@@ -195,25 +221,38 @@ def _recorder(path: Path | None, watched: Watched, target: str) -> Iterator[Reco
             "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
 
 
-def _from_recording(path: Path, limits: Limits, max_imbalance: float) -> Report:
-    """Replay a recording through a tracker: the same report the watch would have given."""
+def _from_recording(path: Path, limits: Limits, max_imbalance: float
+                    ) -> tuple[Report, Summary, Header]:
+    """Replay a recording through a tracker: the same report the watch would have given
+    (its end line says how it ended; without one it was cut off: incomplete). Also the
+    summary and the recording's header (what the recorded watch subscribed to)."""
     tracker = Tracker(limits)
-    end: float | None = None
-    lost = ""
+    end: Ended | None = None
+    header = Header(profile="", filters=(), target="")
     try:
         for item in read(path):
-            if isinstance(item, Ended):
-                end = item.at
-                lost = item.reason.removeprefix("lost: ") if item.reason.startswith(
-                    "lost") else ""
-                continue
-            tracker.tick(item.at)
-            tracker.observe(item)
+            if isinstance(item, Header):
+                header = item
+            elif isinstance(item, Ended):
+                end = item
+            else:
+                end = None  # an event after an end line: the end was not the end
+                tracker.tick(item.at)
+                tracker.observe(item)
     except RecordError as exc:
         raise Abort(str(exc)) from None
     except OSError as exc:
         raise Abort(f"--input {path}: {exc.strerror or exc}") from None
-    end = tracker.now if end is None else max(end, tracker.now)
-    tracker.tick(end)
-    return judge(tracker.summary(end), target=f"recording {path}", ended="input",
-                 max_imbalance=max_imbalance, lost=lost)
+    at = tracker.now if end is None else max(end.at, tracker.now)
+    tracker.tick(at)
+    how: EndedHow = "input"
+    lost = ""
+    if end is None:
+        how = "cut"
+    elif end.reason == "interrupted":
+        how = "interrupted"
+    elif end.reason.startswith("lost"):  # written as "lost: WHY"
+        how, lost = "lost", end.reason.removeprefix("lost").lstrip(": ") or "lost"
+    summary = tracker.summary(at)
+    return judge(summary, target=f"recording {path}", ended=how, max_imbalance=max_imbalance,
+                 lost=lost, filters=header.filters, recording=str(path)), summary, header

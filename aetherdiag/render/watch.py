@@ -2,9 +2,10 @@
 
 How this works: ``live(enabled, title)`` yields ``update(snapshot)``; with a terminal on
 stderr (and without ``--quiet``) each call redraws tasks seen, the per-worker counts, the
-findings so far, the forgotten count and the elapsed time, with the last few findings under
-it as they happen. It is transient: the final report (``render.report``) replaces it. Without
-a terminal it draws nothing at all, so logs and pipes stay quiet.
+findings so far, the forgotten count, the retained messages ignored and the elapsed time, with
+the last few findings under it as they happen. It is transient: the final report
+(``render.report``) replaces it. Without a terminal it draws nothing at all, so logs and pipes
+stay quiet.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def view(snapshot: Snapshot, title: str) -> Group:
         head.append(f", {snapshot.forgotten} forgotten", style="dim")
     if snapshot.unparsed:
         head.append(f", {snapshot.unparsed} unparsed", style="yellow")
+    if snapshot.retained:
+        head.append(f", {snapshot.retained} retained ignored", style="dim")
     workers = Table(show_header=True, expand=False, box=None, padding=(0, 2))
     workers.add_column("worker", style="bold")
     workers.add_column("tasks", justify="right")

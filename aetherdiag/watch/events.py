@@ -42,6 +42,10 @@ class Event:
     digest: str = ""
     parsed: bool = True
     scope: str = ""
+    # delivered with the retain flag: a message the broker kept from before the watch and
+    # sent because the watch subscribed (live messages reach a plain subscriber with the flag
+    # cleared), so stale state, not a live task
+    retained: bool = False
 
     @property
     def who(self) -> str | None:

@@ -5,14 +5,17 @@ How this works: each finding of the tracker is one check with the exit code ``wo
 for it (1: processed by several workers, by one worker twice, or a tid shared by two tasks;
 4: stalled; 5: imbalance, judged by ``analysis``'s own balance rule over the per-worker
 counts). The lowest failing code wins; a broker lost mid-watch is 3, an interrupted watch 130
-(with a note of what the verdict would have been). A watch that saw no task is healthy (0)
-with the verdict "no tasks observed": nothing was wrong, and nothing was shown either.
-Resent performs alone fail nothing (an at-least-once caller may resend); they are a cause
-when a resent task was also processed twice.
+(with a note of what the verdict would have been). A watch that saw no task could not judge
+what it set out to judge: 7 (incomplete) with the verdict "no tasks observed" and a hint
+naming the filters it subscribed to. So is a recording read back without its end line (the
+watch was killed, or the file cut short): 7 unless a lower code applies. Resent performs alone
+fail nothing (an at-least-once caller may resend); they are a cause when a resent task was
+also processed twice. Retained messages were ignored by the tracker; a note says how many.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 from ..analysis.causes import names
@@ -29,22 +32,31 @@ from ..analysis.report import (
 from ..exitcodes import ExitCode
 from .tracker import Summary
 
-Ended = Literal["duration", "tasks", "interrupted", "lost", "input"]
+# how the watch ended: "input" is a recording read back that ended in order; "cut" one that
+# ends without its end line
+Ended = Literal["duration", "tasks", "interrupted", "lost", "input", "cut"]
 NO_TASKS = "no tasks observed"
 
 
 def judge(summary: Summary, *, target: str, ended: Ended, max_imbalance: float = 1.5,
-          lost: str = "") -> Report:
-    """The report of one watch (or of a recording read back)."""
+          lost: str = "", filters: tuple[str, ...] = (), recording: str = "") -> Report:
+    """The report of one watch (or of a recording read back: ``recording`` names the file).
+    ``filters``: what the watch subscribed to (named when it saw nothing)."""
     rows = _rows(summary)
     expect = Expectations(max_imbalance=max_imbalance)
     balance = balance_of(rows, {DEFAULT_POOL: [r.name for r in rows]}, summary.tasks, expect)
-    checks = _checks(summary, balance_check(balance, expect), ended, lost)
+    checks = _checks(summary, balance_check(balance, expect), ended, lost, recording)
     # what the watch found, the interrupt itself aside (it wins the exit code anyway)
     failing = [c.code for c in checks if c.passed is False and c.code != ExitCode.INTERRUPTED]
     findings = min(failing, default=ExitCode.OK)
     code = ExitCode.INTERRUPTED if ended == "interrupted" else findings
     notes = _notes(summary)
+    if not observed(summary):
+        notes.insert(0, no_tasks_hint(filters))
+    if ended == "cut":
+        notes.insert(0, f"{recording or 'the recording'} ends without the watch's end record "
+                     "(the watch was killed, or the file was cut short): judged as cut off, "
+                     "with the figures up to its last line")
     if ended == "interrupted":
         notes.insert(0, f"interrupted: without the interrupt the verdict is "
                      f"{_verdict(summary, findings)} (exit {int(findings)})")
@@ -62,8 +74,36 @@ def judge(summary: Summary, *, target: str, ended: Ended, max_imbalance: float =
     )
 
 
+def observed(summary: Summary) -> bool:
+    """Whether the watch saw any task at all (a perform, or an answer about one)."""
+    return bool(summary.tasks or summary.handled or summary.unperformed)
+
+
+def no_tasks_hint(filters: tuple[str, ...]) -> str:
+    """The one-line hint of a watch that saw no task: what it subscribed to, what to check."""
+    subscribed = ", ".join(filters) if filters else "its filters"
+    # always quoted: the shell must not expand a + or # filter
+    quoted = "'" + filters[0].replace("'", "'\\''") + "'" if filters else ""
+    check = f", or check with mosquitto_sub -v -t {quoted}" if filters else ""
+    return (f"hint: no task arrived on {subscribed}: wrong --union/--job/--task/--context (or "
+            f"--task-topic/--reply-topic), or an idle pool; run longer{check}")
+
+
+def pool_seen(summary: Summary) -> tuple[tuple[str, str], ...]:
+    """The pool as the watch saw it, for the report's ``run`` block (JSON ``run``): processes
+    that announced themselves since the watch started, and workers seen answering tasks.
+
+    Only these two can be known. AetherMagic (0.2.23) workers announce ``online`` once when
+    they connect and ``idle`` when they start listening, never retained, and nothing in the
+    library answers a question about who is there: the only message a worker reacts to is a
+    ``perform``, i.e. a task, which a passive watch must never send. A process that was already
+    running when the watch started is therefore seen only when it answers a task."""
+    return (("announced since start", str(len(summary.pool))),
+            ("workers answering", str(len(summary.workers))))
+
+
 def _verdict(summary: Summary, code: ExitCode) -> str:
-    if summary.tasks == 0 and summary.handled == 0 and code is ExitCode.OK:
+    if code is ExitCode.INCOMPLETE and not observed(summary):
         return NO_TASKS
     return verdict_text(code, timed_out=False, timeout_s=None)
 
@@ -88,11 +128,16 @@ def _rows(summary: Summary) -> list[WorkerRow]:
 
 def balance_check(balance: Balance, expect: Expectations) -> Check:
     """The balance check, worded as ``workers`` words it."""
-    ratio = ("max/min infinite (" + ", ".join(balance.idle_workers) + " got nothing)"
-             if balance.max_over_min is None else f"max/min {balance.max_over_min:.2f}")
+    if balance.not_judged == "nothing delivered":
+        ratio = "no split to measure"
+    elif balance.max_over_min is None:
+        ratio = "max/min infinite (" + ", ".join(balance.idle_workers) + " got nothing)"
+    else:
+        ratio = f"max/min {balance.max_over_min:.2f}"
     if not balance.judged:
         return Check(name="balance", passed=None, code=ExitCode.IMBALANCE,
-                     detail=f"not judged: too few tasks per worker ({ratio})")
+                     detail=f"not judged: {balance.not_judged or 'too few tasks per worker'} "
+                     f"({ratio})")
     ok = balance.max_over_min is not None and balance.max_over_min <= expect.max_imbalance
     return Check(name="balance", passed=ok, code=ExitCode.IMBALANCE,
                  detail=f"{ratio}, allowed {expect.max_imbalance:g}")
@@ -102,7 +147,8 @@ def _listed(pairs: tuple[tuple[str, str], ...], limit: int = 3) -> str:
     return names([f"{t} ({text})" for t, text in pairs], limit)
 
 
-def _checks(s: Summary, balance: Check, ended: Ended, lost: str) -> tuple[Check, ...]:
+def _checks(s: Summary, balance: Check, ended: Ended, lost: str, recording: str
+            ) -> tuple[Check, ...]:
     n, ex, counts = s.tasks, s.examples, s.counts
     checks = [
         Check(name="each task processed by one worker", passed=not counts["multi"],
@@ -137,11 +183,19 @@ def _checks(s: Summary, balance: Check, ended: Ended, lost: str) -> tuple[Check,
     else:
         checks.append(Check(name="no stalled tasks", passed=None, code=ExitCode.MISSING,
                             detail="not judged: no --reply-topic, so answers are not seen"))
+    if not observed(s):  # nothing seen is nothing vouched for: no ✔ for an empty watch
+        checks = [replace(c, passed=None, detail="not judged: no task observed")
+                  for c in checks]
     checks.append(balance)
-    if n == 0:
-        checks.append(Check(name="tasks observed", passed=None, code=ExitCode.OK,
-                            detail=f"{NO_TASKS} in {s.duration_s:.1f} s: check the broker, "
-                            "--union/--job/--task/--context or --task-topic"))
+    if not observed(s):
+        checks.append(Check(name="tasks observed", passed=False, code=ExitCode.INCOMPLETE,
+                            detail=f"{NO_TASKS} in {s.duration_s:.1f} s: nothing to judge"
+                            + (f" ({s.retained} retained message(s) ignored)" if s.retained
+                               else "")))
+    if ended == "cut":
+        checks.append(Check(name="recording complete", passed=False, code=ExitCode.INCOMPLETE,
+                            detail=f"{recording or 'the recording'} has no end record: the "
+                            "watch was cut off"))
     if lost:
         checks.append(Check(name="broker connection held", passed=False,
                             code=ExitCode.UNREACHABLE, detail=f"lost mid-watch: {lost}"))
@@ -183,24 +237,46 @@ def causes(s: Summary) -> list[str]:
 
 
 def _notes(s: Summary) -> list[str]:
-    notes = [f"{s.forgotten} finished task(s) forgotten after {s.limits.forget_after:g} s "
-             "(counted above, no longer tracked)"] if s.forgotten else []
+    limits = s.limits
+    notes = [f"{s.retained} retained message(s) ignored: stale state from before the watch, "
+             "not live tasks"] if s.retained else []
+    if s.forgotten:
+        notes.append(f"{s.forgotten} finished task(s) forgotten after {limits.forget_after:g} s "
+                     "(counted above; a later answer to one is still recognised)")
+    if s.finished_dropped:
+        notes.append(f"finished-task memory full after {limits.max_finished:,} tasks "
+                     f"({s.finished_dropped:,} older ones dropped): a second answer to a task "
+                     "older than that cannot be recognised")
+    before = ("sent before the watch started, outside the filters, or finished before the "
+              "finished-task memory dropped it" if s.finished_dropped
+              else "sent before the watch started, or outside the filters")
     for count, text in (
+            (s.recalled, "finished and forgotten task(s) heard from again, recognised from "
+             "the finished-task memory"),
             (s.evicted, "task(s) dropped unfinished: more than "
-             f"{s.limits.max_tracked} live at once"),
+             f"{limits.max_tracked} live at once"),
             (s.unparsed, "message(s) unparsed (not the profile's format)"),
             (s.unattributed, "answer(s) naming no worker"),
-            (s.unperformed, "task(s) answered whose perform was not seen (sent before the "
-             "watch started, or outside the filters)"),
+            (s.unperformed, f"task(s) answered whose perform was not seen ({before})"),
             (s.in_progress, "task(s) still being worked on at the end"),
             (s.waiting, "perform(s) still waiting for an answer at the end")):
         if count:
             notes.append(f"{count} {text}")
-    if s.pool:
+    if s.pool or s.workers:
         online = sum(1 for _, kinds in s.pool if "online" in kinds)
         idle = sum(1 for _, kinds in s.pool if "idle" in kinds)
-        notes.append(f"pool: {len(s.pool)} process(es) announced themselves ({online} online, "
-                     f"{idle} idle)")
+        announced = (f"{len(s.pool)} process(es) announced themselves since the watch started "
+                     f"({online} online, {idle} idle)" if s.pool
+                     else "no process announced itself since the watch started")
+        answering = ""
+        if s.workers:
+            names = {who for who, _ in s.pool}
+            unannounced = sum(1 for w in s.workers if w.name not in names)
+            answering = f"; {len(s.workers)} worker(s) seen answering tasks" + (
+                f", {unannounced} of them not announced (a process announces itself when it "
+                "connects: one already running when the watch started is seen only when it "
+                "answers)" if unannounced else "")
+        notes.append(f"pool: {announced}{answering}")
     listed = s.limits.max_tasks_listed
     if any(w.unique > listed for w in s.workers):
         notes.append(f"task lists show the first {listed} tasks of each worker")

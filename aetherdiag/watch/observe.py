@@ -3,8 +3,10 @@
 How this works: ``observe`` connects one client (TLS and credentials from the target, no
 automatic reconnect) within ``connect_timeout``, subscribes at QoS 0 to the profile's plain
 filters (never ``$share``: a member would take tasks away from the real workers) and waits
-for every SUBACK. paho's network thread only timestamps each message and puts it on a queue;
-this thread takes them off, turns them into events, feeds the tracker and the recorder, and
+for every SUBACK. paho's network thread only timestamps each message (with its retain flag:
+set only on what the broker kept from before and sends because of the new subscription) and
+puts it on a queue; this thread takes them off, turns them into events, feeds the tracker and
+the recorder, and
 every ``TICK`` seconds lets the tracker decide stalls and forget old tasks. The watch ends at
 ``duration``, once ``tasks`` tasks were seen and each of those completed or stalled (then a
 short grace for late answers), on Ctrl-C/SIGTERM (``KeyboardInterrupt`` in this thread), or
@@ -15,6 +17,7 @@ thread stopped before ``observe`` returns.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import time
 import uuid
@@ -64,7 +67,8 @@ def _code(rc: Any) -> int:
     return value if isinstance(value, int) else 0x80
 
 
-_Item = tuple[float, str, bytes] | str  # a message, or why the connection ended
+# a message (at, topic, payload, retained), or why the connection ended
+_Item = tuple[float, str, bytes, bool] | str
 
 
 class _Client:
@@ -90,7 +94,8 @@ class _Client:
         self.acks.put(("suback", (mid, codes)))
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self.items.put((time.monotonic() - self.t0, msg.topic, bytes(msg.payload)))
+        self.items.put((time.monotonic() - self.t0, msg.topic, bytes(msg.payload),
+                        bool(msg.retain)))
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if not self.closing:
@@ -185,7 +190,10 @@ def _loop(plan: WatchPlan, client: _Client, watched: Watched, tracker: Tracker,
                 tracker.tick(now)
                 return Outcome("lost", now, item)
             if item is not None:
-                event = watched.event(*item)
+                at, topic, payload, retained = item
+                event = watched.event(at, topic, payload)
+                if event is not None and retained:
+                    event = dataclasses.replace(event, retained=True)
                 if event is not None:
                     tracker.observe(event)
                     if on_event is not None:

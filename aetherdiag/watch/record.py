@@ -3,10 +3,14 @@
 How this works: the first line is a header (``{"schema": "aetherdiag.watch/1", ...}``: the
 profile, filters and target), then one line per event (``at`` seconds since the watch
 started, ``topic``, ``tid``, ``action``, ``client``, ``host``, ``progress``, the payload's
-``digest``, ``parsed``, ``scope``; never a payload body), and a last line
-``{"ended": SECONDS, "reason": ...}`` when the watch ended in order. Reading checks every
-line and names the first bad one as ``FILE:LINE: what is wrong``; events are streamed, so a
-long recording is never held in memory.
+``digest``, ``parsed``, ``scope``, and ``"retained": true`` for a message delivered with the
+retain flag; never a payload body), and a last line ``{"ended": SECONDS, "reason": ...}``
+when the watch ended (``duration``, ``tasks``, ``interrupted`` or ``lost: WHY``). A recording
+without that last line was cut off: the watch was killed, or the file cut short. The writer
+flushes on every ``flush()`` (the watch calls it every tick), so a killed watch leaves all but
+its last fraction of a second. Reading checks every line and names the first bad one as
+``FILE:LINE: what is wrong``; events are streamed, so a long recording is never held in
+memory.
 """
 
 from __future__ import annotations
@@ -28,6 +32,15 @@ class RecordError(ValueError):
 
 
 @dataclass(frozen=True)
+class Header:
+    """The recording's first line: what the watch subscribed to, and where."""
+
+    profile: str
+    filters: tuple[str, ...]
+    target: str
+
+
+@dataclass(frozen=True)
 class Ended:
     """The recording's last line: when and why the watch ended."""
 
@@ -39,7 +52,7 @@ def event_dict(event: Event) -> dict[str, Any]:
     return {"at": round(event.at, 6), "topic": event.topic, "tid": event.tid,
             "action": event.action, "client": event.client, "host": event.host,
             "progress": event.progress, "digest": event.digest, "parsed": event.parsed,
-            "scope": event.scope}
+            "scope": event.scope, **({"retained": True} if event.retained else {})}
 
 
 class Recorder:
@@ -54,6 +67,9 @@ class Recorder:
 
     def write(self, event: Event) -> None:
         self._write(event_dict(event))
+
+    def flush(self) -> None:
+        self._stream.flush()
 
     def close(self, at: float, reason: str) -> None:
         self._write({"ended": round(at, 6), "reason": reason})
@@ -87,18 +103,22 @@ def parse_event(doc: dict[str, Any]) -> Event:
     assert at is not None
     if at < 0:
         raise ValueError("'at' must not be negative")
-    parsed = doc.get("parsed", True)
+    parsed, retained = doc.get("parsed", True), doc.get("retained", False)
     if not isinstance(parsed, bool):
         raise ValueError("'parsed' must be true or false")
+    if not isinstance(retained, bool):
+        raise ValueError("'retained' must be true or false")
     return Event(at=at, topic=_text(doc, "topic", optional=False) or "",
                  tid=_text(doc, "tid"), action=action, client=_text(doc, "client"),
                  host=_text(doc, "host"), progress=_number(doc, "progress", optional=True),
-                 digest=_text(doc, "digest") or "", parsed=parsed, scope=_text(doc, "scope") or "")
+                 digest=_text(doc, "digest") or "", parsed=parsed, scope=_text(doc, "scope") or "",
+                 retained=retained)
 
 
-def read(path: Path) -> Iterator[Event | Ended]:
-    """The events of a recording, then its ``Ended`` line if it has one. ``RecordError`` at
-    the first line that is not right (``OSError`` when the file cannot be read)."""
+def read(path: Path) -> Iterator[Header | Event | Ended]:
+    """The recording's ``Header``, its events, then its ``Ended`` line if it has one.
+    ``RecordError`` at the first line that is not right (``OSError`` when the file cannot be
+    read)."""
     with path.open("rb") as stream:
         number = 0
         for number, raw in enumerate(stream, start=1):
@@ -111,13 +131,12 @@ def read(path: Path) -> Iterator[Event | Ended]:
                 raise RecordError(f"{path}:{number}: not UTF-8 text") from None
             except ValueError as exc:
                 raise RecordError(f"{path}:{number}: {exc}") from None
-            if item is not None:
-                yield item
+            yield item
         if number == 0:
             raise RecordError(f"{path}:1: empty recording (expected a {SCHEMA} header)")
 
 
-def _line(line: str, number: int) -> Event | Ended | None:
+def _line(line: str, number: int) -> Header | Event | Ended:
     try:
         doc = json.loads(line)
     except ValueError:
@@ -128,7 +147,11 @@ def _line(line: str, number: int) -> Event | Ended | None:
         if doc.get("schema") != SCHEMA:
             raise ValueError(f"not a watch recording: the first line must have "
                              f"\"schema\": \"{SCHEMA}\"")
-        return None
+        filters = doc.get("filters", [])
+        if not isinstance(filters, list) or not all(isinstance(f, str) for f in filters):
+            raise ValueError("'filters' must be a list of strings")
+        return Header(profile=str(doc.get("profile", "")), filters=tuple(filters),
+                      target=str(doc.get("target", "")))
     if "ended" in doc:
         at = _number(doc, "ended")
         assert at is not None

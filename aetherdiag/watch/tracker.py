@@ -8,25 +8,55 @@ the moment the evidence arrives and counted once per task: *multi* (a second dis
 answered), *repeat* (one worker received it again: more progress-0 statuses, or completes,
 than one), *resent* (the perform came again with the same payload digest), *collision* (it
 came again with another digest or from another caller), *stalled* (``tick`` found no answer
-``stall_after`` seconds after the perform). Memory stays bounded on a long watch: a task
-finished (completed or stalled) and quiet for ``forget_after`` seconds is dropped (its
-findings are already counted; ``forgotten`` counts it), at most ``max_tracked`` tasks are
-live (the oldest go first, counted as ``evicted``), and examples, task lists per worker and
-the pool are capped; per-worker counts are plain counters.
+``stall_after`` seconds after the perform). A retained message (delivered because the watch
+subscribed: stale state from before it) is no live task: counted, never tracked.
+
+Memory stays bounded on a long watch. A task finished (completed or stalled) and quiet for
+``forget_after`` seconds leaves the live table (``forgotten`` counts it); what is needed to
+judge a later message about it exactly stays in the *finished-task memory*: one compact entry
+per task, ``"len(tid):tid/scope" -> (digest, caller, flags, worker, receipts, completes,
+...)``, about 320 bytes with 36-character tids (``FINISHED_ENTRY_BYTES``; the caller and
+worker names are shared, not copied). A late answer from a second worker, a resend or a
+reused tid is then recognised for the whole watch (the task comes back to the live table,
+``recalled``), never mistaken for a task whose perform came before the watch. That memory
+holds at most ``max_finished`` tasks: beyond it the oldest entries are dropped and counted
+(``finished_dropped``), and the report says a second answer to a task older than that cannot
+be recognised. At most ``max_tracked`` tasks are live (the oldest go first: finished ones are
+forgotten early, unfinished ones counted as ``evicted``), and examples, task lists per worker
+and the pool are capped; per-worker counts are plain counters.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from .events import Event
 
 Kind = Literal["multi", "repeat", "stalled", "resent", "collision"]
 
-PERFORMED, ANSWERED, COMPLETED, MULTI, REPEAT, STALLED, RESENT, COLLISION, DOUBLED = (
-    1 << n for n in range(9))
+PERFORMED, ANSWERED, COMPLETED, MULTI, REPEAT, STALLED, RESENT, COLLISION, DOUBLED, RECALLED = (
+    1 << n for n in range(10))
+KEPT = RECALLED - 1  # the flags a finished-task entry keeps (RECALLED is the live table's)
+
+# One entry of the finished-task memory for a 36-character tid (a UUID) and a 26-character
+# scope, the dict slot and the order queue included: 313 bytes measured with tracemalloc over
+# 200,000 entries (tests/watch/test_tracker.py keeps it under this). Longer tids and scopes
+# cost their extra characters. The default 1,000,000 entries: about 320 MB when full.
+FINISHED_ENTRY_BYTES = 320
+
+Key: TypeAlias = tuple[str, str]  # (scope, tid)
+# a finished task as the memory keeps it: (digest, caller, flags, then per worker who
+# answered: name, receipts, completes)
+_Entry: TypeAlias = tuple[str | int | None, ...]
+
+
+def _finished_key(key: Key) -> str:
+    """One string for (scope, tid), cheaper than the tuple; the tid's length first keeps it
+    unambiguous whatever the strings hold (a recording's are any text)."""
+    scope, tid = key
+    return f"{len(tid)}:{tid}/{scope}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +67,7 @@ class Limits:
     forget_after: float = 60.0
     expects_replies: bool = True  # generic without --reply-topic: no one answers, no stalls
     max_tracked: int = 100_000  # live tasks kept at once
+    max_finished: int = 1_000_000  # finished tasks remembered (FINISHED_ENTRY_BYTES each)
     max_examples: int = 200  # per finding
     max_tasks_listed: int = 100  # task ids listed per worker
     max_pool: int = 10_000
@@ -89,6 +120,7 @@ class Snapshot:
     forgotten: int
     unparsed: int
     recent: tuple[Finding, ...]
+    retained: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +149,9 @@ class Summary:
     pool: tuple[tuple[str, tuple[str, ...]], ...]  # (who, what it announced: online/idle)
     idle_scopes: dict[str, tuple[str, ...]]  # who -> scopes it announced idle for
     task_scopes: tuple[str, ...]  # scopes tasks were seen in (capped)
+    retained: int = 0  # retained messages ignored (stale state from before the watch)
+    recalled: int = 0  # forgotten tasks brought back by a later message about them
+    finished_dropped: int = 0  # finished-task memory entries dropped at max_finished
 
 
 class Tracker:
@@ -124,9 +159,14 @@ class Tracker:
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self._tasks: dict[tuple[str, str], _Task] = {}
-        self._pending: OrderedDict[tuple[str, str], float] = OrderedDict()  # no answer yet
-        self._done: OrderedDict[tuple[str, str], float] = OrderedDict()  # finished: last seen
+        self._tasks: dict[Key, _Task] = {}
+        self._pending: OrderedDict[Key, float] = OrderedDict()  # no answer yet
+        self._done: OrderedDict[Key, float] = OrderedDict()  # finished: last seen
+        # the finished-task memory (see the module docstring): _finished_key -> entry, oldest
+        # first in _finished_order (a plain dict's front deletes would make eviction O(n))
+        self._finished: dict[str, _Entry] = {}
+        self._finished_order: deque[str] = deque()
+        self._names: dict[str, str] = {}  # callers and workers, so entries share one string
         self._workers: dict[str, _Worker] = {}
         self._pool: dict[str, set[str]] = {}
         self._idle: dict[str, set[str]] = {}
@@ -139,12 +179,16 @@ class Tracker:
         self.resent_performs = self.resent_doubled = self.late = 0
         self.unperformed = self.unparsed = self.unattributed = 0
         self.forgotten = self.evicted = 0
+        self.retained = self.recalled = self.finished_dropped = 0
         self.now = 0.0
 
     # -- input --------------------------------------------------------------------------------
 
     def observe(self, event: Event) -> None:
         self.now = max(self.now, event.at)
+        if event.retained:  # sent before the watch (delivered because it subscribed)
+            self.retained += 1
+            return
         if not event.parsed:
             self.unparsed += 1
         if event.action in ("online", "idle"):
@@ -154,6 +198,8 @@ class Tracker:
         if key is None or event.action not in ("perform", "status", "complete"):
             return
         task = self._tasks.get(key)
+        if task is None:
+            task = self._recall(key, event.at)
         if task is None:
             task = self._new(key, event)
         if key in self._done:
@@ -183,31 +229,97 @@ class Tracker:
             if now - at < limits.forget_after:
                 break
             del self._done[key]
-            self._tasks.pop(key, None)
-            self.forgotten += 1
+            self._forget(key)
 
     # -- the steps ----------------------------------------------------------------------------
 
-    def _new(self, key: tuple[str, str], event: Event) -> _Task:
+    def _new(self, key: Key, event: Event) -> _Task:
         task = _Task(tid=key[1], first_at=event.at)
-        self._tasks[key] = task
+        self._add(key, task)
         if len(self._scopes) < self.limits.max_pool:
             self._scopes.setdefault(key[0])
-        if len(self._tasks) > self.limits.max_tracked:
-            self._evict()
         return task
 
+    def _add(self, key: Key, task: _Task) -> None:
+        self._tasks[key] = task
+        if len(self._tasks) > self.limits.max_tracked:
+            self._evict()
+
     def _evict(self) -> None:
-        for queue in (self._done, self._pending):
-            if queue:
-                key, _ = queue.popitem(last=False)
-                break
+        """Make room in the live table: a finished task is forgotten early (remembered as
+        usual); an unfinished one is dropped and counted."""
+        if self._done:
+            key, _ = self._done.popitem(last=False)
+            self._forget(key)
+            return
+        if self._pending:
+            key, _ = self._pending.popitem(last=False)
         else:
             key = next(iter(self._tasks))
         self._tasks.pop(key, None)
         self.evicted += 1
 
-    def _perform(self, key: tuple[str, str], task: _Task, event: Event) -> None:
+    # -- the finished-task memory -------------------------------------------------------------
+
+    def _name(self, name: str | None) -> str | None:
+        """One shared string per caller/worker name (up to ``max_pool`` names)."""
+        if name is None:
+            return None
+        shared = self._names.get(name)
+        if shared is None:
+            if len(self._names) >= self.limits.max_pool:
+                return name
+            shared = self._names[name] = name
+        return shared
+
+    def _forget(self, key: Key) -> None:
+        """Drop a finished task from the live table, keeping its finished-task entry."""
+        task = self._tasks.pop(key, None)
+        if task is None:
+            return
+        if not task.flags & RECALLED:  # counted the first time only
+            self.forgotten += 1
+        head = (task.digest, self._name(task.caller), task.flags & KEPT)
+        entry: _Entry
+        if len(task.copies) == 1:  # the usual: one worker
+            [(who, (receipts, completes))] = task.copies.items()
+            entry = (*head, self._name(who), receipts, completes)
+        else:
+            entry = head + tuple(x for who, (receipts, completes) in task.copies.items()
+                                 for x in (self._name(who), receipts, completes))
+        name = _finished_key(key)
+        finished = self._finished
+        if name in finished:  # a recalled task forgotten again: same place in the order
+            finished[name] = entry
+            return
+        finished[name] = entry
+        self._finished_order.append(name)
+        if len(finished) > self.limits.max_finished:
+            del finished[self._finished_order.popleft()]
+            self.finished_dropped += 1
+
+    def _recall(self, key: Key, at: float) -> _Task | None:
+        """A message about a finished, forgotten task: the task back in the live table as it
+        was (finished, quiet since ``at``), so the message is judged like any other."""
+        entry = self._finished.get(_finished_key(key))
+        if entry is None:
+            return None
+        digest, caller, flags, *copies = entry
+        assert isinstance(digest, str) and isinstance(flags, int)
+        assert caller is None or isinstance(caller, str)
+        task = _Task(tid=key[1], first_at=at, digest=digest, caller=caller,
+                     flags=flags | RECALLED)
+        for n in range(0, len(copies), 3):
+            who, receipts, completes = copies[n:n + 3]
+            assert isinstance(who, str) and isinstance(receipts, int)
+            assert isinstance(completes, int)
+            task.copies[who] = [receipts, completes]
+        self.recalled += 1
+        self._add(key, task)
+        self._done[key] = at
+        return task
+
+    def _perform(self, key: Key, task: _Task, event: Event) -> None:
         self.performs += 1
         if not task.flags & PERFORMED:
             task.flags |= PERFORMED
@@ -233,7 +345,7 @@ class Tracker:
             self._found("collision", key, task, f"{what}: {task.caller or '?'} then "
                         f"{event.who or '?'}", event.at)
 
-    def _answer(self, key: tuple[str, str], task: _Task, event: Event) -> None:
+    def _answer(self, key: Key, task: _Task, event: Event) -> None:
         if not task.flags & ANSWERED:
             task.flags |= ANSWERED
             if self._pending.pop(key, None) is None and not task.flags & PERFORMED:
@@ -288,7 +400,7 @@ class Tracker:
             task.flags |= DOUBLED
             self.resent_doubled += 1
 
-    def _found(self, kind: Kind, key: tuple[str, str], task: _Task, text: str, at: float
+    def _found(self, kind: Kind, key: Key, task: _Task, text: str, at: float
                ) -> None:
         self.counts[kind] += 1
         examples = self._examples[kind]
@@ -319,14 +431,14 @@ class Tracker:
             elapsed=elapsed, tasks=self.tasks,
             workers=tuple((name, w.unique) for name, w in busiest),
             counts=tuple(self.counts.items()), forgotten=self.forgotten,
-            unparsed=self.unparsed, recent=tuple(self.recent))
+            unparsed=self.unparsed, recent=tuple(self.recent), retained=self.retained)
 
-    def open_keys(self) -> frozenset[tuple[str, str]]:
+    def open_keys(self) -> frozenset[Key]:
         """Tasks performed and not finished yet (neither completed nor stalled)."""
         return frozenset(k for k, t in self._tasks.items()
                          if t.flags & PERFORMED and not t.flags & (COMPLETED | STALLED))
 
-    def settled(self, keys: frozenset[tuple[str, str]]) -> bool:
+    def settled(self, keys: frozenset[Key]) -> bool:
         """Whether every task of ``keys`` completed, stalled or was forgotten."""
         return all((t := self._tasks.get(k)) is None or t.flags & (COMPLETED | STALLED)
                    for k in keys)
@@ -350,5 +462,6 @@ class Tracker:
             unattributed=self.unattributed, forgotten=self.forgotten, evicted=self.evicted,
             pool=tuple((who, tuple(sorted(kinds))) for who, kinds in sorted(self._pool.items())),
             idle_scopes={who: tuple(sorted(s)) for who, s in self._idle.items()},
-            task_scopes=tuple(self._scopes),
+            task_scopes=tuple(self._scopes), retained=self.retained, recalled=self.recalled,
+            finished_dropped=self.finished_dropped,
         )

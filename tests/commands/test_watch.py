@@ -164,10 +164,78 @@ def test_generic_profile_with_a_pointer(em: Emulator) -> None:
     assert {w["name"]: w["unique"] for w in doc["workers"]} == {"p0": 3, "p1": 3, "p9": 1}
 
 
-def test_empty_watch_says_no_tasks_observed(em: Emulator) -> None:
-    result = invoke("watch", "-b", em.url, "--duration", "0.5", "--format", "json")
+def test_empty_watch_is_incomplete_with_a_hint(em: Emulator) -> None:
+    result = invoke("watch", "-b", em.url, "--union", "nobody", "--duration", "0.5",
+                    "--format", "json")
     doc = json.loads(result.stdout)
-    assert result.exit_code == ExitCode.OK and doc["verdict"] == "no tasks observed"
+    assert result.exit_code == ExitCode.INCOMPLETE and doc["verdict"] == "no tasks observed"
+    assert doc["exit_code"] == 7 and doc["checks"][-1]["name"] == "tasks observed"
+    hint = "hint: no task arrived on nobody/+/+/+/+/+"
+    assert doc["notes"][0].startswith(hint)
+    [line] = [ln for ln in result.stderr.splitlines() if "hint:" in ln]
+    assert line.startswith(f"aetherdiag: {hint}")
+    assert "mosquitto_sub -v -t 'nobody/+/+/+/+/+'" in line and "--union" in line
+    assert doc["run"]["announced since start"] == "0"
+    assert doc["run"]["workers answering"] == "0"
+
+
+def recording(path: Path, end: str | None, *, healthy: bool = True) -> Path:
+    """A recording of 9 tasks on 3 workers (a second worker on t4 unless ``healthy``), ended
+    with ``end`` as its reason (None: no end line, as a killed watch leaves it)."""
+    from watch.synthetic import handled, status
+
+    from aetherdiag.watch.record import Recorder
+
+    with path.open("w") as stream:
+        rec = Recorder(stream, {"profile": "aethermagic", "filters": ["production/+/+/+/+/+"],
+                                "target": "mqtt://broker"})
+        for n in range(9):
+            for event in handled(n, f"t{n}", f"w{n % 3}"):
+                rec.write(event)
+        if not healthy:
+            rec.write(status(9.5, "t4", "intruder"))
+        if end is not None:
+            rec.close(10.0, end)
+    return path
+
+
+@pytest.mark.parametrize(("end", "healthy", "code"), [
+    ("duration", True, ExitCode.OK),
+    (None, True, ExitCode.INCOMPLETE),
+    (None, False, ExitCode.DUPLICATES),  # the lower code wins
+    ("interrupted", True, ExitCode.INTERRUPTED),
+    ("interrupted", False, ExitCode.INTERRUPTED),  # 130 always wins
+    ("lost: the broker closed the connection (7)", True, ExitCode.UNREACHABLE),
+])
+def test_input_judges_a_recording_by_how_it_ended(tmp_path: Path, end: str | None,
+                                                  healthy: bool, code: ExitCode) -> None:
+    path = recording(tmp_path / "pool.jsonl", end, healthy=healthy)
+    result = invoke("watch", "--input", str(path), "--format", "json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == code, result.output
+    cut = [n for n in doc["notes"] if "ends without the watch's end record" in n]
+    if end is None:
+        assert cut == [f"{path} ends without the watch's end record (the watch was killed, "
+                       "or the file was cut short): judged as cut off, with the figures up to "
+                       "its last line"]
+        assert any(c["name"] == "recording complete" and c["passed"] is False
+                   for c in doc["checks"])
+    else:
+        assert cut == []
+    assert doc["interrupted"] is (end == "interrupted")
+    assert doc["run"]["filters"] == "production/+/+/+/+/+" and doc["published"] == 9
+
+
+def test_input_of_a_recording_that_saw_nothing_is_incomplete(tmp_path: Path) -> None:
+    from aetherdiag.watch.record import Recorder
+
+    path = tmp_path / "empty.jsonl"
+    with path.open("w") as stream:
+        Recorder(stream, {"profile": "aethermagic", "filters": ["wrong/+/+/+/+/+"]}).close(
+            30.0, "duration")
+    result = invoke("watch", "--input", str(path), "--format", "json")
+    assert result.exit_code == ExitCode.INCOMPLETE
+    assert "'wrong/+/+/+/+/+'" in result.stderr and "no task arrived" in result.stderr
 
 
 @pytest.mark.slow

@@ -24,31 +24,37 @@ def body(action: str, client: str, host: str = "h1", progress: int = 0,
 
 
 class Wire:
-    """One connection that speaks for callers and workers alike."""
+    """One connection that speaks for callers and workers alike, in ``union``."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, union: str = "production") -> None:
+        self.union = union
+        self.base = BASE.replace("production", union, 1)
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id=f"am-wire-{time.monotonic_ns()}",
                                   protocol=mqtt.MQTTv311)
         self.client.connect(host, port)
         self.client.loop_start()
 
-    def send(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=0).wait_for_publish(5)
+    def send(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Published (QoS 0), or with ``retain`` at QoS 1: acknowledged, so the broker holds
+        it before this returns."""
+        self.client.publish(topic, payload, qos=1 if retain else 0,
+                            retain=retain).wait_for_publish(5)
 
-    def perform(self, tid: str, caller: str = "caller-1", data: dict[str, Any] | None = None
-                ) -> None:
-        self.send(f"{BASE}/{tid}/perform",
-                  body("perform", caller, data=data or {"n": tid}, status="initialized"))
+    def perform(self, tid: str, caller: str = "caller-1", data: dict[str, Any] | None = None,
+                retain: bool = False) -> None:
+        self.send(f"{self.base}/{tid}/perform",
+                  body("perform", caller, data=data or {"n": tid}, status="initialized"),
+                  retain=retain)
 
     def handle(self, tid: str, worker: str) -> None:
         """A worker's status (progress 0) and complete for ``tid``."""
-        self.send(f"{BASE}/{tid}/status", body("status", worker))
-        self.send(f"{BASE}/{tid}/complete", body("complete", worker, progress=100,
-                                                 status="succeed"))
+        self.send(f"{self.base}/{tid}/status", body("status", worker))
+        self.send(f"{self.base}/{tid}/complete", body("complete", worker, progress=100,
+                                                       status="succeed"))
 
     def online(self, client: str, host: str = "h1") -> None:
-        self.send(f"production/system/online/{host}/{client}/online", body("online", client))
+        self.send(f"{self.union}/system/online/{host}/{client}/online", body("online", client))
 
     def close(self) -> None:
         self.client.disconnect()

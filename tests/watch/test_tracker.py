@@ -160,3 +160,151 @@ def test_a_task_answered_by_several_workers_counts_as_shared_on_each_once() -> N
          status(5, "t1", "b"), perform(6, "t2"), status(7, "t2", "a"))
     shared = {w.name: (w.unique, w.shared) for w in t.summary(10).workers}
     assert shared == {"h/a": (2, 1), "h/b": (1, 1), "h/c": (1, 1)}
+
+
+# -- the finished-task memory ------------------------------------------------------------------
+
+
+def forgotten(limits: Limits, *events: Event, at: float = 100.0) -> Tracker:
+    """A tracker fed ``events``, then ticked at ``at`` so every finished task is forgotten."""
+    t = feed(Tracker(limits), *events)
+    t.tick(at)
+    assert not t._tasks, "every task forgotten"
+    return t
+
+
+def test_a_second_worker_answering_a_forgotten_task_is_processed_twice() -> None:
+    t = forgotten(Limits(forget_after=1), *handled(0, "t1", "w1"))
+    assert t.forgotten == 1
+    feed(t, status(500, "t1", "w2"), complete(500.1, "t1", "w2"))
+    s = t.summary(501)
+    assert s.counts["multi"] == 1 and dict(s.examples["multi"]) == {"t1": "h/w1, h/w2"}
+    assert s.unperformed == 0 and s.tasks == 1 and s.handled == 1  # not a task of its own
+    assert s.recalled == 1 and s.repeats == 0
+    assert {w.name: (w.unique, w.shared) for w in s.workers} == {"h/w1": (1, 1),
+                                                                 "h/w2": (1, 1)}
+
+
+def test_a_third_worker_later_still_is_named_and_counted_once() -> None:
+    t = forgotten(Limits(forget_after=1), *handled(0, "t1", "w1"))
+    feed(t, status(50, "t1", "w2"))
+    t.tick(60)  # forgotten again, after the late answer
+    assert not t._tasks and t.forgotten == 1  # counted once
+    feed(t, status(90, "t1", "w3"))
+    s = t.summary(91)
+    assert s.counts["multi"] == 1 and dict(s.examples["multi"]) == {"t1": "h/w1, h/w2, h/w3"}
+    assert s.recalled == 2
+
+
+def test_the_same_worker_again_after_forgetting_is_a_repeat_not_a_duplicate() -> None:
+    t = forgotten(Limits(forget_after=1), *handled(0, "t1", "w1"))
+    feed(t, status(50, "t1", "w1"), status(50.1, "t1", "w1", progress=40))
+    s = t.summary(51)
+    assert s.counts["repeat"] == 1 and s.counts["multi"] == 0 and s.repeats == 1
+
+
+def test_a_stalled_task_in_progress_completes_after_forgetting_without_a_finding() -> None:
+    t = Tracker(Limits(stall_after=1, forget_after=5))
+    feed(t, perform(0, "t1"))
+    t.tick(1)  # stalled
+    feed(t, status(2, "t1", "w1"))  # late, and now in progress
+    t.tick(100)
+    assert not t._tasks
+    feed(t, complete(200, "t1", "w1"))
+    s = t.summary(201)
+    assert s.counts == {"multi": 0, "repeat": 0, "stalled": 1, "resent": 0, "collision": 0}
+    assert s.late == 1 and s.unperformed == 0
+
+
+def test_a_stalled_task_answered_after_forgetting_is_late_not_before_the_watch() -> None:
+    t = Tracker(Limits(stall_after=1, forget_after=5))
+    feed(t, perform(0, "t1"))
+    t.tick(1)  # stalled
+    t.tick(100)  # forgotten
+    assert t.counts["stalled"] == 1 and t.forgotten == 1
+    feed(t, status(300, "t1", "w1"))
+    s = t.summary(301)
+    assert s.late == 1 and s.unperformed == 0 and s.handled == 1
+
+
+def test_a_forgotten_task_performed_again_is_resent_or_a_collision() -> None:
+    t = forgotten(Limits(forget_after=1), *handled(0, "t1", "w1"), *handled(1, "t2", "w1"))
+    feed(t, perform(50, "t1"), perform(50, "t2", digest="other"))
+    s = t.summary(51)
+    assert s.tasks == 2 and s.performs == 4
+    assert s.counts["resent"] == 1 and s.counts["collision"] == 1
+    feed(t, status(51, "t1", "w2"))  # the resend processed by another worker
+    assert t.summary(52).resent_doubled == 1
+
+
+def test_generic_tasks_with_no_replies_are_remembered_too() -> None:
+    t = forgotten(Limits(forget_after=1, expects_replies=False), perform(0, "t1"))
+    feed(t, perform(50, "t1"))
+    assert t.summary(51).counts["resent"] == 1 and t.tasks == 1
+
+
+def test_finished_tasks_dropped_from_the_live_table_early_are_remembered() -> None:
+    t = Tracker(Limits(max_tracked=2, forget_after=1000))
+    feed(t, *handled(0, "t1", "w1"), *handled(1, "t2", "w1"), *handled(2, "t3", "w1"))
+    assert len(t._tasks) == 2 and t.evicted == 0 and t.forgotten == 1
+    feed(t, status(3, "t1", "w2"))
+    assert t.counts["multi"] == 1
+
+
+def test_the_finished_memory_is_bounded_and_says_what_it_dropped() -> None:
+    t = Tracker(Limits(forget_after=1, max_finished=3))
+    for n in range(5):
+        feed(t, *handled(n, f"t{n}", "w1"))
+    t.tick(100)
+    assert len(t._finished) == 3 == len(t._finished_order)
+    s = t.summary(100)
+    assert s.forgotten == 5 and s.finished_dropped == 2
+    feed(t, status(200, "t0", "w2"), status(200, "t4", "w2"))  # t0 was dropped, t4 kept
+    s = t.summary(201)
+    assert s.counts["multi"] == 1 and dict(s.examples["multi"]) == {"t4": "h/w1, h/w2"}
+    assert s.unperformed == 1  # t0: no longer recognisable
+
+
+def test_a_recalled_task_keeps_its_place_in_the_finished_memory() -> None:
+    t = Tracker(Limits(forget_after=1, max_finished=2))
+    feed(t, *handled(0, "t0", "w1"), *handled(0, "t1", "w1"))
+    t.tick(10)
+    feed(t, status(20, "t0", "w1", progress=50))  # recalled, forgotten again below
+    t.tick(30)
+    feed(t, *handled(40, "t2", "w1"))
+    t.tick(50)  # the oldest entry (t0, recalled or not) goes first
+    assert list(t._finished_order) == [f"2:t1/{SCOPE}", f"2:t2/{SCOPE}"]
+    assert t.finished_dropped == 1
+
+
+def test_retained_messages_are_counted_and_never_tracked() -> None:
+    stale = Event(at=0, topic="x/old/perform", tid="old", action="perform", client="c",
+                  host="h", digest="d", scope=SCOPE, retained=True)
+    t = feed(Tracker(Limits(stall_after=1)), stale)
+    t.tick(10)
+    s = t.summary(10)
+    assert s.retained == 1 and s.tasks == 0 and s.counts["stalled"] == 0 and not t._tasks
+    assert t.snapshot(10).retained == 1
+
+
+def test_the_finished_memory_per_entry_stays_within_its_documented_bytes() -> None:
+    """The bytes of every object the finished-task memory holds (keys, entries, digests, the
+    dict and the order queue; names are shared), per entry: 36-character tids."""
+    import sys
+    import uuid
+
+    from aetherdiag.watch.tracker import FINISHED_ENTRY_BYTES
+
+    n = 10_000
+    t = Tracker(Limits(forget_after=1))
+    for i in range(n):
+        tid = str(uuid.uuid4())
+        feed(t, perform(0, tid, digest=f"{i:016x}"), status(0, tid, f"w{i % 3}"),
+             complete(0, tid, f"w{i % 3}"))
+    t.tick(10)
+    finished = t._finished
+    assert len(finished) == n and not t._tasks
+    held = sys.getsizeof(finished) + sys.getsizeof(t._finished_order) + sum(
+        sys.getsizeof(key) + sys.getsizeof(entry) + sys.getsizeof(entry[0])
+        for key, entry in finished.items())
+    assert held / n < FINISHED_ENTRY_BYTES, held / n
