@@ -24,6 +24,11 @@ from .codec import Decoder
 log = logging.getLogger("aetherdiag.emulator")
 HIGH_WATER = 4 << 20  # bytes buffered per connection before the broker holds messages back
 READ_SIZE = 64 << 10  # bytes read per recv_into
+# After the broker closes a connection (a DISCONNECT it sent, a refused CONNECT): how long
+# what the client still sends is read and dropped before the socket is closed. Closing a
+# socket with unread data makes the kernel send a reset, and a client that is still sending
+# would read ConnectionResetError instead of the reason code; Mosquitto drains the same way.
+DRAIN_S = 1.0
 
 
 class Host(Protocol):
@@ -58,6 +63,7 @@ class MqttConnection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.decoder = Decoder(max_packet_size=server.broker.limits.max_packet_size)
         self._rbuf = memoryview(bytearray(READ_SIZE))
+        self._drain: asyncio.TimerHandle | None = None  # set once the broker closed it
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._rbuf
@@ -77,6 +83,8 @@ class MqttConnection(asyncio.BufferedProtocol):
         self.server.broker.open(self.id, time.monotonic(), address, self.node)
 
     def data_received(self, data: bytes) -> None:
+        if self._drain is not None:
+            return  # closed by the broker: what still comes is read and dropped
         broker = self.server.broker
         now = time.monotonic()  # once per read: every packet in it arrived at the same time
         error: pk.MalformedPacket | None = None
@@ -111,12 +119,38 @@ class MqttConnection(asyncio.BufferedProtocol):
             out += broker.reject(conn_id, error, now)
         self.server.emit(out)
 
+    def can_write(self) -> bool:
+        """Whether bytes written now can still reach the client (not after ``finish``)."""
+        t = self.transport
+        return t is not None and self._drain is None and not t.is_closing()
+
+    def finish(self) -> None:
+        """The broker ends the connection: what it wrote goes out, then the write side is
+        shut (FIN), what the client still sends is read and dropped for ``DRAIN_S``, and the
+        socket closes (at once when the client closes its side first)."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._drain is not None:
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._drain = asyncio.get_running_loop().call_later(DRAIN_S, transport.close)
+
+    def eof_received(self) -> bool | None:
+        """The client closed its side: after a broker close, end the connection now."""
+        if self._drain is not None and self.transport is not None:
+            self.transport.close()
+        return None  # asyncio closes the transport (a half-open MQTT connection is over)
+
     def abort(self) -> None:
         """Cut the connection at once (no DISCONNECT, unsent data discarded)."""
         if self.transport is not None:
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._drain is not None:
+            self._drain.cancel()
         self.server.conns.pop(self.id, None)
         try:
             self.server.emit(self.server.broker.lost(self.id, time.monotonic()))

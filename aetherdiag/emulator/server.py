@@ -164,8 +164,8 @@ class EmulatorServer:
             conn = conns.get(conn_id)
             if conn is not None and conn.transport is not None:
                 if data is None:
-                    conn.transport.close()
-                elif not conn.transport.is_closing():
+                    conn.finish()
+                elif conn.can_write():
                     conn.transport.write(data)
             return
         # Everything is encoded first (each connection's version as the broker knows it once
@@ -193,12 +193,13 @@ class EmulatorServer:
                 prev.append(chunk)
         for conn_id, chunks in pending.items():
             conn = conns.get(conn_id)
-            if conn is not None and conn.transport is not None and not conn.transport.is_closing():
-                conn.transport.write(chunks if isinstance(chunks, bytes) else b"".join(chunks))
+            transport = conn.transport if conn is not None and conn.can_write() else None
+            if transport is not None:
+                transport.write(chunks if isinstance(chunks, bytes) else b"".join(chunks))
         for conn_id in closing:
             conn = conns.get(conn_id)
-            if conn is not None and conn.transport is not None:
-                conn.transport.close()
+            if conn is not None:
+                conn.finish()
 
 
 class Emulator:

@@ -72,6 +72,9 @@ class FramedTransport(asyncio.Transport):
     def abort(self) -> None:
         self.raw.abort()
 
+    def can_write_eof(self) -> bool:
+        return False  # a WebSocket ends with its close frame (``close``)
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.raw.get_extra_info(name, default)
 
