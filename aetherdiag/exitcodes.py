@@ -16,6 +16,8 @@ class ExitCode(IntEnum):
     INCOMPLETE = 7  # the run did not finish its job: tasks not sent or not finished, steps
     #                 not run, --timeout reached before the run settled
     INTERNAL = 8  # a bug in aetherdiag (rerun with --debug for the traceback)
+    NOT_WRITTEN = 9  # the report or record could not be written where asked (disk full, no
+    #                  permission): the report went to a fallback named on stderr
     INTERRUPTED = 130  # Ctrl-C, SIGTERM or SIGHUP
 
 

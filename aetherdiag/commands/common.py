@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -154,11 +158,26 @@ def _text(path: Path | None) -> str | None:
     return str(path) if path else None
 
 
-def check_output(output: Path | None) -> None:
-    """``--output FILE`` is checked before the run: it must be a writable file path. It is
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (``./a`` and ``a``, a symlink and its target)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return a.resolve() == b.resolve()
+
+
+def check_output(output: Path | None, *, inputs: Sequence[Path] = (),
+                 records: Sequence[Path] = ()) -> None:
+    """``--output FILE`` is checked before the run: it must be a writable file path, and not
+    one of the run's ``inputs`` or ``records`` (the report would replace them: exit 2). It is
     truncated now, so a run that dies on the way never leaves an earlier run's report there."""
     if output is None:
         return
+    for what, paths in (("input", inputs), ("--record file", records)):
+        for path in paths:
+            if str(path) != "-" and same_file(output, path):
+                raise Abort(f"--output {output} is also the {what} {path}: the report would "
+                            "replace it; write the report to another file", ExitCode.USAGE)
     if output.is_dir():
         raise Abort(f"--output {output}: is a directory", ExitCode.USAGE)
     if not output.parent.is_dir():
@@ -169,6 +188,39 @@ def check_output(output: Path | None) -> None:
             pass
     except OSError as exc:
         raise Abort(f"--output {output}: {exc.strerror or exc}", ExitCode.USAGE) from None
+
+
+def check_record(record: Path | None, *, inputs: Sequence[Path] = ()) -> None:
+    """``--record FILE`` must not be one of the run's inputs (it would replace them)."""
+    if record is None:
+        return
+    for path in inputs:
+        if str(path) != "-" and same_file(record, path):
+            raise Abort(f"--record {record} is also the input {path}: recording would "
+                        "replace it; record to another file", ExitCode.USAGE)
+
+
+_SUFFIX = {"json": ".json", "junit": ".xml", "html": ".html", "markdown": ".md",
+           "table": ".txt"}
+
+
+def _fallback(draw: Callable[[TextIO | None], None], fmt: render.Format) -> str:
+    """Write the report somewhere else than the output that failed: a new file in the temp
+    directory, or stderr when that fails too. Returns where it went, in words."""
+    name: str | None = None
+    try:
+        fd, name = tempfile.mkstemp(prefix="aetherdiag-report-",
+                                    suffix=_SUFFIX.get(fmt.value, ".txt"))
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            draw(stream)
+        return f"the report is in {name}"
+    except OSError:
+        if name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+    draw(sys.stderr)
+    sys.stderr.flush()
+    return "the report was written to stderr above"
 
 
 def emit_failure(title: str, target: str, exc: Abort, fmt: render.Format,
@@ -190,7 +242,9 @@ def emit(draw: Callable[[TextIO | None], None], fmt: render.Format, output: Path
             with output.open("w", encoding="utf-8") as stream:
                 draw(stream)
         except OSError as exc:
-            raise Abort(f"--output {output}: {exc.strerror or exc}", ExitCode.USAGE) from None
+            where = _fallback(draw, fmt)
+            raise Abort(f"--output {output}: {exc.strerror or exc}: {where}",
+                        ExitCode.NOT_WRITTEN) from None
         return
     if quiet and fmt is render.Format.table:
         return
@@ -198,5 +252,14 @@ def emit(draw: Callable[[TextIO | None], None], fmt: render.Format, output: Path
 
 
 def emit_report(report: Report, fmt: render.Format, output: Path | None, quiet: bool) -> None:
-    """Render a ``workers``-style report to ``output`` (or stdout)."""
-    emit(lambda stream: render.render(report, fmt, stream), fmt, output, quiet)
+    """Render a ``workers``-style report to ``output`` (or stdout). When it cannot be written
+    there, the ``Abort`` (exit 9, the fallback named) carries the verdict's code instead if
+    that is lower and not 0 (the lowest non-zero code wins; 130 always)."""
+    try:
+        emit(lambda stream: render.render(report, fmt, stream), fmt, output, quiet)
+    except Abort as exc:
+        verdict = report.exit_code
+        if exc.code is ExitCode.NOT_WRITTEN and verdict is not ExitCode.OK and (
+                verdict is ExitCode.INTERRUPTED or verdict < exc.code):
+            exc.code = verdict
+        raise

@@ -30,8 +30,9 @@ EPILOG = """Examples:
   aetherdiag report report.json --format table   # a saved JSON report
 
 Exit codes: the report's (0 healthy, 1 duplicates, 3 broker lost, 4 missing, 5 imbalance,
-7 incomplete, 130 interrupted); 2 for input that cannot be read or records that do not make
-one run.
+7 incomplete, 130 interrupted); 2 for input that cannot be read, records that do not make
+one run, or -o naming one of the inputs; 9 when the report cannot be written to -o (it goes
+to a file named on stderr instead).
 """
 
 Loaded = Recording | Report | SavedFailure
@@ -49,6 +50,7 @@ def command(
     debug: bool = common.DEBUG_OPTION,
 ) -> None:
     """Judge and render saved runs: run records (shards merged) or a saved JSON report."""
+    common.check_output(output, inputs=files)  # before reading: -o must not name an input
     loaded = [(path, _load(path)) for path in files]
     records = [item for _, item in loaded if isinstance(item, Recording)]
     saved = [(path, item) for path, item in loaded if not isinstance(item, Recording)]
@@ -71,7 +73,6 @@ def command(
         else:
             assert run.result is not None
             item = judge(run.header, run.result)
-    common.check_output(output)  # after reading: -o may name one of the inputs
     if isinstance(item, SavedFailure):
         failure = item
         common.emit(lambda stream: render.render_failure(

@@ -135,7 +135,7 @@ def command(
             raise Abort(f"{', '.join(given)} cannot be used with --input (it reads a "
                         "recording, no broker)")
         tls.refuse_tls("--broker (not --input)")
-        common.check_output(output)
+        common.check_output(output, inputs=[input_file])
         report, summary, header = _from_recording(input_file, limits, max_imbalance)
         # what the recorded watch subscribed to, not these options (unless it does not say)
         filters = header.filters or watched.filters()
@@ -145,7 +145,7 @@ def command(
         if broker is None:
             raise Abort("--broker URL is required (or --input FILE to judge a recording)")
         target = tls.target(broker, parse_protocol(mqtt or "3.1.1"))
-        common.check_output(output)
+        common.check_output(output, records=[record] if record is not None else [])
         from ..watch.observe import WatchPlan, observe
 
         plan = WatchPlan(target=target, protocol=target.protocol,
@@ -174,6 +174,8 @@ def command(
         summary = tracker.summary(outcome.elapsed)
         report = judge(summary, target=target.display(), ended=outcome.ended,
                        max_imbalance=max_imbalance, lost=outcome.lost, filters=filters)
+        if recorder is not None and recorder.failed is not None:
+            report = not_recorded(report, f"--record {record}: {recorder.failed}")
     report = replace(report, title=TITLE, context=(*setup, *pool_seen(summary)))
     common.emit_report(report, fmt, output, quiet)
     if not observed(summary):
@@ -181,6 +183,16 @@ def command(
     if report.interrupted:
         render.interrupted()
     raise typer.Exit(int(report.exit_code))
+
+
+def not_recorded(report: Report, why: str) -> Report:
+    """The report of a run whose ``--record`` could not be written: a note, and exit 9 when
+    nothing worse holds (the lowest non-zero code wins)."""
+    note = f"{why}: the recording stopped there and is incomplete"
+    if report.exit_code is not ExitCode.OK:
+        return replace(report, notes=(*report.notes, note))
+    return replace(report, notes=(*report.notes, note), exit_code=ExitCode.NOT_WRITTEN,
+                   verdict=f"{report.verdict}, but the record was not written")
 
 
 def _watched(profile: str, union: str, job: str | None, task: str | None,
@@ -215,10 +227,22 @@ def _recorder(path: Path | None, watched: Watched, target: str) -> Iterator[Reco
         stream: TextIO = path.open("w", encoding="utf-8")
     except OSError as exc:
         raise Abort(f"--record {path}: {exc.strerror or exc}") from None
-    with stream:
-        yield Recorder(stream, {
-            "profile": watched.profile, "filters": list(watched.filters()), "target": target,
-            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
+    def stopped(why: str) -> None:
+        render.warning(f"--record {path}: {why}: recording stopped; the watch goes on")
+
+    recorder = Recorder(stream, {
+        "profile": watched.profile, "filters": list(watched.filters()), "target": target,
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")},
+        on_error=stopped)
+    try:
+        yield recorder
+    finally:
+        try:
+            stream.close()
+        except OSError as exc:
+            if recorder.failed is None:
+                recorder.failed = exc.strerror or str(exc)
+                stopped(recorder.failed)
 
 
 def _from_recording(path: Path, limits: Limits, max_imbalance: float

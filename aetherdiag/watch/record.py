@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -56,24 +56,40 @@ def event_dict(event: Event) -> dict[str, Any]:
 
 
 class Recorder:
-    """Writes one recording; ``close`` adds the ``ended`` line."""
+    """Writes one recording; ``close`` adds the ``ended`` line. A write that fails (disk
+    full, the file gone) stops the recording: ``failed`` says why, ``on_error`` hears it
+    once, and the watch goes on (its report still judges everything it saw)."""
 
-    def __init__(self, stream: TextIO, header: dict[str, Any]) -> None:
+    def __init__(self, stream: TextIO, header: dict[str, Any],
+                 on_error: Callable[[str], None] | None = None) -> None:
         self._stream = stream
+        self._on_error = on_error
+        self.failed: str | None = None
         self._write({"schema": SCHEMA, **header})
 
+    def _guard(self, action: Callable[[], object]) -> None:
+        if self.failed is not None:
+            return
+        try:
+            action()
+        except OSError as exc:
+            self.failed = exc.strerror or str(exc)
+            if self._on_error is not None:
+                self._on_error(self.failed)
+
     def _write(self, doc: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        line = json.dumps(doc, separators=(",", ":")) + "\n"
+        self._guard(lambda: self._stream.write(line))
 
     def write(self, event: Event) -> None:
         self._write(event_dict(event))
 
     def flush(self) -> None:
-        self._stream.flush()
+        self._guard(self._stream.flush)
 
     def close(self, at: float, reason: str) -> None:
         self._write({"ended": round(at, 6), "reason": reason})
-        self._stream.flush()
+        self._guard(self._stream.flush)
 
 
 def _number(doc: dict[str, Any], name: str, *, optional: bool = False) -> float | None:
