@@ -142,8 +142,7 @@ def load_saved(doc: Any) -> Report | SavedFailure:
         publish_failures=_strs(doc, "publish_failures"), notes=_strs(doc, "notes"),
         timeline=_strs(doc, "timeline"),
         emulator_stats=_get(doc, "emulator", dict, None, null=True),
-        unsent=tuple((_get(u, "task", str), _get(u, "reason", str, ""))
-                     for u in _objects(doc, "unsent")),
+        unsent=_unsent(_objects(doc, "unsent")),
         unfinished=tuple((_get(u, "worker", str), _get(u, "task", str))
                          for u in _objects(doc, "unfinished")),
         connection_lost=_strs(doc, "connection_lost"), steps_not_run=_strs(doc, "steps_not_run"),
@@ -227,6 +226,28 @@ def _ints(doc: dict[str, Any], key: str) -> tuple[int, ...]:
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
         raise LoadError(f"activity: {key!r} must be a list of integers")
     return tuple(items)
+
+
+MAX_UNSENT = 10_000_000  # a saved report's unsent count this reader will expand
+UNLISTED = "…"  # a task id a JSON report did not list (it gives a count per reason)
+
+
+def _unsent(entries: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """``unsent`` of a saved report: one entry per reason with a count and some task ids
+    (the ids not listed come back as ``UNLISTED``), or one per task (reports before that)."""
+    out: list[tuple[str, str]] = []
+    for u in entries:
+        reason = _get(u, "reason", str, "")
+        if "count" not in u:
+            out.append((_get(u, "task", str), reason))
+            continue
+        tasks = _strs(u, "tasks")
+        count = _get(u, "count", int)
+        if not 0 <= count <= MAX_UNSENT:
+            raise LoadError(f"'unsent' count {count} is not between 0 and {MAX_UNSENT:,}")
+        out += [(t, reason) for t in tasks[:count]]
+        out += [(UNLISTED, reason)] * max(0, count - len(tasks))
+    return tuple(out)
 
 
 def _activity(doc: dict[str, Any] | None) -> Activity | None:

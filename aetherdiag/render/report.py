@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ..analysis import Report
@@ -22,6 +23,22 @@ from .report_view import report_view
 from .safe import terminal, xml_document
 
 SCHEMA = "aetherdiag.report/1"
+
+
+UNSENT_EXAMPLES = 10  # task ids listed per reason in a JSON report's "unsent" (a record has all)
+
+
+def unsent_groups(unsent: Sequence[tuple[str, str]]) -> list[dict[str, object]]:
+    """``unsent`` one entry per reason, in order of first appearance: its count and the first
+    ``UNSENT_EXAMPLES`` task ids (an interrupted run of 100,000 tasks has one reason and
+    99,000 ids; the run's ``--record`` keeps every one)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for task, reason in unsent:
+        group = groups.setdefault(reason, {"reason": reason, "count": 0, "tasks": []})
+        group["count"] += 1
+        if len(group["tasks"]) < UNSENT_EXAMPLES:
+            group["tasks"].append(task)
+    return list(groups.values())
 
 
 def to_dict(report: Report) -> dict[str, Any]:
@@ -106,7 +123,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         "notes": list(report.notes),
         "timeline": list(report.timeline),
         "emulator": report.emulator_stats,
-        "unsent": [{"task": t, "reason": r} for t, r in report.unsent],
+        "unsent": unsent_groups(report.unsent),
         "unfinished": [{"task": t, "worker": w} for w, t in report.unfinished],
         "connection_lost": list(report.connection_lost),
         "steps_not_run": list(report.steps_not_run),

@@ -54,7 +54,10 @@ def test_the_timeout_bounds_rate_pacing_too() -> None:
     # 7 (incomplete); 4 when the last task, sent right at the deadline, had not arrived yet
     assert result.exit_code in (4, 7), result.output
     assert doc["timed_out"] is True and "timed out after 3 s" in doc["verdict"]
-    assert doc["published"] < 100 and len(doc["unsent"]) == 100 - doc["published"]
+    assert doc["published"] < 100 and sum(u["count"] for u in doc["unsent"]) == (
+        100 - doc["published"])
+    assert [u["reason"] for u in doc["unsent"]] == ["not sent within 3 s"]  # one per reason
+    assert len(doc["unsent"][0]["tasks"]) == 10  # a few ids, not every one
     assert "every task sent" in failed_checks(doc)
     assert elapsed < 3 + 10  # the bound, plus start-up and teardown; it ran 60 s before
 
@@ -175,3 +178,5 @@ def test_ctrl_c_prints_the_partial_report_and_exits_130() -> None:
     doc = json.loads(out)
     assert doc["interrupted"] is True and doc["verdict"] == "interrupted"
     assert 0 < doc["published"] < 100000 and doc["unsent"]
+    assert sum(u["count"] for u in doc["unsent"]) == 100000 - doc["published"]
+    assert len(out) < 200_000  # bounded: not a list of ~100,000 unsent entries

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import os
 import re
 from dataclasses import replace
@@ -23,8 +24,9 @@ from support.cli import workers
 from support.synthetic import probe_report, replay_outcome, synthetic_report
 
 from aetherdiag.analysis import Report
-from aetherdiag.render import table, to_dict
+from aetherdiag.render import table, to_dict, to_json
 from aetherdiag.render.fit import duplicate_examples, fit_names, fit_tasks, share_text
+from aetherdiag.render.load import load_saved
 from aetherdiag.render.probe import table as probe_table
 from aetherdiag.render.replay import summary
 
@@ -283,3 +285,17 @@ def test_cli_at_40_columns_names_every_worker_whole() -> None:
         assert ", ".join(f"task-{n}" for n in tasks) in flat
     assert not re.search(r"[\w-]…", result.stdout)
     assert "verdict: healthy (exit 0)" in result.stdout
+
+
+def test_a_json_report_lists_unsent_per_reason_and_reads_back_with_the_counts() -> None:
+    report = replace(failing(300), unsent=(
+        *((f"task-{i}", "not sent within 2 s") for i in range(1, 251)),
+        *((f"task-{i}", "interrupted") for i in range(251, 301))))
+    doc = json.loads(to_json(report))
+    assert [(u["reason"], u["count"], len(u["tasks"])) for u in doc["unsent"]] == [
+        ("not sent within 2 s", 250, 10), ("interrupted", 50, 10)]
+    assert doc["unsent"][0]["tasks"][:2] == ["task-1", "task-2"]
+    back = load_saved(doc)
+    assert isinstance(back, Report)
+    assert len(back.unsent) == 300 and back.unsent[0] == ("task-1", "not sent within 2 s")
+    assert sum(1 for _, r in back.unsent if r == "interrupted") == 50
