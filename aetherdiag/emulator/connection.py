@@ -134,7 +134,11 @@ class MqttConnection(asyncio.BufferedProtocol):
         if not transport.can_write_eof():
             transport.close()
             return
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the client is already gone (reset): nothing to drain
+            transport.close()
+            return
         self._drain = asyncio.get_running_loop().call_later(DRAIN_S, transport.close)
 
     def eof_received(self) -> bool | None:

@@ -30,21 +30,25 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
 from .events import Event
+from .values import (
+    FINISHED_ENTRY_BYTES,
+    Finding,
+    Kind,
+    Limits,
+    Snapshot,
+    Summary,
+    WorkerCount,
+)
 
-Kind = Literal["multi", "repeat", "stalled", "resent", "collision"]
+__all__ = ["FINISHED_ENTRY_BYTES", "Finding", "Kind", "Limits", "Snapshot", "Summary",
+           "Tracker", "WorkerCount"]
 
 PERFORMED, ANSWERED, COMPLETED, MULTI, REPEAT, STALLED, RESENT, COLLISION, DOUBLED, RECALLED = (
     1 << n for n in range(10))
 KEPT = RECALLED - 1  # the flags a finished-task entry keeps (RECALLED is the live table's)
-
-# One entry of the finished-task memory for a 36-character tid (a UUID) and a 26-character
-# scope, the dict slot and the order queue included: 313 bytes measured with tracemalloc over
-# 200,000 entries (tests/watch/test_tracker.py keeps it under this). Longer tids and scopes
-# cost their extra characters. The default 1,000,000 entries: about 320 MB when full.
-FINISHED_ENTRY_BYTES = 320
 
 Key: TypeAlias = tuple[str, str]  # (scope, tid)
 # a finished task as the memory keeps it: (digest, caller, flags, then per worker who
@@ -57,21 +61,6 @@ def _finished_key(key: Key) -> str:
     unambiguous whatever the strings hold (a recording's are any text)."""
     scope, tid = key
     return f"{len(tid)}:{tid}/{scope}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Limits:
-    """The watch's knobs and memory bounds."""
-
-    stall_after: float = 10.0
-    forget_after: float = 60.0
-    expects_replies: bool = True  # generic without --reply-topic: no one answers, no stalls
-    max_tracked: int = 100_000  # live tasks kept at once
-    max_finished: int = 1_000_000  # finished tasks remembered (FINISHED_ENTRY_BYTES each)
-    max_examples: int = 200  # per finding
-    max_tasks_listed: int = 100  # task ids listed per worker
-    max_pool: int = 10_000
-    recent: int = 6  # findings kept for the live view
 
 
 @dataclass(slots=True)
@@ -90,68 +79,6 @@ class _Worker:
     unique: int = 0
     shared: int = 0  # of its tasks, those another worker answered too
     tasks: list[str] = field(default_factory=list)  # the first few, in order
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkerCount:
-    name: str
-    received: int
-    unique: int
-    tasks: tuple[str, ...]
-    shared: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Finding:
-    at: float
-    kind: Kind
-    tid: str
-    text: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Snapshot:
-    """What the live view shows."""
-
-    elapsed: float
-    tasks: int
-    workers: tuple[tuple[str, int], ...]
-    counts: tuple[tuple[Kind, int], ...]
-    forgotten: int
-    unparsed: int
-    recent: tuple[Finding, ...]
-    retained: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Summary:
-    """Everything the judge needs, as plain values (counts are exact; examples capped)."""
-
-    duration_s: float
-    limits: Limits
-    tasks: int  # distinct tasks whose perform was seen
-    handled: int  # ... answered by at least one worker
-    performs: int
-    workers: tuple[WorkerCount, ...]
-    counts: dict[Kind, int]  # tasks with each finding
-    examples: dict[Kind, tuple[tuple[str, str], ...]]  # (tid, detail)
-    repeats: int  # extra copies on one worker
-    resent_performs: int  # performs beyond the first with the same payload
-    resent_doubled: int  # resent tasks that were also processed twice
-    late: int  # stalled tasks answered later after all
-    waiting: int  # performs not answered yet, not stalled yet
-    in_progress: int  # answered, not completed when the watch ended
-    unperformed: int  # answers about tasks whose perform was not seen
-    unparsed: int
-    unattributed: int  # answers that name no worker
-    forgotten: int
-    evicted: int
-    pool: tuple[tuple[str, tuple[str, ...]], ...]  # (who, what it announced: online/idle)
-    idle_scopes: dict[str, tuple[str, ...]]  # who -> scopes it announced idle for
-    task_scopes: tuple[str, ...]  # scopes tasks were seen in (capped)
-    retained: int = 0  # retained messages ignored (stale state from before the watch)
-    recalled: int = 0  # forgotten tasks brought back by a later message about them
-    finished_dropped: int = 0  # finished-task memory entries dropped at max_finished
 
 
 class Tracker:
