@@ -14,6 +14,11 @@ says the tasks are out. A shard that never shows up ends every waiting shard wit
 Durations are kept to the millisecond, as every report shows them, so a report rebuilt from a
 saved JSON report or a run record is the same to the byte.
 
+MQTT version: with ``negotiate`` (no ``--mqtt``), one test connection per real endpoint asks
+for MQTT 5.0 before the fleet starts, and a broker that refuses it and accepts 3.1.1 gets a run
+in 3.1.1 (``harness.negotiate``): ``on_fallback`` hears of it before any worker connects, the
+result's ``mqtt5_refused`` and a note say so.
+
 Several endpoints: ``targets`` lists every real broker (several ``--broker`` URLs, node 1
 first), or ``emulator.nodes`` asks for an emulated cluster; each worker connects to its
 ``WorkerSpec.node`` and each task is published on its ``TaskSpec.node``.
@@ -22,13 +27,15 @@ first), or ``emulator.nodes`` asks for an emulated cluster; each worker connects
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .exitcodes import Abort, ExitCode
 from .harness.fleet import BrokerUnreachable, Fleet
 from .harness.model import BrokerTarget, EmulatorSettings, RunResult, TaskSpec, WorkerSpec
-from .harness.run import open_broker
+from .harness.negotiate import Negotiated, negotiate
+from .harness.run import OpenBroker, open_broker
 from .harness.shard import Coordinator, ShardError, ShardSpec
 from .mqtt.protocol import Protocol
 
@@ -47,6 +54,11 @@ class WorkersPlan:
     protocol: Protocol = "5"
     seed: int = 0
     run_id: str | None = None  # client ids (and run-scoped topics) use it; None: a fresh one
+    # try MQTT 5.0 and fall back to 3.1.1 on a real broker that refuses it (no --mqtt given)
+    negotiate: bool = False
+
+
+FallbackCallback = Callable[[Negotiated], None]
 
 
 DELIVERIES_PER_SECOND = 5_000  # what the default timeout allows for: a low floor, measured
@@ -63,7 +75,8 @@ def default_timeout(tasks: int, rate: float | None, base: float = 30.0,
 
 
 def run_workers(
-    plan: WorkersPlan, on_progress: Callable[[int, int], None] | None = None
+    plan: WorkersPlan, on_progress: Callable[[int, int], None] | None = None,
+    on_fallback: FallbackCallback | None = None,
 ) -> RunResult:
     """Execute ``plan`` and return everything observed.
 
@@ -72,21 +85,44 @@ def run_workers(
     Ctrl-C/SIGTERM (``KeyboardInterrupt``), or by a broker lost mid-run still returns what it
     observed; the result says what was not done.
     """
-    result, _ = _run(plan, on_progress, None)
+    result, _ = _run(plan, on_progress, None, on_fallback)
     return result
 
 
 def run_shard(
-    plan: WorkersPlan, shard: ShardSpec, on_progress: Callable[[int, int], None] | None = None
+    plan: WorkersPlan, shard: ShardSpec, on_progress: Callable[[int, int], None] | None = None,
+    on_fallback: FallbackCallback | None = None,
 ) -> tuple[RunResult, float]:
     """Execute this shard's part of ``plan`` (``plan.workers`` is its slice; shard 1
     publishes ``plan.tasks``). Returns the result and the wall-clock time (Unix seconds) at
     which the run's clock started, so shard records can be put on one clock."""
-    return _run(plan, on_progress, shard)
+    return _run(plan, on_progress, shard, on_fallback)
+
+
+def negotiated(plan: WorkersPlan, broker: OpenBroker, client_id: str,
+               on_fallback: FallbackCallback | None) -> tuple[WorkersPlan, tuple[BrokerTarget, ...],
+                                                          Negotiated | None]:
+    """``plan`` and the broker's endpoints in the MQTT version the broker accepts: the plan's
+    own unless ``plan.negotiate`` found a real broker that refuses 5.0 (``on_fallback`` is
+    told). The fallback, when there was one, comes back too."""
+    targets = broker.targets or (broker.target,)
+    if not plan.negotiate or broker.emulator is not None:
+        return plan, targets, None
+    found = negotiate(targets, plan.connect_timeout_s, client_id=client_id)
+    if not found.fell_back:
+        return plan, targets, None
+    if on_fallback is not None:
+        on_fallback(found)
+    used = found.protocol
+    plan = replace(plan, protocol=used,
+                   workers=tuple(replace(w, protocol=used, session_expiry=0)
+                                 for w in plan.workers))
+    return plan, tuple(replace(t, protocol=used) for t in targets), found
 
 
 def _run(plan: WorkersPlan, on_progress: Callable[[int, int], None] | None,
-         shard: ShardSpec | None) -> tuple[RunResult, float]:
+         shard: ShardSpec | None, on_fallback: FallbackCallback | None = None,
+         ) -> tuple[RunResult, float]:
     publish_nodes = sorted({t.node for t in plan.tasks}) or [1]
     scope = f"{plan.run_id}-s{shard.index}" if shard is not None and plan.run_id else None
     try:
@@ -94,13 +130,16 @@ def _run(plan: WorkersPlan, on_progress: Callable[[int, int], None] | None,
                          targets=plan.targets,
                          expected_clients=len(plan.workers) + len(publish_nodes),
                          expected_messages=len(plan.tasks)) as broker:
-            with Fleet(broker.target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
-                       label=broker.label, run_id=plan.run_id, targets=broker.targets,
+            tag = scope or plan.run_id or uuid.uuid4().hex[:8]
+            plan, targets, fallback = negotiated(plan, broker, f"aetherdiag-{tag}-mqtt-version",
+                                                 on_fallback)
+            with Fleet(targets[0], connect_timeout=plan.connect_timeout_s, seed=plan.seed,
+                       label=broker.label, run_id=plan.run_id, targets=targets,
                        publish_nodes=publish_nodes, client_scope=scope,
                        publishers=max((t.publisher for t in plan.tasks), default=1),
                        backlog=broker.backlog) as fleet:
                 coordinator = (None if shard is None else Coordinator(
-                    broker.target, shard, connect_timeout=plan.connect_timeout_s))
+                    targets[0], shard, connect_timeout=plan.connect_timeout_s))
                 interrupted = False
                 try:
                     if coordinator is not None:
@@ -125,6 +164,9 @@ def _run(plan: WorkersPlan, on_progress: Callable[[int, int], None] | None,
                     result = replace(result, interrupted=True, unsent=result.unsent + never)
                 result = replace(result, timeout_s=plan.timeout_s,
                                  duration_s=round(result.duration_s, 3))
+                if fallback is not None:
+                    result = replace(result, mqtt5_refused=fallback.refusal,
+                                     notes=(fallback.message(), *result.notes))
             return replace(result, emulator_stats=broker.stats()), started
     except (BrokerUnreachable, ShardError) as exc:
         raise Abort(str(exc), ExitCode.UNREACHABLE) from None

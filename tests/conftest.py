@@ -1,5 +1,6 @@
 """Shared fixtures: a private Mosquitto, the ``broker`` fixture over emulator and Mosquitto,
-and factories for recording paho-mqtt clients and raw socket clients.
+private RabbitMQ and NATS (MQTT 3.1.1-only brokers), and factories for recording paho-mqtt
+clients and raw socket clients.
 
 Fixtures only: the helpers behind them are plain modules in ``tests/support/``.
 """
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from support.brokers import BrokerUnderTest, MosquittoProcess, running_mosquitto
 from support.mqttclient import V5, V311, ClientFactory, RawClient, RawFactory, connector
+from support.thirdparty import ThirdPartyBroker, running_nats, running_rabbitmq
 
 from aetherdiag.emulator import Emulator
 
@@ -25,6 +27,24 @@ def mosquitto() -> Iterator[MosquittoProcess]:
     """One private mosquitto for the whole run; tests keep apart by unique topics and ids."""
     with tempfile.TemporaryDirectory(prefix="aetherdiag-mosquitto-") as tmp, \
             running_mosquitto(Path(tmp)) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[ThirdPartyBroker]:
+    """One private RabbitMQ node with its MQTT plugin for the whole run (about 15 s to
+    start); skipped (failed in CI) when RabbitMQ is not installed."""
+    with tempfile.TemporaryDirectory(prefix="aetherdiag-rabbitmq-") as tmp, \
+            running_rabbitmq(Path(tmp)) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def nats() -> Iterator[ThirdPartyBroker]:
+    """One private nats-server with its MQTT listener for the whole run; skipped (failed in
+    CI) when nats-server is not installed."""
+    with tempfile.TemporaryDirectory(prefix="aetherdiag-nats-") as tmp, \
+            running_nats(Path(tmp)) as broker:
         yield broker
 
 

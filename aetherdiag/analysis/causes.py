@@ -1,7 +1,12 @@
 """Likely causes: plain-words explanations derived from a Report and what the broker answered.
 
 Each cause follows the evidence: refused publishes by their reason code, SUBACK failures
-spelled out, a lost broker, a timeout, foreign messages. Pure: no I/O.
+spelled out, a connection the broker closed right after a packet it would not take (a refusal
+naming the packet and its QoS, not a lost network), a SUBACK granting less QoS than asked, a
+lost broker, a timeout, foreign messages. When nothing arrives and the broker refused nothing,
+an ACL is not guessed at: the literal-``$share`` reading comes first (with the MQTT 5.0
+refusal of a 3.1.1-only broker when the run fell back), and ``aetherdiag probe`` is named as
+the way to tell the readings apart. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -11,23 +16,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from ..emulator.topics import matches
-from ..harness.model import RunResult, WorkerSpec
+from ..harness.model import ClosedAfter, RunResult, WorkerSpec
 from ..mqtt.reasons import reason_text
 from .cluster import cluster_causes
+from .refusals import closed_after_causes, granted_causes, refusals
 from .report import Report, WorkerRow
-
-
-def names(items: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", … +{len(items) - limit} more" if len(items) > limit else "")
-
-
-def reasons(reasons: Sequence[str]) -> str:
-    """``3 not sent: ...; 1 refused ...``: each distinct reason once, with its count."""
-    counts: dict[str, int] = defaultdict(int)
-    for reason in reasons:
-        counts[reason] += 1
-    return "; ".join(f"{n} {reason}" for reason, n in counts.items())
+from .words import names as names
+from .words import reasons as reasons
 
 
 def slow_verb(slow: Sequence[str]) -> str:
@@ -91,7 +86,8 @@ def likely_causes(
                       "pools or groups, partial fan-out, or a QoS 1 re-dispatch after a member "
                       "dropped (use --allow-redelivery if that is acceptable)")
 
-    refusal_causes = _publish_refusal_causes(result)
+    closed = refusals(result)
+    refusal_causes = closed_after_causes(closed) + _publish_refusal_causes(result, closed)
     died = [e for e in result.process_exits if e.held]
     if cluster.missing:
         pass
@@ -116,17 +112,7 @@ def likely_causes(
         elif report.connection_lost and not report.delivered:
             pass  # the broker was lost before anything could arrive: said above
         else:
-            # The emulator has no ACLs; a real broker may accept a subscription its ACL then
-            # keeps silent (Mosquitto answers SUBACK success and filters at delivery).
-            options = [] if result.emulator_stats is not None else [
-                "an ACL accepts the subscription but denies reading the task topics (Mosquitto "
-                "grants such subscriptions and delivers nothing)"]
-            if shared:
-                options.append("the broker takes $share/... as a literal topic filter (no "
-                               "shared-subscription support)")
-            options.append("the filter does not match the task topics")
-            accepted = " although every subscription was accepted" if shared else ""
-            causes.append(f"nothing arrived{accepted}: " + ", or ".join(options))
+            causes.append(_nothing_arrived(result, bool(shared)))
     elif report.missing and report.timed_out and not report.connection_lost:
         causes.append(f"{len(report.missing)} task(s) had not reached any worker when the run "
                       "was cut off")
@@ -139,6 +125,7 @@ def likely_causes(
             cause += "; at QoS 0 the broker may drop for slow consumers"
         causes.append(cause)
     causes += refusal_causes
+    causes += granted_causes(result, workers)
     if report.repeats_dup:
         causes.append(f"{report.repeats_dup} DUP-flagged redelivery(ies): acknowledgements are "
                       "not reaching the broker in time (or the worker reconnected), so it sent "
@@ -310,14 +297,41 @@ def _suback_text(code: int) -> str:
     return reason_text(code) + (f": {advice}" if advice else "")
 
 
-def _publish_refusal_causes(result: RunResult) -> list[str]:
-    """What the publisher's refused or unacknowledged publishes say, grouped by reason."""
+def _nothing_arrived(result: RunResult, shared: bool) -> str:
+    """Nothing arrived and the broker refused nothing: the readings the evidence allows, the
+    literal ``$share`` first, and on a real broker the probe that tells them apart. No ACL is
+    named here: an ACL that lets a subscription through and hides its messages leaves no sign
+    in a run (the probe's control subscriber sees it)."""
+    options = []
+    if shared and result.mqtt5_refused:
+        options.append("the broker takes $share/... as a literal topic filter (it speaks only "
+                       "MQTT 3.1.1: it refused MQTT 5.0, and 3.1.1-only brokers such as "
+                       "RabbitMQ and NATS have no shared subscriptions)")
+    elif shared:
+        options.append("the broker takes $share/... as a literal topic filter (no "
+                       "shared-subscription support)")
+    options.append("the filter does not match the task topics")
+    accepted = " although every subscription was accepted" if shared else ""
+    text = f"nothing arrived{accepted}: " + ", or ".join(options)
+    if result.emulator_stats is None:
+        url = result.endpoints[0] if result.endpoints else result.target
+        text += f"; `aetherdiag probe --broker {url}` tells these apart"
+    return text
+
+
+def _publish_refusal_causes(result: RunResult, closed: Sequence[ClosedAfter] = ()
+                            ) -> list[str]:
+    """What the publisher's refused or unacknowledged publishes say, grouped by reason; the
+    publishes left unacknowledged by a connection the broker closed as a refusal (``closed``)
+    are that refusal, said once by ``refusals.closed_after_causes``."""
+    explained = any(c.packet == "PUBLISH" for c in closed)
     share = [t for t, r in result.publish_refusals if "$share" in r]
     denied = [t for t, r in result.publish_refusals
               if "$share" not in r and "0x87" in r and r.startswith("refused")]
     other = [r for _, r in result.publish_refusals
              if r.startswith("refused") and "$share" not in r and "0x87" not in r]
-    unacked = [r for _, r in result.publish_refusals if not r.startswith("refused")]
+    unacked = [r for _, r in result.publish_refusals if not r.startswith("refused")
+               and not (explained and "closed the publisher's connection right after" in r)]
     out: list[str] = []
     if share:
         out.append(f"the broker refused {len(share)} publish(es) to a $share/... topic: a "

@@ -32,6 +32,7 @@ from .causes import exit_status, likely_causes, names, reasons, slow_and_behind,
 from .cluster import node_figures
 from .latency import latency_of
 from .ordering import ordering_check, ordering_of, publisher_rows
+from .refusals import connections_of, refusals
 from .report import (
     DEFAULT_POOL,
     Balance,
@@ -165,7 +166,7 @@ def analyse(
         duration_s=result.duration_s, settled=result.settled,
         publish_failures=result.publish_failures, latency_ms=latency,
         notes=result.notes, emulator_stats=result.emulator_stats, lost_in_flight=tuple(lost),
-        unsent=result.unsent, unfinished=unfinished, connection_lost=result.connection_lost,
+        unsent=result.unsent, unfinished=unfinished, connection_lost=_lost(result),
         steps_not_run=result.steps_not_run, timed_out=timed_out,
         interrupted=result.interrupted, nodes=node_figures(result, rows),
         latency_histogram=latency_histogram, latency_clock=latency_clock,
@@ -173,6 +174,13 @@ def analyse(
         publishers=publisher_rows(result, published), ordering=ordering,
     )
     return _with_causes(report, result, workers)
+
+
+def _lost(result: RunResult) -> tuple[str, ...]:
+    """The clients whose broker connection died mid-run, without those the broker closed as
+    a refusal of a packet they had just sent (``causes.refusals``: not a lost broker)."""
+    refused = {c.client for c in refusals(result)}
+    return tuple(c for c in result.connection_lost if c not in refused)
 
 
 def _judged_on(result: RunResult, code: ExitCode) -> str:
@@ -375,7 +383,8 @@ def _completion_checks(
 ) -> tuple[Check, ...]:
     """Did the run do all it set out to do? Each shortfall is a failing check of its own."""
     planned = len(result.published) + len(result.unsent)
-    lost = result.connection_lost
+    lost = _lost(result)
+    refused = [c.client for c in refusals(result)]
     if unfinished:
         finished = Check(name="every task finished", passed=False, code=ExitCode.INCOMPLETE,
                          detail=f"{len(unfinished)} task(s) still being worked on when the run "
@@ -393,8 +402,10 @@ def _completion_checks(
                          detail="no worker was still working on a task at the end")
     checks = [
         Check(name="broker connection held", passed=not lost, code=ExitCode.UNREACHABLE,
-              detail=f"{len(lost)} client(s) lost the broker connection mid-run: "
-              f"{names(lost)}" if lost else "no client lost its broker connection"),
+              detail=(f"{len(lost)} client(s) lost the broker connection mid-run: "
+                      f"{names(lost)}" if lost else "no client lost its broker connection")
+              + (f"; the broker closed {connections_of(refused)} as a refusal (see the "
+                 "likely causes)" if refused else "")),
         Check(name="every task sent", passed=not result.unsent, code=ExitCode.INCOMPLETE,
               detail=f"{len(result.unsent)} of {planned} tasks never sent "
               f"({reasons([r for _, r in result.unsent])})" if result.unsent else

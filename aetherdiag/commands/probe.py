@@ -86,8 +86,8 @@ def command(
     insecure: bool = common.INSECURE_OPTION,
     password_env: str | None = common.PASSWORD_ENV_OPTION,
     mqtt: str | None = common.mqtt_option(
-        "Protocol for the strategy fingerprint and rule checks (default: 5 when the broker "
-        "accepts it; both versions are always tried for $share)"),
+        "Protocol for the strategy fingerprint and rule checks, pinned (default: 5, and 3.1.1 "
+        "when the broker refuses 5; both versions are always tried for $share)"),
     messages: int = typer.Option(96, "--messages", min=30, max=2000,
                                  help="Messages in the strategy fingerprint run."),
     timeout: float = typer.Option(30.0, "--timeout", min=5.0, max=600.0, callback=common.finite,
@@ -117,6 +117,8 @@ def command(
     except Abort as exc:
         _emit_failure(where["target"], exc, fmt, output, time.monotonic() - started)
         raise
+    if report.fallback:
+        render.warning(f"{where['target']}: {report.fallback}")
     common.emit(lambda stream: render_probe.render(report, fmt, stream), fmt, output, quiet)
     if report.denied and report.exit_code is ExitCode.UNREACHABLE:
         render.hint(TOPIC_PREFIX_HINT)

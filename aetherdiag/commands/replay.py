@@ -9,6 +9,7 @@ emulator's cluster) is checked for every file before anything connects.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from .. import render
 from ..exitcodes import Abort, ExitCode
 from ..harness.fleet import FleetError
 from ..harness.model import BrokerTarget
+from ..harness.negotiate import Negotiated
 from ..mqtt.protocol import Protocol, parse_protocol
 from ..render.replay import render_outcomes
 from ..replay import run_scenario
@@ -55,7 +57,9 @@ def command(
                                        help="Scenario YAML files (see "
                                        "docs/scenario-format.md); - reads one from stdin."),
     broker: list[str] = BROKERS_OPTION,
-    mqtt: str | None = common.mqtt_option("Override the files' protocol for every client"),
+    mqtt: str | None = common.mqtt_option(
+        "Override the files' protocol for every client, pinned (without it, a --broker that "
+        "refuses 5 gets the run in 3.1.1)"),
     ca_file: Path | None = common.CA_FILE_OPTION,
     cert_file: Path | None = common.CERT_FILE_OPTION,
     key_file: Path | None = common.KEY_FILE_OPTION,
@@ -120,7 +124,7 @@ def _replay(files: list[Path], broker: list[str], mqtt: str | None, tls: common.
                                    targets=endpoints if len(endpoints) > 1 else (),
                                    protocol=protocol, timeout_s=timeout,
                                    connect_timeout_s=connect_timeout, seed=seed,
-                                   on_progress=update)
+                                   on_progress=update, on_fallback=_fallback_warning(sc))
             outcomes.append(build_outcome(run, check_expect=check_expect))
             interrupted = run.result.interrupted
         except (Abort, FleetError) as exc:
@@ -134,6 +138,14 @@ def _replay(files: list[Path], broker: list[str], mqtt: str | None, tls: common.
         render.interrupted()
         return ExitCode.INTERRUPTED
     return worst_exit_code(o.exit_code for o in outcomes)
+
+
+def _fallback_warning(scenario: Scenario) -> Callable[[Negotiated], None]:
+    """The one stderr line of a file whose broker refused MQTT 5.0 (the run uses 3.1.1)."""
+    def warn(found: Negotiated) -> None:
+        render.warning(f"{scenario.path}: {found.message()}")
+
+    return warn
 
 
 def _load_all(files: list[Path]) -> list[Scenario]:

@@ -16,6 +16,7 @@ from ..emulator import FAULTS, STRATEGIES
 from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
 from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
+from ..harness.negotiate import Negotiated
 from ..layout import Layout, LayoutError, aethermagic, generic
 from ..mqtt.protocol import parse_protocol
 from ..record import Failure, RunHeader, Shard, judge
@@ -77,7 +78,8 @@ def command(
     keys: int | None = publish.KEYS_OPTION,
     expect_order: bool = publish.EXPECT_ORDER_OPTION,
     mqtt: str | None = common.mqtt_option(
-        "Protocol of every client (default 5; 3.1.1 with --profile aethermagic)"),
+        "Protocol of every client, pinned (default: 5, and 3.1.1 when a --broker refuses 5; "
+        "3.1.1 with --profile aethermagic)"),
     exec_command: str | None = typer.Option(
         None, "--exec", metavar="'CMD ...'",
         help="Run COUNT copies of your own worker command instead of the built-in workers. "
@@ -204,6 +206,7 @@ def command(
     library = profile == "aethermagic"
     pubs = publish.publishing(publishers, publisher_reconnect, keys, expect_order,
                               exec_command=exec_command, profile=profile)
+    pinned = mqtt is not None or library  # --mqtt (or the library's 3.1.1): no fallback
     protocol = parse_protocol(mqtt or ("3.1.1" if library else "5"))  # checked by the callback
     mqtt = protocol
     qos = qos if qos is not None else (0 if library else 1)
@@ -316,6 +319,7 @@ def command(
             tasks, rate, deliveries=tasks * count if fanout else tasks),
         quiet_s=settle_ms / 1000.0, connect_timeout_s=connect_timeout, protocol=protocol,
         seed=seed if seed is not None else random.randrange(1 << 30), run_id=run_id,
+        negotiate=target is not None and not pinned,
     )
     header = RunHeader(
         run_id=run_id, seed=plan.seed, workers=specs, tasks=tasks,
@@ -338,12 +342,18 @@ def command(
             index=shard_spec.index, count=shard_spec.count,
             workers=tuple(w.name for w in mine)),
     )
+    def fell_back(found: Negotiated) -> None:  # before any worker connects
+        nonlocal header
+        render.warning(found.message())
+        header = _with_protocol(header, found)
+
     try:
         with render.progress(tasks, "publishing", enabled=not quiet) as update:
             if shard_spec is None:
-                result = run_workers(plan, on_progress=update)
+                result = run_workers(plan, on_progress=update, on_fallback=fell_back)
             else:
-                result, started = run_shard(plan, shard_spec, on_progress=update)
+                result, started = run_shard(plan, shard_spec, on_progress=update,
+                                            on_fallback=fell_back)
                 header = replace(header, started_unix=started)
     except Abort as exc:
         sharding.write(record, header, None, Failure(message=str(exc), code=exc.code))
@@ -361,6 +371,17 @@ def command(
 
 
 __all__ = ["EPILOG", "ExitCode", "command"]
+
+
+def _with_protocol(header: RunHeader, used: Negotiated) -> RunHeader:
+    """The header of a run that fell back to ``used.protocol``: its ``mqtt`` row says so
+    (``3.1.1 (the broker refused 5.0)``), the plan and the workers name the version used."""
+    context = tuple((key, used.label() if key == "mqtt" else value)
+                    for key, value in header.context)
+    return replace(header, context=context,
+                   plan={**header.plan, "mqtt": used.protocol, "mqtt5_refused": used.refusal},
+                   workers=tuple(replace(w, protocol=used.protocol, session_expiry=0)
+                                 for w in header.workers))
 
 
 def _parse_slow(values: list[str], count: int) -> dict[str, float]:

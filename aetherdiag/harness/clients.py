@@ -18,12 +18,15 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..mqtt.protocol import Protocol
+from ..mqtt.reasons import connack_read_in, return_code_of
 from .model import BrokerTarget
 from .target import InvalidTarget, tls_context_from_files
 
@@ -115,6 +118,26 @@ class ClientFactory:
         client.max_inflight_messages = 0  # no paho-side queue: the fleet keeps its own window
         client.max_queued_messages = 0
         return client
+
+
+def wire_connack(client: mqtt.Client, rc: Any, spoken: Protocol) -> tuple[int, Protocol]:
+    """The CONNACK code as the broker sent it, and the protocol it was written in; call it
+    from ``on_connect``. paho hands ``on_connect`` a v5 ``ReasonCode`` whatever came: a 3.1.1
+    return code translated (1 -> 0x84), and a 3.1.1 CONNACK answering a v5 CONNECT (NATS:
+    ``20 02 00 01``) read as 0x84 too. The packet paho is handling still holds the byte, so it
+    is read there (paho 2.x keeps it in ``_in_packet``); where it cannot be read, the
+    translation is undone with the documented table (``mqtt.reasons.V5_OF_RETURN_CODE``)."""
+    value = int(getattr(rc, "value", rc))
+    packet = getattr(client, "_in_packet", None)
+    body = packet.get("packet") if isinstance(packet, dict) else None
+    command = packet.get("command") if isinstance(packet, dict) else None
+    if isinstance(body, bytes | bytearray) and len(body) >= 2 and command == 0x20:
+        raw = int(body[1])
+        return raw, connack_read_in(raw, spoken)
+    if spoken == "3.1.1":
+        back = return_code_of(value)
+        return (back if back is not None else value), "3.1.1"
+    return value, "5"
 
 
 def connect_properties(session_expiry: int) -> Properties | None:

@@ -410,7 +410,7 @@ class Fleet(ChurnSteps, FreshPublishing):
             duration_s=max(0.0, end - self.rec.t0),
             settled=self._settled,
             subscribe_results=self.rec.subscribe_results(),
-            notes=self.rec.notes(),
+            closed_after=self.rec.closed_afters(), notes=self.rec.notes(),
             events=self.rec.events(),
             latency=self.rec.latency(),
             endpoints=tuple(t.display() for t in self.targets) if several else (),

@@ -14,6 +14,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -21,14 +22,25 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ..mqtt.protocol import Protocol
-from ..mqtt.reasons import reason_text
-from .clients import KEEPALIVE, connect_properties, describe_connect_error
+from ..mqtt.reasons import (
+    REFUSING_DISCONNECTS,
+    connack_answer,
+    reason_text,
+    refuses_protocol,
+)
+from .clients import KEEPALIVE, connect_properties, describe_connect_error, wire_connack
 from .loop import Loop
-from .model import BrokerTarget
+from .model import BrokerTarget, ClosedAfter
 from .recorder import Recorder
 
 # states in which the member has (or is getting) a live connection
 LIVE = frozenset({"connecting", "connected", "closing", "dropping"})
+# A connection the broker closes this soon after a packet it left unanswered was closed in
+# answer to that packet (a refusal: see ``ClosedAfter``); measured: NATS closes within a few ms
+CLOSED_AFTER_S = 1.0
+# a 3.1.1-only broker's answer to an MQTT 5.0 CONNECT, spelled out for the fleet's error
+_V311_ONLY = ("a broker that speaks only MQTT 3.1.1 answers an MQTT 5.0 CONNECT like this: "
+              "try --mqtt 3.1.1")
 
 
 class Member:
@@ -53,6 +65,8 @@ class Member:
         self.gen = 0  # bumped whenever a connection ends; stale timers compare it
         self.broker_props: Properties | None = None
         self.disconnect_code = 0  # reason code of the last DISCONNECT from the broker
+        self.sent_at = 0.0  # monotonic time the last PUBLISH or SUBSCRIBE went out
+        self.refused: ClosedAfter | None = None  # the packet the last connection closed after
         self._answered = threading.Event()  # CONNACK (or the end of the connection) arrived
         client.user_data_set(self)
         client.on_connect = self._on_connect
@@ -93,10 +107,15 @@ class Member:
     ) -> None:
         self._answered.set()
         if rc.is_failure:
-            self.error = f"broker refused the connection: {reason_text(rc)}"
+            code, read_in = wire_connack(client, rc, self.protocol)
+            self.error = ("broker refused the connection: "
+                          + connack_answer(code, read_in, self.protocol))
+            if self.protocol == "5" and (read_in != "5" or refuses_protocol(code, read_in)):
+                self.error += f" ({_V311_ONLY})"
             self.state = "failed"
             return
         self.state = "connected"
+        self.refused = None
         self.session_present = bool(getattr(flags, "session_present", False))
         self.broker_props = props
         self.connects += 1
@@ -117,6 +136,8 @@ class Member:
             self.state = "failed"
             why = f"DISCONNECT {reason_text(rc)}" if from_broker else "connection closed"
             self.error = f"{why} before CONNACK (is this an MQTT broker?)"
+            if self.protocol == "5" and not from_broker:
+                self.error += f"; {_V311_ONLY}"
         elif prev == "closing":
             self.state = "closed"
         elif prev == "dropping":
@@ -127,11 +148,39 @@ class Member:
             self.state = "lost"
             why = f"DISCONNECT {reason_text(rc)} from the broker" if from_broker else (
                 "connection lost")
+            after = self._closed_after(self.disconnect_code if from_broker else None)
+            if after is not None:
+                self.refused = after
+                self.rec.closed_after(after)
+                why = (f"the broker closed the connection right after a QoS {after.qos} "
+                       f"{after.packet} ({after.topic!r}) it had not answered"
+                       + (f": DISCONNECT {reason_text(rc)}" if from_broker else ""))
             self.rec.event(self.name, "lost", why, self.in_flight())
             self.rec.note(f"{self.name}: {why}")
             if not from_broker:
                 self.rec.connection_lost(self.name)
         self.on_disconnected()
+
+    def _closed_after(self, disconnect: int | None) -> ClosedAfter | None:
+        """The packet the broker closed this connection in answer to (``ClosedAfter``): one
+        it had not answered when the connection ended, sent at most ``CLOSED_AFTER_S`` before;
+        None when there is none, or the broker's DISCONNECT gives another reason (shutting
+        down, session taken over...)."""
+        if disconnect is not None and disconnect not in REFUSING_DISCONNECTS:
+            return None
+        if not self.sent_at or time.monotonic() - self.sent_at > CLOSED_AFTER_S:
+            return None
+        last = self.unanswered()
+        if last is None:
+            return None
+        packet, qos, topic, count = last
+        return ClosedAfter(client=self.name, packet=packet, qos=qos, topic=topic,
+                           unanswered=count, disconnect=disconnect)
+
+    def unanswered(self) -> tuple[str, int, str, int] | None:
+        """Hook: ``(packet, QoS, topic or filter, how many)`` of the packets the broker had not
+        answered yet (the oldest named), or None (loop thread)."""
+        return None
 
     def on_connected(self) -> None:
         """Hook: a CONNACK with success arrived (loop thread)."""

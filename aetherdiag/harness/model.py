@@ -224,6 +224,24 @@ class Holder:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClosedAfter:
+    """The broker closed a client's connection right after a packet it had not answered.
+
+    That is how brokers refuse what they cannot honour: NATS closes the connection of a client
+    that publishes at QoS 2, a broker set to disconnect on an ACL denial closes it after the
+    denied PUBLISH or SUBSCRIBE. The analysis reads it as a refusal when other clients of the
+    run stayed connected (the broker itself was not gone), and never as a lost network.
+    """
+
+    client: str  # "publisher", "worker-2"
+    packet: str  # "PUBLISH" or "SUBSCRIBE"
+    qos: int
+    topic: str  # the PUBLISH's topic, or the SUBSCRIBE's filter
+    unanswered: int = 1  # packets of this client the broker had left unanswered then
+    disconnect: int | None = None  # the v5 DISCONNECT's reason code, when the broker sent one
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunResult:
     """Everything the harness observed."""
 
@@ -265,3 +283,8 @@ class RunResult:
     # every delivery's latency in an HDR histogram (recorded by the harness as it went); None
     # when the source recorded none (analysis then builds one from ``Delivery.latency_ms``)
     latency: LatencyRecord | None = None
+    # connections the broker closed right after a packet it had not answered (refusals)
+    closed_after: tuple[ClosedAfter, ...] = ()
+    # how the broker refused MQTT 5.0 when the run fell back to 3.1.1 (harness/negotiate.py);
+    # "" when it did not
+    mqtt5_refused: str = ""

@@ -70,6 +70,8 @@ class Publisher(Member):
         self.sent_ids: list[str] = []
         self.retained_topics: set[str] = set()  # cleared again when the fleet closes
         self.failures: list[tuple[str, str]] = []  # (task id, reason)
+        self.last_task: TaskSpec | None = None  # the last task handed to paho
+        self.max_qos = 2  # the v5 CONNACK's Maximum QoS (absent: 2)
         self.sent = 0
         self.acked = 0
         self.announce_finish = False
@@ -84,6 +86,8 @@ class Publisher(Member):
         receive_max = getattr(self.broker_props, "ReceiveMaximum", None)
         if isinstance(receive_max, int) and receive_max > 0:
             self.window = min(self.window, receive_max)
+        max_qos = getattr(self.broker_props, "MaximumQoS", None)
+        self.max_qos = max_qos if isinstance(max_qos, int) else 2
         self.pump()
 
     def enqueue(self, tasks: Iterable[TaskSpec], rate: float | None) -> None:
@@ -133,6 +137,10 @@ class Publisher(Member):
                     return
                 self.next_at = max(self.next_at, now - interval) + interval
             task = queue.popleft()
+            if task.qos > self.max_qos:  # said once: the broker will most likely refuse it
+                self.rec.note(f"{self.name}: the broker's CONNACK says Maximum QoS "
+                              f"{self.max_qos}, and this run publishes at QoS {task.qos}")
+                self.max_qos = task.qos
             payload = (task_payload(task.task_id, self.run_id, time.time(), publisher=self.name,
                                     seq=numbered.get(task.task_id, _UNNUMBERED)[1],
                                     key=task.key)
@@ -147,6 +155,8 @@ class Publisher(Member):
                 self.failures.append((task.task_id, f"not sent: {mqtt.error_string(info.rc)}"))
                 continue
             self.sent += 1
+            self.sent_at = now
+            self.last_task = task
             self.sent_ids.append(task.task_id)
             if task.retain:
                 self.retained_topics.add(task.topic)
@@ -168,12 +178,24 @@ class Publisher(Member):
         if self.queue:
             self.pump()
 
+    def unanswered(self) -> tuple[str, int, str, int] | None:
+        if self.outstanding:
+            first = next(iter(self.outstanding.values()))
+            return "PUBLISH", first.qos, first.topic, len(self.outstanding)
+        last = self.last_task
+        if last is not None and last.qos == 0:  # nothing answers QoS 0: the last one sent
+            return "PUBLISH", 0, last.topic, 1
+        return None
+
     def on_disconnected(self) -> None:
+        after = self.refused
+        why = ("the publisher's connection ended" if after is None else
+               f"the broker closed the publisher's connection right after a QoS {after.qos} "
+               "PUBLISH")
         for task in self.outstanding.values():
-            self.failures.append(
-                (task.task_id, "not acknowledged: the publisher's connection ended"))
+            self.failures.append((task.task_id, f"not acknowledged: {why}"))
         self.outstanding.clear()
-        self.cancel("not sent: the publisher's connection ended")
+        self.cancel(f"not sent: {why}")
 
     def clear_retained(self) -> None:
         """Publish empty retained messages over every retained task (loop thread), so a real

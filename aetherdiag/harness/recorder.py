@@ -19,6 +19,7 @@ from .model import (
     LATENCY_DIGITS,
     LATENCY_HIGHEST_US,
     LATENCY_LOWEST_US,
+    ClosedAfter,
     Delivery,
     FleetEvent,
     LatencyRecord,
@@ -40,6 +41,7 @@ class Recorder:
         self._notes: list[str] = []
         self._subscribe_results: list[tuple[str, str, int]] = []
         self._connection_lost: list[str] = []
+        self._closed_after: list[ClosedAfter] = []
         self.last_activity = self.t0  # monotonic time of the last delivery or acknowledgement
         self.pending_acks = 0  # deliveries a worker is still "working on" (loop thread only)
         self._latency = HdrHistogram(LATENCY_LOWEST_US, LATENCY_HIGHEST_US, LATENCY_DIGITS)
@@ -110,6 +112,16 @@ class Recorder:
     def connections_lost(self) -> tuple[str, ...]:
         with self._lock:
             return tuple(dict.fromkeys(self._connection_lost))
+
+    def closed_after(self, what: ClosedAfter) -> None:
+        """Record that the broker closed a connection right after a packet it had not
+        answered (``ClosedAfter``)."""
+        with self._lock:
+            self._closed_after.append(what)
+
+    def closed_afters(self) -> tuple[ClosedAfter, ...]:
+        with self._lock:
+            return tuple(self._closed_after)
 
     def subscribe_result(self, worker: str, topic_filter: str, reason_code: int) -> None:
         """Record the SUBACK reason code one filter got."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from ..mqtt.reasons import reason_text
+from ..mqtt.reasons import granted_text, reason_text
 from ..wire.profile import worker_announcements, worker_reply
 from .loop import Loop
 from .member import Member
@@ -60,6 +60,7 @@ class Worker(Member):
         # PUBCOMP is sent right after reconnecting to the same session.
         self.owed_pubcomp: list[int] = []
         self.requests: dict[int, tuple[str, tuple[str, ...]]] = {}  # mid -> (kind, filters)
+        self.asked: dict[str, int] = {}  # filter -> the QoS its last SUBSCRIBE asked for
         self.answers: dict[int, tuple[int, ...]] = {}  # mid -> reason codes, once answered
         # --profile aethermagic: (host, client) its answers carry, like the library's
         self.identity = ((socket.gethostname(), f"{spec.name}-{run_id}")
@@ -131,7 +132,17 @@ class Worker(Member):
         if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
             return None
         self.requests[mid] = ("subscribe", tuple(f for f, _ in items))
+        self.asked.update(items)
+        self.sent_at = time.monotonic()
         return int(mid)
+
+    def unanswered(self) -> tuple[str, int, str, int] | None:
+        pending = [filters for kind, filters in self.requests.values()
+                   if kind == "subscribe" and filters]
+        if not pending:
+            return None
+        first = pending[0][0]
+        return "SUBSCRIBE", self.asked.get(first, self.spec.qos), first, len(pending)
 
     def unsubscribe(self, topic_filter: str) -> int | None:
         """Send UNSUBSCRIBE; returns its mid (None when not connected)."""
@@ -149,9 +160,14 @@ class Worker(Member):
         self.answers[mid] = values
         for topic_filter, rc, value in zip(filters, codes, values, strict=False):
             self.rec.subscribe_result(self.name, topic_filter, value)
+            asked = self.asked.get(topic_filter, value)
             if value >= 0x80:
                 self.rec.note(f"{self.name}: the broker refused the subscription to "
                               f"{topic_filter!r} ({reason_text(rc)})")
+            elif value < asked:  # the filter is named when the worker has several
+                which = f" to {topic_filter!r}" if len(self.asked) > 1 else ""
+                self.rec.note(f"{self.name}: the broker granted {granted_text(value)} for its "
+                              f"QoS {asked} subscription{which}")
         self._next()
 
     def _on_unsubscribe(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..mqtt.protocol import Protocol
+from ..mqtt.reasons import connack_meaning, refuses_protocol
 from .client import V5, ConnectFailed
 from .context import Context, StepFailed, rc_text
 from .fingerprint import design
@@ -46,11 +47,19 @@ def probe_protocol(ctx: Context, version: Protocol) -> tuple[ProtocolInfo, bool]
     shared: bool | None = None
     if version == V5 and "SharedSubscriptionAvailable" in ack.properties:
         shared = bool(ack.properties["SharedSubscriptionAvailable"])
-    detail = (f"CONNACK 0x00 in {ms:.0f} ms" if ack.accepted
-              else f"CONNACK {rc_text(ack.reason_code)}")
+    detail = ack.quoted(version) + (f" in {ms:.0f} ms" if ack.accepted else "")
     return ProtocolInfo(version=version, accepted=ack.accepted, connack=ack.reason_code,
-                        detail=detail, connect_ms=ms, properties=dict(ack.properties),
-                        shared_available=shared), True
+                        connack_protocol=ack.protocol, detail=detail, connect_ms=ms,
+                        properties=dict(ack.properties), shared_available=shared), True
+
+
+def _connack_data(info: ProtocolInfo) -> dict[str, Any]:
+    """The CONNACK as sent, for the JSON: the raw code, the protocol it was written in (3.1.1:
+    a return code; 5: a reason code) and its meaning; all null when none came."""
+    code, protocol = info.connack, info.connack_protocol
+    return {"connack": code, "connack_protocol": protocol,
+            "connack_meaning": (None if code is None or protocol is None
+                                else connack_meaning(code, protocol))}
 
 
 def connect_check(info: ProtocolInfo) -> Check:
@@ -59,16 +68,24 @@ def connect_check(info: ProtocolInfo) -> Check:
     if info.accepted:
         return Check(id=cid, title=f"MQTT {name} connect", status=Status.PASS,
                      result="accepted", evidence=info.detail,
-                     spec="A server answers CONNECT with CONNACK; 0x00 accepts the session.",
+                     spec="A server answers CONNECT with CONNACK; " + (
+                         "return code 0 accepts the session (MQTT 3.1.1 3.2.2.3)."
+                         if info.version == "3.1.1" else "reason code 0x00 accepts the session."),
                      meaning=f"workers can use MQTT {name}",
-                     data={"connack": info.connack, "connect_ms": round(info.connect_ms, 1)})
+                     data={**_connack_data(info), "connect_ms": round(info.connect_ms, 1)})
+    code, protocol = info.connack, info.connack_protocol
+    if code is not None and protocol is not None and refuses_protocol(code, protocol):
+        meaning = f"workers cannot use MQTT {name} here: the broker does not speak it"
+    elif code is not None and protocol is not None:
+        meaning = (f"this client was refused ({connack_meaning(code, protocol)}): check the "
+                   "credentials or the broker's client rules")
+    else:
+        meaning = f"workers cannot use MQTT {name} here (or the credentials are wrong)"
     return Check(id=cid, title=f"MQTT {name} connect", status=Status.WARN, result="refused",
                  evidence=info.detail,
                  spec="A server that does not support a protocol level answers CONNACK "
                       "0x84 (v5) / return code 1 (3.1.1), or closes the connection.",
-                 meaning=f"workers cannot use MQTT {name} here (or the credentials are "
-                         "wrong)",
-                 data={"connack": info.connack})
+                 meaning=meaning, data=_connack_data(info))
 
 
 def shared_available_check(info: ProtocolInfo | None) -> Check:

@@ -30,9 +30,11 @@ from ..harness.clients import (
     new_client,
     release,
     tls_context,
+    wire_connack,
 )
 from ..harness.model import BrokerTarget
 from ..mqtt.protocol import Protocol
+from ..mqtt.reasons import connack_text
 
 V311: Protocol = "3.1.1"
 V5: Protocol = "5"
@@ -62,9 +64,12 @@ class Received:
 
 @dataclass(frozen=True, kw_only=True)
 class Connack:
-    """What CONNECT got back. ``reason_code`` is None when the socket closed before CONNACK."""
+    """What CONNECT got back. ``reason_code`` is the code on the wire (None when the socket
+    closed before CONNACK), read in ``protocol``: a 3.1.1 return code (0-5) or a v5 reason
+    code. A v5 CONNECT can get a 3.1.1 CONNACK back (NATS: return code 1)."""
 
     reason_code: int | None
+    protocol: Protocol = "5"
     session_present: bool = False
     properties: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
@@ -72,6 +77,16 @@ class Connack:
     @property
     def accepted(self) -> bool:
         return self.reason_code == 0
+
+    def quoted(self, spoken: Protocol) -> str:
+        """The answer as sent, with its meaning: ``CONNACK return code 0 (connection
+        accepted)``, ``CONNACK 0x86 (bad user name or password)``, or, for a CONNACK in the
+        other protocol, ``a 3.1.1 CONNACK: return code 1 (unacceptable protocol version)``."""
+        if self.reason_code is None:
+            return "connection closed before CONNACK"
+        text = connack_text(self.reason_code, self.protocol)
+        return f"CONNACK {text}" if self.protocol == spoken else (
+            f"a {self.protocol} CONNACK: {text}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,10 +167,12 @@ class ProbeClient:
 
     # -- callbacks (paho's thread) ------------------------------------------------------------
 
-    def _on_connect(self, _c: Any, _u: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_connect(self, client: Any, _u: Any, flags: Any, rc: Any, props: Any) -> None:
+        code, read_in = wire_connack(client, rc, self.version)
         with self._cond:
             self.connack = Connack(
-                reason_code=_code(rc), session_present=bool(flags.session_present),
+                reason_code=code, protocol=read_in,
+                session_present=bool(flags.session_present),
                 properties=_props(props), elapsed_s=time.monotonic() - self._t0,
             )
             self._cond.notify_all()
@@ -218,7 +235,8 @@ class ProbeClient:
         self.wait(lambda: self.connack is not None or self.disconnect_code is not None,
                   timeout)
         if self.connack is None:
-            return Connack(reason_code=None, elapsed_s=time.monotonic() - self._t0)
+            return Connack(reason_code=None, protocol=self.version,
+                           elapsed_s=time.monotonic() - self._t0)
         return self.connack
 
     def subscribe(self, topic_filter: str, qos: int, timeout: float, *,

@@ -154,7 +154,7 @@ class Context:
             raise StepFailed(f"{role}: {exc}") from None
         if not ack.accepted:
             c.close()
-            raise StepFailed(f"{role}: CONNACK {rc_text(ack.reason_code)}")
+            raise StepFailed(f"{role}: {ack.quoted(c.version)}")
         return c
 
     def connected_many(self, roles: Sequence[str], version: Protocol | None = None,

@@ -60,8 +60,11 @@ class Check:
 class ProtocolInfo:
     version: Protocol
     accepted: bool
-    connack: int | None  # CONNACK reason / return code; None: closed before CONNACK
+    connack: int | None  # the CONNACK's code as sent; None: closed before CONNACK
     detail: str
+    # the protocol the CONNACK was written in: a 3.1.1 return code or a v5 reason code (a v5
+    # CONNECT may get a 3.1.1 CONNACK back: NATS answers return code 1); None: no CONNACK
+    connack_protocol: Protocol | None = None
     connect_ms: float = 0.0
     properties: Mapping[str, Any] = field(default_factory=dict)
     shared_available: bool | None = None  # v5 property 0x2A; None when absent (= available)
@@ -79,6 +82,8 @@ class ProbeReport:
     checks: tuple[Check, ...]
     duration_s: float
     notes: tuple[str, ...] = ()
+    # MQTT 5.0 was refused and the runs and checks used 3.1.1: how, in one line ("": no)
+    fallback: str = ""
 
     @property
     def exactly_once(self) -> bool:

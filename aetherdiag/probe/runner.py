@@ -2,7 +2,10 @@
 
 How this works: ``run_probe`` owns the ``Context`` (run id, time budget, clients). Order:
 1. CONNECT with 5.0 and 3.1.1 (nothing reachable -> ``ProbeUnreachable``); the CONNECT time
-   sets the round-trip estimate and how long "nothing more arrives" is waited for;
+   sets the round-trip estimate and how long "nothing more arrives" is waited for. The runs
+   and checks below use 5.0, or 3.1.1 when the broker refuses 5.0 (``ProbeReport.fallback``
+   says so); ``--mqtt`` pins the version: when the broker refuses a pinned version, what
+   needs it is "not tested" (the short run on the other version still runs);
 2. at the same time: the main dispatch run on the preferred version (5.0 when accepted) and a
    short run on the other -> ``$share`` behaviour per protocol and duplicates;
 3. at the same time, each on its own thread (they mostly wait, for answers or for silence):
@@ -121,10 +124,22 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
     ctx.quiet = min(2.0, max(0.3, 0.3 + slowest * 0.008))
     ctx.step = min(5.0, max(2.0, 2.0 + slowest * 0.02))
     preferred = V311 if opts.protocol == V311 else V5
-    ctx.version = preferred if (v5 if preferred == V5 else v311).accepted else (
+    answer = {V5: v5, V311: v311}
+    # MQTT 5.0 first; a broker that refuses it gets the runs and checks in 3.1.1, unless
+    # --mqtt pinned the version: then what needs it is not tested
+    pinned_refused = opts.protocol is not None and not answer[preferred].accepted
+    ctx.version = preferred if answer[preferred].accepted or pinned_refused else (
         V311 if preferred == V5 else V5)
     other = V311 if ctx.version == V5 else V5
-    other_ok = v311.accepted if other == V311 else v5.accepted
+    other_ok = answer[other].accepted
+    fallback = ""
+    if ctx.version != preferred:
+        fallback = (f"MQTT {version_label(preferred)} was refused ({answer[preferred].detail}); "
+                    f"the dispatch runs and rule checks used MQTT {version_label(ctx.version)}"
+                    " (--mqtt pins a version)")
+    pinned = (f"--mqtt {preferred}: the broker refused MQTT "
+              f"{version_label(preferred)} ({answer[preferred].detail}); without --mqtt the "
+              f"probe uses MQTT {version_label(other)}" if pinned_refused else "")
 
     rows: dict[str, Check] = {
         "connect_v311": checks.connect_check(v311),
@@ -136,8 +151,11 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
 
     step(f"dispatch runs: 3 members, {opts.messages} messages on MQTT {ctx.version}"
          + (f", 9 on MQTT {other}" if other_ok else ""))
-    share_jobs: dict[str, Callable[[], ShareRun]] = {
-        ctx.version: lambda: dispatch.main_run(ctx, ctx.version, opts.messages)}
+    share_jobs: dict[str, Callable[[], ShareRun]] = {}
+    if pinned_refused:
+        why[ctx.version] = pinned
+    else:
+        share_jobs[ctx.version] = lambda: dispatch.main_run(ctx, ctx.version, opts.messages)
     if other_ok:
         share_jobs[other] = lambda: dispatch.small_run(ctx, other)
     for version, outcome in _together(share_jobs, opts.parallel).items():
@@ -192,6 +210,9 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
         tasks[cluster.DELIVERY] = (cluster.TITLES[cluster.DELIVERY],
                                    lambda: cluster.delivery_check(ctx))
         tasks[cluster.ONCE] = (cluster.TITLES[cluster.ONCE], lambda: _once(ctx, split))
+    if pinned_refused:
+        for cid in list(tasks):
+            rows[cid] = _skipped(cid, tasks.pop(cid)[0], pinned)
     if needs_topics is not None:
         for cid in [c for c in tasks if c != "strategy"]:
             rows[cid] = _skipped(cid, tasks.pop(cid)[0], needs_topics)
@@ -225,9 +246,7 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
              "malformed_share", "qos1_drop_clean", "qos1_drop_persistent", "qos2_drop",
              "offline_member", "expired_session", "redispatch_wildcard", "queue_prefix"]
     share = {v: (r.outcome.behaviour if r is not None else None) for v, r in runs.items()}
-    notes = []
-    if opts.protocol and opts.protocol != ctx.version:
-        notes.append(f"MQTT {opts.protocol} was not accepted; the checks used {ctx.version}")
+    notes = [n for n in (fallback, pinned) if n]
     if ctx.budget.left() <= 0:
         notes.append("the --timeout budget ran out; some checks were skipped")
     if any(r is not None and r.outcome.behaviour == DENIED for r in runs.values()):
@@ -237,7 +256,7 @@ def _run(ctx: Context, opts: ProbeOptions, label: str, step: Callable[[str], Non
         target=label, endpoints=tuple(ctx.endpoint(n).display() for n in range(1, ctx.nodes + 1)),
         run_id=ctx.run_id, topic_prefix=ctx.base, protocols=(v311, v5),
         share_behaviour=share, strategy=guess, checks=shown,
-        duration_s=ctx.budget.elapsed(), notes=tuple(notes))
+        duration_s=ctx.budget.elapsed(), notes=tuple(notes), fallback=fallback)
 
 
 def _same_refusal(runs: dict[str, ShareRun | None]) -> None:

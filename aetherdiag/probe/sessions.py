@@ -92,7 +92,8 @@ def expired_session_check(ctx: Context) -> Check:
     cid, title = "expired_session", "Tasks queued for a member whose session expires"
     if ctx.version != V5:
         return Check(id=cid, title=title, status=Status.SKIP, result="not tested",
-                     evidence="needs MQTT 5 (Session Expiry Interval)", spec=_EXPIRY_SPEC,
+                     evidence=f"not judged with MQTT {ctx.version}: needs MQTT 5.0 (Session "
+                              "Expiry Interval)", spec=_EXPIRY_SPEC,
                      meaning="-")
     topic_filter = f"$share/{ctx.group(tag)}/{ctx.base}/{tag}/+"
     with ctx.clients() as made:

@@ -22,6 +22,7 @@ from ..analysis import Expectations
 from ..exitcodes import ExitCode
 from ..harness.model import (
     ClientIdCollision,
+    ClosedAfter,
     Delivery,
     FleetEvent,
     Holder,
@@ -151,7 +152,8 @@ class _Builder:
             own_processes=_get(end, "own_processes", bool, default=False),
             observed=_observed(_get(end, "observed", str, default="all")),
             process_exits=tuple(it["process_exit"]), collisions=tuple(it["collision"]),
-            holders=tuple(it["holder"]),
+            holders=tuple(it["holder"]), closed_after=tuple(it["closed_after"]),
+            mqtt5_refused=_get(end, "mqtt5_refused", str, default=""),
             endpoints=_strs(end, "endpoints", ()), latency=latency)
 
 
@@ -201,6 +203,10 @@ _ITEMS: dict[str, Callable[[Doc], Any]] = {
     "holder": lambda d: Holder(process=_get(d, "worker", str), pid=_get(d, "pid", int),
                                client_id=_get(d, "client_id", str),
                                topic_filter=_get(d, "filter", str)),
+    "closed_after": lambda d: ClosedAfter(
+        client=_get(d, "client", str), packet=_get(d, "packet", str), qos=_get(d, "qos", int),
+        topic=_get(d, "topic", str), unanswered=_get(d, "unanswered", int, default=1),
+        disconnect=_get(d, "disconnect", int, null=True, default=None)),
 }
 
 

@@ -102,6 +102,8 @@ def _merged(header: RunHeader, shards: list[Recording]) -> RunResult:
         subscribe_results=tuple(s for r in results for s in r.subscribe_results),
         unfinished=tuple(u for r in results for u in r.unfinished),
         connection_lost=tuple(c for r in results for c in r.connection_lost),
+        closed_after=tuple(c for r in results for c in r.closed_after),
+        mqtt5_refused=next((r.mqtt5_refused for r in results if r.mqtt5_refused), ""),
         notes=tuple(n for r in results for n in r.notes),
         replies=tuple(x for r in results for x in r.replies),
         latency=None,  # analysis builds the histogram from every shard's deliveries

@@ -76,6 +76,9 @@ def item_lines(result: RunResult) -> list[dict[str, Any]]:
              "takeovers": c.takeovers} for c in result.collisions]
     out += [{"type": "holder", "worker": h.process, "pid": h.pid, "client_id": h.client_id,
              "filter": h.topic_filter} for h in result.holders]
+    out += [{"type": "closed_after", "client": c.client, "packet": c.packet, "qos": c.qos,
+             "topic": c.topic, "unanswered": c.unanswered, "disconnect": c.disconnect}
+            for c in result.closed_after]
     return out
 
 
@@ -95,6 +98,7 @@ def end_dict(result: RunResult | None, failure: Failure | None = None) -> dict[s
         "expects_replies": result.expects_replies, "own_processes": result.own_processes,
         "observed": result.observed,
         "endpoints": list(result.endpoints),
+        "mqtt5_refused": result.mqtt5_refused,
         "latency": None if lat is None else {
             "hdr": base64.b64encode(lat.hdr).decode("ascii"), "count": lat.count,
             "below_zero": lat.below_zero, "above_range": lat.above_range, "clock": lat.clock},

@@ -76,9 +76,11 @@ def build_outcome(run: ReplayRun, *, check_expect: bool = False) -> ReplayOutcom
                      allow_redelivery=sc.expect.allow_redelivery),
         steps=len(sc.steps), abandoned=effects.abandoned,
     )
-    protocols = sorted({w.protocol for w in run.workers})
+    protocols = "/".join(sorted({w.protocol for w in run.workers}))
+    if run.result.mqtt5_refused:  # harness/negotiate.py: the broker refused 5.0
+        protocols += " (the broker refused 5.0)"
     setup = (("file", sc.path), ("workers", str(len(run.workers))), ("steps", str(len(sc.steps))),
-             ("tasks", str(len(sc.tasks))), ("mqtt", "/".join(protocols)))
+             ("tasks", str(len(sc.tasks))), ("mqtt", protocols))
     results = check_expect_block(sc.expect, report)
     code = report.exit_code
     if check_expect and results:

@@ -22,6 +22,11 @@ not "lost broker connections" of the run (a ``drop`` is not either).
 (``intruder.py``); the worker's connection, closed by the broker, is not a lost broker
 connection of the run either.
 
+MQTT version: without ``--mqtt``, a real broker gets one test connection in MQTT 5.0 first
+(``harness.negotiate``); one that refuses 5.0 and accepts 3.1.1 gets the whole scenario in
+3.1.1, ``on_fallback`` hears of it before any worker connects, and the run's notes say so,
+naming what MQTT 5.0 settings (session expiry) are then not judged.
+
 Nothing here prints; broker failures become ``Abort(..., UNREACHABLE)``.
 """
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -36,7 +42,8 @@ from dataclasses import replace
 from ..exitcodes import Abort, ExitCode
 from ..harness.embedded import describe
 from ..harness.fleet import BrokerUnreachable, Fleet
-from ..harness.model import BrokerTarget
+from ..harness.model import BrokerTarget, WorkerSpec
+from ..harness.negotiate import Negotiated, negotiate
 from ..harness.run import OpenBroker, open_broker
 from ..mqtt.protocol import Protocol
 from ..scenario import model as sm
@@ -64,13 +71,16 @@ def run_scenario(
     seed: int | None = None,
     on_progress: ProgressCallback | None = None,
     targets: Sequence[BrokerTarget] = (),
+    on_fallback: Callable[[Negotiated], None] | None = None,
 ) -> ReplayRun:
     """Run ``scenario`` and return what happened.
 
     ``target`` None means the embedded emulator, started with the file's ``emulator``
     settings. ``protocol`` ("3.1.1" or "5") overrides the file's protocol for the publisher
     and every worker. ``timeout_s`` bounds the whole scenario: steps that would start after
-    it are skipped and noted. Raises ``Abort(UNREACHABLE)`` when the broker cannot be reached.
+    it are skipped and noted. Without ``protocol``, a real broker that refuses MQTT 5.0 and
+    accepts 3.1.1 gets the run in 3.1.1 (``on_fallback`` is told first; module comment).
+    Raises ``Abort(UNREACHABLE)`` when the broker cannot be reached.
     """
     workers = scenario.workers
     if protocol is not None:
@@ -95,9 +105,23 @@ def run_scenario(
         with open_broker(target, scenario.emulator, protocol=publisher_protocol,
                          expected_clients=len(workers) + 1,
                          expected_messages=len(scenario.tasks), targets=targets) as broker:
-            with Fleet(broker.target, connect_timeout=connect_timeout_s, label=broker.label,
+            endpoints = broker.targets or (broker.target,)
+            fallback = None
+            wants_v5 = publisher_protocol == "5" or any(w.protocol == "5" for w in workers)
+            if protocol is None and broker.emulator is None and wants_v5:
+                found = negotiate(endpoints, connect_timeout_s,
+                                  client_id=f"aetherdiag-{uuid.uuid4().hex[:8]}-mqtt-version")
+                if found.fell_back:
+                    fallback = found
+                    if on_fallback is not None:
+                        on_fallback(found)
+                    notes += fallback_notes(found, workers)
+                    workers = tuple(replace(w, protocol=found.protocol, session_expiry=0)
+                                    for w in workers)
+                    endpoints = tuple(replace(t, protocol=found.protocol) for t in endpoints)
+            with Fleet(endpoints[0], connect_timeout=connect_timeout_s, label=broker.label,
                        seed=seed if seed is not None else scenario_seed(scenario),
-                       targets=broker.targets, publish_nodes=scenario.publish_nodes,
+                       targets=endpoints, publish_nodes=scenario.publish_nodes,
                        backlog=broker.backlog) as fleet:
                 fleet.start(workers)
                 runner = _StepRunner(fleet, scenario, timeout_s, on_progress, broker)
@@ -118,10 +142,26 @@ def run_scenario(
                                          r.step.label for r in records
                                          if r.skipped and r.step is not None))
             result = replace(result, emulator_stats=broker.stats())
+            if fallback is not None:
+                result = replace(result, mqtt5_refused=fallback.refusal)
     except BrokerUnreachable as exc:  # the emulator could not start, or the broker is gone
         raise Abort(str(exc), ExitCode.UNREACHABLE) from None
     return ReplayRun(scenario=scenario, result=result, records=tuple(records),
                      workers=workers, target=result.target, notes=tuple(notes))
+
+
+def fallback_notes(found: Negotiated, workers: Sequence[WorkerSpec]) -> list[str]:
+    """What a run that fell back to 3.1.1 says: the fallback, and the MQTT 5.0 settings of the
+    file that are then not judged (3.1.1 has no session expiry)."""
+    notes = [found.message()]
+    expiring = [w.name for w in workers if w.session_expiry > 0]
+    if expiring:
+        shown = ", ".join(expiring[:5]) + (f", … +{len(expiring) - 5} more"
+                                           if len(expiring) > 5 else "")
+        notes.append(f"not judged on this MQTT 3.1.1 broker: the session expiry of {shown} "
+                     "(an MQTT 5.0 setting; a persistent 3.1.1 session never expires, so the "
+                     "broker keeps it after the run)")
+    return notes
 
 
 def _check_real_endpoints(scenario: sm.Scenario, given: int) -> None:

@@ -332,12 +332,16 @@ def test_a_subscription_refused_by_an_acl_is_not_called_literal() -> None:
     assert "not authorized" in causes and "literal" not in causes
 
 
-def test_accepted_subscriptions_that_get_nothing_mention_acls_only_on_real_brokers() -> None:
+def test_accepted_subscriptions_that_get_nothing_name_the_probe_only_on_real_brokers() -> None:
+    """No refusal, no sign of an ACL: the literal $share reading, and on a real broker the
+    probe that tells the readings apart (an ACL is named only with a sign of one:
+    tests/analysis/test_refusals.py)."""
     real = analyse(run({"worker-1": [], "worker-2": []}, 4), specs(2))
     emulated = analyse(replace(run({"worker-1": [], "worker-2": []}, 4), emulator_stats={}),
                        specs(2))
-    assert "ACL" in " ".join(real.causes) and "literal" in " ".join(real.causes)
-    assert "ACL" not in " ".join(emulated.causes)
+    assert "literal" in " ".join(real.causes) and "aetherdiag probe --broker" in real.causes[0]
+    assert "ACL" not in " ".join(real.causes) + " ".join(emulated.causes)
+    assert "aetherdiag probe" not in " ".join(emulated.causes)
 
 
 def test_foreign_messages_are_counted_and_explained() -> None:

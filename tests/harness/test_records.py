@@ -15,6 +15,7 @@ from aetherdiag.analysis import Expectations
 from aetherdiag.exitcodes import ExitCode
 from aetherdiag.harness.model import (
     ClientIdCollision,
+    ClosedAfter,
     Delivery,
     FleetEvent,
     Holder,
@@ -74,6 +75,11 @@ FULL = RunResult(
     collisions=(ClientIdCollision(client_id="same", processes=("worker-1", "worker-3"),
                                   takeovers=4),),
     holders=(Holder(process="worker-1", pid=41, client_id="c1", topic_filter="t/+"),),
+    closed_after=(ClosedAfter(client="publisher", packet="PUBLISH", qos=2, topic="t/1",
+                              unanswered=3),
+                  ClosedAfter(client="worker-2", packet="SUBSCRIBE", qos=1, topic="t/+",
+                              disconnect=0x87)),
+    mqtt5_refused="the connection closed before any CONNACK",
     endpoints=("mqtt://a:1", "mqtt://b:2"), task_nodes=(("task-1", 1), ("task-2", 2)),
     task_publishers=(("task-1", "publisher-1", 1), ("task-2", "publisher-2", 1)),
     latency=LatencyRecord(hdr=b"HISTFAAAA\x00\xff", count=1, below_zero=1, above_range=2,

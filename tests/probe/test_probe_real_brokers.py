@@ -2,25 +2,20 @@
 
 Mosquitto (the shared ``mosquitto`` fixture from tests/conftest.py) must be described
 honestly: what the probe reports is compared with what a plain test client observes directly.
-NATS and RabbitMQ, when installed, have no ``$share`` support and must not look balanced.
-Brokers that are not installed are skipped; system services on standard ports are never used.
+NATS and RabbitMQ (the session's private processes, tests/support/thirdparty.py) have no
+``$share`` support and must not look balanced. Brokers that are not installed are skipped
+(failed under CI=true); system services on standard ports are never used.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from support import mqttclient
-from support.brokers import MosquittoProcess, free_port, stop_process, wait_for_port
+from support.brokers import MosquittoProcess
 from support.probe import explain, rows
+from support.thirdparty import ThirdPartyBroker
 
 from aetherdiag.harness.model import BrokerTarget
 from aetherdiag.probe import ProbeOptions, ProbeReport, run_probe
@@ -113,28 +108,10 @@ def assert_no_share_support(report: ProbeReport) -> None:
 
 
 @pytest.fixture
-def nats_mqtt(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """A private nats-server with its MQTT listener (needs JetStream) on free ports."""
-    binary = shutil.which("nats-server")
-    if binary is None:
-        pytest.skip("nats-server is not installed")
-    mqtt_port, client_port = free_port(), free_port()
-    conf = tmp_path / "nats.conf"
-    conf.write_text(
-        f"listen: 127.0.0.1:{client_port}\n"
-        "server_name: aetherdiag_probe_test\n"
-        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
-        f"mqtt {{ listen: 127.0.0.1:{mqtt_port} }}\n")
-    log = (tmp_path / "nats.log").open("wb")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
-    try:
-        if not wait_for_port("127.0.0.1", mqtt_port, 10.0, proc):
-            pytest.skip("the private nats-server did not open its MQTT port: "
-                        + (tmp_path / "nats.log").read_text(errors="replace")[-300:])
-        yield "127.0.0.1", mqtt_port
-    finally:
-        stop_process(proc)
-        log.close()
+def nats_mqtt(nats: ThirdPartyBroker) -> tuple[str, int]:
+    """The session's private nats-server (tests/support/thirdparty.py): its MQTT listener."""
+    nats.check_alive()
+    return nats.host, nats.port
 
 
 def test_probe_reports_no_share_support_on_nats(nats_mqtt: tuple[str, int]) -> None:
@@ -144,61 +121,11 @@ def test_probe_reports_no_share_support_on_nats(nats_mqtt: tuple[str, int]) -> N
     assert report.share_behaviour["3.1.1"] == "literal"
 
 
-RABBIT = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
-
-
 @pytest.fixture
-def rabbitmq_mqtt(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """A private RabbitMQ node with the MQTT plugin, its own epmd, cookie and data dir."""
-    server = shutil.which("rabbitmq-server", path=str(RABBIT.parent)) or (
-        str(RABBIT) if RABBIT.exists() else None)
-    epmd = shutil.which("epmd")
-    if server is None or epmd is None:
-        pytest.skip("RabbitMQ (rabbitmq-server and epmd) is not installed")
-    plugins_dir = Path("/usr/lib/rabbitmq/lib")
-    if not any(plugins_dir.glob("*/plugins/rabbitmq_mqtt*")):
-        pytest.skip("RabbitMQ's MQTT plugin is not installed")
-    mqtt_port, amqp_port, dist_port, epmd_port = (free_port() for _ in range(4))
-    (tmp_path / "rabbitmq.conf").write_text(
-        f"listeners.tcp.default = 127.0.0.1:{amqp_port}\n"
-        f"mqtt.listeners.tcp.default = 127.0.0.1:{mqtt_port}\n"
-        "mqtt.allow_anonymous = true\n"
-        "loopback_users = none\n")
-    (tmp_path / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
-    env = {
-        **os.environ, "HOME": str(tmp_path), "ERL_EPMD_PORT": str(epmd_port),
-        "RABBITMQ_NODENAME": f"aetherdiag{epmd_port}@localhost",
-        "RABBITMQ_CONFIG_FILE": str(tmp_path / "rabbitmq"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(tmp_path / "enabled_plugins"),
-        "RABBITMQ_MNESIA_BASE": str(tmp_path / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(tmp_path / "log"), "RABBITMQ_LOGS": "-",
-        "RABBITMQ_PID_FILE": str(tmp_path / "rabbit.pid"),
-        "RABBITMQ_DIST_PORT": str(dist_port),
-    }
-    log = (tmp_path / "rabbit.log").open("wb")
-    epmd_proc = subprocess.Popen([epmd, "-port", str(epmd_port), "-address", "127.0.0.1"],
-                                 stdout=log, stderr=log, env=env)
-    proc = subprocess.Popen([server], stdout=log, stderr=log, env=env, cwd=tmp_path,
-                            start_new_session=True)
-    try:
-        if not wait_for_port("127.0.0.1", mqtt_port, 60.0, proc):
-            pytest.skip("the private RabbitMQ did not open its MQTT port in 60 s")
-        yield "127.0.0.1", mqtt_port
-    finally:
-        with _suppress():
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with _suppress():
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        stop_process(epmd_proc)
-        log.close()
-
-
-def _suppress() -> contextlib.AbstractContextManager[None]:
-    return contextlib.suppress(ProcessLookupError, PermissionError)
+def rabbitmq_mqtt(rabbitmq: ThirdPartyBroker) -> tuple[str, int]:
+    """The session's private RabbitMQ node (tests/support/thirdparty.py): its MQTT listener."""
+    rabbitmq.check_alive()
+    return rabbitmq.host, rabbitmq.port
 
 
 def test_probe_reports_no_share_support_on_rabbitmq(rabbitmq_mqtt: tuple[str, int]) -> None:
