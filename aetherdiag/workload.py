@@ -148,6 +148,7 @@ def _run(plan: WorkersPlan, on_progress: Callable[[int, int], None] | None,
                     if coordinator is not None:
                         coordinator.announce([w.name for w in plan.workers])
                         coordinator.wait_ready(plan.timeout_s)
+                    broker.before_first_publish()
                     _publish_and_settle(plan, fleet, coordinator, on_progress)
                 except KeyboardInterrupt:  # even while connecting: report what there is
                     interrupted = True

@@ -17,6 +17,7 @@ connect and, for the emulator, ``node_down``/``node_up`` take a node off the net
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -32,6 +33,16 @@ from .embedded import (
 from .model import BrokerTarget, EmulatorSettings
 
 __all__ = ["OpenBroker", "open_broker"]
+
+
+# A real broker's first PUBLISH to a worker that has just subscribed waits for that worker's
+# TCP acknowledgement of the SUBACK: the broker's side of the connection keeps Nagle's
+# algorithm on (Mosquitto's default, set_tcp_nodelay false) and the worker's kernel delays
+# that ACK (40 ms on Linux), since the worker has nothing to send. Every task of a burst then
+# queues behind that first stall: p50 40-48 ms on a default Mosquitto against 1-3 ms per task.
+# The run lets the connections go quiet for longer than a delayed ACK before it publishes
+# (benchmarks/bench_latency.py measures both, next to a raw paho client's figures).
+FIRST_PUBLISH_QUIET_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,12 @@ class OpenBroker:
     def nodes(self) -> int:
         """How many endpoints (nodes) the run has."""
         return len(self.targets) or 1
+
+    def before_first_publish(self) -> None:
+        """Let a real broker's connections go quiet before the first task: see
+        ``FIRST_PUBLISH_QUIET_S`` (nothing to wait for on the embedded emulator)."""
+        if self.emulator is None:
+            time.sleep(FIRST_PUBLISH_QUIET_S)
 
     def backlog(self) -> int | None:
         """Messages the embedded emulator still owes connected clients (None: a real broker,

@@ -124,6 +124,7 @@ def run_scenario(
                        targets=endpoints, publish_nodes=scenario.publish_nodes,
                        backlog=broker.backlog) as fleet:
                 fleet.start(workers)
+                broker.before_first_publish()
                 runner = _StepRunner(fleet, scenario, timeout_s, on_progress, broker)
                 runner.specs = {w.name: w for w in workers}
                 try:
