@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -263,3 +263,13 @@ def emit_report(report: Report, fmt: render.Format, output: Path | None, quiet: 
                 verdict is ExitCode.INTERRUPTED or verdict < exc.code):
             exc.code = verdict
         raise
+
+
+def not_recorded(report: Report, why: str) -> Report:
+    """The report of a run whose ``--record`` could not be written: a note, and exit 9 when
+    nothing worse holds (the lowest non-zero code wins)."""
+    note = f"{why}: the recording stopped there and is incomplete"
+    if report.exit_code is not ExitCode.OK:
+        return replace(report, notes=(*report.notes, note))
+    return replace(report, notes=(*report.notes, note), exit_code=ExitCode.NOT_WRITTEN,
+                   verdict=f"{report.verdict}, but the record was not written")

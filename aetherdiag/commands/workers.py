@@ -260,7 +260,7 @@ def command(
         raise Abort(f"--count {count} x --tasks {tasks}: with every worker getting every task "
                     f"that is {count * tasks:,} deliveries to record, above the "
                     f"{MAX_FANOUT_DELIVERIES:,} one run keeps in memory")
-    common.check_output(output)
+    common.check_output(output, records=[record] if record is not None else [])
     sharding.check_record(record)
     _check_fd_limit(count + n_nodes * pubs.publishers - 1, embedded=target is None)
     run_id = run_id_given or uuid.uuid4().hex[:8]
@@ -360,9 +360,13 @@ def command(
         if record is None or str(record) != "-" or output is not None:
             common.emit_failure("aetherdiag workers", where, exc, fmt, output)
         raise
-    sharding.write(record, header, result)
     report = (judge(header, result) if shard_spec is None else sharding.shard_report(
         header, result, shard_spec, mine, [t.task_id for t in task_specs]))
+    try:
+        sharding.write(record, header, result)
+    except Abort as exc:  # the run is judged all the same: the report says the record is lost
+        render.warning(str(exc))
+        report = common.not_recorded(report, str(exc))
     if record is None or str(record) != "-" or output is not None:  # stdout holds the record
         common.emit_report(report, fmt, output, quiet)
     if report.interrupted:

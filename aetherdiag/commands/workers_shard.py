@@ -97,7 +97,7 @@ def write(path: Path | None, header: RunHeader, result: RunResult | None,
         with path.open("w", encoding="utf-8") as stream:
             write_record(stream, header, result, failure)
     except OSError as exc:
-        raise Abort(f"--record {path}: {exc.strerror or exc}", ExitCode.USAGE) from None
+        raise Abort(f"--record {path}: {exc.strerror or exc}", ExitCode.NOT_WRITTEN) from None
 
 
 def shard_report(header: RunHeader, result: RunResult, shard: ShardSpec,

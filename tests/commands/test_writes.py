@@ -15,7 +15,7 @@ import pytest
 from support.cli import invoke, one_error_line, workers
 
 from aetherdiag.analysis import Report
-from aetherdiag.commands.watch import not_recorded
+from aetherdiag.commands.common import not_recorded
 from aetherdiag.exitcodes import ExitCode
 from aetherdiag.watch.record import Recorder
 
@@ -137,3 +137,25 @@ def _report(code: int) -> Report:
     report = analyse(result, specs)
     assert report.exit_code == code
     return report
+
+
+def test_workers_output_naming_its_record_is_refused(tmp_path: Path) -> None:
+    rec = tmp_path / "run.jsonl"
+    rec.write_text("an earlier record\n")
+    result = workers("--count", "2", "--tasks", "4", "--record", str(rec),
+                     "-o", str(tmp_path / "sub" / ".." / "run.jsonl"))
+    assert result.exit_code == 2, result.output
+    assert "is also the --record file" in one_error_line(result)
+    assert rec.read_text() == "an earlier record\n"
+
+
+@needs_dev_full
+def test_workers_record_on_a_full_disk_still_reports(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = workers("--count", "2", "--tasks", "4", "--record", str(FULL), "--format", "json",
+                     "-o", str(out))
+    assert result.exit_code == ExitCode.NOT_WRITTEN, result.output
+    assert "--record /dev/full: No space left on device" in result.stderr
+    doc = json.loads(out.read_text())
+    assert doc["exit_code"] == 9 and doc["published"] == 4
+    assert any("recording stopped" in n for n in doc["notes"])
