@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -33,11 +34,35 @@ _INTERRUPT_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 _INTERRUPTED_LINE = "aetherdiag: interrupted\n"
 
 
+_current: Interrupts | None = None  # the CLI run's handlers, while installed
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold an interrupt back while the block runs (a report being written must come out
+    whole); one that came meanwhile is raised as ``KeyboardInterrupt`` when it ends. Outside
+    a CLI run (no handlers installed) it does nothing."""
+    handlers = _current
+    if handlers is None or not handlers.active:
+        yield
+        return
+    handlers.deferring = True
+    try:
+        yield
+    finally:
+        handlers.deferring = False
+    if handlers.pending:
+        handlers.pending = False
+        raise KeyboardInterrupt
+
+
 class Interrupts:
     """SIGINT/SIGTERM/SIGHUP handlers for one CLI run (see the module docstring)."""
 
     def __init__(self) -> None:
         self.received = 0
+        self.deferring = False  # inside ``deferred()``: the first signal waits
+        self.pending = False  # ... and came
         self.active = False
         self.interrupted = False  # a signal came before the run was over
         self._reported = False
@@ -60,12 +85,17 @@ class Interrupts:
                 continue
             self._saved[signum] = previous
         self.active = True
+        global _current
+        _current = self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received += 1
         if not self.active:  # the run is over and its exit code decided
             return
         if self.received == 1:
+            if self.deferring:
+                self.pending = True
+                return
             raise KeyboardInterrupt
         # Another signal while the first one's cleanup runs: leave now, without a traceback.
         self.report()
@@ -95,6 +125,9 @@ class Interrupts:
 
     def restore(self) -> None:
         """Put back the handlers found by ``install`` (``main(argv)`` as a library)."""
+        global _current
+        if _current is self:
+            _current = None
         for signum, previous in self._saved.items():
             with contextlib.suppress(OSError, ValueError, TypeError):
                 signal.signal(signum, signal.SIG_DFL if previous is None else previous)

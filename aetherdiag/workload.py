@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .exitcodes import Abort, ExitCode
+from .harness import phases
 from .harness.fleet import BrokerUnreachable, Fleet
 from .harness.model import BrokerTarget, EmulatorSettings, RunResult, TaskSpec, WorkerSpec
 from .harness.negotiate import Negotiated, negotiate
@@ -126,6 +127,7 @@ def _run(plan: WorkersPlan, on_progress: Callable[[int, int], None] | None,
     publish_nodes = sorted({t.node for t in plan.tasks}) or [1]
     scope = f"{plan.run_id}-s{shard.index}" if shard is not None and plan.run_id else None
     try:
+        phases.reached("connecting")  # the emulator starts, the clients connect
         with open_broker(plan.target, plan.emulator, protocol=plan.protocol,
                          targets=plan.targets,
                          expected_clients=len(plan.workers) + len(publish_nodes),
@@ -171,6 +173,19 @@ def _run(plan: WorkersPlan, on_progress: Callable[[int, int], None] | None,
             return replace(result, emulator_stats=broker.stats()), started
     except (BrokerUnreachable, ShardError) as exc:
         raise Abort(str(exc), ExitCode.UNREACHABLE) from None
+    except KeyboardInterrupt:  # before the fleet was up: starting the emulator, negotiating
+        return _interrupted_early(plan, shard), time.time()
+
+
+def _interrupted_early(plan: WorkersPlan, shard: ShardSpec | None) -> RunResult:
+    """The result of a run interrupted before any client connected: nothing was sent."""
+    label = plan.target.display() if plan.target is not None else "emulator"
+    return RunResult(
+        target=label, workers=tuple(w.name for w in plan.workers), published=(),
+        unsent=tuple((t.task_id, "not sent: interrupted") for t in plan.tasks)
+        if _publishes(shard) else (),
+        settled=False, interrupted=True, timeout_s=plan.timeout_s,
+        notes=("interrupted before the workers connected",))
 
 
 def _publishes(shard: ShardSpec | None) -> bool:
@@ -187,8 +202,10 @@ def _publish_and_settle(plan: WorkersPlan, fleet: Fleet, coordinator: Coordinato
         return max(0.0, deadline - time.monotonic())
 
     if coordinator is None:
+        phases.reached("publishing")
         fleet.publish(plan.tasks, rate=plan.rate, on_progress=on_progress,
                       timeout_s=plan.timeout_s)
+        phases.reached("settling")
         fleet.settle(expected=len(plan.tasks), quiet_s=plan.quiet_s, timeout_s=left(),
                      on_progress=on_progress)
     elif coordinator.spec.index == 1:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import typer
 
-from .. import render
+from .. import interrupts, render
 from ..analysis import Expectations
 from ..emulator import FAULTS, STRATEGIES
 from ..emulator.sharing import UnknownName, check_fault, check_strategy
 from ..exitcodes import Abort, ExitCode
+from ..harness import phases
 from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
 from ..harness.negotiate import Negotiated
 from ..layout import Layout, LayoutError, aethermagic, generic
@@ -368,7 +369,9 @@ def command(
         render.warning(str(exc))
         report = common.not_recorded(report, str(exc))
     if record is None or str(record) != "-" or output is not None:  # stdout holds the record
-        common.emit_report(report, fmt, output, quiet)
+        with interrupts.deferred():  # a Ctrl-C now still leaves the whole report, then 130
+            phases.reached("rendering")
+            common.emit_report(report, fmt, output, quiet)
     if report.interrupted:
         render.interrupted()
     raise typer.Exit(int(report.exit_code))
