@@ -6,10 +6,11 @@ CONNACK (RabbitMQ 3.10), or answers with a 3.1.1 CONNACK, return code 1 (NATS 2.
 it as v5 reason 0x84), or with v5 reason 0x84 — gets one more CONNECT, with 3.1.1; when that
 one is accepted, every client of the run uses 3.1.1 and ``Negotiated.refusal`` says how 5.0
 was refused (the commands print it as one warning line and show the version in the report's
-``mqtt`` row). Any other answer is final: accepted (5.0), or a failure that becomes
-``BrokerUnreachable`` in the words the fleet would use. ``workers`` and ``replay`` call it
-before their fleet connects; callers skip it when a version is pinned (``--mqtt``) and on the
-embedded emulator, which speaks both. The probe tries both versions itself (probe/checks.py).
+``mqtt`` row). Any other answer leaves the version at 5.0: accepted, or a failure the fleet's
+own connect then reports, naming the client (``worker-3``) that could not connect.
+``workers`` and ``replay`` call it before their fleet connects; callers skip it when a
+version is pinned (``--mqtt``) and on the embedded emulator, which speaks both. The probe
+tries both versions itself (probe/checks.py).
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def negotiate(targets: Sequence[BrokerTarget], timeout: float, *, client_id: str
         v5 = connect_once(target, "5", timeout, client_id)
         if v5.accepted:
             continue
-        if not v5.refuses_version:
-            raise BrokerUnreachable(f"cannot connect to {where}: {_failure(v5)}")
+        if not v5.refuses_version:  # refused otherwise, or unreachable: the fleet's own
+            continue  # connect says so, naming the client that could not connect
         v311 = connect_once(target, "3.1.1", timeout, client_id)
         if not v311.accepted:
             both = v5.closed and v311.closed
