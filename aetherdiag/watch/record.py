@@ -5,16 +5,24 @@ profile, filters and target), then one line per event (``at`` seconds since the 
 started, ``topic``, ``tid``, ``action``, ``client``, ``host``, ``progress``, the payload's
 ``digest``, ``parsed``, ``scope``, and ``"retained": true`` for a message delivered with the
 retain flag; never a payload body), and a last line ``{"ended": SECONDS, "reason": ...}``
-when the watch ended (``duration``, ``tasks``, ``interrupted`` or ``lost: WHY``). A recording
-without that last line was cut off: the watch was killed, or the file cut short. The writer
-flushes on every ``flush()`` (the watch calls it every tick), so a killed watch leaves all but
-its last fraction of a second. Reading checks every line and names the first bad one as
-``FILE:LINE: what is wrong``; events are streamed, so a long recording is never held in
-memory.
+when the watch ended (``duration``, ``tasks``, ``interrupted`` or ``lost: WHY``) or the file
+did (``rolled over``, ``reopened``: below). A recording without that last line was cut off:
+the watch was killed, or the file cut short. The writer flushes on every ``flush()`` (the
+watch calls it every tick), so a killed watch leaves all but its last fraction of a second.
+Reading checks every line and names the first bad one as ``FILE:LINE: what is wrong``;
+events are streamed, so a long recording is never held in memory.
+
+A watch that runs for days writes through ``RecordFile``: past ``Rollover.max_bytes`` the file
+is closed with an end line and renamed ``FILE.1`` (``FILE.1`` becomes ``FILE.2`` and so on; the
+oldest beyond ``Rollover.keep`` files is deleted), and a new ``FILE`` starts with the header,
+so each file is a recording of its own (event times stay seconds since the watch started).
+``reopen()`` is the logrotate convention: the file was moved away; the current one ends with
+an end line and ``FILE`` is opened anew (appended to if it is still there) with a header.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -55,6 +63,11 @@ def event_dict(event: Event) -> dict[str, Any]:
             "scope": event.scope, **({"retained": True} if event.retained else {})}
 
 
+def _dumps(doc: dict[str, Any]) -> str:
+    """One line of a recording (ASCII: ``json.dumps`` escapes the rest)."""
+    return json.dumps(doc, separators=(",", ":")) + "\n"
+
+
 class Recorder:
     """Writes one recording; ``close`` adds the ``ended`` line. A write that fails (disk
     full, the file gone) stops the recording: ``failed`` says why, ``on_error`` hears it
@@ -65,7 +78,9 @@ class Recorder:
         self._stream = stream
         self._on_error = on_error
         self.failed: str | None = None
-        self._write({"schema": SCHEMA, **header})
+        self.header = {"schema": SCHEMA, **header}
+        self.written = 0  # characters (bytes: the lines are ASCII) in the current file
+        self._write(self.header)
 
     def _guard(self, action: Callable[[], object]) -> None:
         if self.failed is not None:
@@ -73,13 +88,23 @@ class Recorder:
         try:
             action()
         except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        if self.failed is None:
             self.failed = exc.strerror or str(exc)
             if self._on_error is not None:
                 self._on_error(self.failed)
 
     def _write(self, doc: dict[str, Any]) -> None:
-        line = json.dumps(doc, separators=(",", ":")) + "\n"
-        self._guard(lambda: self._stream.write(line))
+        self._emit(_dumps(doc))
+
+    def _emit(self, line: str) -> None:
+        def write() -> None:
+            self._stream.write(line)
+            self.written += len(line)
+
+        self._guard(write)
 
     def write(self, event: Event) -> None:
         self._write(event_dict(event))
@@ -90,6 +115,84 @@ class Recorder:
     def close(self, at: float, reason: str) -> None:
         self._write({"ended": round(at, 6), "reason": reason})
         self._guard(self._stream.flush)
+
+
+@dataclass(frozen=True)
+class Rollover:
+    """When a ``RecordFile`` starts a new file, and how many it keeps."""
+
+    max_bytes: int | None = None  # start a new file before going past this size (None: never)
+    keep: int = 5  # files kept, the current one included (FILE, FILE.1, ... FILE.{keep-1})
+
+
+class RecordFile(Recorder):
+    """``--record FILE``: a ``Recorder`` on a file it opens itself (``OSError`` when it
+    cannot), rolled over by size and reopened on request (see the module docstring). A
+    failure to roll over or reopen stops the recording like a failed write."""
+
+    def __init__(self, path: Path, header: dict[str, Any], rollover: Rollover = Rollover(),
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self.rollover = rollover
+        self.reopen_requested = False  # set by a signal handler; the watch thread reopens
+        self.rolled = 0  # files started because of the size
+        self._events = 0  # in the current file
+        super().__init__(path.open("w", encoding="utf-8"), header, on_error)
+
+    def write(self, event: Event) -> None:
+        line = _dumps(event_dict(event))
+        limit = self.rollover.max_bytes
+        if limit is not None and self._events and self.written + len(line) > limit:
+            self._next_file(event.at, "rolled over", self._shift)
+        self._emit(line)
+        self._events += 1
+
+    def reopen(self, at: float) -> None:
+        """The file was moved away (logrotate): end it, and go on in a new ``FILE``."""
+        self.reopen_requested = False
+        self._next_file(at, "reopened", None)
+
+    def close(self, at: float, reason: str) -> None:
+        super().close(at, reason)
+        self.release()
+
+    def release(self) -> None:
+        """Close the file (idempotent, also after a failure); a failure to close it stops the
+        recording."""
+        try:
+            self._stream.close()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _next_file(self, at: float, reason: str, move: Callable[[], None] | None) -> None:
+        if self.failed is not None:
+            return
+        super().close(at, reason)
+
+        def swap() -> None:
+            self._stream.close()
+            if move is not None:
+                move()
+                self.rolled += 1
+            self._stream = self.path.open("w" if move is not None else "a", encoding="utf-8")
+            self.written = self._stream.tell()
+            self._events = 0
+
+        self._guard(swap)
+        self._write(self.header)
+
+    def _shift(self) -> None:
+        """FILE.{n} -> FILE.{n+1} up to ``keep`` files, FILE -> FILE.1."""
+        keep = self.rollover.keep
+        if keep <= 1:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            return
+        for n in range(keep - 1, 1, -1):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{self.path}.{n - 1}").replace(f"{self.path}.{n}")
+        with contextlib.suppress(FileNotFoundError):  # moved away already
+            self.path.replace(f"{self.path}.1")
 
 
 def _number(doc: dict[str, Any], name: str, *, optional: bool = False) -> float | None:

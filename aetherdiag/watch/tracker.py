@@ -35,16 +35,20 @@ from typing import TypeAlias
 from .events import Event
 from .values import (
     FINISHED_ENTRY_BYTES,
+    METRICS_MAX_WORKERS,
+    OTHER,
     Finding,
     Kind,
     Limits,
     Snapshot,
     Summary,
+    Totals,
     WorkerCount,
+    WorkerTotals,
 )
 
 __all__ = ["FINISHED_ENTRY_BYTES", "Finding", "Kind", "Limits", "Snapshot", "Summary",
-           "Tracker", "WorkerCount"]
+           "Totals", "Tracker", "WorkerCount"]
 
 PERFORMED, ANSWERED, COMPLETED, MULTI, REPEAT, STALLED, RESENT, COLLISION, DOUBLED, RECALLED = (
     1 << n for n in range(10))
@@ -107,6 +111,8 @@ class Tracker:
         self.unperformed = self.unparsed = self.unattributed = 0
         self.forgotten = self.evicted = 0
         self.retained = self.recalled = self.finished_dropped = 0
+        self.completed = 0  # tasks completed by at least one worker
+        self.last_task_at: float | None = None  # the last new task's perform
         self.now = 0.0
 
     # -- input --------------------------------------------------------------------------------
@@ -252,6 +258,7 @@ class Tracker:
             task.flags |= PERFORMED
             task.digest, task.caller = event.digest, event.who
             self.tasks += 1
+            self.last_task_at = event.at
             if task.flags & ANSWERED:  # the answer overtook the perform
                 self.unperformed -= 1
                 return
@@ -281,6 +288,7 @@ class Tracker:
                 self.late += 1
         if event.action == "complete" and not task.flags & COMPLETED:
             task.flags |= COMPLETED
+            self.completed += 1
             self._done[key] = event.at
         who = event.who
         if who is None:
@@ -305,7 +313,7 @@ class Tracker:
                     task.flags |= MULTI
                     self._found("multi", key, task, names, event.at)
                     self._doubled(task)
-                else:
+                elif task.tid in self._examples["multi"]:  # the example names them all
                     self._examples["multi"][task.tid] = names
         before = max(counts)
         if event.action == "complete":
@@ -359,6 +367,29 @@ class Tracker:
             workers=tuple((name, w.unique) for name, w in busiest),
             counts=tuple(self.counts.items()), forgotten=self.forgotten,
             unparsed=self.unparsed, recent=tuple(self.recent), retained=self.retained)
+
+    def totals(self, now: float, max_workers: int = METRICS_MAX_WORKERS) -> Totals:
+        """The running counts as of ``now`` (see ``Totals``): O(workers), not O(tasks), so the
+        watch can publish them every tick. The first ``max_workers`` workers that answered
+        are named, the others summed under ``OTHER``."""
+        named: dict[str, list[int]] = {}
+        for n, (name, w) in enumerate(self._workers.items()):
+            row = named.setdefault(name if n < max_workers else OTHER, [0, 0, 0])
+            row[0] += w.unique
+            row[1] += w.received
+            row[2] += w.shared
+        since = now - (self.last_task_at if self.last_task_at is not None else 0.0)
+        return Totals(
+            elapsed=now, tasks=self.tasks, answered=self.handled, processed=self.completed,
+            counts=tuple(self.counts.items()), unparsed=self.unparsed, retained=self.retained,
+            forgotten=self.forgotten, evicted=self.evicted,
+            finished_dropped=self.finished_dropped,
+            # live and not done: waiting for an answer, or answered and not completed
+            in_flight=max(0, len(self._tasks) - len(self._done)), tracked=len(self._tasks),
+            remembered=len(self._finished), workers_seen=len(self._workers),
+            since_last_task=max(0.0, since),
+            workers=tuple(WorkerTotals(name=name, tasks=t, received=r, shared=sh)
+                          for name, (t, r, sh) in named.items()))
 
     def open_keys(self) -> frozenset[Key]:
         """Tasks performed and not finished yet (neither completed nor stalled)."""

@@ -1,6 +1,6 @@
 """What a watch's tracker (``tracker.py``) is told and tells: its knobs and memory bounds
-(``Limits``), the live view's ``Snapshot`` and the judge's ``Summary``, as frozen plain
-values. Nothing here computes."""
+(``Limits``), the live view's ``Snapshot``, the metrics endpoint's ``Totals`` and the judge's
+``Summary``, as frozen plain values. Nothing here computes."""
 
 from __future__ import annotations
 
@@ -59,6 +59,45 @@ class Snapshot:
     unparsed: int
     recent: tuple[Finding, ...]
     retained: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerTotals:
+    """One worker's running counts (or ``OTHER``: the workers beyond the named ones)."""
+
+    name: str
+    tasks: int  # tasks it answered
+    received: int  # copies it received, repeats included
+    shared: int  # of its tasks, those another worker answered too
+
+
+OTHER = "other"  # the name the workers beyond ``max_workers`` are counted under
+METRICS_MAX_WORKERS = 50  # workers named in the per-worker metrics by default
+
+
+@dataclass(frozen=True, kw_only=True)
+class Totals:
+    """The tracker's running counts at one tick, for the metrics endpoint (``metrics.py``):
+    counters that only ever grow (per worker too: the first ``max_workers`` workers that
+    answered are named, the later ones summed under ``OTHER``, so each series only grows)
+    and gauges. Published by the watch thread, read by the HTTP thread: immutable."""
+
+    elapsed: float  # seconds since the watch started
+    tasks: int  # distinct tasks whose perform was seen
+    answered: int  # ... of those and others, tasks a worker answered (status or complete)
+    processed: int  # tasks completed by at least one worker
+    counts: tuple[tuple[Kind, int], ...]  # tasks with each finding
+    unparsed: int  # messages on the filters the profile could not read
+    retained: int  # retained messages ignored
+    forgotten: int
+    evicted: int
+    finished_dropped: int
+    in_flight: int  # tasks seen and not finished (neither completed nor stalled)
+    tracked: int  # tasks in the live table
+    remembered: int  # entries in the finished-task memory
+    workers_seen: int  # distinct workers that answered a task
+    since_last_task: float  # seconds since the last new task's perform (or the start)
+    workers: tuple[WorkerTotals, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
