@@ -252,7 +252,8 @@ def emit(draw: Callable[[TextIO | None], None], fmt: render.Format, output: Path
 
 
 def emit_report(report: Report, fmt: render.Format, output: Path | None, quiet: bool) -> None:
-    """Render a ``workers``-style report to ``output`` (or stdout). When it cannot be written
+    """Render a ``workers``-style report to ``output`` (or stdout; with ``--output`` the
+    verdict still reaches stderr in one line, unless ``--quiet``). When it cannot be written
     there, the ``Abort`` (exit 9, the fallback named) carries the verdict's code instead if
     that is lower and not 0 (the lowest non-zero code wins; 130 always)."""
     try:
@@ -263,6 +264,8 @@ def emit_report(report: Report, fmt: render.Format, output: Path | None, quiet: 
                 verdict is ExitCode.INTERRUPTED or verdict < exc.code):
             exc.code = verdict
         raise
+    if output is not None and not quiet:  # the terminal still learns the verdict
+        render.verdict_note(report.verdict, int(report.exit_code), str(output))
 
 
 def not_recorded(report: Report, why: str) -> Report:

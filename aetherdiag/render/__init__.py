@@ -11,7 +11,17 @@
 
 from __future__ import annotations
 
-from .output import Format, error, hint, interrupted, progress, shorten_tasks, warning, write
+from .output import (
+    Format,
+    error,
+    hint,
+    interrupted,
+    progress,
+    shorten_tasks,
+    verdict_note,
+    warning,
+    write,
+)
 from .report import (
     SCHEMA,
     failure_dict,
@@ -27,4 +37,4 @@ from .report import (
 
 __all__ = ["SCHEMA", "Format", "error", "failure_dict", "failure_suite", "hint", "interrupted",
            "junit_suite", "progress", "render", "render_failure", "shorten_tasks", "table",
-           "to_dict", "to_json", "to_junit", "warning", "write"]
+           "to_dict", "to_json", "to_junit", "verdict_note", "warning", "write"]

@@ -122,6 +122,13 @@ def error(message: str) -> None:
     print(f"aetherdiag: error: {terminal(message)}", file=sys.stderr)
 
 
+def verdict_note(verdict: str, code: int, where: str) -> None:
+    """The one line a report written to a file leaves on stderr: ``verdict: healthy (exit
+    0); report in r.html`` (values escaped: ``safe.terminal``)."""
+    print(f"verdict: {terminal(verdict)} (exit {code}); report in {terminal(where)}",
+          file=sys.stderr)
+
+
 def warning(message: str) -> None:
     """One line on stderr (``message`` escaped: ``safe.terminal``)."""
     print(f"aetherdiag: warning: {terminal(message)}", file=sys.stderr)

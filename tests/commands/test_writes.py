@@ -159,3 +159,14 @@ def test_workers_record_on_a_full_disk_still_reports(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["exit_code"] == 9 and doc["published"] == 4
     assert any("recording stopped" in n for n in doc["notes"])
+
+
+def test_a_report_written_to_a_file_leaves_its_verdict_on_stderr(tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    result = workers("--count", "2", "--tasks", "4", "--format", "html", "-o", str(out))
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"verdict: healthy (exit 0); report in {out}"]
+    assert "<html" in out.read_text()
+    quiet = workers("--count", "2", "--tasks", "4", "--format", "json", "-o", str(out),
+                    "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
