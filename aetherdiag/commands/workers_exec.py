@@ -16,9 +16,10 @@ from pathlib import Path
 
 import typer
 
-from .. import render
+from .. import interrupts, render
 from ..analysis import Expectations, analyse
 from ..exitcodes import Abort, ExitCode
+from ..harness import phases
 from ..harness.clients import BrokerUnreachable
 from ..harness.command import CommandError, parse_command
 from ..harness.execrun import ExecError, ExecPlan, run_exec
@@ -113,7 +114,9 @@ def run_exec_command(
     if outcome.log_dir is not None and (failed or logs is not None):
         setup.append(("logs", str(outcome.log_dir)))
     report = replace(judged, title="aetherdiag workers --exec", context=tuple(setup))
-    emit_report(report, fmt, output, quiet)
+    with interrupts.deferred():  # a Ctrl-C now still leaves the whole report, then 130
+        phases.reached("rendering")
+        emit_report(report, fmt, output, quiet)
     if outcome.log_dir is not None and not failed and logs is None:
         shutil.rmtree(outcome.log_dir, ignore_errors=True)
     if report.interrupted:

@@ -34,6 +34,7 @@ from ..emulator.topics import matches
 from ..layout import Layout
 from ..mqtt.protocol import Protocol
 from ..wire.profile import Profile, Replies, Reply, announce_filters
+from . import phases
 from .execobserve import Progress, Seen, announced, emulator_of, observer, task_id
 from .fleet import Fleet
 from .model import (
@@ -118,23 +119,36 @@ def run_exec(plan: ExecPlan, on_progress: ProgressCallback | None = None) -> Exe
         pool.keep_logs(True)  # the caller removes them after a healthy run
         owners = Owners(broker, pool)
         with observer(broker, plan) as seen:  # before the workers: it hears them announce
-            pool.start()
-            ready_note = _wait_ready(broker, plan, pool, owners, seen)
+            interrupted, ready_note = False, None
+            try:
+                phases.reached("connecting")
+                pool.start()
+                ready_note = _wait_ready(broker, plan, pool, owners, seen)
+            except KeyboardInterrupt:  # before the pool was ready: a report with nothing sent
+                interrupted = True
             with Fleet(broker.target, connect_timeout=plan.connect_timeout_s, seed=plan.seed,
                        label=broker.label, run_id=plan.run_id) as fleet:
                 fleet.start([])
                 deadline = time.monotonic() + plan.timeout_s
-                interrupted = False
                 progress = Progress(broker, plan, seen, owners.of_conn)
+                settled = False
                 try:
-                    fleet.publish(plan.tasks, rate=plan.rate, timeout_s=plan.timeout_s,
-                                  on_progress=on_progress)
-                    settled = _settle(plan, owners, pool, progress, deadline)
+                    if not interrupted:
+                        phases.reached("publishing")
+                        fleet.publish(plan.tasks, rate=plan.rate, timeout_s=plan.timeout_s,
+                                      on_progress=on_progress)
+                        phases.reached("settling")
+                        settled = _settle(plan, owners, pool, progress, deadline)
                 except KeyboardInterrupt:
-                    interrupted, settled = True, False
+                    interrupted = True
                 fleet.stop_clock()
                 sent = fleet.result()
                 t0 = fleet.rec.t0  # the run's clock: every time in the result is on it
+        if interrupted:
+            seen_ids = set(sent.published) | {t for t, _ in sent.unsent}
+            sent = replace(sent, unsent=sent.unsent + tuple(
+                (t.task_id, "not sent: interrupted") for t in plan.tasks
+                if t.task_id not in seen_ids))
         if ready_note is not None:
             sent = replace(sent, notes=(*sent.notes, ready_note))
         return _outcome(broker, plan, pool, owners, seen, sent, settled, interrupted,
@@ -402,6 +416,7 @@ def _outcome(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses, owners: 
         ProcessExit(name=n, pid=pool.pid(n), status=exited[n], held=tuple(held[n]),
                     log=str(pool.log_path(n)), log_tail=tuple(pool.log_tail(n, 5)))
         for n in pool.names if n in exited)
+    started = pool.pids()  # an interrupt may come before every process started
     tails = tuple(f"{e.name} exited during the run; the end of its log ({e.log}): "
                   + " | ".join(e.log_tail) for e in exits if e.log_tail)
     sent = replace(sent, notes=sent.notes + tails)
@@ -410,7 +425,7 @@ def _outcome(broker: OpenBroker, plan: ExecPlan, pool: WorkerProcesses, owners: 
                     subscriptions=tuple(subscriptions.get(n, ())), exit_code=exited.get(n),
                     log=pool.log_path(n),
                     log_tail=tuple(pool.log_tail(n)) if n in exited else ())
-        for n in pool.names)
+        for n in pool.names if n in started)
     result = replace(
         sent, workers=workers, deliveries=tuple(sorted(deliveries, key=lambda d: d.at)),
         settled=settled, interrupted=interrupted, timeout_s=plan.timeout_s,

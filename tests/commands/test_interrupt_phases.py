@@ -65,3 +65,20 @@ def test_interrupted_while_rendering_keeps_the_whole_report(
     assert code == 130
     assert doc["published"] == 30 and doc["exit_code"] == 0  # the run itself was whole
     assert "aetherdiag: interrupted" in err
+
+
+def test_exec_interrupted_before_its_pool_is_ready(capfd: pytest.CaptureFixture[str]) -> None:
+    """--exec: an interrupt while the worker processes start still gives the report (nothing
+    sent) and 130; the command never started is no process left behind."""
+    def interrupt(reached: phases.Phase) -> None:
+        if reached == "connecting":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with phases.listening(interrupt), pytest.raises(SystemExit) as exited:
+        main(["workers", "--exec", "sleep 60", "--count", "2", "--tasks", "5", "--format",
+              "json", "--quiet"])
+    out, err = capfd.readouterr()
+    doc = json.loads(out)
+    assert exited.value.code == 130 and doc["interrupted"] is True
+    assert doc["published"] == 0 and doc["unsent"][0]["count"] == 5
+    assert "aetherdiag: interrupted" in err

@@ -196,9 +196,11 @@ def test_inflight_limit_is_round_robin_whatever_the_timeout(
     assert report.exit_code == ExitCode.OK, explain(report)
 
 
-def test_default_mosquitto_same_fingerprint_at_the_shortest_timeout(
+def test_default_mosquitto_same_fingerprint_at_a_short_timeout(
         private_mosquitto: Callable[[str], MosquittoProcess]) -> None:
-    report = probe(private_mosquitto(""), timeout=5.0)
+    # --timeout is a wall-clock budget: at 5 s a CI machine running three test processes on
+    # two cores ran out of it before the busy-member run (the check was skipped, not wrong)
+    report = probe(private_mosquitto(""), timeout=10.0)
     assert report.strategy is not None, explain(report)
     assert (report.strategy.name, report.strategy.scope) == ("round_robin", "group")
     assert report.exit_code == ExitCode.OK
