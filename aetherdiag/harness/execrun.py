@@ -48,7 +48,7 @@ from .model import (
     RunResult,
     TaskSpec,
 )
-from .peers import tcp_peers
+from .peers import Owners
 from .procs import WorkerProcesses
 from .run import OpenBroker, open_broker
 
@@ -117,7 +117,7 @@ def run_exec(plan: ExecPlan, on_progress: ProgressCallback | None = None) -> Exe
             WorkerProcesses(plan.command, plan.count, host=broker.target.host,
                             port=broker.target.port, logs_dir=plan.logs_dir) as pool:
         pool.keep_logs(True)  # the caller removes them after a healthy run
-        owners = Owners(broker, pool)
+        owners = Owners(emulator_of(broker), broker.target.port, pool)
         with observer(broker, plan) as seen:  # before the workers: it hears them announce
             interrupted, ready_note = False, None
             try:
@@ -156,45 +156,6 @@ def run_exec(plan: ExecPlan, on_progress: ProgressCallback | None = None) -> Exe
 
 
 # ------------------------------------------------------------------------------- observing
-
-
-class Owners:
-    """Which process owns each connection the emulator saw (kept once learnt: a connection
-    that closes later is still that process's), and the client ids each process used."""
-
-    def __init__(self, broker: OpenBroker, pool: WorkerProcesses) -> None:
-        self.em = emulator_of(broker)
-        self.port = broker.target.port
-        self.pool = pool
-        self.conns: dict[int, str] = {}  # connection id -> process name
-        self.peers: dict[tuple[str, int], str] = {}  # TCP peer -> process name
-        self.clients: dict[str, set[str]] = {}  # client id -> processes seen using it
-
-    def refresh(self) -> None:
-        em = self.em
-        if em is None:
-            return
-        views = [v for v in em.clients()  # type: ignore[attr-defined]
-                 if v.peer is not None and v.conn_id is not None and v.conn_id not in self.conns]
-        if not views:  # every connection is known: no need to scan the processes' sockets
-            return
-        pids = self.pool.pids()
-        by_pid = {pid: name for name, pid in pids.items()}
-        peers = tcp_peers(pids.values(), self.port)
-        for view in views:
-            pid = peers.get(tuple(view.peer))
-            if pid is None:
-                continue
-            name = by_pid[pid]
-            self.conns[view.conn_id] = name
-            self.peers[tuple(view.peer)] = name
-            self.clients.setdefault(view.client_id, set()).add(name)
-
-    def of_conn(self, conn_id: int) -> str | None:
-        return self.conns.get(conn_id)
-
-    def names_of(self, client_id: str) -> set[str]:
-        return self.clients.get(client_id, set())
 
 
 def _failed_early(pool: WorkerProcesses) -> None:

@@ -1,12 +1,16 @@
 """Which process owns which TCP connection (psutil): how ``--exec`` ties a broker connection
-to the worker process that opened it, children of children included."""
+to the worker process that opened it, children of children included; ``Owners`` keeps what
+was learnt about the emulator's connections for one run."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:
+    from .procs import WorkerProcesses
 
 
 def process_tree_pids(pid: int) -> set[int]:
@@ -63,3 +67,42 @@ def _connections_of(pid: int) -> Iterator[Any]:
         yield from _tcp_connections(psutil.Process(pid))
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return
+
+
+class Owners:
+    """Which process owns each connection the emulator saw (kept once learnt: a connection
+    that closes later is still that process's), and the client ids each process used."""
+
+    def __init__(self, em: object | None, port: int, pool: WorkerProcesses) -> None:
+        self.em = em  # the embedded emulator (None: a real broker, nothing to learn)
+        self.port = port
+        self.pool = pool
+        self.conns: dict[int, str] = {}  # connection id -> process name
+        self.peers: dict[tuple[str, int], str] = {}  # TCP peer -> process name
+        self.clients: dict[str, set[str]] = {}  # client id -> processes seen using it
+
+    def refresh(self) -> None:
+        em = self.em
+        if em is None:
+            return
+        views = [v for v in em.clients()  # type: ignore[attr-defined]
+                 if v.peer is not None and v.conn_id is not None and v.conn_id not in self.conns]
+        if not views:  # every connection is known: no need to scan the processes' sockets
+            return
+        pids = self.pool.pids()
+        by_pid = {pid: name for name, pid in pids.items()}
+        peers = tcp_peers(pids.values(), self.port)
+        for view in views:
+            pid = peers.get(tuple(view.peer))
+            if pid is None:
+                continue
+            name = by_pid[pid]
+            self.conns[view.conn_id] = name
+            self.peers[tuple(view.peer)] = name
+            self.clients.setdefault(view.client_id, set()).add(name)
+
+    def of_conn(self, conn_id: int) -> str | None:
+        return self.conns.get(conn_id)
+
+    def names_of(self, client_id: str) -> set[str]:
+        return self.clients.get(client_id, set())

@@ -134,16 +134,17 @@ class _Client:
         rc = self._wait("connack", deadline, "CONNACK")
         if _code(rc) != 0:
             raise BrokerUnreachable(f"{target.display()} refused the connection: {rc}")
-        for topic_filter in filters:
-            result, _mid = self.paho.subscribe(topic_filter, 0)
-            if result != mqtt.MQTT_ERR_SUCCESS:
-                raise BrokerUnreachable(f"cannot subscribe to {topic_filter}: "
-                                        f"{mqtt.error_string(result)}")
-            _, codes = self._wait("suback", deadline, f"SUBACK for {topic_filter}")
-            for code in codes if isinstance(codes, list | tuple) else [codes]:
-                if _code(code) >= 0x80:
-                    raise BrokerUnreachable(f"{target.display()} refused the subscription to "
-                                            f"{topic_filter} ({code}; not authorized?)")
+        # one SUBSCRIBE for every filter: the watch is subscribed to all of them at once
+        result, _mid = self.paho.subscribe([(f, 0) for f in filters])
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            raise BrokerUnreachable(f"cannot subscribe to {', '.join(filters)}: "
+                                    f"{mqtt.error_string(result)}")
+        _, codes = self._wait("suback", deadline, f"SUBACK for {', '.join(filters)}")
+        answers = codes if isinstance(codes, list | tuple) else [codes]
+        for topic_filter, code in zip(filters, answers, strict=False):
+            if _code(code) >= 0x80:
+                raise BrokerUnreachable(f"{target.display()} refused the subscription to "
+                                        f"{topic_filter} ({code}; not authorized?)")
         self.t0 = time.monotonic()
 
     def close(self) -> None:
