@@ -15,7 +15,6 @@ sends a 3.1.1 client the copy of one matching subscription, not the highest QoS
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,6 +57,22 @@ def pair(mosquitto: Any, version: int) -> Iterator[dict[str, Any]]:
                "version": version}
 
 
+def _barrier(conns: list[PahoClient], prefix: str) -> None:
+    """Until every message the brokers queued for ``conns`` has arrived (no sleep): each
+    client sends a QoS 1 marker to a topic only it subscribes to, outside the run's tree, and
+    waits for it, twice. After the first round every client's own earlier publishes (QoS 0
+    ones included) have been processed, since a broker reads one connection in order; after
+    the second, every delivery queued for a client before its marker has reached it, since a
+    broker sends one connection's messages in the order it queued them."""
+    for c in conns:
+        c.subscribe(f"sync-{prefix}/{c.client_id}", qos=1)
+    for n in (1, 2):
+        for c in conns:
+            c.publish(f"sync-{prefix}/{c.client_id}", f"sync{n}", qos=1)
+        for c in conns:
+            c.wait_for_message(f"sync-{prefix}/{c.client_id}", f"sync{n}")
+
+
 def _run(targets: dict[str, tuple[str, int]], version: int, prefix: str,
          ops: list[tuple[Any, ...]]) -> dict[str, list[set[tuple[str, bytes, bool, int]]]]:
     """Apply ``ops`` to every broker in ``targets``, step by step; collect what arrived."""
@@ -96,13 +111,14 @@ def _run(targets: dict[str, tuple[str, int]], version: int, prefix: str,
             if not online[i]:
                 for name, fleet in fleets.items():
                     fleet[i].append(client(name, i))
-        time.sleep(0.15)  # QoS 1/2 flows were acknowledged; let the last deliveries land
+        _barrier([fleet[i][-1] for fleet in fleets.values() for i in range(CLIENTS)], prefix)
         results = {}
         for name, fleet in fleets.items():
             per_client = []
             for conns in fleet:
                 best: dict[tuple[str, bytes, bool], int] = {}
-                for m in (m for c in conns for m in c.messages):
+                for m in (m for c in conns for m in c.messages
+                          if m.topic.startswith(f"{prefix}/")):
                     key = (m.topic[len(prefix):], m.payload, m.retain)
                     best[key] = max(best.get(key, 0), m.qos)
                 per_client.append({(*k, q) for k, q in best.items()})

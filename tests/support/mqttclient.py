@@ -273,6 +273,11 @@ class PahoClient:
                    lambda: f"{n} message(s) (have {len(self._messages)})")
         return self.messages
 
+    def wait_for_message(self, topic: str, payload: str, timeout: float = WAIT) -> None:
+        """Wait until a message with ``topic`` and ``payload`` arrived."""
+        self._wait(lambda: any(m.topic == topic and m.text == payload for m in self._messages),
+                   timeout, f"{payload!r} on {topic!r}")
+
     def settle(self, quiet: float = 0.2, timeout: float = WAIT) -> list[Received]:
         """Wait until no new message arrived for ``quiet`` seconds (bounded by ``timeout``)."""
         deadline = time.monotonic() + timeout
