@@ -15,6 +15,7 @@ import typer
 from ..emulator import FAULTS, STRATEGIES, Broker, Limits
 from ..emulator.sharing import UnknownName
 from ..exitcodes import Abort, ExitCode
+from ..workers.options import parse_group_strategies
 
 app = typer.Typer(help="Run the embedded MQTT broker emulator.", no_args_is_help=True)
 
@@ -59,24 +60,6 @@ def check_deny_filters(values: list[str]) -> tuple[str, ...]:
         except InvalidFilter as exc:
             raise Abort(f"--deny-subscribe {value!r}: {exc}", ExitCode.USAGE) from None
     return tuple(values)
-
-
-def parse_group_strategies(values: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for value in values:
-        group, sep, strategy = value.partition("=")
-        if not sep or not group or not strategy:
-            raise Abort(f"--group-strategy {value!r}: expected GROUP=STRATEGY", ExitCode.USAGE)
-        bad = [ch for ch in "/+#" if ch in group]
-        if bad:  # a share name is one topic level without wildcards [MQTT-4.8.2-2]
-            raise Abort(f"--group-strategy {value!r}: a share group name has no '/', '+' or "
-                        f"'#' (found {bad[0]!r}), so {group!r} can never match a group",
-                        ExitCode.USAGE)
-        if group in out and out[group] != strategy:
-            raise Abort(f"--group-strategy {value!r}: group {group!r} already has strategy "
-                        f"{out[group]!r}", ExitCode.USAGE)
-        out[group] = strategy
-    return out
 
 
 def check_ws_port(port: int, ws_port: int | None, nodes: int) -> None:

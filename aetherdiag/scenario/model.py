@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..harness.model import EmulatorSettings, TaskSpec, WorkerSpec
-from ..layout import Layout
 from ..mqtt.protocol import Protocol
+from ..wire.layout import Layout
 
 
 class ScenarioError(ValueError):

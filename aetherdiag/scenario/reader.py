@@ -29,8 +29,8 @@ from ..emulator.session import Limits
 from ..emulator.sharing import FAULTS, STRATEGIES
 from ..emulator.topics import InvalidFilter, parse_filter
 from ..harness.model import EmulatorSettings, WorkerSpec
-from ..layout import Layout, LayoutError, aethermagic, generic, template_problem
 from ..mqtt.protocol import Protocol, UnknownProtocol, parse_protocol
+from ..wire.layout import Layout, LayoutError, aethermagic, generic, template_problem
 from .model import (
     Count,
     Expect,

@@ -20,8 +20,8 @@ import socket
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from ..layout import Layout
 from .aethermagic import parse
+from .layout import Layout
 from .pointer import parse_pointer, text_at
 
 Profile = Literal["generic", "aethermagic"]

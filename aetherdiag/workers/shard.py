@@ -28,8 +28,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from .clients import describe_connect_error, new_client, release, tls_context
-from .model import BrokerTarget
+from ..harness.clients import describe_connect_error, new_client, release, tls_context
+from ..harness.model import BrokerTarget
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 PUBLISHED = "published"

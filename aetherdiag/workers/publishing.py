@@ -17,34 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import typer
-
 from ..analysis.ordering import promise
 from ..analysis.report import Expectations, OrderScope
 from ..exitcodes import Abort
-from ..layout import Layout
+from ..wire.layout import Layout
 
 MAX_PUBLISHERS = 1000
 
-PUBLISHERS_OPTION: Any = typer.Option(
-    None, "--publishers", min=1, max=MAX_PUBLISHERS, metavar="N",
-    help="Publishers per publishing node (publisher-1 ... publisher-N, each its own client "
-    "id); task n goes to publisher ((n-1) mod N)+1. The report shows where each one's tasks "
-    "went. Default 1.")
-PUBLISHER_RECONNECT_OPTION: Any = typer.Option(
-    False, "--publisher-reconnect",
-    help="Each publisher sends every task over a new connection with a fresh client id "
-    "(short-lived publishers: EMQX's round_robin restarts its turn for each).")
-KEYS_OPTION: Any = typer.Option(
-    None, "--keys", min=1, max=1_000_000, metavar="K",
-    help="Put the tasks on K ordering keys, one topic each (task n on key ((n-1) mod K)+1: "
-    "the topic's {task_id} or {n} becomes the key); hash_topic keeps a key on one worker.")
-EXPECT_ORDER_OPTION: Any = typer.Option(
-    False, "--expect-order",
-    help="Fail (exit 6) when a worker gets a publisher's tasks out of the order sent, whatever "
-    "the strategy (sticky, hash_clientid and hash_topic with --keys are held to their own, "
-    "stronger promise); on --broker the strategy is unknown, so order is judged only with "
-    "this.")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,31 +11,12 @@ line) before anything connects.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import typer
+from typing import Literal
 
 from ..exitcodes import Abort
 
 MAX_NODES = 64
 
-BROKERS_OPTION: Any = typer.Option(
-    [], "--broker", "-b", metavar="URL",
-    help="The broker: mqtt://, mqtts://, ws:// or wss:// (see Broker URLs below). Repeat it "
-    "for the nodes of a cluster or bridged brokers (node 1 first): workers are spread round "
-    "robin over them. Default: the embedded emulator on a free loopback port.")
-NODES_OPTION: Any = typer.Option(
-    None, "--nodes", metavar="N",
-    help="Embedded emulator: an emulated cluster of N nodes (one listener each); workers are "
-    "spread over them like over several --broker URLs.")
-PLACE_OPTION: Any = typer.Option(
-    [], "--place", metavar="WORKER=NODE",
-    help="Put one worker on a node (1-based), e.g. worker-3=2 (repeatable; the others are "
-    "spread round robin).")
-PUBLISH_TO_OPTION: Any = typer.Option(
-    "first", "--publish-to", metavar="first|each|N",
-    help="Which endpoint publishes the tasks: the first, each in turn (task n on node "
-    "((n-1) mod N)+1), or node N.")
 
 PublishTo = Literal["first", "each"] | int
 
@@ -78,14 +59,14 @@ def _node_range(nodes: int) -> str:
     return "node 1 only" if nodes == 1 else f"nodes 1 ... {nodes}"
 
 
-Endpoints = Literal["brokers", "cluster", "emulator"]  # --broker URLs, --nodes, neither
+EndpointKind = Literal["brokers", "cluster", "emulator"]  # --broker URLs, --nodes, neither
 
 _WHY = {"brokers": "one per --broker", "cluster": "the emulated cluster (--nodes)",
         "emulator": "the embedded emulator is one node; --nodes N emulates a cluster"}
 
 
 def place(count: int, nodes: int, places: list[str], publish_to: str, *,
-          endpoints: Endpoints = "brokers") -> Placement:
+          endpoints: EndpointKind = "brokers") -> Placement:
     """Parse ``--place`` and ``--publish-to`` for ``count`` workers on ``nodes`` endpoints."""
     worker_nodes = [(i - 1) % nodes + 1 for i in range(1, count + 1)]
     names = {f"worker-{i}": i for i in range(1, count + 1)}

@@ -12,7 +12,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .emulator.topics import InvalidFilter, matches, valid_topic_name, validate_plain_filter
+from ..emulator.topics import InvalidFilter, matches, valid_topic_name, validate_plain_filter
 
 PLACEHOLDERS = ("task_id", "n")
 
