@@ -66,7 +66,7 @@ FAULTS: dict[str, str] = {
     "plain or shared, gets only what is published on its own node (no effect on one node)",
 }
 
-# Faults under which the nodes of a cluster dispatch on their own (see ``cluster.py``).
+# Faults under which the nodes of a cluster dispatch on their own (see ``routing.route_split``).
 CLUSTER_FAULTS = frozenset({"cluster-node-local", "cluster-no-route"})
 
 

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ..exitcodes import Abort, ExitCode
+from ..harness import churn
 from ..harness.embedded import describe
 from ..harness.fleet import BrokerUnreachable, Fleet
 from ..harness.model import BrokerTarget, WorkerSpec
@@ -269,20 +270,20 @@ class _StepRunner:
         if isinstance(step, sm.Takeover | sm.Kick):
             return self.intrude(blank, step.worker, kick=isinstance(step, sm.Kick))
         if isinstance(step, sm.Resubscribe):
-            return replace(blank, reason_code=fleet.subscribe(step.worker, step.topic_filter,
+            return replace(blank, reason_code=churn.subscribe(fleet, step.worker, step.topic_filter,
                                                               step.qos))
         if isinstance(step, sm.Drop | sm.Disconnect | sm.Reconnect):
             self.online[step.worker] = isinstance(step, sm.Reconnect)
         if isinstance(step, sm.Drop):
-            return replace(blank, in_flight=fleet.drop(step.worker))
+            return replace(blank, in_flight=churn.drop(fleet, step.worker))
         if isinstance(step, sm.Disconnect):
             since = self.now()
-            fleet.disconnect(step.worker)
+            churn.disconnect(fleet, step.worker)
             gone = [e for e in fleet.rec.events()
                     if e.worker == step.worker and e.kind == "disconnected" and e.at >= since]
             return replace(blank, in_flight=gone[-1].task_ids if gone else ())
         if isinstance(step, sm.Reconnect):
-            present = fleet.reconnect(step.worker)
+            present = churn.reconnect(fleet, step.worker)
             intruder = self.intruders.pop(step.worker, None)
             if intruder is not None:  # the broker closed its connection for the worker's
                 intruder.close()
@@ -294,14 +295,14 @@ class _StepRunner:
             self.broker.node_up(step.node)
             return blank
         if isinstance(step, sm.Subscribe):
-            code = fleet.subscribe(step.worker, step.topic_filter, step.qos)
+            code = churn.subscribe(fleet, step.worker, step.topic_filter, step.qos)
             return replace(blank, reason_code=code)
         if isinstance(step, sm.Unsubscribe):
-            held = self.fleet.in_flight(step.worker)
+            held = churn.in_flight(self.fleet, step.worker)
             return replace(blank, in_flight=held,
-                           confirmed=fleet.unsubscribe(step.worker, step.topic_filter))
+                           confirmed=churn.unsubscribe(fleet, step.worker, step.topic_filter))
         if isinstance(step, sm.Slow):
-            fleet.set_work_ms(step.worker, step.work_ms)
+            churn.set_work_ms(fleet, step.worker, step.work_ms)
             return blank
         raise TypeError(f"unknown step {step!r}")  # pragma: no cover - the parser forbids it
 
@@ -313,7 +314,7 @@ class _StepRunner:
         fleet = self.fleet
         spec = self.specs[name]
         since = self.now()
-        held = fleet.in_flight(name) if self.online.get(name) else ()
+        held = churn.in_flight(fleet, name) if self.online.get(name) else ()
         was_online = self.online.get(name, False)
         old = self.intruders.pop(name, None)
         if old is not None:

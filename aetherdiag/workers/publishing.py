@@ -6,8 +6,8 @@ How this works: tasks are dealt to the publishers of each publishing node in tur
 ``key-((n-1) mod K + 1)``). A key is a topic: the task topic template's ``{task_id}`` becomes
 ``key-3`` (``{n}`` becomes 3) and the task id travels in the payload only, so ``hash_topic``
 has something to keep together. ``--publisher-reconnect`` sends each task over a connection of
-its own, with a fresh client id (harness/fresh.py says why). The ordering check joins the
-report when one of these options is given (or the ``reorder`` fault); what it judges comes
+its own, with a fresh client id (``harness.fleet.publish_fresh`` says why). The ordering check
+joins the report when one of these options is given (or the ``reorder`` fault); what it judges comes
 from ``analysis.ordering.promise``. Bad combinations are an ``Abort`` (exit 2, one line).
 """
 
