@@ -18,7 +18,7 @@ import typer
 
 from .. import render
 from ..analysis import Report
-from ..exitcodes import Abort, ExitCode
+from ..exitcodes import Abort, DiagError, ExitCode
 from ..harness.target import TargetOptions as TargetOptions  # the commands use common.TargetOptions
 from ..mqtt.protocol import Protocol, UnknownProtocol, parse_protocol
 from ..workers.judge import not_recorded as not_recorded  # workers' and watch's
@@ -175,7 +175,7 @@ def _fallback(draw: Callable[[TextIO | None], None], fmt: render.Format) -> str:
     return "the report was written to stderr above"
 
 
-def emit_failure(title: str, target: str, exc: Abort, fmt: render.Format,
+def emit_failure(title: str, target: str, exc: DiagError, fmt: render.Format,
                  output: Path | None) -> None:
     """A run that failed still writes its report: JSON/JUnit with the error and exit code
     (to ``--output`` or stdout), so CI artifacts never hold a stale or missing file."""

@@ -13,7 +13,6 @@ import textwrap
 import typer
 
 from ..emulator import FAULTS, STRATEGIES, Broker, Limits
-from ..emulator.sharing import UnknownName
 from ..exitcodes import Abort, ExitCode
 from ..workers.options import parse_group_strategies
 
@@ -162,16 +161,13 @@ def serve(
     check_ws_port(port, ws_port, nodes)
     if parent_pid is not None and not die_with_parent(parent_pid):
         raise Abort(f"parent process {parent_pid} is gone", ExitCode.UNREACHABLE)
-    try:
-        broker = Broker(
-            strategy=strategy, group_strategies=parse_group_strategies(group_strategy),
-            faults=fault, seed=seed, nodes=nodes,
-            limits=Limits(receive_maximum=receive_maximum, topic_aliases=topic_aliases,
-                          server_keep_alive=server_keep_alive,
-                          deny_subscribe=check_deny_filters(deny_subscribe)),
-        )
-    except UnknownName as exc:
-        raise Abort(str(exc), ExitCode.USAGE) from None
+    broker = Broker(
+        strategy=strategy, group_strategies=parse_group_strategies(group_strategy),
+        faults=fault, seed=seed, nodes=nodes,
+        limits=Limits(receive_maximum=receive_maximum, topic_aliases=topic_aliases,
+                      server_keep_alive=server_keep_alive,
+                      deny_subscribe=check_deny_filters(deny_subscribe)),
+    )
     try:
         serve_until_stopped(broker, host, port, exit_on_stdin_eof=exit_on_stdin_eof,
                             parent_pid=parent_pid, machine=machine, ws_port=ws_port)

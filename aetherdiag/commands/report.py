@@ -19,7 +19,7 @@ import typer
 from .. import render
 from ..analysis import Report
 from ..exitcodes import Abort, ExitCode
-from ..record import RecordError, Recording, is_record, merge, read_record
+from ..record import Recording, is_record, merge, read_record
 from ..render.load import LoadError, SavedFailure, load_saved
 from ..workers.judge import judge_record
 from . import common
@@ -64,10 +64,7 @@ def command(
     if saved:
         item = saved[0][1]
     else:
-        try:
-            run = merge(records)
-        except RecordError as exc:
-            raise Abort(str(exc)) from None
+        run = merge(records)
         if run.failure is not None:
             item = SavedFailure(title=run.header.title, target=str(run.header.plan.get(
                 "target", "")), message=run.failure.message, code=run.failure.code)
@@ -96,8 +93,6 @@ def _load(path: Path) -> Loaded:
         data = path.read_bytes()
     except OSError as exc:
         raise Abort(f"{path}: {exc.strerror or exc}", ExitCode.USAGE) from None
-    except RecordError as exc:
-        raise Abort(str(exc)) from None
     try:
         doc = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:

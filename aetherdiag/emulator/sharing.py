@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..exitcodes import UsageError
 from .topics import SHARE_PREFIX
 
 STRATEGIES: dict[str, str] = {
@@ -70,7 +71,7 @@ FAULTS: dict[str, str] = {
 CLUSTER_FAULTS = frozenset({"cluster-node-local", "cluster-no-route"})
 
 
-class UnknownName(ValueError):
+class UnknownName(UsageError, ValueError):
     """An unknown strategy or fault name; the message lists the valid ones."""
 
 

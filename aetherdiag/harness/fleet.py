@@ -31,6 +31,7 @@ from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
+from ..exitcodes import DiagError
 from .clients import BrokerUnreachable, ClientFactory, Connector
 from .loop import Loop, LoopError
 from .member import LIVE, Member
@@ -46,8 +47,9 @@ __all__ = ["BrokerUnreachable", "Fleet", "FleetError", "ProgressCallback"]
 T = TypeVar("T")
 
 
-class FleetError(RuntimeError):
-    """A fleet operation could not be carried out (unknown worker, loop failure...)."""
+class FleetError(DiagError, RuntimeError):
+    """A fleet operation could not be carried out (unknown worker, loop failure...): a bug in
+    aetherdiag, never the broker's fault, so exit 8 in every command."""
 
 
 class Fleet:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..exitcodes import Abort, ExitCode
+from ..exitcodes import UsageError
 from ..mqtt.protocol import UnknownProtocol, parse_protocol
 from .model import BrokerTarget
 
@@ -28,7 +28,7 @@ DEFAULT_PORTS: dict[str, int] = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 4
 DEFAULT_PASSWORD_ENV = "AETHERDIAG_PASSWORD"
 
 
-class InvalidTarget(ValueError):
+class InvalidTarget(UsageError, ValueError):
     """The broker URL or a TLS option is unusable; the message is one line for the user."""
 
 
@@ -274,7 +274,7 @@ class TargetOptions:
     def refuse_tls(self, why: str = "--broker mqtts://...") -> None:
         """A usage error when TLS options are given where no broker URL can use them."""
         if self.tls_given:
-            raise Abort(f"--ca-file, --cert-file, --key-file and --insecure need {why}")
+            raise UsageError(f"--ca-file, --cert-file, --key-file and --insecure need {why}")
 
     def target(self, url: str, protocol: str) -> BrokerTarget:
         """``--broker URL`` with these options -> BrokerTarget, or a usage error.
@@ -295,8 +295,7 @@ class TargetOptions:
             )
         except InvalidTarget as exc:
             text = str(exc)  # messages about another option (--ca-file ...) start with its name
-            raise Abort(text if text.startswith("--") else f"--broker: {text}",
-                        ExitCode.USAGE) from None
+            raise UsageError(text if text.startswith("--") else f"--broker: {text}") from None
 
 
 def _text(path: Path | None) -> str | None:

@@ -150,7 +150,7 @@ class ScenarioReader(NodeReader):
         raw = self.value(node)
         try:
             if isinstance(raw, bool):
-                raise UnknownProtocol(raw)
+                raise UnknownProtocol(repr(raw))
             return parse_protocol(raw if isinstance(raw, str) else repr(raw))
         except UnknownProtocol:
             self.fail(node, f"protocol: expected \"3.1.1\" or \"5\", got {self.describe(node)}")

@@ -4,13 +4,13 @@ result.
 How this works: ``run_workers`` is the one place the workers command touches the network. It
 starts the embedded emulator when the plan has no broker target, connects the fleet, publishes,
 waits for deliveries to settle (bounded by the plan's timeout) and returns the RunResult.
-Broker failures become ``Abort(..., UNREACHABLE)``.
+Broker failures are ``BrokerUnreachable`` (exit 3).
 
 Sharded runs (``run_shard``): this process runs its slice of the workers; the shards meet
 through the broker (``workers.shard.Coordinator``): every shard announces itself once its
 workers are subscribed, shard 1 publishes once all have, and the others settle once shard 1
 says the tasks are out. A shard that never shows up ends every waiting shard with
-``Abort(..., UNREACHABLE)`` within the plan's timeout.
+``ShardError`` (exit 3) within the plan's timeout.
 
 Durations are kept to the millisecond, as every report shows them, so a report rebuilt from a
 saved JSON report or a run record is the same to the byte.
@@ -32,14 +32,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..exitcodes import Abort, ExitCode
 from ..harness import phases
-from ..harness.fleet import BrokerUnreachable, Fleet
+from ..harness.fleet import Fleet
 from ..harness.model import BrokerTarget, RunResult
 from ..harness.negotiate import Negotiated, negotiate
 from ..harness.run import OpenBroker, open_broker
 from .model import WorkersPlan
-from .shard import Coordinator, ShardError, ShardSpec
+from .shard import Coordinator, ShardSpec
 
 FallbackCallback = Callable[[Negotiated], None]
 
@@ -140,8 +139,6 @@ def _run(plan: WorkersPlan, on_progress: Callable[[int, int], None] | None,
                     result = replace(result, mqtt5_refused=fallback.refusal,
                                      notes=(fallback.message(), *result.notes))
             return replace(result, emulator_stats=broker.stats()), started
-    except (BrokerUnreachable, ShardError) as exc:
-        raise Abort(str(exc), ExitCode.UNREACHABLE) from None
     except KeyboardInterrupt:  # before the fleet was up: starting the emulator, negotiating
         return _interrupted_early(plan, shard), time.time()
 

@@ -3,7 +3,7 @@
 How this works: the command fills one group per concern straight from its parameters
 (``EmulatorOptions``, ``EndpointOptions``, ``TopicOptions``, ``WireOptions``, ``LoadOptions``,
 ``JudgeOptions``, ``PublishOptions``, ``ShardOptions``, ``ExecOptions``) and bundles them in
-``WorkersOptions``. Each ``check()`` raises an ``Abort`` (exit 2, one line) for input that
+``WorkersOptions``. Each ``check()`` raises an ``UsageError`` (exit 2, one line) for input that
 cannot work; ``WorkersOptions.check()`` runs them in the order the command always has, with the
 checks that span groups in between. Nothing here connects or writes; ``plan()`` reads the
 checked values. ``parse_pairs`` is the one ``NAME=VALUE`` option parser (``--group-strategy``,
@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..emulator.sharing import UnknownName, check_fault, check_strategy
-from ..exitcodes import Abort, ExitCode
+from ..emulator.sharing import check_fault, check_strategy
+from ..exitcodes import ExitCode, UsageError
 from ..harness.model import BrokerTarget
 from ..harness.target import TargetOptions
 from ..mqtt.protocol import Protocol, parse_protocol
-from ..wire.layout import Layout, LayoutError, aethermagic, generic
+from ..wire.layout import Layout, aethermagic, generic
 from ..wire.profile import PROFILES
 from .exec.command import CommandError, parse_command
 from .placement import EndpointKind, Placement, node_count, place
@@ -38,17 +38,17 @@ def parse_pairs(values: Sequence[str], flag: str, example: str, *,
                 duplicate: str = "{name!r} already has {old!r}") -> dict[str, str]:
     """``NAME=VALUE`` options (``flag``, repeatable) -> {NAME: VALUE}: both sides non-empty
     (else "expected ``example``"), ``check(name, text)`` for what else a pair needs (it raises
-    ``Abort``), and one value per name (else ``duplicate``, formatted with name and old)."""
+    ``UsageError``), and one value per name (else ``duplicate``, formatted with name and old)."""
     out: dict[str, str] = {}
     for text in values:
         name, sep, value = text.partition("=")
         if not sep or not name or not value:
-            raise Abort(f"{flag} {text!r}: expected {example}", ExitCode.USAGE)
+            raise UsageError(f"{flag} {text!r}: expected {example}")
         if check is not None:
             check(name, text)
         if name in out and out[name] != value:
-            raise Abort(f"{flag} {text!r}: " + duplicate.format(name=name, old=out[name]),
-                        ExitCode.USAGE)
+            raise UsageError(f"{flag} {text!r}: " + duplicate.format(name=name, old=out[name]),
+                             ExitCode.USAGE)
         out[name] = value
     return out
 
@@ -56,9 +56,9 @@ def parse_pairs(values: Sequence[str], flag: str, example: str, *,
 def _share_name(group: str, text: str) -> None:
     bad = [ch for ch in "/+#" if ch in group]
     if bad:  # a share name is one topic level without wildcards [MQTT-4.8.2-2]
-        raise Abort(f"--group-strategy {text!r}: a share group name has no '/', '+' or "
-                    f"'#' (found {bad[0]!r}), so {group!r} can never match a group",
-                    ExitCode.USAGE)
+        raise UsageError(f"--group-strategy {text!r}: a share group name has no '/', '+' or "
+                         f"'#' (found {bad[0]!r}), so {group!r} can never match a group",
+                         ExitCode.USAGE)
 
 
 def parse_group_strategies(values: Sequence[str]) -> dict[str, str]:
@@ -82,18 +82,15 @@ class EmulatorOptions:
 
     def check(self, *, broker: bool = False) -> None:
         """Known names; and none of these options with a real broker (``broker``)."""
-        try:
-            for name in self.faults:
-                check_fault(name)
-            check_strategy(self.strategy)
-            groups = self.groups()
-            for name in groups.values():
-                check_strategy(name)
-        except UnknownName as exc:
-            raise Abort(str(exc)) from None
+        for name in self.faults:
+            check_fault(name)
+        check_strategy(self.strategy)
+        groups = self.groups()
+        for name in groups.values():
+            check_strategy(name)
         if broker and (self.faults or self.strategy != "round_robin" or groups):
-            raise Abort("--fault, --strategy and --group-strategy configure the embedded "
-                        "emulator; they cannot be used with --broker")
+            raise UsageError("--fault, --strategy and --group-strategy configure the embedded "
+                             "emulator; they cannot be used with --broker")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,25 +141,18 @@ class TopicOptions:
 
     def layout(self) -> Layout:
         """The layout as given (not yet scoped to the run)."""
-        try:
-            return (generic(self.topic, self.topic_filter, self.group)
-                    if self.topic is not None
-                    else aethermagic(union=self.union, job=self.job, task=self.task,
-                                     context=self.context, action=self.action,
-                                     workgroup=self.workgroup))
-        except LayoutError as exc:
-            raise Abort(str(exc)) from None
+        return (generic(self.topic, self.topic_filter, self.group) if self.topic is not None
+                else aethermagic(union=self.union, job=self.job, task=self.task,
+                                 context=self.context, action=self.action,
+                                 workgroup=self.workgroup))
 
     def scoped(self, layout: Layout, run_id: str) -> Layout:
-        try:
-            return layout.scoped(self.topic_prefix, run_id)
-        except LayoutError as exc:
-            raise Abort(str(exc)) from None
+        return layout.scoped(self.topic_prefix, run_id)
 
     def check(self) -> None:
         self.layout()
         if self.topic is None and self.topic_filter is not None:
-            raise Abort("--filter needs --topic (the generic layout)")
+            raise UsageError("--filter needs --topic (the generic layout)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,7 +182,7 @@ class WireOptions:
 
     def check(self) -> None:
         if self.profile not in PROFILES:
-            raise Abort(f"--profile {self.profile!r}: choose {' or '.join(PROFILES)}")
+            raise UsageError(f"--profile {self.profile!r}: choose {' or '.join(PROFILES)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,10 +211,10 @@ class LoadOptions:
             except ValueError:
                 delay = -1.0
             if not sep or not math.isfinite(delay) or not 0 <= delay <= 3_600_000:
-                raise Abort(f"--slow-worker {text!r}: expected NAME=MS, e.g. worker-2=200")
+                raise UsageError(f"--slow-worker {text!r}: expected NAME=MS, e.g. worker-2=200")
             if name not in names:
-                raise Abort(f"--slow-worker {text!r}: no worker named {name!r} "
-                            f"(workers are worker-1 ... worker-{self.count})")
+                raise UsageError(f"--slow-worker {text!r}: no worker named {name!r} "
+                                 f"(workers are worker-1 ... worker-{self.count})")
             out[name] = delay
         return out
 
@@ -247,7 +237,7 @@ class PublishOptions:
     expect_order: bool = False
 
     def publishing(self, *, exec_command: str | None, profile: str) -> Publishing:
-        """The checked options (``Abort`` for combinations that cannot work)."""
+        """The checked options (``UsageError`` for combinations that cannot work)."""
         return publishing(self.publishers, self.reconnect, self.keys, self.expect_order,
                           exec_command=exec_command, profile=profile)
 
@@ -262,24 +252,21 @@ class ShardOptions:
 
     def spec(self, *, brokers: bool, count: int, exec_command: str | None) -> ShardSpec | None:
         """The checked ``--shard``/``--run-id`` (``brokers``: a real broker, not ``--nodes``)."""
-        try:
-            if self.run_id is not None:
-                check_run_id(self.run_id)
-            if self.shard is None:
-                return None
-            index, total = parse_shard(self.shard)
-        except ValueError as exc:
-            raise Abort(str(exc)) from None
+        if self.run_id is not None:
+            check_run_id(self.run_id)
+        if self.shard is None:
+            return None
+        index, total = parse_shard(self.shard)
         if not brokers:
-            raise Abort("--shard needs --broker: the shards meet on a broker every host "
-                        "reaches (the embedded emulator lives inside one process)")
+            raise UsageError("--shard needs --broker: the shards meet on a broker every host "
+                             "reaches (the embedded emulator lives inside one process)")
         if self.run_id is None:
-            raise Abort("--shard needs --run-id ID, the same for every shard of the run")
+            raise UsageError("--shard needs --run-id ID, the same for every shard of the run")
         if exec_command is not None:
-            raise Abort("--shard runs the built-in workers; it cannot be used with --exec")
+            raise UsageError("--shard runs the built-in workers; it cannot be used with --exec")
         if total > count:
-            raise Abort(f"--shard {self.shard}: {total} shards need at least {total} workers "
-                        f"(--count {count})")
+            raise UsageError(f"--shard {self.shard}: {total} shards need at least {total} workers "
+                             f"(--count {count})")
         return ShardSpec(index=index, count=total, run_id=self.run_id)
 
 
@@ -300,14 +287,14 @@ class ExecOptions:
             for flag, given in (("--logs", self.logs), ("--reply-topic", self.reply_topic),
                                 ("--worker-field", self.worker_field)):
                 if given is not None:
-                    raise Abort(f"{flag} needs --exec (it is about your own worker processes)")
+                    raise UsageError(f"{flag} needs --exec (it is about your own worker processes)")
             return
         try:
             parse_command(self.command)
         except CommandError as exc:
-            raise Abort(f"--exec: {exc}") from None
+            raise UsageError(f"--exec: {exc}") from None
         if self.logs is not None and self.logs.exists() and not self.logs.is_dir():
-            raise Abort(f"--logs {self.logs}: not a directory")
+            raise UsageError(f"--logs {self.logs}: not a directory")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -325,7 +312,7 @@ class WorkersOptions:
     exec: ExecOptions = field(default_factory=ExecOptions)
 
     def check(self) -> None:
-        """Every usage error the options alone can show (``Abort``, exit 2), before anything
+        """Every usage error the options alone can show (``UsageError``, exit 2), before anything
         is written or connected."""
         command = self.exec.command
         self.emulator.check(broker=bool(self.endpoints.brokers))
@@ -337,28 +324,28 @@ class WorkersOptions:
                 ("--work-jitter-ms", self.load.work_jitter_ms),
                 ("--slow-worker", self.load.slow_worker)) if given]
             if builtin:
-                raise Abort(f"{', '.join(builtin)} configure the built-in workers; they cannot "
-                            "be used with --exec (your workers decide how they subscribe and "
-                            "work)")
+                raise UsageError(f"{', '.join(builtin)} configure the built-in workers; they "
+                                 "cannot be used with --exec (your workers decide how they "
+                                 "subscribe and work)")
         self.exec.check()
         self.shard.spec(brokers=bool(self.endpoints.brokers) and self.endpoints.nodes is None,
                         count=self.load.count, exec_command=command)
         if self.shard.record is not None and command is not None:
-            raise Abort("--record writes the built-in workers' run; it cannot be used with "
-                        "--exec")
+            raise UsageError("--record writes the built-in workers' run; it cannot be used with "
+                             "--exec")
         self.endpoints.placement(self.load.count)
         if command is not None and self.endpoints.count > 1:
-            raise Abort("--exec runs against one endpoint; several --broker URLs and --nodes "
-                        "need the built-in workers")
+            raise UsageError("--exec runs against one endpoint; several --broker URLs and --nodes "
+                             "need the built-in workers")
         self.endpoints.targets(self.wire.protocol)
         self.topics.check()
         self._check_groups()
         self._check_fanout()
         if command is not None and self.endpoints.brokers and \
                 not self.topics.use_production_topics:
-            raise Abort("--exec with --broker publishes to the topics your workers listen on; "
-                        "add --use-production-topics to confirm (on a shared broker, point "
-                        "your workers and --union or --topic at a test tree first)")
+            raise UsageError("--exec with --broker publishes to the topics your workers listen on; "
+                             "add --use-production-topics to confirm (on a shared broker, point "
+                             "your workers and --union or --topic at a test tree first)")
         if command is None:
             self.load.slow()
 
@@ -374,13 +361,13 @@ class WorkersOptions:
         unknown = [g for g in groups if plain or g != layout.group]
         if unknown and self.exec.command is None:  # --exec: the workers choose their groups
             joined = "no group (--plain)" if plain else f"only group {layout.group!r}"
-            raise Abort(f"--group-strategy {unknown[0]}={groups[unknown[0]]}: no worker of "
-                        f"this run joins group {unknown[0]!r} (they join {joined}), so it "
-                        "would change nothing")
+            raise UsageError(f"--group-strategy {unknown[0]}={groups[unknown[0]]}: no worker of "
+                             f"this run joins group {unknown[0]!r} (they join {joined}), so it "
+                             "would change nothing")
 
     def _check_fanout(self) -> None:
         count, tasks = self.load.count, self.load.tasks
         if self.fanout and count * tasks > MAX_FANOUT_DELIVERIES:
-            raise Abort(f"--count {count} x --tasks {tasks}: with every worker getting every "
-                        f"task that is {count * tasks:,} deliveries to record, above the "
-                        f"{MAX_FANOUT_DELIVERIES:,} one run keeps in memory")
+            raise UsageError(f"--count {count} x --tasks {tasks}: with every worker getting every "
+                             f"task that is {count * tasks:,} deliveries to record, above the "
+                             f"{MAX_FANOUT_DELIVERIES:,} one run keeps in memory")

@@ -4,7 +4,7 @@ How this works: the endpoints are the ``--broker`` URLs in the order given (node
 the nodes of an embedded emulated cluster (``--nodes N``). Workers are spread round robin
 (worker-1 on node 1, worker-2 on node 2, ...) unless ``--place worker-3=2`` says otherwise; the
 publisher uses node 1, or what ``--publish-to first|each|N`` says (``each``: task n goes to node
-((n-1) mod N)+1). Everything here is option parsing: bad input is an ``Abort`` (exit 2, one
+((n-1) mod N)+1). Everything here is option parsing: bad input is a ``UsageError`` (exit 2, one
 line) before anything connects.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..exitcodes import Abort
+from ..exitcodes import UsageError
 
 MAX_NODES = 64
 
@@ -47,10 +47,10 @@ def node_count(brokers: list[str], nodes: int | None) -> int:
     """How many endpoints the run has: one per ``--broker``, ``--nodes``, or 1."""
     if nodes is not None:
         if brokers:
-            raise Abort("--nodes starts an emulated cluster in the embedded emulator; it cannot "
-                        "be used with --broker (give one --broker per node instead)")
+            raise UsageError("--nodes starts an emulated cluster in the embedded emulator; it "
+                             "cannot be used with --broker (give one --broker per node instead)")
         if not 1 <= nodes <= MAX_NODES:
-            raise Abort(f"--nodes {nodes}: an emulated cluster has 1 to {MAX_NODES} nodes")
+            raise UsageError(f"--nodes {nodes}: an emulated cluster has 1 to {MAX_NODES} nodes")
         return nodes
     return max(1, len(brokers))
 
@@ -75,13 +75,13 @@ def place(count: int, nodes: int, places: list[str], publish_to: str, *,
         name, sep, text = value.partition("=")
         name, text = name.strip(), text.strip()
         if not sep or not name or not text.isdigit():
-            raise Abort(f"--place {value!r}: expected WORKER=NODE, e.g. worker-3=2")
+            raise UsageError(f"--place {value!r}: expected WORKER=NODE, e.g. worker-3=2")
         if name not in names:
-            raise Abort(f"--place {value!r}: no worker named {name!r} "
-                        f"(workers are worker-1 ... worker-{count})")
+            raise UsageError(f"--place {value!r}: no worker named {name!r} "
+                             f"(workers are worker-1 ... worker-{count})")
         node = int(text)
         if not 1 <= node <= nodes:
-            raise Abort(f"--place {value!r}: no node {node} ({where})")
+            raise UsageError(f"--place {value!r}: no node {node} ({where})")
         worker_nodes[names[name] - 1] = node
     return Placement(nodes, tuple(worker_nodes), parse_publish_to(publish_to, nodes, where))
 
@@ -92,8 +92,8 @@ def parse_publish_to(value: str, nodes: int, where: str = "") -> PublishTo:
     if text in ("first", "each"):
         return "first" if text == "first" else "each"
     if not text.isdigit():
-        raise Abort(f"--publish-to {value!r}: expected first, each or a node number")
+        raise UsageError(f"--publish-to {value!r}: expected first, each or a node number")
     node = int(text)
     if not 1 <= node <= nodes:
-        raise Abort(f"--publish-to {value}: no node {node} ({where or _node_range(nodes)})")
+        raise UsageError(f"--publish-to {value}: no node {node} ({where or _node_range(nodes)})")
     return node

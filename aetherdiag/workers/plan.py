@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..analysis import Expectations
-from ..exitcodes import Abort
+from ..exitcodes import UsageError
 from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
 from ..record import RunHeader, Shard
 from ..wire.layout import Layout
@@ -36,7 +36,7 @@ EXEC_TITLE = "aetherdiag workers --exec"
 
 
 def plan(options: WorkersOptions) -> Planned:
-    """The checked options -> the run (module doc); ``Abort`` (exit 2) for a usage error."""
+    """The checked options -> the run (module doc); ``UsageError`` (exit 2) for a usage error."""
     options.check()
     o = options
     run_id = o.shard.run_id or uuid.uuid4().hex[:8]
@@ -154,11 +154,8 @@ def _exec_plan(o: WorkersOptions, target: BrokerTarget | None, run_id: str) -> E
     e, layout = o.exec, o.topics.layout()
     assert e.command is not None
     chosen: Profile = "aethermagic" if o.wire.library else "generic"
-    try:
-        check_layout(chosen, layout)
-        replies = replies_for(chosen, layout, e.reply_topic, e.worker_field)
-    except ValueError as exc:
-        raise Abort(str(exc)) from None
+    check_layout(chosen, layout)
+    replies = replies_for(chosen, layout, e.reply_topic, e.worker_field)
     _check_replies(target, replies.kind, replies.names_worker)
     groups = o.emulator.groups()
     return ExecPlan(
@@ -180,13 +177,13 @@ def _exec_plan(o: WorkersOptions, target: BrokerTarget | None, run_id: str) -> E
 
 def _check_replies(target: BrokerTarget | None, kind: str, names_worker: bool) -> None:
     if target is not None and kind == "none":
-        raise Abort("--exec on a real broker needs a reply channel: without one nothing your "
-                    "workers do can be seen there (only the embedded emulator sees "
-                    "deliveries); give --reply-topic TEMPLATE --worker-field POINTER, or drop "
-                    "--broker to judge deliveries on the emulator")
+        raise UsageError("--exec on a real broker needs a reply channel: without one nothing your "
+                         "workers do can be seen there (only the embedded emulator sees "
+                         "deliveries); give --reply-topic TEMPLATE --worker-field POINTER, or drop "
+                         "--broker to judge deliveries on the emulator")
     if target is not None and kind == "template" and not names_worker:
-        raise Abort("--reply-topic on a real broker needs --worker-field: only the embedded "
-                    "emulator sees which connection published a reply")
+        raise UsageError("--reply-topic on a real broker needs --worker-field: only the embedded "
+                         "emulator sees which connection published a reply")
 
 
 def _exec_header(o: WorkersOptions, run_id: str) -> RunHeader:

@@ -8,7 +8,7 @@ How this works: tasks are dealt to the publishers of each publishing node in tur
 has something to keep together. ``--publisher-reconnect`` sends each task over a connection of
 its own, with a fresh client id (``harness.fleet.publish_fresh`` says why). The ordering check
 joins the report when one of these options is given (or the ``reorder`` fault); what it judges comes
-from ``analysis.ordering.promise``. Bad combinations are an ``Abort`` (exit 2, one line).
+from ``analysis.ordering.promise``. Bad combinations are an ``UsageError`` (exit 2, one line).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from ..analysis.ordering import promise
 from ..analysis.report import Expectations, OrderScope
-from ..exitcodes import Abort
+from ..exitcodes import UsageError
 from ..wire.layout import Layout
 
 MAX_PUBLISHERS = 1000
@@ -87,16 +87,16 @@ class Publishing:
 
 def publishing(publishers: int | None, reconnect: bool, keys: int | None, expect_order: bool,
                *, exec_command: str | None, profile: str) -> Publishing:
-    """The options checked: ``Abort`` for combinations that cannot work."""
+    """The options checked: ``UsageError`` for combinations that cannot work."""
     given = [flag for flag, on in (("--publishers", publishers is not None),
                                    ("--publisher-reconnect", reconnect),
                                    ("--keys", keys is not None),
                                    ("--expect-order", expect_order)) if on]
     if given and exec_command is not None:
-        raise Abort(f"{', '.join(given)} configure the built-in publishers and workers (the "
-                    "ordering check reads what they record); they cannot be used with --exec")
+        raise UsageError(f"{', '.join(given)} configure the built-in publishers and workers (the "
+                         "ordering check reads what they record); they cannot be used with --exec")
     if keys is not None and profile == "aethermagic":
-        raise Abort("--keys puts several tasks on one topic, but an AetherMagic task topic "
-                    "names one task ({tid}); use --profile generic")
+        raise UsageError("--keys puts several tasks on one topic, but an AetherMagic task topic "
+                         "names one task ({tid}); use --profile generic")
     return Publishing(publishers=publishers or 1, reconnect=reconnect, keys=keys or 0,
                       expect_order=expect_order, asked=bool(given))

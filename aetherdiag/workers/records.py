@@ -2,7 +2,7 @@
 
 How this works: ``check_record`` checks (and empties) the file before the run, like
 ``--output``; ``write`` puts the record (``record.write_record``) in the file or on stdout
-(``-``), and is a no-op without ``--record``. A record that cannot be written is an ``Abort``
+(``-``), and is a no-op without ``--record``. A record that cannot be written is a ``DiagError``
 with exit 9 (``NOT_WRITTEN``).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..exitcodes import Abort, ExitCode
+from ..exitcodes import DiagError, ExitCode, UsageError
 from ..harness.model import RunResult
 from ..record import Failure, RunHeader, write_record
 
@@ -22,11 +22,11 @@ def check_record(path: Path | None) -> None:
         return
     try:
         if path.is_dir():
-            raise Abort(f"--record {path}: is a directory", ExitCode.USAGE)
+            raise UsageError(f"--record {path}: is a directory")
         with path.open("w", encoding="utf-8"):
             pass
     except OSError as exc:
-        raise Abort(f"--record {path}: {exc.strerror or exc}", ExitCode.USAGE) from None
+        raise UsageError(f"--record {path}: {exc.strerror or exc}") from None
 
 
 def write(path: Path | None, header: RunHeader, result: RunResult | None,
@@ -41,4 +41,4 @@ def write(path: Path | None, header: RunHeader, result: RunResult | None,
         with path.open("w", encoding="utf-8") as stream:
             write_record(stream, header, result, failure)
     except OSError as exc:
-        raise Abort(f"--record {path}: {exc.strerror or exc}", ExitCode.NOT_WRITTEN) from None
+        raise DiagError(f"--record {path}: {exc.strerror or exc}", ExitCode.NOT_WRITTEN) from None

@@ -17,7 +17,7 @@ import shutil
 from dataclasses import replace
 
 from .. import render
-from ..exitcodes import Abort, ExitCode
+from ..exitcodes import DiagError, ExitCode, UsageError
 from ..harness.model import RunResult
 from ..harness.negotiate import Negotiated
 from ..record import Failure, RunHeader
@@ -25,7 +25,7 @@ from . import records
 from .model import Planned, Ran
 
 
-class RunFailed(Abort):
+class RunFailed(DiagError):
     """A run that failed after it started (broker lost, worker processes unusable): the
     command writes a failure report before the one-line error; ``detail`` is the log tail
     that explains it (``--exec``)."""
@@ -67,12 +67,14 @@ def _run_fleet(planned: Planned, progress: bool) -> Ran:
                 result, started = run_shard(planned.fleet, planned.shard, on_progress=update,
                                             on_fallback=fell_back)
                 header = replace(header, started_unix=started)
-    except Abort as exc:
+    except DiagError as exc:  # the broker lost, the shards not met, a bad endpoint ...
+        if exc.exit_code is ExitCode.INTERNAL:
+            raise  # a bug (a FleetError ...): cli says so, no failure report
         records.write(planned.record, header, None, Failure(message=str(exc), code=exc.code))
         raise RunFailed(str(exc), exc.code) from None
     try:
         records.write(planned.record, header, result)
-    except Abort as exc:  # the run is judged all the same: the report says the record is lost
+    except DiagError as exc:  # the run is judged all the same: the report says the record is lost
         render.warning(str(exc))
         return Ran(header=header, result=result, record_error=str(exc))
     return Ran(header=header, result=result)
@@ -92,13 +94,13 @@ def _run_exec(planned: Planned, progress: bool) -> Ran:
         with render.progress(len(plan.tasks), "publishing", enabled=progress) as update:
             outcome = run_exec(plan, on_progress=update)
     except ExecError as exc:
-        raise RunFailed(str(exc), ExitCode.INCOMPLETE, exc.detail) from None
+        raise RunFailed(str(exc), exc.exit_code, exc.detail) from None
     except CommandError as exc:
-        raise Abort(f"--exec: {exc}") from None
+        raise UsageError(f"--exec: {exc}") from None
     except BrokerUnreachable as exc:
-        raise RunFailed(str(exc), ExitCode.UNREACHABLE) from None
+        raise RunFailed(str(exc), exc.exit_code) from None
     except OSError as exc:
-        raise Abort(f"--logs {plan.logs_dir}: {exc.strerror or exc}") from None
+        raise UsageError(f"--logs {plan.logs_dir}: {exc.strerror or exc}") from None
     return Ran(header=planned.header, result=outcome.result, exec=outcome)
 
 
@@ -132,5 +134,5 @@ def check_fd_limit(count: int, *, embedded: bool) -> None:
     ensure_fd_limit(needed)
     limit = open_file_limit()
     if limit is not None and limit < needed:
-        raise Abort(f"--count {count}: needs about {needed} open files, but the limit is "
-                    f"{limit}; raise it (ulimit -n {needed}) or run fewer workers")
+        raise UsageError(f"--count {count}: needs about {needed} open files, but the limit is "
+                         f"{limit}; raise it (ulimit -n {needed}) or run fewer workers")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aetherdiag.exitcodes import Abort, ExitCode
+from aetherdiag.exitcodes import DiagError, ExitCode, UsageError
 from aetherdiag.harness.target import TargetOptions
 from aetherdiag.workers.model import DELIVERIES_PER_SECOND, default_timeout
 from aetherdiag.workers.options import (
@@ -31,9 +31,9 @@ def options(**groups: object) -> WorkersOptions:
 
 
 def usage_error(opts: WorkersOptions) -> str:
-    with pytest.raises(Abort) as raised:
+    with pytest.raises(DiagError) as raised:  # a usage error carries its code: 2
         plan(opts)
-    assert raised.value.code == ExitCode.USAGE
+    assert raised.value.exit_code == ExitCode.USAGE
     return str(raised.value)
 
 
@@ -167,10 +167,10 @@ def test_check_refuses_what_cannot_work(opts: WorkersOptions, says: str) -> None
 def test_name_value_options_are_parsed_once() -> None:
     assert parse_group_strategies(["a=sticky", "b=random", "a=sticky"]) == {
         "a": "sticky", "b": "random"}
-    with pytest.raises(Abort, match="expected GROUP=STRATEGY"):
+    with pytest.raises(UsageError, match="expected GROUP=STRATEGY"):
         parse_group_strategies(["a"])
-    with pytest.raises(Abort, match="group 'a' already has strategy 'sticky'"):
+    with pytest.raises(UsageError, match="group 'a' already has strategy 'sticky'"):
         parse_group_strategies(["a=sticky", "a=random"])
-    with pytest.raises(Abort, match="has no '/'"):
+    with pytest.raises(UsageError, match="has no '/'"):
         parse_group_strategies(["a/b=sticky"])
     assert parse_pairs(["x=1"], "--flag", "NAME=N") == {"x": "1"}

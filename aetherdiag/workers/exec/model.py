@@ -6,15 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...exitcodes import DiagError, ExitCode
 from ...harness.model import BrokerTarget, EmulatorSettings, RunResult, TaskSpec
 from ...mqtt.protocol import Protocol
 from ...wire.layout import Layout
 from ...wire.profile import Profile, Replies, Reply
 
 
-class ExecError(Exception):
-    """The worker processes could not be tested; ``str()`` is one line, ``detail`` the log
-    tail that explains it."""
+class ExecError(DiagError):
+    """The worker processes could not be tested (exit 7, incomplete); ``str()`` is one line,
+    ``detail`` the log tail that explains it."""
+
+    exit_code = ExitCode.INCOMPLETE
 
     def __init__(self, message: str, detail: tuple[str, ...] = ()) -> None:
         super().__init__(message)
