@@ -1,6 +1,6 @@
 """The typer application: registers every command; the one place failures become exit codes.
 
-Every command is wrapped once (``_command``): an ``Abort`` it raises becomes one
+Every command is wrapped once (``_command``): a ``DiagError`` it raises becomes one
 ``aetherdiag: error: ...`` line on stderr and its exit code. ``main`` maps what escapes the
 app: usage errors (2), an interrupt (130, see ``interrupts``), too many open files (2), and
 anything else, which is a bug: exit 8 (``INTERNAL``) with a hint to rerun with ``--debug``,
@@ -30,7 +30,7 @@ from .commands import report as report_cmd
 from .commands import watch as watch_cmd
 from .commands import workers as workers_cmd
 from .commands.common import BROKER_URLS_EPILOG, DEBUG_OPTION
-from .exitcodes import Abort, ExitCode
+from .exitcodes import DiagError, ExitCode
 from .interrupts import INTERRUPTED, Interrupts
 from .render.help import HelpCommand, HelpGroup
 
@@ -71,10 +71,12 @@ def _command(func: Callable[..., Any]) -> Callable[..., Any]:
             result = func(*args, **kwargs)
         except KeyboardInterrupt:
             raise
-        except Abort as exc:
+        except DiagError as exc:
             _Run.finished = True
+            if exc.exit_code is ExitCode.INTERNAL:
+                raise  # a bug: ``_run`` says so (or shows the traceback with --debug)
             render.error(str(exc))
-            raise typer.Exit(int(exc.code)) from None
+            raise typer.Exit(int(exc.exit_code)) from None
         except BaseException:  # typer.Exit with the command's code, ...
             _Run.finished = True
             raise
@@ -149,9 +151,13 @@ def _run(argv: list[str] | None) -> int:
         # standalone_mode=False makes click *return* a command's typer.Exit code (and typer
         # turns a KeyboardInterrupt into 130)
         code = app(args=argv, standalone_mode=False)
-    except Abort as exc:  # from a callback outside any command
-        render.error(str(exc))
-        return int(exc.code)
+    except DiagError as exc:  # from a callback outside any command
+        if exc.exit_code is not ExitCode.INTERNAL:
+            render.error(str(exc))
+            return int(exc.exit_code)
+        if debug:
+            raise
+        return _internal(exc)
     except typer.Exit as exc:
         return int(getattr(exc, "exit_code", 0))
     except (typer.Abort, KeyboardInterrupt):
@@ -167,11 +173,15 @@ def _run(argv: list[str] | None) -> int:
         if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
             render.error("too many open files: raise the limit (ulimit -n) or run fewer workers")
             return int(ExitCode.USAGE)
-        # Not a broker problem: a bug in aetherdiag, with its own exit code (never 3).
-        render.error(f"internal error: {type(exc).__name__}: {exc} (please report it; run "
-                     "with --debug for the traceback)")
-        return int(ExitCode.INTERNAL)
+        return _internal(exc)
     return code if isinstance(code, int) else 0
+
+
+def _internal(exc: Exception) -> int:
+    """Not a broker problem: a bug in aetherdiag, with its own exit code (never 3)."""
+    render.error(f"internal error: {type(exc).__name__}: {exc} (please report it; run "
+                 "with --debug for the traceback)")
+    return int(ExitCode.INTERNAL)
 
 
 def _is_usage_error(exc: Exception) -> bool:

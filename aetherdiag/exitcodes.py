@@ -1,4 +1,11 @@
-"""The one place exit codes are defined (documented in README)."""
+"""The one place exit codes are defined (documented in README), and the errors that carry them.
+
+Every failure a user can cause or meet is a ``DiagError`` that knows its exit code (h11's
+``error_status_hint``): a ``UsageError`` is 2 wherever it is raised, an ``Unreachable`` broker
+3, and ``cli`` maps them in one place. Domain errors (a bad layout, an unknown fault, a broker
+that cannot be reached ...) subclass these, so nothing catches one only to re-raise it with a
+code. ``Abort`` is the command's own stop: a one-line message and any code (default 2).
+"""
 
 from __future__ import annotations
 
@@ -21,9 +28,40 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C, SIGTERM or SIGHUP
 
 
-class Abort(Exception):
-    """Stop the command with a one-line message on stderr and ``code``."""
+class DiagError(Exception):
+    """A failure with its exit code; ``str()`` is one line for the user. ``exit_code`` is the
+    class's unless one is given; ``INTERNAL`` means a bug (``cli`` says so and hints at
+    ``--debug``)."""
 
-    def __init__(self, message: str, code: ExitCode = ExitCode.USAGE) -> None:
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str = "", code: ExitCode | None = None) -> None:
         super().__init__(message)
-        self.code = code
+        if code is not None:
+            self.exit_code = code
+
+    @property
+    def code(self) -> ExitCode:
+        return self.exit_code
+
+    @code.setter
+    def code(self, value: ExitCode) -> None:
+        self.exit_code = value
+
+
+class UsageError(DiagError):
+    """Input that cannot work (an option, a file, a template): exit 2."""
+
+    exit_code = ExitCode.USAGE
+
+
+class Unreachable(DiagError):
+    """The broker could not be reached, refused us, or was lost: exit 3."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
+class Abort(DiagError):
+    """Stop the command with a one-line message on stderr and ``code`` (default 2)."""
+
+    exit_code = ExitCode.USAGE

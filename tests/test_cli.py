@@ -8,7 +8,7 @@ import pytest
 
 from aetherdiag.cli import main
 from aetherdiag.exitcodes import ExitCode
-from aetherdiag.record import rebuild as judging
+from aetherdiag.workers import judge as judging  # the module (the face exports no judge)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -1,4 +1,6 @@
-"""Helpers shared by the report-producing commands (workers, replay, probe)."""
+"""Helpers shared by the report-producing commands (workers, replay, probe).
+
+``TargetOptions`` (TLS and password options as one value) lives in ``harness.target``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -17,9 +18,10 @@ import typer
 
 from .. import render
 from ..analysis import Report
-from ..exitcodes import Abort, ExitCode
-from ..harness.model import BrokerTarget
+from ..exitcodes import Abort, DiagError, ExitCode
+from ..harness.target import TargetOptions as TargetOptions  # the commands use common.TargetOptions
 from ..mqtt.protocol import Protocol, UnknownProtocol, parse_protocol
+from ..workers.judge import not_recorded as not_recorded  # workers' and watch's
 
 # Options shared by every command that can talk to a real broker.
 CA_FILE_OPTION: Any = typer.Option(None, "--ca-file", help="CA bundle for mqtts/wss.")
@@ -108,56 +110,6 @@ def mqtt_version(value: str | None) -> Protocol | None:
         raise typer.BadParameter(str(exc)) from None
 
 
-@dataclass(frozen=True)
-class TargetOptions:
-    """The TLS and password options every broker-facing command takes, as one value:
-    ``TargetOptions(ca_file, cert_file, key_file, insecure, password_env)`` straight from the
-    command's parameters (declared once above as ``*_OPTION``)."""
-
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure: bool = False
-    password_env: str | None = None
-
-    @property
-    def tls_given(self) -> bool:
-        return bool(self.ca_file or self.cert_file or self.key_file or self.insecure)
-
-    def refuse_tls(self, why: str = "--broker mqtts://...") -> None:
-        """A usage error when TLS options are given where no broker URL can use them."""
-        if self.tls_given:
-            raise Abort(f"--ca-file, --cert-file, --key-file and --insecure need {why}")
-
-    def target(self, url: str, protocol: str) -> BrokerTarget:
-        """``--broker URL`` with these options -> BrokerTarget, or a usage error.
-
-        ``password_env`` is ``--password-env`` as given: ``None`` means the default variable
-        (AETHERDIAG_PASSWORD), whose absence means "no password"; a variable the user named
-        must be set when the URL has a user but no password. TLS files are loaded here, so a
-        file that does not load is a usage error (2), not an unreachable broker (3).
-        """
-        from ..harness.target import DEFAULT_PASSWORD_ENV, InvalidTarget, parse_broker_url
-
-        env = self.password_env
-        try:
-            return parse_broker_url(
-                url, protocol=protocol, ca_file=_text(self.ca_file),
-                cert_file=_text(self.cert_file), key_file=_text(self.key_file),
-                insecure=self.insecure,
-                password_env=DEFAULT_PASSWORD_ENV if env is None else env,
-                password_env_required=env is not None,
-            )
-        except InvalidTarget as exc:
-            text = str(exc)  # messages about another option (--ca-file ...) start with its name
-            raise Abort(text if text.startswith("--") else f"--broker: {text}",
-                        ExitCode.USAGE) from None
-
-
-def _text(path: Path | None) -> str | None:
-    return str(path) if path else None
-
-
 def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file (``./a`` and ``a``, a symlink and its target)."""
     try:
@@ -223,7 +175,7 @@ def _fallback(draw: Callable[[TextIO | None], None], fmt: render.Format) -> str:
     return "the report was written to stderr above"
 
 
-def emit_failure(title: str, target: str, exc: Abort, fmt: render.Format,
+def emit_failure(title: str, target: str, exc: DiagError, fmt: render.Format,
                  output: Path | None) -> None:
     """A run that failed still writes its report: JSON/JUnit with the error and exit code
     (to ``--output`` or stdout), so CI artifacts never hold a stale or missing file."""
@@ -267,12 +219,3 @@ def emit_report(report: Report, fmt: render.Format, output: Path | None, quiet: 
     if output is not None and not quiet:  # the terminal still learns the verdict
         render.verdict_note(report.verdict, int(report.exit_code), str(output))
 
-
-def not_recorded(report: Report, why: str) -> Report:
-    """The report of a run whose ``--record`` could not be written: a note, and exit 9 when
-    nothing worse holds (the lowest non-zero code wins)."""
-    note = f"{why}: the recording stopped there and is incomplete"
-    if report.exit_code is not ExitCode.OK:
-        return replace(report, notes=(*report.notes, note))
-    return replace(report, notes=(*report.notes, note), exit_code=ExitCode.NOT_WRITTEN,
-                   verdict=f"{report.verdict}, but the record was not written")

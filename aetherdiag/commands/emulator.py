@@ -13,8 +13,8 @@ import textwrap
 import typer
 
 from ..emulator import FAULTS, STRATEGIES, Broker, Limits
-from ..emulator.sharing import UnknownName
 from ..exitcodes import Abort, ExitCode
+from ..workers.options import parse_group_strategies
 
 app = typer.Typer(help="Run the embedded MQTT broker emulator.", no_args_is_help=True)
 
@@ -59,24 +59,6 @@ def check_deny_filters(values: list[str]) -> tuple[str, ...]:
         except InvalidFilter as exc:
             raise Abort(f"--deny-subscribe {value!r}: {exc}", ExitCode.USAGE) from None
     return tuple(values)
-
-
-def parse_group_strategies(values: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for value in values:
-        group, sep, strategy = value.partition("=")
-        if not sep or not group or not strategy:
-            raise Abort(f"--group-strategy {value!r}: expected GROUP=STRATEGY", ExitCode.USAGE)
-        bad = [ch for ch in "/+#" if ch in group]
-        if bad:  # a share name is one topic level without wildcards [MQTT-4.8.2-2]
-            raise Abort(f"--group-strategy {value!r}: a share group name has no '/', '+' or "
-                        f"'#' (found {bad[0]!r}), so {group!r} can never match a group",
-                        ExitCode.USAGE)
-        if group in out and out[group] != strategy:
-            raise Abort(f"--group-strategy {value!r}: group {group!r} already has strategy "
-                        f"{out[group]!r}", ExitCode.USAGE)
-        out[group] = strategy
-    return out
 
 
 def check_ws_port(port: int, ws_port: int | None, nodes: int) -> None:
@@ -179,16 +161,13 @@ def serve(
     check_ws_port(port, ws_port, nodes)
     if parent_pid is not None and not die_with_parent(parent_pid):
         raise Abort(f"parent process {parent_pid} is gone", ExitCode.UNREACHABLE)
-    try:
-        broker = Broker(
-            strategy=strategy, group_strategies=parse_group_strategies(group_strategy),
-            faults=fault, seed=seed, nodes=nodes,
-            limits=Limits(receive_maximum=receive_maximum, topic_aliases=topic_aliases,
-                          server_keep_alive=server_keep_alive,
-                          deny_subscribe=check_deny_filters(deny_subscribe)),
-        )
-    except UnknownName as exc:
-        raise Abort(str(exc), ExitCode.USAGE) from None
+    broker = Broker(
+        strategy=strategy, group_strategies=parse_group_strategies(group_strategy),
+        faults=fault, seed=seed, nodes=nodes,
+        limits=Limits(receive_maximum=receive_maximum, topic_aliases=topic_aliases,
+                      server_keep_alive=server_keep_alive,
+                      deny_subscribe=check_deny_filters(deny_subscribe)),
+    )
     try:
         serve_until_stopped(broker, host, port, exit_on_stdin_eof=exit_on_stdin_eof,
                             parent_pid=parent_pid, machine=machine, ws_port=ws_port)

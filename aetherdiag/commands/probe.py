@@ -27,12 +27,11 @@ import typer
 
 from .. import render
 from ..emulator import FAULTS, STRATEGIES
-from ..emulator.sharing import UnknownName, check_fault, check_strategy
-from ..exitcodes import Abort, ExitCode
-from ..harness.clients import BrokerUnreachable
+from ..emulator.sharing import check_fault, check_strategy
+from ..exitcodes import Abort, DiagError, ExitCode
 from ..harness.model import BrokerTarget, EmulatorSettings
 from ..harness.run import OpenBroker, open_broker
-from ..probe import ProbeOptions, ProbeReport, ProbeUnreachable, run_probe
+from ..probe import ProbeOptions, ProbeReport, run_probe
 from ..probe.context import DEFAULT_PREFIX, check_topic_prefix
 from ..probe.model import TOPIC_PREFIX_HINT
 from ..render import Format
@@ -114,7 +113,7 @@ def command(
         report = _probe(broker, nodes, strategy, fault, seed,
                         common.TargetOptions(ca_file, cert_file, key_file, insecure, password_env),
                         mqtt, messages, timeout, topic_prefix, quiet, where)
-    except Abort as exc:
+    except DiagError as exc:  # a broker unreachable (3), an unknown strategy (2) ...
         _emit_failure(where["target"], exc, fmt, output, time.monotonic() - started)
         raise
     if report.fallback:
@@ -125,7 +124,7 @@ def command(
     raise typer.Exit(int(report.exit_code))
 
 
-def _emit_failure(target: str, exc: Abort, fmt: Format, output: Path | None,
+def _emit_failure(target: str, exc: DiagError, fmt: Format, output: Path | None,
                   duration_s: float) -> None:
     """The report of a probe that could not run: to ``--output`` in its format, or to stdout
     for json/junit (a table on stdout is the error line alone)."""
@@ -146,12 +145,9 @@ def _probe(broker: list[str], nodes: int | None, strategy: str, fault: list[str]
         prefix = check_topic_prefix(topic_prefix)
     except ValueError as exc:
         raise Abort(f"--topic-prefix {topic_prefix!r}: {exc}") from None
-    try:
-        check_strategy(strategy)
-        for name in fault:
-            check_fault(name)
-    except UnknownName as exc:
-        raise Abort(str(exc)) from None
+    check_strategy(strategy)
+    for name in fault:
+        check_fault(name)
     if broker and (fault or strategy != "round_robin" or seed is not None or nodes is not None):
         raise Abort("--strategy, --fault, --seed and --nodes configure the embedded emulator; "
                     "they cannot be used with --broker (give one --broker per node instead)")
@@ -161,21 +157,18 @@ def _probe(broker: list[str], nodes: int | None, strategy: str, fault: list[str]
     options = ProbeOptions(timeout=timeout, messages=messages, protocol=protocol,
                            topic_prefix=prefix)
     with render_probe.status(enabled=not quiet) as update:
-        try:
-            if broker:
-                targets = [tls.target(url, "5") for url in broker]
-                where["target"] = ", ".join(t.display() for t in targets)
-                return run_probe(targets[0], options, on_step=update,
-                                 label=where["target"], targets=_several(targets))
-            settings = EmulatorSettings(strategy=strategy, faults=tuple(fault), seed=seed,
-                                        nodes=nodes or 1)
-            with open_broker(None, settings, mode="thread") as embedded:
-                label = _label(embedded, strategy, fault)
-                where["target"] = label
-                return run_probe(embedded.target, options, label=label, on_step=update,
-                                 targets=_several(list(embedded.targets)))
-        except (ProbeUnreachable, BrokerUnreachable) as exc:
-            raise Abort(str(exc), ExitCode.UNREACHABLE) from None
+        if broker:
+            targets = [tls.target(url, "5") for url in broker]
+            where["target"] = ", ".join(t.display() for t in targets)
+            return run_probe(targets[0], options, on_step=update,
+                             label=where["target"], targets=_several(targets))
+        settings = EmulatorSettings(strategy=strategy, faults=tuple(fault), seed=seed,
+                                    nodes=nodes or 1)
+        with open_broker(None, settings, mode="thread") as embedded:
+            label = _label(embedded, strategy, fault)
+            where["target"] = label
+            return run_probe(embedded.target, options, label=label, on_step=update,
+                             targets=_several(list(embedded.targets)))
 
 
 def _several(targets: list[BrokerTarget]) -> list[BrokerTarget]:

@@ -16,8 +16,7 @@ from typing import Any
 import typer
 
 from .. import render
-from ..exitcodes import Abort, ExitCode
-from ..harness.fleet import FleetError
+from ..exitcodes import Abort, DiagError, ExitCode, UsageError
 from ..harness.model import BrokerTarget
 from ..harness.negotiate import Negotiated
 from ..mqtt.protocol import Protocol, parse_protocol
@@ -127,8 +126,8 @@ def _replay(files: list[Path], broker: list[str], mqtt: str | None, tls: common.
                                    on_progress=update, on_fallback=_fallback_warning(sc))
             outcomes.append(build_outcome(run, check_expect=check_expect))
             interrupted = run.result.interrupted
-        except (Abort, FleetError) as exc:
-            code = exc.code if isinstance(exc, Abort) else ExitCode.UNREACHABLE
+        except DiagError as exc:  # the broker lost (3), a fleet failure (8) ...
+            code = exc.exit_code
             render.error(f"{sc.path}: {exc}")
             if code == ExitCode.UNREACHABLE and endpoints:
                 unreachable[key] = str(exc)
@@ -182,7 +181,7 @@ def _targets(scenarios: list[Scenario], broker: list[str], protocol: Protocol | 
             continue
         try:
             out.append((tls.target(sc.broker_url, protocol or sc.protocol),))
-        except Abort as exc:
+        except UsageError as exc:
             raise Abort(f"{sc.path}: target {exc}", ExitCode.USAGE) from None
         _fits(sc, 1, "its broker: URL")
     return out

@@ -4,7 +4,7 @@ How this works: each FILE is a run record (``workers --record``: JSON Lines, sch
 ``aetherdiag.record/1``) or a saved JSON report (``--format json``: schema
 ``aetherdiag.report/1``). Records are read (``record.read_record``), the shards of one run
 merged (``record.merge``: same run id, every shard once) and judged exactly as the run judged
-itself (``record.judge``); a saved report is loaded back into its ``Report``
+itself (``workers.judge_record``); a saved report is loaded back into its ``Report``
 (``render.load``). Either way the report is rendered in any format ``render`` offers and the
 exit code is the report's. Bad input is exit 2 with one line (``FILE:LINE: ...`` for records).
 """
@@ -19,8 +19,9 @@ import typer
 from .. import render
 from ..analysis import Report
 from ..exitcodes import Abort, ExitCode
-from ..record import RecordError, Recording, is_record, judge, merge, read_record
+from ..record import Recording, is_record, merge, read_record
 from ..render.load import LoadError, SavedFailure, load_saved
+from ..workers.judge import judge_record
 from . import common
 
 EPILOG = """Examples:
@@ -63,16 +64,13 @@ def command(
     if saved:
         item = saved[0][1]
     else:
-        try:
-            run = merge(records)
-        except RecordError as exc:
-            raise Abort(str(exc)) from None
+        run = merge(records)
         if run.failure is not None:
             item = SavedFailure(title=run.header.title, target=str(run.header.plan.get(
                 "target", "")), message=run.failure.message, code=run.failure.code)
         else:
             assert run.result is not None
-            item = judge(run.header, run.result)
+            item = judge_record(run.header, run.result)
     if isinstance(item, SavedFailure):
         failure = item
         common.emit(lambda stream: render.render_failure(
@@ -95,8 +93,6 @@ def _load(path: Path) -> Loaded:
         data = path.read_bytes()
     except OSError as exc:
         raise Abort(f"{path}: {exc.strerror or exc}", ExitCode.USAGE) from None
-    except RecordError as exc:
-        raise Abort(str(exc)) from None
     try:
         doc = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:

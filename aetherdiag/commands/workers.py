@@ -1,39 +1,31 @@
-"""``aetherdiag workers``: N real workers, a publisher, the delivery report and its exit code."""
+"""``aetherdiag workers``: N real workers, a publisher, the delivery report and its exit code.
+
+How this works: the parameters become ``aetherdiag.workers`` option groups; then options ->
+``plan`` -> ``run`` -> ``judge`` -> emit -> exit code, the feature's own package doing the
+work (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
-import math
-import random
-import uuid
-from dataclasses import replace
+import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 
 from .. import interrupts, render
-from ..analysis import Expectations
 from ..emulator import FAULTS, STRATEGIES
-from ..emulator.sharing import UnknownName, check_fault, check_strategy
-from ..exitcodes import Abort, ExitCode
+from ..exitcodes import ExitCode
 from ..harness import phases
-from ..harness.model import BrokerTarget, EmulatorSettings, TaskSpec, WorkerSpec
-from ..harness.negotiate import Negotiated
-from ..layout import Layout, LayoutError, aethermagic, generic
-from ..mqtt.protocol import parse_protocol
-from ..record import Failure, RunHeader, Shard, judge
-from ..wire.profile import PROFILES
+from ..harness.target import TargetOptions
+from ..workers import options as o
+from ..workers.judge import judge
+from ..workers.model import Planned
+from ..workers.options import MAX_TASKS
+from ..workers.plan import plan
+from ..workers.publishing import MAX_PUBLISHERS
+from ..workers.run import RunFailed, run, tidy
 from . import common
-from . import workers_publish as publish
-from . import workers_shard as sharding
-from .emulator import parse_group_strategies
-from .placement import (
-    BROKERS_OPTION,
-    NODES_OPTION,
-    PLACE_OPTION,
-    PUBLISH_TO_OPTION,
-    node_count,
-    place,
-)
 
 EPILOG = """Examples:
 
@@ -56,13 +48,61 @@ Exit codes: 0 healthy, 1 duplicates, 2 usage, 3 broker unreachable or lost, 4 mi
 130 interrupted.
 """
 
-MAX_TASKS = 1_000_000
-MAX_FANOUT_DELIVERIES = 20_000_000  # --plain / share-fanout: every worker gets every task
-
 _STRATEGY_HELP = ("Emulator dispatch strategy: " + ", ".join(STRATEGIES)
                   + " (see aetherdiag emulator serve --help).")
 _FAULT_HELP = ("Emulator fault mode (repeatable): " + ", ".join(FAULTS)
                + " (see aetherdiag emulator serve --help).")
+
+BROKERS_OPTION: Any = typer.Option(
+    [], "--broker", "-b", metavar="URL",
+    help="The broker: mqtt://, mqtts://, ws:// or wss:// (see Broker URLs below). Repeat it "
+    "for the nodes of a cluster or bridged brokers (node 1 first): workers are spread round "
+    "robin over them. Default: the embedded emulator on a free loopback port.")
+NODES_OPTION: Any = typer.Option(
+    None, "--nodes", metavar="N",
+    help="Embedded emulator: an emulated cluster of N nodes (one listener each); workers are "
+    "spread over them like over several --broker URLs.")
+PLACE_OPTION: Any = typer.Option(
+    [], "--place", metavar="WORKER=NODE",
+    help="Put one worker on a node (1-based), e.g. worker-3=2 (repeatable; the others are "
+    "spread round robin).")
+PUBLISH_TO_OPTION: Any = typer.Option(
+    "first", "--publish-to", metavar="first|each|N",
+    help="Which endpoint publishes the tasks: the first, each in turn (task n on node "
+    "((n-1) mod N)+1), or node N.")
+PUBLISHERS_OPTION: Any = typer.Option(
+    None, "--publishers", min=1, max=MAX_PUBLISHERS, metavar="N",
+    help="Publishers per publishing node (publisher-1 ... publisher-N, each its own client "
+    "id); task n goes to publisher ((n-1) mod N)+1. The report shows where each one's tasks "
+    "went. Default 1.")
+PUBLISHER_RECONNECT_OPTION: Any = typer.Option(
+    False, "--publisher-reconnect",
+    help="Each publisher sends every task over a new connection with a fresh client id "
+    "(short-lived publishers: EMQX's round_robin restarts its turn for each).")
+KEYS_OPTION: Any = typer.Option(
+    None, "--keys", min=1, max=1_000_000, metavar="K",
+    help="Put the tasks on K ordering keys, one topic each (task n on key ((n-1) mod K)+1: "
+    "the topic's {task_id} or {n} becomes the key); hash_topic keeps a key on one worker.")
+EXPECT_ORDER_OPTION: Any = typer.Option(
+    False, "--expect-order",
+    help="Fail (exit 6) when a worker gets a publisher's tasks out of the order sent, whatever "
+    "the strategy (sticky, hash_clientid and hash_topic with --keys are held to their own, "
+    "stronger promise); on --broker the strategy is unknown, so order is judged only with "
+    "this.")
+RECORD_OPTION: Any = typer.Option(
+    None, "--record", metavar="FILE",
+    help="Write the run's record (JSON Lines: plan, every delivery and event, end state) to "
+    "FILE ('-': stdout, the report then goes only to --output). `aetherdiag report FILE` "
+    "judges and renders it later, several shards' records as one run.")
+SHARD_OPTION: Any = typer.Option(
+    None, "--shard", metavar="I/N",
+    help="Run the I-th of N slices of the workers (worker names stay global); the N shards "
+    "meet through the --broker under test and shard 1 publishes once all are ready. Needs "
+    "--broker and --run-id.")
+RUN_ID_OPTION: Any = typer.Option(
+    None, "--run-id", metavar="ID",
+    help="The run's id (letters, digits, . _ -): the same for every shard of a run; topics "
+    "and client ids use it. Default: a fresh one.")
 
 
 def command(
@@ -74,10 +114,10 @@ def command(
     nodes: int | None = NODES_OPTION,
     place_worker: list[str] = PLACE_OPTION,
     publish_to: str = PUBLISH_TO_OPTION,
-    publishers: int | None = publish.PUBLISHERS_OPTION,
-    publisher_reconnect: bool = publish.PUBLISHER_RECONNECT_OPTION,
-    keys: int | None = publish.KEYS_OPTION,
-    expect_order: bool = publish.EXPECT_ORDER_OPTION,
+    publishers: int | None = PUBLISHERS_OPTION,
+    publisher_reconnect: bool = PUBLISHER_RECONNECT_OPTION,
+    keys: int | None = KEYS_OPTION,
+    expect_order: bool = EXPECT_ORDER_OPTION,
     mqtt: str | None = common.mqtt_option(
         "Protocol of every client, pinned (default: 5, and 3.1.1 when a --broker refuses 5; "
         "3.1.1 with --profile aethermagic)"),
@@ -184,240 +224,63 @@ def command(
                                help="No progress bar; with --format table, no report either."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for random choices (jitter, "
                                     "emulator random/sticky strategies)."),
-    record: Path | None = sharding.RECORD_OPTION,
-    shard: str | None = sharding.SHARD_OPTION,
-    run_id_given: str | None = sharding.RUN_ID_OPTION,
+    record: Path | None = RECORD_OPTION,
+    shard: str | None = SHARD_OPTION,
+    run_id_given: str | None = RUN_ID_OPTION,
     debug: bool = common.DEBUG_OPTION,
 ) -> None:
     """Spawn COUNT workers on a shared subscription, publish TASKS tasks, show who got what."""
-    try:
-        for name in fault:
-            check_fault(name)
-        check_strategy(strategy)
-        groups = parse_group_strategies(group_strategy)
-        for name in groups.values():
-            check_strategy(name)
-    except UnknownName as exc:
-        raise Abort(str(exc)) from None
-    if broker and (fault or strategy != "round_robin" or groups):
-        raise Abort("--fault, --strategy and --group-strategy configure the embedded emulator; "
-                    "they cannot be used with --broker")
-    if profile not in PROFILES:
-        raise Abort(f"--profile {profile!r}: choose {' or '.join(PROFILES)}")
-    library = profile == "aethermagic"
-    pubs = publish.publishing(publishers, publisher_reconnect, keys, expect_order,
-                              exec_command=exec_command, profile=profile)
-    pinned = mqtt is not None or library  # --mqtt (or the library's 3.1.1): no fallback
-    protocol = parse_protocol(mqtt or ("3.1.1" if library else "5"))  # checked by the callback
-    mqtt = protocol
-    qos = qos if qos is not None else (0 if library else 1)
-    if exec_command is not None:
-        builtin = [flag for flag, given in (
-            ("--plain", plain), ("--work-ms", work_ms), ("--work-jitter-ms", work_jitter_ms),
-            ("--slow-worker", slow_worker)) if given]
-        if builtin:
-            raise Abort(f"{', '.join(builtin)} configure the built-in workers; they cannot be "
-                        "used with --exec (your workers decide how they subscribe and work)")
-    else:
-        for flag, given in (("--logs", logs), ("--reply-topic", reply_topic),
-                            ("--worker-field", worker_field)):
-            if given is not None:
-                raise Abort(f"{flag} needs --exec (it is about your own worker processes)")
-    shard_spec = sharding.shard_setup(shard, run_id_given, brokers=broker, count=count,
-                                      exec_command=exec_command, nodes=nodes)
-    if record is not None and exec_command is not None:
-        raise Abort("--record writes the built-in workers' run; it cannot be used with --exec")
-    n_nodes = node_count(broker, nodes)
-    placement = place(count, n_nodes, place_worker, publish_to,
-                      endpoints="brokers" if broker else "emulator" if nodes is None
-                      else "cluster")
-    if exec_command is not None and n_nodes > 1:
-        raise Abort("--exec runs against one endpoint; several --broker URLs and --nodes "
-                    "need the built-in workers")
-    tls = common.TargetOptions(ca_file, cert_file, key_file, insecure, password_env)
-    targets = tuple(tls.target(url, mqtt) for url in broker)
-    target: BrokerTarget | None = targets[0] if targets else None
-    where = ", ".join(t.display() for t in targets) or "emulator"
-    if not targets:
-        tls.refuse_tls()
-    try:
-        layout: Layout = (
-            generic(topic, topic_filter, group) if topic is not None
-            else aethermagic(union=union, job=job, task=task, context=context, action=action,
-                             workgroup=workgroup)
-        )
-    except LayoutError as exc:
-        raise Abort(str(exc)) from None
-    if topic is None and topic_filter is not None:
-        raise Abort("--filter needs --topic (the generic layout)")
-    unknown = [g for g in groups if plain or g != layout.group]
-    if unknown and exec_command is None:  # --exec: the workers choose their own groups
-        joined = "no group (--plain)" if plain else f"only group {layout.group!r}"
-        raise Abort(f"--group-strategy {unknown[0]}={groups[unknown[0]]}: no worker of this "
-                    f"run joins group {unknown[0]!r} (they join {joined}), so it would "
-                    "change nothing")
-    fanout = plain or "share-fanout" in fault  # every worker gets every task
-    if fanout and count * tasks > MAX_FANOUT_DELIVERIES:
-        raise Abort(f"--count {count} x --tasks {tasks}: with every worker getting every task "
-                    f"that is {count * tasks:,} deliveries to record, above the "
-                    f"{MAX_FANOUT_DELIVERIES:,} one run keeps in memory")
+    options = o.WorkersOptions(
+        load=o.LoadOptions(count=count, tasks=tasks, rate=rate, work_ms=work_ms,
+                           work_jitter_ms=work_jitter_ms, slow_worker=tuple(slow_worker),
+                           timeout=timeout, settle_ms=settle_ms, connect_timeout=connect_timeout),
+        endpoints=o.EndpointOptions(brokers=tuple(broker), nodes=nodes, place=tuple(place_worker),
+                                    publish_to=publish_to, tls=TargetOptions(
+                                        ca_file, cert_file, key_file, insecure, password_env)),
+        emulator=o.EmulatorOptions(strategy=strategy, faults=tuple(fault),
+                                   group_strategies=tuple(group_strategy), seed=seed),
+        topics=o.TopicOptions(union=union, job=job, task=task, context=context, action=action,
+                              workgroup=workgroup, topic=topic, topic_filter=topic_filter,
+                              group=group, plain=plain, topic_prefix=topic_prefix,
+                              use_production_topics=use_production_topics),
+        wire=o.WireOptions(profile=profile, qos=qos, mqtt=mqtt),
+        judging=o.JudgeOptions(max_imbalance=max_imbalance, allow_redelivery=allow_redelivery),
+        publish=o.PublishOptions(publishers=publishers, reconnect=publisher_reconnect,
+                                 keys=keys, expect_order=expect_order),
+        shard=o.ShardOptions(record=record, shard=shard, run_id=run_id_given),
+        exec=o.ExecOptions(command=exec_command, reply_topic=reply_topic,
+                           worker_field=worker_field, logs=logs, warmup=warmup,
+                           ready_timeout=ready_timeout))
+    planned = plan(options)
     common.check_output(output, records=[record] if record is not None else [])
-    sharding.check_record(record)
-    _check_fd_limit(count + n_nodes * pubs.publishers - 1, embedded=target is None)
-    run_id = run_id_given or uuid.uuid4().hex[:8]
-    if exec_command is not None:
-        if target is not None and not use_production_topics:
-            raise Abort("--exec with --broker publishes to the topics your workers listen on; "
-                        "add --use-production-topics to confirm (on a shared broker, point "
-                        "your workers and --union or --topic at a test tree first)")
-        from .workers_exec import run_exec_command
-
-        run_exec_command(
-            command=exec_command, count=count, tasks=tasks, target=target, layout=layout,
-            profile=profile, qos=qos, protocol=protocol, strategy=strategy, faults=fault,
-            groups=groups, seed=seed, rate=rate, timeout=timeout, settle_ms=settle_ms,
-            connect_timeout=connect_timeout, ready_timeout=ready_timeout,
-            warmup=warmup if warmup is not None else (15.0 if library else 3.0),
-            reply_topic=reply_topic, worker_field=worker_field,
-            logs=logs, max_imbalance=max_imbalance, allow_redelivery=allow_redelivery,
-            fmt=fmt, output=output, quiet=quiet, run_id=run_id)
-    if target is not None:
-        if use_production_topics:
-            render.warning(
-                f"--use-production-topics: {tasks} fake task(s) go to "
-                f"{layout.topic('task-N', 0)} and the workers join "
-                f"{layout.subscription(plain=plain)} on {where}; live workers "
-                "will receive them and this run will take live tasks")
-        else:
-            try:
-                layout = layout.scoped(topic_prefix, run_id)
-            except LayoutError as exc:
-                raise Abort(str(exc)) from None
-
-    slow = _parse_slow(slow_worker, count)
-    subscription = layout.subscription(plain=plain)
-    specs = tuple(
-        WorkerSpec(name=f"worker-{i}", subscriptions=(subscription,), qos=qos, protocol=protocol,
-                   work_ms=slow.get(f"worker-{i}", work_ms), work_jitter_ms=work_jitter_ms,
-                   profile=profile, node=placement.worker_nodes[i - 1])
-        for i in range(1, count + 1)
-    )
-    task_specs = tuple(
-        TaskSpec(task_id=f"task-{n}", topic=pubs.topic(layout, f"task-{n}", n), qos=qos,
-                 profile=profile, node=placement.task_node(n), publisher=pubs.publisher_of(n),
-                 key=pubs.key_of(n), fresh_connection=pubs.reconnect)
-        for n in range(1, tasks + 1))
-    from ..workload import WorkersPlan, default_timeout, run_shard, run_workers
-
-    mine = sharding.my_workers(specs, shard_spec)
-    plan = WorkersPlan(
-        target=target, targets=targets,
-        emulator=EmulatorSettings(strategy=strategy, faults=tuple(fault),
-                                  group_strategies=tuple(groups.items()), seed=seed,
-                                  nodes=nodes or 1),
-        workers=mine, tasks=task_specs, rate=rate,
-        timeout_s=timeout if timeout is not None else default_timeout(
-            tasks, rate, deliveries=tasks * count if fanout else tasks),
-        quiet_s=settle_ms / 1000.0, connect_timeout_s=connect_timeout, protocol=protocol,
-        seed=seed if seed is not None else random.randrange(1 << 30), run_id=run_id,
-        negotiate=target is not None and not pinned,
-    )
-    header = RunHeader(
-        run_id=run_id, seed=plan.seed, workers=specs, tasks=tasks,
-        expect=pubs.expectations(
-            Expectations(max_imbalance=max_imbalance, allow_redelivery=allow_redelivery),
-            None if target is not None else groups.get(layout.group, strategy), fault, plain),
-        title="aetherdiag workers", context=(
-            ("workers", str(count)), ("subscription", subscription),
-            ("tasks", f"{tasks} to {layout.topic('task-N', 0) if tasks else '-'}"),
-            ("qos", str(qos)), ("mqtt", mqtt),
-        ) + ((("nodes", str(n_nodes)), ("publish to", placement.describe()))
-             if n_nodes > 1 else ()) + pubs.context(),
-        plan={"target": where, "subscription": subscription,
-              "task_topic": layout.topic("task-N", 0), "qos": qos, "mqtt": mqtt,
-              "profile": profile, "strategy": strategy, "faults": list(fault),
-              "group_strategies": dict(groups), "rate": rate, "timeout_s": plan.timeout_s,
-              "settle_ms": settle_ms, "nodes": n_nodes, "publish_to": placement.describe(),
-              **pubs.plan()},
-        shard=None if shard_spec is None else Shard(
-            index=shard_spec.index, count=shard_spec.count,
-            workers=tuple(w.name for w in mine)),
-    )
-    def fell_back(found: Negotiated) -> None:  # before any worker connects
-        nonlocal header
-        render.warning(found.message())
-        header = _with_protocol(header, found)
-
     try:
-        with render.progress(tasks, "publishing", enabled=not quiet) as update:
-            if shard_spec is None:
-                result = run_workers(plan, on_progress=update, on_fallback=fell_back)
-            else:
-                result, started = run_shard(plan, shard_spec, on_progress=update,
-                                            on_fallback=fell_back)
-                header = replace(header, started_unix=started)
-    except Abort as exc:
-        sharding.write(record, header, None, Failure(message=str(exc), code=exc.code))
-        if record is None or str(record) != "-" or output is not None:
-            common.emit_failure("aetherdiag workers", where, exc, fmt, output)
-        raise
-    report = (judge(header, result) if shard_spec is None else sharding.shard_report(
-        header, result, shard_spec, mine, [t.task_id for t in task_specs]))
-    try:
-        sharding.write(record, header, result)
-    except Abort as exc:  # the run is judged all the same: the report says the record is lost
-        render.warning(str(exc))
-        report = common.not_recorded(report, str(exc))
-    if record is None or str(record) != "-" or output is not None:  # stdout holds the record
+        ran = run(planned, progress=not quiet)
+    except RunFailed as exc:
+        _failed(planned, exc, fmt, output)
+    report = judge(planned, ran)
+    if not planned.stdout_is_record or output is not None:  # else stdout holds the record
         with interrupts.deferred():  # a Ctrl-C now still leaves the whole report, then 130
             phases.reached("rendering")
             common.emit_report(report, fmt, output, quiet)
+    tidy(planned, ran, report.exit_code)
     if report.interrupted:
         render.interrupted()
     raise typer.Exit(int(report.exit_code))
 
 
+def _failed(planned: Planned, exc: RunFailed, fmt: render.Format,
+            output: Path | None) -> NoReturn:
+    """A run that failed once started: its failure report (JSON/JUnit with the error, unless
+    stdout holds the record), then the one-line error and its code; with the log tail that
+    explains it when there is one (``--exec``)."""
+    if not planned.stdout_is_record or output is not None:
+        common.emit_failure(planned.header.title, planned.where, exc, fmt, output)
+    if not exc.detail:
+        raise exc
+    render.error(str(exc))
+    for line in exc.detail[-10:]:
+        print(f"  | {line}", file=sys.stderr)
+    raise typer.Exit(int(exc.code)) from None
+
+
 __all__ = ["EPILOG", "ExitCode", "command"]
-
-
-def _with_protocol(header: RunHeader, used: Negotiated) -> RunHeader:
-    """The header of a run that fell back to ``used.protocol``: its ``mqtt`` row says so
-    (``3.1.1 (the broker refused 5.0)``), the plan and the workers name the version used."""
-    context = tuple((key, used.label() if key == "mqtt" else value)
-                    for key, value in header.context)
-    return replace(header, context=context,
-                   plan={**header.plan, "mqtt": used.protocol, "mqtt5_refused": used.refusal},
-                   workers=tuple(replace(w, protocol=used.protocol, session_expiry=0)
-                                 for w in header.workers))
-
-
-def _parse_slow(values: list[str], count: int) -> dict[str, float]:
-    """``--slow-worker worker-2=200`` -> {"worker-2": 200.0}."""
-    out: dict[str, float] = {}
-    for value in values:
-        name, sep, ms = value.partition("=")
-        try:
-            delay = float(ms)
-        except ValueError:
-            delay = -1.0
-        if not sep or not math.isfinite(delay) or not 0 <= delay <= 3_600_000:
-            raise Abort(f"--slow-worker {value!r}: expected NAME=MS, e.g. worker-2=200")
-        names = {f"worker-{i}" for i in range(1, count + 1)}
-        if name not in names:
-            raise Abort(f"--slow-worker {value!r}: no worker named {name!r} "
-                        f"(workers are worker-1 ... worker-{count})")
-        out[name] = delay
-    return out
-
-
-def _check_fd_limit(count: int, *, embedded: bool) -> None:
-    """Enough open files for every client socket (and the emulator's end of each when it runs
-    in this process), or a usage error now instead of a failure half-way through connecting."""
-    from ..harness.embedded import ensure_fd_limit, open_file_limit
-
-    needed = (count + 1) * (2 if embedded else 1) + 16
-    ensure_fd_limit(needed)
-    limit = open_file_limit()
-    if limit is not None and limit < needed:
-        raise Abort(f"--count {count}: needs about {needed} open files, but the limit is "
-                    f"{limit}; raise it (ulimit -n {needed}) or run fewer workers")

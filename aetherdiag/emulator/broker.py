@@ -15,7 +15,7 @@ expiry, wills). Time is passed in by the caller, so tests drive it without clock
 
 An emulated cluster (``nodes=N``) is this one broker with every connection tagged with the
 node whose listener it came in on (``open(..., node=)``); ``node_down`` cuts a node's
-connections as a network failure would, and ``cluster.py`` says how routing uses the nodes.
+connections as a network failure would, and ``routing.route_split`` says how routing uses the nodes.
 """
 
 from __future__ import annotations

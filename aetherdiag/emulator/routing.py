@@ -8,7 +8,7 @@ application message: every matching plain subscription gets one copy per session
 filters merge: highest QoS, all subscription identifiers), every matching share group gets one
 copy for the member its dispatcher picks (every member under the ``share-fanout`` fault).
 In an emulated cluster this is already the correct cluster-wide routing (one member per group
-whatever the nodes); only the cluster faults route per node, in ``cluster.route_split``.
+whatever the nodes); only the cluster faults route per node, in ``route_split`` (the last section).
 
 Delivery to a session (``deliver``; ``enqueue`` for a message handed on from another member):
 a message is transmitted at once when the session is connected, not paused and has room in its
@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from . import packets as pk
-from .cluster import pick_on_node, route_split
 from .session import Message, OutMsg, Session, Subscription
 from .sharing import CLUSTER_FAULTS, DispatchContext, Dispatcher, ShareGroup, anyone
 from .state import BrokerState
@@ -172,7 +171,7 @@ class Router:
         self._newest_first = "reorder" in state.faults
         if self._newest_first:
             state.limits = replace(state.limits, max_inflight=1)
-        # the nodes of a cluster dispatch on their own (cluster.py); never on one node
+        # the nodes of a cluster dispatch on their own (route_split); never on one node
         self.split = state.nodes > 1 and bool(state.faults & CLUSTER_FAULTS)
         sessions = state.sessions  # never rebound: the closures below stay valid
         # One context and one predicate for every pick, not new ones per message: dispatchers
@@ -384,3 +383,77 @@ class Router:
 
 def _approx_size(om: OutMsg) -> int:
     return 16 + len(om.message.topic.encode("utf-8")) + len(om.message.payload)
+
+
+# --- an emulated cluster whose nodes dispatch on their own (the cluster faults) ---------
+#
+# Routing in an emulated cluster whose nodes dispatch on their own (the cluster faults).
+#
+# How this works: an emulated cluster of N nodes is ONE broker state; every connection, session
+# and message carries the node (1-based) it came in on as plain data (``Conn.node``,
+# ``Session.node``, ``Message.node``). Correct cluster routing is then the ordinary routing of
+# ``routing.Router`` over every node at once: one member per share group, cluster-wide, with the
+# group's strategy (``local`` prefers the publisher's node through ``DispatchContext.node``).
+#
+# Only the faults ``cluster-node-local`` and ``cluster-no-route`` (``sharing.CLUSTER_FAULTS``)
+# route per node, here, as separate brokers would: each node has its own dispatcher per share
+# group (``ShareGroup.per_node``, made on first use) and picks among the members on that node.
+# Under ``cluster-node-local`` (bridged brokers) every node that has members of a group gets its
+# copy, and plain subscribers get theirs wherever they are; under ``cluster-no-route`` (brokers
+# that are not clustered) only the publisher's node routes the message at all. A copy handed on
+# after a member loss stays on its node (``pick_on_node``). Sans-IO: nothing here knows sockets.
+
+
+def pick_on_node(
+    router: Router, group: ShareGroup, msg: Message, node: int, exclude: str | None,
+) -> str | None:
+    """The member of ``group`` on ``node`` that gets ``msg`` (connected first, then offline),
+    chosen by that node's own dispatcher; None when the node has no member (but ``exclude``)."""
+    sessions = router.state.sessions
+    dispatcher = group.per_node.get(node)
+    if dispatcher is None:
+        dispatcher = group.per_node[node] = router.index.new_dispatcher(group.name)
+    ctx = router.ctx
+    ctx.publisher = msg.publisher
+    ctx.topic = msg.topic
+    ctx.node = msg.node
+
+    def here(member: str) -> bool:
+        return member != exclude and sessions[member].node == node
+
+    def online(member: str) -> bool:
+        return here(member) and sessions[member].conn is not None
+
+    chosen = dispatcher.choose(group.members, online, ctx)
+    return chosen if chosen is not None else dispatcher.choose(group.members, here, ctx)
+
+
+def route_split(router: Router, msg: Message) -> int:
+    """``Router.route`` under a cluster fault; returns the number of deliveries."""
+    sessions = router.state.sessions
+    origin = msg.node
+    everywhere = "cluster-node-local" in router.state.faults  # bridged: every node routes it
+    fanout = "share-fanout" in router.state.faults
+    plain: dict[str, tuple[int, bool, tuple[int, ...]]] = {}
+    count = 0
+    for entry in router.index.match(msg.topic):
+        for sub in entry.plain.values():
+            if sub.no_local and sub.client_id == msg.publisher:
+                continue
+            if not everywhere and sessions[sub.client_id].node != origin:
+                continue
+            ids: tuple[int, ...] = (sub.sub_id,) if sub.sub_id else ()
+            prev = plain.get(sub.client_id)
+            plain[sub.client_id] = (sub.qos, sub.retain_as_published, ids) if prev is None else (
+                max(prev[0], sub.qos), prev[1] or sub.retain_as_published, prev[2] + ids)
+        for group in entry.groups.values():
+            # bridged: every node with members routes its copy; else the origin alone
+            nodes = sorted({sessions[m].node for m in group.members}) if everywhere else [origin]
+            chosen: list[str] = []
+            for node in nodes:
+                if fanout:
+                    chosen += [m for m in group.members if sessions[m].node == node]
+                elif (one := pick_on_node(router, group, msg, node, None)) is not None:
+                    chosen.append(one)
+            count += router.deliver_shared(chosen, group, msg)
+    return count + router.deliver_plain(plain, msg)

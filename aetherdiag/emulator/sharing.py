@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..exitcodes import UsageError
 from .topics import SHARE_PREFIX
 
 STRATEGIES: dict[str, str] = {
@@ -66,11 +67,11 @@ FAULTS: dict[str, str] = {
     "plain or shared, gets only what is published on its own node (no effect on one node)",
 }
 
-# Faults under which the nodes of a cluster dispatch on their own (see ``cluster.py``).
+# Faults under which the nodes of a cluster dispatch on their own (see ``routing.route_split``).
 CLUSTER_FAULTS = frozenset({"cluster-node-local", "cluster-no-route"})
 
 
-class UnknownName(ValueError):
+class UnknownName(UsageError, ValueError):
     """An unknown strategy or fault name; the message lists the valid ones."""
 
 

@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..exitcodes import Unreachable
 from ..mqtt.protocol import Protocol
 from ..mqtt.reasons import connack_read_in, return_code_of
 from .model import BrokerTarget
@@ -33,7 +34,7 @@ from .target import InvalidTarget, tls_context_from_files
 KEEPALIVE = 60
 
 
-class BrokerUnreachable(Exception):
+class BrokerUnreachable(Unreachable):
     """The broker could not be reached or refused us; ``str()`` is one line for the user."""
 
 

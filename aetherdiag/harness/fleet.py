@@ -15,7 +15,8 @@ replay (``disconnect``, ``drop``, ``reconnect``, ``subscribe``, ``unsubscribe``,
 ``set_work_ms``) act on one worker and wait (bounded) for the broker's answer.
 
 Several endpoints (``targets``, node 1 first): each worker connects to its ``WorkerSpec.node``,
-each of ``publish_nodes`` has ``publishers`` publishers (publishers.py, fresh.py).
+each of ``publish_nodes`` has ``publishers`` publishers (publishers.py; ``publish_fresh``
+below).
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
-from .churn import ChurnSteps
+from ..exitcodes import DiagError
 from .clients import BrokerUnreachable, ClientFactory, Connector
-from .fresh import FreshPublishing
 from .loop import Loop, LoopError
 from .member import LIVE, Member
 from .model import BrokerTarget, RunResult, TaskSpec, WorkerSpec
@@ -47,11 +47,12 @@ __all__ = ["BrokerUnreachable", "Fleet", "FleetError", "ProgressCallback"]
 T = TypeVar("T")
 
 
-class FleetError(RuntimeError):
-    """A fleet operation could not be carried out (unknown worker, loop failure...)."""
+class FleetError(DiagError, RuntimeError):
+    """A fleet operation could not be carried out (unknown worker, loop failure...): a bug in
+    aetherdiag, never the broker's fault, so exit 8 in every command."""
 
 
-class Fleet(ChurnSteps, FreshPublishing):
+class Fleet:
     """Workers and publishers against a broker (or several endpoints), on one loop thread.
 
     >>> with Fleet(target) as fleet:
@@ -91,8 +92,8 @@ class Fleet(ChurnSteps, FreshPublishing):
         # what the broker still owes its clients (the embedded emulator says; None: unknown)
         self._backlog = backlog
         self.targets = tuple(targets) or (target,)
-        self._pubs = Publishers(publish_nodes, publishers)
-        for node in self._pubs.nodes:
+        self.pubs = Publishers(publish_nodes, publishers)
+        for node in self.pubs.nodes:
             self._check_node(node, "publish node")
         self.run_id = run_id or uuid.uuid4().hex[:8]
         self._client_scope = client_scope or self.run_id  # sharded runs: one per shard
@@ -131,7 +132,7 @@ class Fleet(ChurnSteps, FreshPublishing):
     @property
     def published(self) -> int:
         """Tasks handed to the broker so far."""
-        return self._pubs.sent
+        return self.pubs.sent
 
     @property
     def delivered(self) -> int:
@@ -150,12 +151,12 @@ class Fleet(ChurnSteps, FreshPublishing):
     def _endpoint(self, name: str) -> BrokerTarget:
         return self.targets[self._node_of.get(name, 1) - 1]
 
-    def _new_publisher(self, name: str, node: int, client_id: str | None = None) -> Publisher:
+    def new_publisher(self, name: str, node: int, client_id: str | None = None) -> Publisher:
         cid, protocol = client_id or self.client_id(name), self.targets[node - 1].protocol
         self._node_of[name] = node
         return Publisher(cid, protocol, self._factory(node).make(cid, protocol), self._loop,
                          self.rec, run_id=self.run_id, window=self.window, name=name,
-                         numbered=self._pubs.numbered)
+                         numbered=self.pubs.numbered)
 
     def _factory(self, node: int) -> ClientFactory:
         if node not in self._factories:  # one TLS context per endpoint
@@ -167,14 +168,14 @@ class Fleet(ChurnSteps, FreshPublishing):
             err = self._loop.error
             raise FleetError(f"the fleet's event loop failed: {type(err).__name__}: {err}")
 
-    def _run(self, fn: Callable[[], T]) -> T:
+    def on_loop(self, fn: Callable[[], T]) -> T:
         self._check_loop()
         try:
             return self._loop.run(fn, timeout=max(10.0, self.connect_timeout))
         except LoopError as exc:
             raise FleetError(str(exc)) from None
 
-    def _wait(
+    def wait_until(
         self, done: Callable[[], bool], timeout: float, *,
         progress: Callable[[], int] | None = None,
         on_progress: ProgressCallback | None = None,
@@ -183,7 +184,7 @@ class Fleet(ChurnSteps, FreshPublishing):
         return poll(done, timeout, check=self._check_loop, progress=progress,
                     counters=lambda: (self.published, self.delivered), on_progress=on_progress)
 
-    def _worker(self, name: str) -> Worker:
+    def worker(self, name: str) -> Worker:
         try:
             return self._workers[name]
         except KeyError:
@@ -196,7 +197,7 @@ class Fleet(ChurnSteps, FreshPublishing):
         where = self._endpoint(member.name).display()
         return BrokerUnreachable(f"cannot connect to {where}: {reason}{who}")
 
-    def _connect(self, members: Sequence[Member], *, ordered: bool = False) -> None:
+    def connect_members(self, members: Sequence[Member], *, ordered: bool = False) -> None:
         """Connect ``members`` (in parallel) and wait for CONNACK and SUBACK, bounded.
 
         With ``ordered``, workers subscribe one after the other in the order given (each
@@ -217,7 +218,7 @@ class Fleet(ChurnSteps, FreshPublishing):
         def ready() -> int:
             return sum(1 for m in members if m.state != "connected" or m.ready())
 
-        self._wait(
+        self.wait_until(
             lambda: answered() == len(members) or any(m.state == "failed" for m in members),
             timeout, progress=answered,
         )
@@ -228,8 +229,8 @@ class Fleet(ChurnSteps, FreshPublishing):
             raise self._unreachable(first, f", {ok} of {len(members)} connected" if ok else "")
         workers = [m for m in members if isinstance(m, Worker)]
         if ordered and workers:
-            self._run(lambda: self._subscribe_in_order(workers, 0))
-        self._wait(lambda: ready() == len(members), timeout, progress=ready)
+            self.on_loop(lambda: self._subscribe_in_order(workers, 0))
+        self.wait_until(lambda: ready() == len(members), timeout, progress=ready)
         for m in members:
             if m.state == "connected" and not m.ready():
                 self.rec.note(f"{m.name}: no SUBACK within {timeout:g} s")
@@ -253,7 +254,7 @@ class Fleet(ChurnSteps, FreshPublishing):
         dupes = sorted(n for n, c in Counter(names).items() if c > 1)
         if dupes:
             raise ValueError(f"worker names must be unique: {', '.join(dupes)}")
-        reserved = {name for name, _ in self._pubs.names()}
+        reserved = {name for name, _ in self.pubs.names()}
         clash = [n for n in names if n in self._workers or n in reserved]
         if clash:
             raise ValueError(f"worker name already in use: {clash[0]}")
@@ -264,7 +265,7 @@ class Fleet(ChurnSteps, FreshPublishing):
                 self._started = True
                 self.rec.t0 = time.monotonic()
                 self._loop.start()
-                self._connect(self._pubs.make_all(self._new_publisher))
+                self.connect_members(self.pubs.make_all(self.new_publisher))
             new = []
             for spec in workers:
                 cid = self.client_id(spec.name)
@@ -276,7 +277,7 @@ class Fleet(ChurnSteps, FreshPublishing):
                 self._workers[spec.name] = worker
                 new.append(worker)
             if new:
-                self._connect(new, ordered=len(new) <= self.ordered_max)
+                self.connect_members(new, ordered=len(new) <= self.ordered_max)
         except BaseException:
             self.close()
             raise
@@ -298,7 +299,7 @@ class Fleet(ChurnSteps, FreshPublishing):
         Returns how many of ``tasks`` were sent. ``on_progress(published, delivered)`` is
         called on this thread about ten times a second.
         """
-        pubs = self._pubs
+        pubs = self.pubs
         if not pubs or self._closed:
             raise FleetError("start() the fleet before publishing")
         batch = list(tasks)
@@ -306,22 +307,22 @@ class Fleet(ChurnSteps, FreshPublishing):
             by_slot = pubs.route(batch)
         except ValueError as exc:
             raise FleetError(str(exc)) from None
-        fresh = pubs.split_fresh(by_slot)  # sent one at a time below (fresh.py)
+        fresh = pubs.split_fresh(by_slot)  # sent one at a time below (publish_fresh)
 
         def enqueue() -> int:
             before = pubs.sent
             pubs.enqueue(by_slot, rate)
             return before
 
-        before = self._run(enqueue)
+        before = self.on_loop(enqueue)
         if timeout_s is None:
             timeout_s = 60.0 + (len(batch) / rate if rate else len(batch) / 1000.0)
         if fresh:
-            self._publish_fresh(fresh, rate, timeout_s, on_progress)
+            publish_fresh(self, fresh, rate, timeout_s, on_progress)
         if not wait:
             return 0
-        if not self._wait(lambda: not pubs.queued, timeout_s, on_progress=on_progress):
-            self._run(partial(pubs.cancel, f"not sent within {timeout_s:g} s"))
+        if not self.wait_until(lambda: not pubs.queued, timeout_s, on_progress=on_progress):
+            self.on_loop(partial(pubs.cancel, f"not sent within {timeout_s:g} s"))
         return pubs.sent - before
 
     def settle(
@@ -343,7 +344,7 @@ class Fleet(ChurnSteps, FreshPublishing):
         a message, so a pause in a long delivery stream is never taken for the end.
         """
         grace_s = max(grace_s, quiet_s)
-        pubs = self._pubs
+        pubs = self.pubs
         rec = self.rec
         workers = [w for w in self._workers.values() if w.work_ms > 0 or w.jitter_ms > 0]
 
@@ -361,7 +362,7 @@ class Fleet(ChurnSteps, FreshPublishing):
                 return False
             return not self._backlog or not self._backlog()  # asked last: it costs a call
 
-        ok = self._wait(quiet, timeout_s, on_progress=on_progress)
+        ok = self.wait_until(quiet, timeout_s, on_progress=on_progress)
         self._settled = ok
         self._ended_at = time.monotonic()
         return ok
@@ -373,7 +374,7 @@ class Fleet(ChurnSteps, FreshPublishing):
 
     def wait(self, seconds: float) -> None:
         """Let the fleet run for ``seconds`` (a replay ``wait`` step)."""
-        self._wait(lambda: False, seconds)
+        self.wait_until(lambda: False, seconds)
 
     # ----------------------------------------------------------------- results
     def result(self) -> RunResult:
@@ -387,10 +388,10 @@ class Fleet(ChurnSteps, FreshPublishing):
         def collect() -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
             unfinished = [(w.name, t) for w in self._workers.values()
                           for t in w.unfinished(end)]
-            return *self._pubs.collect(), unfinished
+            return *self.pubs.collect(), unfinished
 
         if self._loop.alive:
-            sent, failures, unfinished = self._run(collect)
+            sent, failures, unfinished = self.on_loop(collect)
         else:
             sent, failures, unfinished = collect()
         out = outcome(sent, failures)
@@ -414,8 +415,8 @@ class Fleet(ChurnSteps, FreshPublishing):
             events=self.rec.events(),
             latency=self.rec.latency(),
             endpoints=tuple(t.display() for t in self.targets) if several else (),
-            task_nodes=tuple(self._pubs.task_node.items()) if several else (),
-            task_publishers=self._pubs.task_publishers(),
+            task_nodes=tuple(self.pubs.task_node.items()) if several else (),
+            task_publishers=self.pubs.task_publishers(),
         )
 
     def close(self, timeout: float = 3.0) -> None:
@@ -427,10 +428,10 @@ class Fleet(ChurnSteps, FreshPublishing):
         if self._closed:
             return
         self._closed = True
-        members: list[Member] = [*self._pubs, *self._workers.values()]
+        members: list[Member] = [*self.pubs, *self._workers.values()]
 
         def say_goodbye() -> None:
-            self._pubs.clear_retained()
+            self.pubs.clear_retained()
             for m in members:
                 m.disconnect(end_session=True)
 
@@ -448,3 +449,68 @@ class Fleet(ChurnSteps, FreshPublishing):
                 self._loop.run(cut_the_rest, timeout=timeout)
         self._loop.stop(timeout)
         self._connector.close()
+
+
+# --- fresh publishing (--publisher-reconnect) -------------------------------------------
+#
+# Publishing over a fresh connection per task (``workers --publisher-reconnect``).
+#
+# How this works: ``publish_fresh(fleet, ...)`` sends the tasks marked
+# ``fresh_connection`` one at a time, in publish order: for each task it builds a new publisher
+# client named like the task's publisher (``publisher-2``) with a client id of its own
+# (``aetherdiag-<run>-publisher-2-c<n>``, n = 1, 2, ... per publisher), connects it, publishes the
+# one task, waits for the acknowledgement, sends DISCONNECT and hands the spent publisher to
+# ``Publishers.retire`` so what it sent and what failed is collected with everything else.
+#
+# Why a fresh client id and not the same one again: EMQX keeps the round_robin turn in the
+# publishing connection's process (``emqx_shared_sub``: ``erlang:get/put``), so every new
+# connection starts the turn over whichever id it uses: at the first member in EMQX 3.x, at a
+# random one in later releases. The emulator's ``per-publisher-rr`` fault keys the turn by client
+# id (the 3.x flavour). A fresh id restarts the turn on both, so the pitfall ``probe`` describes
+# (many short-lived publishers: the first member gets most tasks) shows on the emulator as on
+# EMQX. A connection that cannot be opened mid-run ends
+# the fresh publishing: that task and the ones after it count as not sent, with the reason.
+
+
+def publish_fresh(fleet: Fleet, tasks: Sequence[TaskSpec], rate: float | None, timeout_s: float,
+                   on_progress: ProgressCallback | None) -> None:
+    """Send ``tasks`` (numbered, in publish order) one per fresh connection, ``rate`` a
+    second at most, all within ``timeout_s``; what is not sent by then is given up."""
+    pubs = fleet.pubs
+    deadline = time.monotonic() + timeout_s
+    gap = 1.0 / rate if rate else 0.0
+    connections: Counter[str] = Counter()
+    for i, task in enumerate(tasks):
+        started = time.monotonic()
+        if started >= deadline:
+            pubs.given_up += [(t.task_id, f"not sent within {timeout_s:g} s")
+                              for t in tasks[i:]]
+            return
+        name = pubs.name(task.node, task.publisher)
+        connections[name] += 1
+        pub = fleet.new_publisher(name, task.node,
+                                  f"{fleet.client_id(name)}-c{connections[name]}")
+        pubs.retire(pub)  # whatever happens, the fleet collects (and closes) it
+        try:
+            fleet.connect_members([pub])
+        except BrokerUnreachable as exc:
+            pubs.given_up += [(t.task_id, f"not sent: a fresh publisher connection "
+                               f"failed ({exc})") for t in tasks[i:]]
+            return
+        _send_one(fleet, pub, task, deadline, on_progress)
+        if gap and i + 1 < len(tasks):
+            pause = started + gap - time.monotonic()
+            if pause > 0:
+                fleet.wait_until(lambda: False, min(pause, max(0.0, deadline - time.monotonic())))
+
+
+def _send_one(fleet: Fleet, pub: Publisher, task: TaskSpec, deadline: float,
+              on_progress: ProgressCallback | None) -> None:
+    """Publish ``task`` on the connected ``pub``, wait for its acknowledgement (until
+    ``deadline``), then close the connection (cut it when DISCONNECT does not end it)."""
+    fleet.on_loop(lambda: pub.enqueue([task], None))
+    fleet.wait_until(lambda: pub.idle, max(0.0, deadline - time.monotonic()),
+               on_progress=on_progress)
+    fleet.on_loop(pub.disconnect)
+    if not fleet.wait_until(lambda: pub.state not in LIVE, fleet.connect_timeout):
+        fleet.on_loop(pub.drop)

@@ -13,9 +13,9 @@ publish order whichever publisher sent them. A ``--rate`` is for the whole run: 
 evenly over the publishers that have tasks.
 
 Tasks with ``fresh_connection`` (``--publisher-reconnect``) are not enqueued here: the fleet
-sends each on a connection of its own (``fresh.py``) and hands the short-lived publisher back
-with ``retire``, so its sent ids and failures are collected like the others'. Everything but
-``route`` and the counters runs on the fleet's loop thread.
+sends each on a connection of its own (``fleet.publish_fresh``) and hands the short-lived
+publisher back with ``retire``, so its sent ids and failures are collected like the others'.
+Everything but ``route`` and the counters runs on the fleet's loop thread.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Publishers:
         self.nodes = tuple(dict.fromkeys(nodes)) or (1,)
         self.per_node = max(1, per_node)
         self.by_slot: dict[Slot, Publisher] = {}
-        self.retired: list[Publisher] = []  # done with: fresh connections (fresh.py)
+        self.retired: list[Publisher] = []  # done with: fresh connections (fleet.publish_fresh)
         self.order: dict[str, int] = {}  # task id -> its place among the tasks routed so far
         self.task_node: dict[str, int] = {}  # task id -> the node it was published on
         self.numbered: dict[str, tuple[str, int]] = {}  # task id -> (publisher, its seq)

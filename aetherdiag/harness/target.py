@@ -16,8 +16,11 @@ import os
 import re
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ..exitcodes import UsageError
 from ..mqtt.protocol import UnknownProtocol, parse_protocol
 from .model import BrokerTarget
 
@@ -25,7 +28,7 @@ DEFAULT_PORTS: dict[str, int] = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 4
 DEFAULT_PASSWORD_ENV = "AETHERDIAG_PASSWORD"
 
 
-class InvalidTarget(ValueError):
+class InvalidTarget(UsageError, ValueError):
     """The broker URL or a TLS option is unusable; the message is one line for the user."""
 
 
@@ -250,3 +253,50 @@ def parse_broker_url(
         insecure=insecure,
         protocol=version,
     )
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """The TLS and password options every broker-facing command takes, as one value:
+    ``TargetOptions(ca_file, cert_file, key_file, insecure, password_env)`` straight from the
+    command's parameters (declared once above as ``*_OPTION``)."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+    password_env: str | None = None
+
+    @property
+    def tls_given(self) -> bool:
+        return bool(self.ca_file or self.cert_file or self.key_file or self.insecure)
+
+    def refuse_tls(self, why: str = "--broker mqtts://...") -> None:
+        """A usage error when TLS options are given where no broker URL can use them."""
+        if self.tls_given:
+            raise UsageError(f"--ca-file, --cert-file, --key-file and --insecure need {why}")
+
+    def target(self, url: str, protocol: str) -> BrokerTarget:
+        """``--broker URL`` with these options -> BrokerTarget, or a usage error.
+
+        ``password_env`` is ``--password-env`` as given: ``None`` means the default variable
+        (AETHERDIAG_PASSWORD), whose absence means "no password"; a variable the user named
+        must be set when the URL has a user but no password. TLS files are loaded here, so a
+        file that does not load is a usage error (2), not an unreachable broker (3).
+        """
+        env = self.password_env
+        try:
+            return parse_broker_url(
+                url, protocol=protocol, ca_file=_text(self.ca_file),
+                cert_file=_text(self.cert_file), key_file=_text(self.key_file),
+                insecure=self.insecure,
+                password_env=DEFAULT_PASSWORD_ENV if env is None else env,
+                password_env_required=env is not None,
+            )
+        except InvalidTarget as exc:
+            text = str(exc)  # messages about another option (--ca-file ...) start with its name
+            raise UsageError(text if text.startswith("--") else f"--broker: {text}") from None
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path else None

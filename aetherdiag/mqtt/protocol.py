@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
+from ..exitcodes import UsageError
+
 Protocol = Literal["3.1.1", "5"]
 PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
 _ALIASES: dict[str, Protocol] = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5", "5.0": "5"}
 
 
-class UnknownProtocol(ValueError):
+class UnknownProtocol(UsageError, ValueError):
     """Not a protocol version this tool speaks; the message is one line for the user."""
 
 

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from ..exitcodes import Unreachable
 from ..harness.model import BrokerTarget
 from . import checks, cluster, dispatch, inflight, sessions
 from .client import V5, V311
@@ -55,7 +56,7 @@ log = logging.getLogger("aetherdiag.probe")
 DEFAULT_MESSAGES = 96
 
 
-class ProbeUnreachable(Exception):
+class ProbeUnreachable(Unreachable):
     """Neither protocol version could connect; the message is one line for the user."""
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis import Expectations
-from ..exitcodes import ExitCode
+from ..exitcodes import ExitCode, UsageError
 from ..harness.model import RunResult, WorkerSpec
 
 SCHEMA = "aetherdiag.record/1"
 
 
-class RecordError(ValueError):
+class RecordError(UsageError, ValueError):
     """A record that cannot be used; ``str()`` is one line (``FILE:LINE: what is wrong``, or
     what is wrong with a set of records, naming the files)."""
 
@@ -54,7 +54,7 @@ class RunHeader:
 
 @dataclass(frozen=True, kw_only=True)
 class Failure:
-    """A run that could not produce a result (``Abort``): its one line and exit code."""
+    """A run that could not produce a result (a ``DiagError``): its one line and exit code."""
 
     message: str
     code: ExitCode

@@ -1,5 +1,5 @@
-"""Several shard records of one run -> one recording, workers in global order; and judging a
-recording into the workers Report.
+"""Several shard records of one run -> one recording, workers in global order (judged by
+``workers.judge_record``).
 
 How this works: every record must come from the same run (run id), be a shard of it (a
 ``shard`` in its header), describe the same plan (worker specs, tasks) and together hold
@@ -19,15 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ..analysis import Report, analyse
 from ..harness.model import RunResult
 from .model import Failure, RecordError, Recording, RunHeader
-
-
-def judge(header: RunHeader, result: RunResult) -> Report:
-    """The report of a recorded run, exactly as the run itself judged and titled it."""
-    report = analyse(result, header.workers, header.expect)
-    return replace(report, title=header.title, context=header.context)
 
 
 def merge(recordings: Sequence[Recording]) -> Recording:

@@ -28,11 +28,11 @@ from ..analysis import (
     WorkerRow,
 )
 from ..analysis.report import Ordering, PublisherRow
-from ..exitcodes import ExitCode
+from ..exitcodes import ExitCode, UsageError
 from .report import SCHEMA
 
 
-class LoadError(ValueError):
+class LoadError(UsageError, ValueError):
     """The document is not a report this version can read; ``str()`` says what is wrong."""
 
 

@@ -40,8 +40,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ..exitcodes import Abort, ExitCode
+from ..harness import churn
 from ..harness.embedded import describe
-from ..harness.fleet import BrokerUnreachable, Fleet
+from ..harness.fleet import Fleet
 from ..harness.model import BrokerTarget, WorkerSpec
 from ..harness.negotiate import Negotiated, negotiate
 from ..harness.run import OpenBroker, open_broker
@@ -101,52 +102,49 @@ def run_scenario(
     if protocol is not None and protocol != scenario.protocol:
         notes.append(f"--mqtt {protocol}: every client uses MQTT {protocol} instead of the "
                      "file's protocol settings")
-    try:
-        with open_broker(target, scenario.emulator, protocol=publisher_protocol,
-                         expected_clients=len(workers) + 1,
-                         expected_messages=len(scenario.tasks), targets=targets) as broker:
-            endpoints = broker.targets or (broker.target,)
-            fallback = None
-            wants_v5 = publisher_protocol == "5" or any(w.protocol == "5" for w in workers)
-            if protocol is None and broker.emulator is None and wants_v5:
-                found = negotiate(endpoints, connect_timeout_s,
-                                  client_id=f"aetherdiag-{uuid.uuid4().hex[:8]}-mqtt-version")
-                if found.fell_back:
-                    fallback = found
-                    if on_fallback is not None:
-                        on_fallback(found)
-                    notes += fallback_notes(found, workers)
-                    workers = tuple(replace(w, protocol=found.protocol, session_expiry=0)
-                                    for w in workers)
-                    endpoints = tuple(replace(t, protocol=found.protocol) for t in endpoints)
-            with Fleet(endpoints[0], connect_timeout=connect_timeout_s, label=broker.label,
-                       seed=seed if seed is not None else scenario_seed(scenario),
-                       targets=endpoints, publish_nodes=scenario.publish_nodes,
-                       backlog=broker.backlog) as fleet:
-                fleet.start(workers)
-                broker.before_first_publish()
-                runner = _StepRunner(fleet, scenario, timeout_s, on_progress, broker)
-                runner.specs = {w.name: w for w in workers}
-                try:
-                    records = runner.run_all()
-                finally:
-                    runner.close_intruders()
-                notes += runner.notes
-                result = fleet.result()
-                if runner.cut:  # the node_down steps' losses were the point, not a failure
-                    result = replace(result, connection_lost=tuple(
-                        n for n in result.connection_lost if n not in runner.cut))
-                if runner.cut_short or runner.interrupted:
-                    result = replace(result, settled=False, timeout_s=timeout_s,
-                                     interrupted=runner.interrupted,
-                                     steps_not_run=tuple(
-                                         r.step.label for r in records
-                                         if r.skipped and r.step is not None))
-            result = replace(result, emulator_stats=broker.stats())
-            if fallback is not None:
-                result = replace(result, mqtt5_refused=fallback.refusal)
-    except BrokerUnreachable as exc:  # the emulator could not start, or the broker is gone
-        raise Abort(str(exc), ExitCode.UNREACHABLE) from None
+    with open_broker(target, scenario.emulator, protocol=publisher_protocol,
+                     expected_clients=len(workers) + 1,
+                     expected_messages=len(scenario.tasks), targets=targets) as broker:
+        endpoints = broker.targets or (broker.target,)
+        fallback = None
+        wants_v5 = publisher_protocol == "5" or any(w.protocol == "5" for w in workers)
+        if protocol is None and broker.emulator is None and wants_v5:
+            found = negotiate(endpoints, connect_timeout_s,
+                              client_id=f"aetherdiag-{uuid.uuid4().hex[:8]}-mqtt-version")
+            if found.fell_back:
+                fallback = found
+                if on_fallback is not None:
+                    on_fallback(found)
+                notes += fallback_notes(found, workers)
+                workers = tuple(replace(w, protocol=found.protocol, session_expiry=0)
+                                for w in workers)
+                endpoints = tuple(replace(t, protocol=found.protocol) for t in endpoints)
+        with Fleet(endpoints[0], connect_timeout=connect_timeout_s, label=broker.label,
+                   seed=seed if seed is not None else scenario_seed(scenario),
+                   targets=endpoints, publish_nodes=scenario.publish_nodes,
+                   backlog=broker.backlog) as fleet:
+            fleet.start(workers)
+            broker.before_first_publish()
+            runner = _StepRunner(fleet, scenario, timeout_s, on_progress, broker)
+            runner.specs = {w.name: w for w in workers}
+            try:
+                records = runner.run_all()
+            finally:
+                runner.close_intruders()
+            notes += runner.notes
+            result = fleet.result()
+            if runner.cut:  # the node_down steps' losses were the point, not a failure
+                result = replace(result, connection_lost=tuple(
+                    n for n in result.connection_lost if n not in runner.cut))
+            if runner.cut_short or runner.interrupted:
+                result = replace(result, settled=False, timeout_s=timeout_s,
+                                 interrupted=runner.interrupted,
+                                 steps_not_run=tuple(
+                                     r.step.label for r in records
+                                     if r.skipped and r.step is not None))
+        result = replace(result, emulator_stats=broker.stats())
+        if fallback is not None:
+            result = replace(result, mqtt5_refused=fallback.refusal)
     return ReplayRun(scenario=scenario, result=result, records=tuple(records),
                      workers=workers, target=result.target, notes=tuple(notes))
 
@@ -269,20 +267,20 @@ class _StepRunner:
         if isinstance(step, sm.Takeover | sm.Kick):
             return self.intrude(blank, step.worker, kick=isinstance(step, sm.Kick))
         if isinstance(step, sm.Resubscribe):
-            return replace(blank, reason_code=fleet.subscribe(step.worker, step.topic_filter,
+            return replace(blank, reason_code=churn.subscribe(fleet, step.worker, step.topic_filter,
                                                               step.qos))
         if isinstance(step, sm.Drop | sm.Disconnect | sm.Reconnect):
             self.online[step.worker] = isinstance(step, sm.Reconnect)
         if isinstance(step, sm.Drop):
-            return replace(blank, in_flight=fleet.drop(step.worker))
+            return replace(blank, in_flight=churn.drop(fleet, step.worker))
         if isinstance(step, sm.Disconnect):
             since = self.now()
-            fleet.disconnect(step.worker)
+            churn.disconnect(fleet, step.worker)
             gone = [e for e in fleet.rec.events()
                     if e.worker == step.worker and e.kind == "disconnected" and e.at >= since]
             return replace(blank, in_flight=gone[-1].task_ids if gone else ())
         if isinstance(step, sm.Reconnect):
-            present = fleet.reconnect(step.worker)
+            present = churn.reconnect(fleet, step.worker)
             intruder = self.intruders.pop(step.worker, None)
             if intruder is not None:  # the broker closed its connection for the worker's
                 intruder.close()
@@ -294,14 +292,14 @@ class _StepRunner:
             self.broker.node_up(step.node)
             return blank
         if isinstance(step, sm.Subscribe):
-            code = fleet.subscribe(step.worker, step.topic_filter, step.qos)
+            code = churn.subscribe(fleet, step.worker, step.topic_filter, step.qos)
             return replace(blank, reason_code=code)
         if isinstance(step, sm.Unsubscribe):
-            held = self.fleet.in_flight(step.worker)
+            held = churn.in_flight(self.fleet, step.worker)
             return replace(blank, in_flight=held,
-                           confirmed=fleet.unsubscribe(step.worker, step.topic_filter))
+                           confirmed=churn.unsubscribe(fleet, step.worker, step.topic_filter))
         if isinstance(step, sm.Slow):
-            fleet.set_work_ms(step.worker, step.work_ms)
+            churn.set_work_ms(fleet, step.worker, step.work_ms)
             return blank
         raise TypeError(f"unknown step {step!r}")  # pragma: no cover - the parser forbids it
 
@@ -313,7 +311,7 @@ class _StepRunner:
         fleet = self.fleet
         spec = self.specs[name]
         since = self.now()
-        held = fleet.in_flight(name) if self.online.get(name) else ()
+        held = churn.in_flight(fleet, name) if self.online.get(name) else ()
         was_online = self.online.get(name, False)
         old = self.intruders.pop(name, None)
         if old is not None:

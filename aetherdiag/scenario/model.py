@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..exitcodes import UsageError
 from ..harness.model import EmulatorSettings, TaskSpec, WorkerSpec
-from ..layout import Layout
 from ..mqtt.protocol import Protocol
+from ..wire.layout import Layout
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UsageError, ValueError):
     """A scenario file that cannot be run; ``str()`` is ``file:line:column: message``."""
 
     def __init__(self, file: str, line: int, column: int, message: str) -> None:

@@ -29,8 +29,8 @@ from ..emulator.session import Limits
 from ..emulator.sharing import FAULTS, STRATEGIES
 from ..emulator.topics import InvalidFilter, parse_filter
 from ..harness.model import EmulatorSettings, WorkerSpec
-from ..layout import Layout, LayoutError, aethermagic, generic, template_problem
 from ..mqtt.protocol import Protocol, UnknownProtocol, parse_protocol
+from ..wire.layout import Layout, LayoutError, aethermagic, generic, template_problem
 from .model import (
     Count,
     Expect,
@@ -150,7 +150,7 @@ class ScenarioReader(NodeReader):
         raw = self.value(node)
         try:
             if isinstance(raw, bool):
-                raise UnknownProtocol(raw)
+                raise UnknownProtocol(repr(raw))
             return parse_protocol(raw if isinstance(raw, str) else repr(raw))
         except UnknownProtocol:
             self.fail(node, f"protocol: expected \"3.1.1\" or \"5\", got {self.describe(node)}")

@@ -26,7 +26,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from ..emulator.topics import valid_topic_name
 from ..harness.model import TaskSpec, WorkerSpec
-from ..layout import Layout, template_problem
+from ..wire.layout import Layout, template_problem
 from .model import (
     Disconnect,
     Drop,

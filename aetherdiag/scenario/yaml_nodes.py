@@ -30,7 +30,7 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..emulator.topics import InvalidFilter, parse_filter
-from ..layout import Layout
+from ..wire.layout import Layout
 from .model import ScenarioError
 
 Fields = dict[str, tuple[Node, Node]]  # key -> (key node, value node)

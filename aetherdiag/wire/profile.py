@@ -20,9 +20,15 @@ import socket
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from ..layout import Layout
+from ..exitcodes import UsageError
 from .aethermagic import parse
+from .layout import Layout
 from .pointer import parse_pointer, text_at
+
+
+class ProfileError(UsageError, ValueError):
+    """A profile, reply topic or worker field that cannot work with the layout (exit 2)."""
+
 
 Profile = Literal["generic", "aethermagic"]
 PROFILES: tuple[Profile, ...] = get_args(Profile)
@@ -60,7 +66,7 @@ def _base(layout: Layout) -> tuple[str, int]:
 def check_layout(profile: Profile, layout: Layout) -> None:
     """``ValueError`` when ``layout`` cannot carry ``profile`` (AetherMagic needs its own)."""
     if profile == "aethermagic" and "{task_id}" not in layout.topic_template.split("/"):
-        raise ValueError("--profile aethermagic needs the AetherMagic layout (no --topic), "
+        raise ProfileError("--profile aethermagic needs the AetherMagic layout (no --topic), "
                          "the task id as a whole topic level")
 
 
@@ -148,17 +154,17 @@ def replies_for(profile: Profile, layout: Layout, reply_topic: str | None = None
         try:
             worker = parse_pointer(worker_field)
         except ValueError as exc:
-            raise ValueError(f"--worker-field: {exc}") from None
+            raise ProfileError(f"--worker-field: {exc}") from None
     if profile == "aethermagic":
         if reply_topic is not None:
-            raise ValueError("--reply-topic is for --profile generic: AetherMagic workers "
+            raise ProfileError("--reply-topic is for --profile generic: AetherMagic workers "
                              "answer on .../{tid}/status and .../{tid}/complete")
         base, _ = _base(layout)
         return Replies("aethermagic", (*base.split("/"), "{task_id}", "{action}"), worker,
                        worker_field or "")
     if reply_topic is None:
         if worker_field is not None:
-            raise ValueError("--worker-field needs --reply-topic (where your workers answer)")
+            raise ProfileError("--worker-field needs --reply-topic (where your workers answer)")
         return Replies("none")
     return Replies("template", parse_reply_topic(reply_topic), worker, worker_field or "")
 
@@ -168,17 +174,17 @@ def parse_reply_topic(template: str) -> tuple[str, ...]:
     topic with ``{task_id}`` as one whole level."""
     where = f"--reply-topic {template!r}"
     if not template or "\x00" in template:
-        raise ValueError(f"{where}: expected a topic such as 'results/{{task_id}}'")
+        raise ProfileError(f"{where}: expected a topic such as 'results/{{task_id}}'")
     levels = tuple(template.split("/"))
     if any(c in template for c in "+#"):
-        raise ValueError(f"{where}: a reply topic names where one reply goes; no + or # "
+        raise ProfileError(f"{where}: a reply topic names where one reply goes; no + or # "
                          "wildcards (use {task_id} for the task's level)")
     if levels.count("{task_id}") != 1:
-        raise ValueError(f"{where}: needs {{task_id}} exactly once, as a whole level "
+        raise ProfileError(f"{where}: needs {{task_id}} exactly once, as a whole level "
                          "(e.g. results/{task_id})")
     for level in levels:
         if level != "{task_id}" and ("{" in level or "}" in level):
-            raise ValueError(f"{where}: unknown placeholder in {level!r} (only {{task_id}})")
+            raise ProfileError(f"{where}: unknown placeholder in {level!r} (only {{task_id}})")
     return levels
 
 

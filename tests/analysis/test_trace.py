@@ -12,9 +12,9 @@ from support.cli import workers
 from aetherdiag.analysis import analyse
 from aetherdiag.analysis.trace import known_tasks, trace
 from aetherdiag.harness.model import Delivery, FleetEvent, ProcessExit, RunResult, WorkerSpec
-from aetherdiag.record import judge
 from aetherdiag.record.read import read_record
 from aetherdiag.render.trace import trace_dict, trace_lines
+from aetherdiag.workers.judge import judge_record
 
 SPECS = [WorkerSpec(name=w, subscriptions=("$share/g/t/+",)) for w in ("w1", "w2", "w3")]
 
@@ -25,7 +25,7 @@ def recorded(tmp_path: Path, *args: str) -> tuple[RunResult, object]:
     assert result.exit_code in (0, 1), result.output
     run = read_record(rec)
     assert run.result is not None
-    return run.result, judge(run.header, run.result)
+    return run.result, judge_record(run.header, run.result)
 
 
 def test_the_seed_bug_traced_names_every_worker(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 gives the same report as the run printed (table, JSON, JUnit, exit code); a saved JSON report
 re-rendered gives the same output as the run; bad input is exit 2 with one line.
 
-The runs' durations are kept to the millisecond (workload.py), which is what the JSON holds,
+The runs' durations are kept to the millisecond (workers/builtin.py), which is what the JSON holds,
 so nothing differs between a run's own output and its re-rendering, not even the duration.
 """
 

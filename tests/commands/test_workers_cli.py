@@ -627,7 +627,7 @@ def test_a_strategy_for_a_group_no_worker_joins_is_refused_and_a_real_one_shows(
 def test_the_default_timeout_grows_with_the_deliveries_a_run_expects(tmp_path: Path) -> None:
     """30 s, plus --rate pacing, plus a second per 5,000 deliveries: with --plain every
     worker's copy counts (300 plain workers x 3,000 tasks used to be cut off at 30 s)."""
-    from aetherdiag.workload import DELIVERIES_PER_SECOND, default_timeout
+    from aetherdiag.workers.model import DELIVERIES_PER_SECOND, default_timeout
 
     assert default_timeout(9, None) == pytest.approx(30.0 + 9 / DELIVERIES_PER_SECOND)
     assert default_timeout(100, 10.0) == pytest.approx(30.0 + 10.0 + 100 / DELIVERIES_PER_SECOND)

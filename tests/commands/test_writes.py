@@ -15,9 +15,9 @@ import pytest
 from support.cli import invoke, one_error_line, workers
 
 from aetherdiag.analysis import Report
-from aetherdiag.commands.common import not_recorded
 from aetherdiag.exitcodes import ExitCode
 from aetherdiag.watch.record import Recorder
+from aetherdiag.workers.judge import not_recorded
 
 FULL = Path("/dev/full")
 needs_dev_full = pytest.mark.skipif(not FULL.exists(), reason="no /dev/full here")

@@ -28,6 +28,7 @@ from support.brokers import (
 )
 
 from aetherdiag.emulator import Emulator
+from aetherdiag.harness import churn
 from aetherdiag.harness.fleet import BrokerUnreachable, Fleet, FleetError
 from aetherdiag.harness.model import BrokerTarget, RunResult, TaskSpec, WorkerSpec
 from aetherdiag.mqtt.protocol import Protocol
@@ -275,7 +276,7 @@ def test_steps_on_unknown_workers_raise(emulator: Emulator) -> None:
     with Fleet(emu_target(emulator)) as fleet:
         fleet.start(workers(1, "t/+"))
         with pytest.raises(FleetError, match="unknown worker 'worker-9'"):
-            fleet.drop("worker-9")
+            churn.drop(fleet, "worker-9")
     with Fleet(emu_target(emulator)) as unstarted, pytest.raises(FleetError, match="start"):
         unstarted.publish(tasks(1, "t"))
 
@@ -294,7 +295,7 @@ def test_drop_mid_flight_then_the_broker_decides(target: BrokerTarget, topic: st
         fleet.start(specs)
         fleet.publish(tasks(4, topic))
         wait_for(lambda: fleet.delivered >= 4)
-        assert fleet.drop("worker-2") == ("task-2", "task-4")
+        assert churn.drop(fleet, "worker-2") == ("task-2", "task-4")
         assert fleet.settle(quiet_s=0.3, timeout_s=5)
         result = fleet.result()
     got = by_worker(result)
@@ -317,9 +318,9 @@ def test_persistent_session_survives_a_drop_and_redelivers_with_dup(
         fleet.start([spec])
         fleet.publish(tasks(2, topic))
         wait_for(lambda: fleet.delivered >= 2)
-        assert fleet.drop("worker-1") == ("task-1", "task-2")
-        fleet.set_work_ms("worker-1", 0)
-        assert fleet.reconnect("worker-1") is True  # session present: no resubscribe
+        assert churn.drop(fleet, "worker-1") == ("task-1", "task-2")
+        churn.set_work_ms(fleet, "worker-1", 0)
+        assert churn.reconnect(fleet, "worker-1") is True  # session present: no resubscribe
         assert fleet.settle(expected=4, quiet_s=QUIET, timeout_s=5)
         result = fleet.result()
     assert [(d.task_id, d.dup) for d in result.deliveries] == [
@@ -343,9 +344,9 @@ def test_qos2_on_a_dropped_persistent_member_completes_on_the_same_member(
         fleet.start(specs)
         fleet.publish(tasks(4, topic, qos=2))
         wait_for(lambda: fleet.delivered >= 4)
-        assert fleet.drop("worker-1") == ("task-1", "task-3")
-        fleet.set_work_ms("worker-1", 0)
-        assert fleet.reconnect("worker-1") is True
+        assert churn.drop(fleet, "worker-1") == ("task-1", "task-3")
+        churn.set_work_ms(fleet, "worker-1", 0)
+        assert churn.reconnect(fleet, "worker-1") is True
         fleet.publish(tasks(2, topic, qos=2, start=5))
         assert fleet.settle(expected=6, quiet_s=QUIET, timeout_s=5)
         result = fleet.result()
@@ -374,10 +375,10 @@ def test_retained_tasks_are_cleared_when_the_fleet_closes(target: BrokerTarget, 
 def test_clean_disconnect_and_reconnect_resubscribes(target: BrokerTarget, topic: str) -> None:
     with Fleet(target) as fleet:
         fleet.start(workers(2, f"$share/g/{topic}/+/do"))
-        fleet.disconnect("worker-2")
+        churn.disconnect(fleet, "worker-2")
         fleet.publish(tasks(2, topic))
         assert fleet.settle(expected=2, quiet_s=QUIET, timeout_s=5)
-        assert fleet.reconnect("worker-2") is False  # clean start: a new session
+        assert churn.reconnect(fleet, "worker-2") is False  # clean start: a new session
         fleet.publish(tasks(2, topic, start=3))
         assert fleet.settle(expected=4, quiet_s=QUIET, timeout_s=5)
         result = fleet.result()
@@ -393,10 +394,10 @@ def test_clean_disconnect_and_reconnect_resubscribes(target: BrokerTarget, topic
 def test_subscribe_and_unsubscribe_steps(target: BrokerTarget, topic: str) -> None:
     with Fleet(target) as fleet:
         fleet.start(workers(1, f"{topic}/a/+/do"))
-        assert fleet.subscribe("worker-1", f"{topic}/b/+/do", qos=2) == 2
+        assert churn.subscribe(fleet, "worker-1", f"{topic}/b/+/do", qos=2) == 2
         fleet.publish(tasks(1, f"{topic}/b"))
         assert fleet.settle(expected=1, quiet_s=QUIET, timeout_s=5)
-        assert fleet.unsubscribe("worker-1", f"{topic}/b/+/do") is True
+        assert churn.unsubscribe(fleet, "worker-1", f"{topic}/b/+/do") is True
         fleet.publish(tasks(1, f"{topic}/b", start=2))
         fleet.publish(tasks(1, f"{topic}/a", start=3))
         assert fleet.settle(expected=2, quiet_s=QUIET, timeout_s=5)

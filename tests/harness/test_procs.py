@@ -1,4 +1,4 @@
-"""``aetherdiag.harness.procs``: the team's worker processes, with real child processes."""
+"""``aetherdiag.workers.exec.procs``: the team's worker processes, with real child processes."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from aetherdiag.harness.command import CommandError, parse_command
-from aetherdiag.harness.peers import process_tree_pids, tcp_peers
-from aetherdiag.harness.procs import WorkerProcesses
+from aetherdiag.workers.exec.command import CommandError, parse_command
+from aetherdiag.workers.exec.peers import process_tree_pids, tcp_peers
+from aetherdiag.workers.exec.procs import WorkerProcesses
 
 PY = shlex.quote(sys.executable)
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -249,7 +249,7 @@ def test_stop_kills_a_grandchild_that_outlives_its_parent_and_ignores_sigterm():
 def test_sigkill_of_the_owner_leaves_no_child(tmp_path):
     owner_script = textwrap.dedent(f"""
         import sys, time
-        from aetherdiag.harness.procs import WorkerProcesses
+        from aetherdiag.workers.exec.procs import WorkerProcesses
         procs = WorkerProcesses("sleep 300", 3, host="h", port=1, logs_dir={str(tmp_path)!r})
         procs.start()
         print(*procs.pids().values(), flush=True)

@@ -24,7 +24,6 @@ from aetherdiag.harness.model import (
     RunResult,
     WorkerSpec,
 )
-from aetherdiag.harness.shard import check_run_id, parse_shard, slice_of
 from aetherdiag.record import (
     Failure,
     RecordError,
@@ -35,6 +34,7 @@ from aetherdiag.record import (
     read_record,
     write_record,
 )
+from aetherdiag.workers.shard import check_run_id, parse_shard, slice_of
 
 SPECS = tuple(WorkerSpec(name=f"worker-{i}", subscriptions=("$share/g/t/+",), node=1 + i % 2)
               for i in (1, 2, 3))

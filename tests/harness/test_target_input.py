@@ -14,7 +14,7 @@ from support.cli import invoke, replay_refuses
 from support.tlsdata import CERT_PEM, ENCRYPTED_KEY_PEM, KEY_PEM, OTHER_KEY_PEM
 
 from aetherdiag.commands.common import TargetOptions
-from aetherdiag.exitcodes import Abort, ExitCode
+from aetherdiag.exitcodes import DiagError, ExitCode
 from aetherdiag.harness.clients import BrokerUnreachable, tls_context
 from aetherdiag.harness.model import BrokerTarget
 from aetherdiag.harness.target import InvalidTarget, parse_broker_url
@@ -82,7 +82,7 @@ def test_tls_files_that_do_not_load_are_invalid_targets(
     assert message.startswith(option)
     named = {"--ca-file": ca_file, "--cert-file": cert_file, "--key-file": key_file}[option]
     assert os.path.basename(named or "") in message
-    with pytest.raises(Abort) as abort:  # the commands' path: a usage error, not unreachable
+    with pytest.raises(DiagError) as abort:  # the commands' path: a usage error, not unreachable
         parse_target("mqtts://127.0.0.1:1", "5", path(ca_file), path(cert_file),
                      path(key_file), False, None)
     assert abort.value.code == ExitCode.USAGE
@@ -121,7 +121,7 @@ def test_an_explicit_password_env_must_be_set(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("AETHERDIAG_TEST_SET", "s3cret")
     target = ("mqtt://bob@127.0.0.1:1", "5", None, None, None, False)
     for var in ("AETHERDIAG_TEST_UNSET", "AETHERDIAG_TEST_EMPTY"):
-        with pytest.raises(Abort) as info:
+        with pytest.raises(DiagError) as info:
             parse_target(*target, var)
         assert info.value.code == ExitCode.USAGE
         assert "\n" not in str(info.value)

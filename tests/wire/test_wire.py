@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from aetherdiag.layout import aethermagic as am_layout
-from aetherdiag.layout import generic
 from aetherdiag.wire import aethermagic
+from aetherdiag.wire.layout import aethermagic as am_layout
+from aetherdiag.wire.layout import generic
 from aetherdiag.wire.pointer import MISSING, parse_pointer, resolve, text_at
 from aetherdiag.wire.profile import (
     announce_filters,

@@ -6,9 +6,9 @@ How this works: tasks are dealt to the publishers of each publishing node in tur
 ``key-((n-1) mod K + 1)``). A key is a topic: the task topic template's ``{task_id}`` becomes
 ``key-3`` (``{n}`` becomes 3) and the task id travels in the payload only, so ``hash_topic``
 has something to keep together. ``--publisher-reconnect`` sends each task over a connection of
-its own, with a fresh client id (harness/fresh.py says why). The ordering check joins the
-report when one of these options is given (or the ``reorder`` fault); what it judges comes
-from ``analysis.ordering.promise``. Bad combinations are an ``Abort`` (exit 2, one line).
+its own, with a fresh client id (``harness.fleet.publish_fresh`` says why). The ordering check
+joins the report when one of these options is given (or the ``reorder`` fault); what it judges comes
+from ``analysis.ordering.promise``. Bad combinations are an ``UsageError`` (exit 2, one line).
 """
 
 from __future__ import annotations
@@ -17,34 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import typer
-
 from ..analysis.ordering import promise
 from ..analysis.report import Expectations, OrderScope
-from ..exitcodes import Abort
-from ..layout import Layout
+from ..exitcodes import UsageError
+from ..wire.layout import Layout
 
 MAX_PUBLISHERS = 1000
 
-PUBLISHERS_OPTION: Any = typer.Option(
-    None, "--publishers", min=1, max=MAX_PUBLISHERS, metavar="N",
-    help="Publishers per publishing node (publisher-1 ... publisher-N, each its own client "
-    "id); task n goes to publisher ((n-1) mod N)+1. The report shows where each one's tasks "
-    "went. Default 1.")
-PUBLISHER_RECONNECT_OPTION: Any = typer.Option(
-    False, "--publisher-reconnect",
-    help="Each publisher sends every task over a new connection with a fresh client id "
-    "(short-lived publishers: EMQX's round_robin restarts its turn for each).")
-KEYS_OPTION: Any = typer.Option(
-    None, "--keys", min=1, max=1_000_000, metavar="K",
-    help="Put the tasks on K ordering keys, one topic each (task n on key ((n-1) mod K)+1: "
-    "the topic's {task_id} or {n} becomes the key); hash_topic keeps a key on one worker.")
-EXPECT_ORDER_OPTION: Any = typer.Option(
-    False, "--expect-order",
-    help="Fail (exit 6) when a worker gets a publisher's tasks out of the order sent, whatever "
-    "the strategy (sticky, hash_clientid and hash_topic with --keys are held to their own, "
-    "stronger promise); on --broker the strategy is unknown, so order is judged only with "
-    "this.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,16 +87,16 @@ class Publishing:
 
 def publishing(publishers: int | None, reconnect: bool, keys: int | None, expect_order: bool,
                *, exec_command: str | None, profile: str) -> Publishing:
-    """The options checked: ``Abort`` for combinations that cannot work."""
+    """The options checked: ``UsageError`` for combinations that cannot work."""
     given = [flag for flag, on in (("--publishers", publishers is not None),
                                    ("--publisher-reconnect", reconnect),
                                    ("--keys", keys is not None),
                                    ("--expect-order", expect_order)) if on]
     if given and exec_command is not None:
-        raise Abort(f"{', '.join(given)} configure the built-in publishers and workers (the "
-                    "ordering check reads what they record); they cannot be used with --exec")
+        raise UsageError(f"{', '.join(given)} configure the built-in publishers and workers (the "
+                         "ordering check reads what they record); they cannot be used with --exec")
     if keys is not None and profile == "aethermagic":
-        raise Abort("--keys puts several tasks on one topic, but an AetherMagic task topic "
-                    "names one task ({tid}); use --profile generic")
+        raise UsageError("--keys puts several tasks on one topic, but an AetherMagic task topic "
+                         "names one task ({tid}); use --profile generic")
     return Publishing(publishers=publishers or 1, reconnect=reconnect, keys=keys or 0,
                       expect_order=expect_order, asked=bool(given))

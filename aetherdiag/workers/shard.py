@@ -28,14 +28,19 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from .clients import describe_connect_error, new_client, release, tls_context
-from .model import BrokerTarget
+from ..exitcodes import Unreachable, UsageError
+from ..harness.clients import describe_connect_error, new_client, release, tls_context
+from ..harness.model import BrokerTarget
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 PUBLISHED = "published"
 
 
-class ShardError(Exception):
+class ShardOptionError(UsageError, ValueError):
+    """``--shard`` or ``--run-id`` as given cannot work (exit 2)."""
+
+
+class ShardError(Unreachable):
     """The shards could not coordinate; ``str()`` is one line naming the shard at fault."""
 
 
@@ -43,17 +48,17 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``"2/3"`` -> (2, 3); ``ValueError`` with the reason otherwise."""
     match = re.fullmatch(r"\s*(\d{1,6})\s*/\s*(\d{1,6})\s*", text)
     if match is None:
-        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 2/3 (shard 2 of 3)")
+        raise ShardOptionError(f"--shard {text!r}: expected I/N, e.g. 2/3 (shard 2 of 3)")
     index, count = int(match[1]), int(match[2])
     if count < 1 or not 1 <= index <= count:
-        raise ValueError(f"--shard {text!r}: I must be 1..N (shard {index} of {count})")
+        raise ShardOptionError(f"--shard {text!r}: I must be 1..N (shard {index} of {count})")
     return index, count
 
 
 def check_run_id(run_id: str) -> str:
     """A run id every shard can put in topics and client ids, or ``ValueError``."""
     if RUN_ID.fullmatch(run_id) is None:
-        raise ValueError(f"--run-id {run_id!r}: use 1-64 letters, digits, '.', '_' or '-', "
+        raise ShardOptionError(f"--run-id {run_id!r}: use 1-64 letters, digits, '.', '_' or '-', "
                          "starting with a letter or digit")
     return run_id
 

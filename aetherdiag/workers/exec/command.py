@@ -6,11 +6,13 @@ from __future__ import annotations
 import shlex
 import string
 
+from ...exitcodes import UsageError
+
 PLACEHOLDERS = ("name", "index", "host", "port", "url")
 _KNOWN = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
 
 
-class CommandError(ValueError):
+class CommandError(UsageError, ValueError):
     """A bad worker command, or a worker that cannot be started; the message is one line."""
 
 

@@ -12,7 +12,8 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .emulator.topics import InvalidFilter, matches, valid_topic_name, validate_plain_filter
+from ..emulator.topics import InvalidFilter, matches, valid_topic_name, validate_plain_filter
+from ..exitcodes import UsageError
 
 PLACEHOLDERS = ("task_id", "n")
 
@@ -62,7 +63,7 @@ def template_problem(template: str, names: Sequence[str], *, numeric: Sequence[s
     return None
 
 
-class LayoutError(ValueError):
+class LayoutError(UsageError, ValueError):
     """A topic template, filter or group name that cannot work."""
 
 

@@ -15,7 +15,7 @@ the task topics. On a real broker only the workers' replies tell who handled wha
 (``profile``): a worker is named by the ``host/client`` its replies carry, and ready means
 ``warmup_s`` passed.
 
-Handled means done as the profile says (``execobserve.Progress``): the run waits for every
+Handled means done as the profile says (``observe.Progress``): the run waits for every
 task being worked on (an AetherMagic ``status`` without its ``complete``, an unacknowledged
 QoS 1/2 delivery) until ``timeout_s``; what is still being worked on then is unfinished. A
 process that ends on its own during the run loses what it held: its deliveries are not
@@ -27,86 +27,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
-from ..emulator.topics import matches
-from ..layout import Layout
-from ..mqtt.protocol import Protocol
-from ..wire.profile import Profile, Replies, Reply, announce_filters
-from . import phases
-from .execobserve import Progress, Seen, announced, emulator_of, observer, task_id
-from .fleet import Fleet
-from .model import (
-    BrokerTarget,
+from ...emulator.topics import matches
+from ...harness import phases
+from ...harness.fleet import Fleet
+from ...harness.model import (
     ClientIdCollision,
     Delivery,
-    EmulatorSettings,
     Holder,
     Observed,
     ProcessExit,
     RunResult,
-    TaskSpec,
 )
+from ...harness.run import OpenBroker, open_broker
+from ...wire.profile import Reply, announce_filters
+from .model import ExecError, ExecOutcome, ExecPlan, ProcessInfo
+from .observe import Progress, Seen, announced, emulator_of, observer, task_id
 from .peers import Owners
 from .procs import WorkerProcesses
-from .run import OpenBroker, open_broker
 
 ProgressCallback = Callable[[int, int], None]
 POLL_S = 0.05
 ANNOUNCE_GRACE_S = 0.5
-
-
-class ExecError(Exception):
-    """The worker processes could not be tested; ``str()`` is one line, ``detail`` the log
-    tail that explains it."""
-
-    def __init__(self, message: str, detail: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.detail = detail
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExecPlan:
-    command: str
-    count: int
-    target: BrokerTarget | None  # None: the embedded emulator
-    emulator: EmulatorSettings
-    layout: Layout
-    profile: Profile
-    replies: Replies
-    tasks: tuple[TaskSpec, ...]
-    rate: float | None = None
-    timeout_s: float = 30.0
-    ready_timeout_s: float = 20.0
-    warmup_s: float = 3.0  # real brokers: how long the pool gets to subscribe
-    quiet_s: float = 0.5
-    connect_timeout_s: float = 5.0
-    protocol: Protocol = "5"
-    seed: int = 0
-    run_id: str | None = None
-    logs_dir: Path | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProcessInfo:
-    """One worker process as the report shows it."""
-
-    name: str
-    pid: int
-    clients: tuple[str, ...]  # MQTT client ids of its connections (emulator only)
-    subscriptions: tuple[str, ...]  # full filters it holds, "$share/g/..." or plain
-    exit_code: int | None  # None: still running when the run ended
-    log: Path
-    log_tail: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExecOutcome:
-    result: RunResult
-    processes: tuple[ProcessInfo, ...]
-    replies: tuple[Reply, ...]
-    log_dir: Path | None
 
 
 def run_exec(plan: ExecPlan, on_progress: ProgressCallback | None = None) -> ExecOutcome:

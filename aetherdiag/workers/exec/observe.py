@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable, Iterator, Set
 from typing import TYPE_CHECKING
 
-from ..wire.profile import announce_filters, announcement, task_of
-from .clients import release
-from .run import OpenBroker
+from ...harness.clients import release
+from ...harness.run import OpenBroker
+from ...wire.profile import announce_filters, announcement, task_of
 
 if TYPE_CHECKING:
-    from .execrun import ExecPlan
+    from .model import ExecPlan
 
 Seen = list[tuple[float, str, bytes]]  # (time.monotonic(), topic, payload)
 
@@ -36,7 +36,7 @@ def observer(broker: OpenBroker, plan: ExecPlan) -> Iterator[Seen]:
     if broker.emulator is not None or not filters:
         yield seen
         return
-    from .clients import ClientFactory
+    from ...harness.clients import ClientFactory
 
     lock = threading.Lock()
     subscribed = threading.Event()

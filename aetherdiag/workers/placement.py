@@ -4,38 +4,19 @@ How this works: the endpoints are the ``--broker`` URLs in the order given (node
 the nodes of an embedded emulated cluster (``--nodes N``). Workers are spread round robin
 (worker-1 on node 1, worker-2 on node 2, ...) unless ``--place worker-3=2`` says otherwise; the
 publisher uses node 1, or what ``--publish-to first|each|N`` says (``each``: task n goes to node
-((n-1) mod N)+1). Everything here is option parsing: bad input is an ``Abort`` (exit 2, one
+((n-1) mod N)+1). Everything here is option parsing: bad input is a ``UsageError`` (exit 2, one
 line) before anything connects.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-import typer
-
-from ..exitcodes import Abort
+from ..exitcodes import UsageError
 
 MAX_NODES = 64
 
-BROKERS_OPTION: Any = typer.Option(
-    [], "--broker", "-b", metavar="URL",
-    help="The broker: mqtt://, mqtts://, ws:// or wss:// (see Broker URLs below). Repeat it "
-    "for the nodes of a cluster or bridged brokers (node 1 first): workers are spread round "
-    "robin over them. Default: the embedded emulator on a free loopback port.")
-NODES_OPTION: Any = typer.Option(
-    None, "--nodes", metavar="N",
-    help="Embedded emulator: an emulated cluster of N nodes (one listener each); workers are "
-    "spread over them like over several --broker URLs.")
-PLACE_OPTION: Any = typer.Option(
-    [], "--place", metavar="WORKER=NODE",
-    help="Put one worker on a node (1-based), e.g. worker-3=2 (repeatable; the others are "
-    "spread round robin).")
-PUBLISH_TO_OPTION: Any = typer.Option(
-    "first", "--publish-to", metavar="first|each|N",
-    help="Which endpoint publishes the tasks: the first, each in turn (task n on node "
-    "((n-1) mod N)+1), or node N.")
 
 PublishTo = Literal["first", "each"] | int
 
@@ -66,10 +47,10 @@ def node_count(brokers: list[str], nodes: int | None) -> int:
     """How many endpoints the run has: one per ``--broker``, ``--nodes``, or 1."""
     if nodes is not None:
         if brokers:
-            raise Abort("--nodes starts an emulated cluster in the embedded emulator; it cannot "
-                        "be used with --broker (give one --broker per node instead)")
+            raise UsageError("--nodes starts an emulated cluster in the embedded emulator; it "
+                             "cannot be used with --broker (give one --broker per node instead)")
         if not 1 <= nodes <= MAX_NODES:
-            raise Abort(f"--nodes {nodes}: an emulated cluster has 1 to {MAX_NODES} nodes")
+            raise UsageError(f"--nodes {nodes}: an emulated cluster has 1 to {MAX_NODES} nodes")
         return nodes
     return max(1, len(brokers))
 
@@ -78,14 +59,14 @@ def _node_range(nodes: int) -> str:
     return "node 1 only" if nodes == 1 else f"nodes 1 ... {nodes}"
 
 
-Endpoints = Literal["brokers", "cluster", "emulator"]  # --broker URLs, --nodes, neither
+EndpointKind = Literal["brokers", "cluster", "emulator"]  # --broker URLs, --nodes, neither
 
 _WHY = {"brokers": "one per --broker", "cluster": "the emulated cluster (--nodes)",
         "emulator": "the embedded emulator is one node; --nodes N emulates a cluster"}
 
 
 def place(count: int, nodes: int, places: list[str], publish_to: str, *,
-          endpoints: Endpoints = "brokers") -> Placement:
+          endpoints: EndpointKind = "brokers") -> Placement:
     """Parse ``--place`` and ``--publish-to`` for ``count`` workers on ``nodes`` endpoints."""
     worker_nodes = [(i - 1) % nodes + 1 for i in range(1, count + 1)]
     names = {f"worker-{i}": i for i in range(1, count + 1)}
@@ -94,13 +75,13 @@ def place(count: int, nodes: int, places: list[str], publish_to: str, *,
         name, sep, text = value.partition("=")
         name, text = name.strip(), text.strip()
         if not sep or not name or not text.isdigit():
-            raise Abort(f"--place {value!r}: expected WORKER=NODE, e.g. worker-3=2")
+            raise UsageError(f"--place {value!r}: expected WORKER=NODE, e.g. worker-3=2")
         if name not in names:
-            raise Abort(f"--place {value!r}: no worker named {name!r} "
-                        f"(workers are worker-1 ... worker-{count})")
+            raise UsageError(f"--place {value!r}: no worker named {name!r} "
+                             f"(workers are worker-1 ... worker-{count})")
         node = int(text)
         if not 1 <= node <= nodes:
-            raise Abort(f"--place {value!r}: no node {node} ({where})")
+            raise UsageError(f"--place {value!r}: no node {node} ({where})")
         worker_nodes[names[name] - 1] = node
     return Placement(nodes, tuple(worker_nodes), parse_publish_to(publish_to, nodes, where))
 
@@ -111,8 +92,8 @@ def parse_publish_to(value: str, nodes: int, where: str = "") -> PublishTo:
     if text in ("first", "each"):
         return "first" if text == "first" else "each"
     if not text.isdigit():
-        raise Abort(f"--publish-to {value!r}: expected first, each or a node number")
+        raise UsageError(f"--publish-to {value!r}: expected first, each or a node number")
     node = int(text)
     if not 1 <= node <= nodes:
-        raise Abort(f"--publish-to {value}: no node {node} ({where or _node_range(nodes)})")
+        raise UsageError(f"--publish-to {value}: no node {node} ({where or _node_range(nodes)})")
     return node

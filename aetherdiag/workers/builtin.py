@@ -1,15 +1,16 @@
-"""Run a ``workers`` plan: start the emulator if needed, drive the fleet, collect the result.
+"""The built-in fleet's runner: start the emulator if needed, drive the fleet, collect the
+result.
 
 How this works: ``run_workers`` is the one place the workers command touches the network. It
 starts the embedded emulator when the plan has no broker target, connects the fleet, publishes,
 waits for deliveries to settle (bounded by the plan's timeout) and returns the RunResult.
-Broker failures become ``Abort(..., UNREACHABLE)``.
+Broker failures are ``BrokerUnreachable`` (exit 3).
 
 Sharded runs (``run_shard``): this process runs its slice of the workers; the shards meet
-through the broker (``harness.shard.Coordinator``): every shard announces itself once its
+through the broker (``workers.shard.Coordinator``): every shard announces itself once its
 workers are subscribed, shard 1 publishes once all have, and the others settle once shard 1
 says the tasks are out. A shard that never shows up ends every waiting shard with
-``Abort(..., UNREACHABLE)`` within the plan's timeout.
+``ShardError`` (exit 3) within the plan's timeout.
 
 Durations are kept to the millisecond, as every report shows them, so a report rebuilt from a
 saved JSON report or a run record is the same to the byte.
@@ -29,50 +30,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from .exitcodes import Abort, ExitCode
-from .harness import phases
-from .harness.fleet import BrokerUnreachable, Fleet
-from .harness.model import BrokerTarget, EmulatorSettings, RunResult, TaskSpec, WorkerSpec
-from .harness.negotiate import Negotiated, negotiate
-from .harness.run import OpenBroker, open_broker
-from .harness.shard import Coordinator, ShardError, ShardSpec
-from .mqtt.protocol import Protocol
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkersPlan:
-    target: BrokerTarget | None  # None: the embedded emulator
-    targets: tuple[BrokerTarget, ...] = ()  # several real endpoints, ``target`` first
-    emulator: EmulatorSettings
-    workers: tuple[WorkerSpec, ...]
-    tasks: tuple[TaskSpec, ...]
-    rate: float | None = None
-    timeout_s: float = 30.0  # bounds publishing and waiting, --rate pacing included
-    quiet_s: float = 0.3
-    connect_timeout_s: float = 5.0
-    protocol: Protocol = "5"
-    seed: int = 0
-    run_id: str | None = None  # client ids (and run-scoped topics) use it; None: a fresh one
-    # try MQTT 5.0 and fall back to 3.1.1 on a real broker that refuses it (no --mqtt given)
-    negotiate: bool = False
-
+from ..harness import phases
+from ..harness.fleet import Fleet
+from ..harness.model import BrokerTarget, RunResult
+from ..harness.negotiate import Negotiated, negotiate
+from ..harness.run import OpenBroker, open_broker
+from .model import WorkersPlan
+from .shard import Coordinator, ShardSpec
 
 FallbackCallback = Callable[[Negotiated], None]
-
-
-DELIVERIES_PER_SECOND = 5_000  # what the default timeout allows for: a low floor, measured
-#                                 fan-out runs of 300 workers record about 8,500 a second
-
-
-def default_timeout(tasks: int, rate: float | None, base: float = 30.0,
-                    deliveries: int | None = None) -> float:
-    """``--timeout`` when none is given: ``base`` seconds, plus what ``--rate`` pacing needs,
-    plus a second per ``DELIVERIES_PER_SECOND`` deliveries the run expects (``deliveries``,
-    default one per task; every worker's copy under ``--plain`` or a fan-out fault)."""
-    expected = tasks if deliveries is None else deliveries
-    return base + (tasks / rate if rate else 0.0) + expected / DELIVERIES_PER_SECOND
 
 
 def run_workers(
@@ -171,8 +139,6 @@ def _run(plan: WorkersPlan, on_progress: Callable[[int, int], None] | None,
                     result = replace(result, mqtt5_refused=fallback.refusal,
                                      notes=(fallback.message(), *result.notes))
             return replace(result, emulator_stats=broker.stats()), started
-    except (BrokerUnreachable, ShardError) as exc:
-        raise Abort(str(exc), ExitCode.UNREACHABLE) from None
     except KeyboardInterrupt:  # before the fleet was up: starting the emulator, negotiating
         return _interrupted_early(plan, shard), time.time()
 
