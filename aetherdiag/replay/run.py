@@ -27,7 +27,7 @@ MQTT version: without ``--mqtt``, a real broker gets one test connection in MQTT
 3.1.1, ``on_fallback`` hears of it before any worker connects, and the run's notes say so,
 naming what MQTT 5.0 settings (session expiry) are then not judged.
 
-Nothing here prints; broker failures become ``Abort(..., UNREACHABLE)``.
+Nothing here prints; a broker that cannot be reached is a ``BrokerUnreachable`` (exit 3).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def run_scenario(
     and every worker. ``timeout_s`` bounds the whole scenario: steps that would start after
     it are skipped and noted. Without ``protocol``, a real broker that refuses MQTT 5.0 and
     accepts 3.1.1 gets the run in 3.1.1 (``on_fallback`` is told first; module comment).
-    Raises ``Abort(UNREACHABLE)`` when the broker cannot be reached.
+    Raises ``BrokerUnreachable`` (exit 3) when the broker cannot be reached.
     """
     workers = scenario.workers
     if protocol is not None:
